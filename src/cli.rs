@@ -1,0 +1,43 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rootwatch",
+    version,
+    about = "Watches AWS CloudTrail and alerts on root-user activity and calls from outside IP allow lists"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: read the configured sources, alert the configured sinks.
+    Run {
+        #[arg(long, short, env = "ROOTWATCH_CONFIG")]
+        config: PathBuf,
+    },
+    /// Detect offline over CloudTrail files: findings as JSON lines on stdout,
+    /// a summary on stderr. Exit code 65 when any input could not be decoded.
+    Replay {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Files (.json, .jsonl, optionally .gz), directories, or - for stdin.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Validate a config file and print the effective configuration (secrets redacted).
+    CheckConfig { config: PathBuf },
+}
+
+/// sysexits.h codes, so scripts and orchestrators can tell failures apart.
+pub mod exit {
+    pub const DATA_ERR: i32 = 65;
+    pub const SOFTWARE: i32 = 70;
+    pub const CONFIG: i32 = 78;
+}

@@ -1,0 +1,810 @@
+//! Configuration: one TOML file, read into raw serde structs (unknown keys
+//! rejected), `${ENV}` interpolated, then validated into [`Settings`] with
+//! real types. Validation does no I/O, so a bad file fails before anything
+//! connects anywhere.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{self, AllowList, CidrSet, Context, DetectSettings, Glob, Scope, Suppression};
+use crate::finding::Severity;
+
+/// A configuration problem, naming the key and what is wrong with its value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("`{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+// ---------------------------------------------------------------- raw file
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConfig {
+    pub detect: RawDetect,
+    pub dedup: RawDedup,
+    pub throttle: RawThrottle,
+    pub server: RawServer,
+    pub shutdown: RawShutdown,
+    pub sources: Vec<RawSource>,
+    pub sinks: Vec<RawSink>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDetect {
+    /// Rule ids to turn off.
+    pub disabled: Vec<String>,
+    /// Rule id to severity, replacing the rule's own.
+    pub severity: BTreeMap<String, String>,
+    /// eventNames that the root API call rules ignore.
+    pub root_api_call_exclude_events: Vec<String>,
+    pub ip_allowlist: RawAllowlist,
+    pub suppress: Vec<RawSuppress>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAllowlist {
+    pub cidrs: Vec<String>,
+    pub scope: Scope,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSuppress {
+    pub rule: Option<String>,
+    pub account: Option<OneOrMany>,
+    pub principal_arn: Option<OneOrMany>,
+    pub source_cidr: Option<OneOrMany>,
+    pub user_agent: Option<OneOrMany>,
+    pub event_name: Option<OneOrMany>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawDedup {
+    /// How many recently delivered event keys to remember.
+    pub capacity: usize,
+}
+
+impl Default for RawDedup {
+    fn default() -> Self {
+        RawDedup { capacity: 100_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawThrottle {
+    /// Per (rule, principal, source IP) window; 0 turns throttling off.
+    pub window_secs: u64,
+}
+
+impl Default for RawThrottle {
+    fn default() -> Self {
+        RawThrottle { window_secs: 300 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Admin HTTP server: /metrics, /healthz, /readyz. Empty turns it off.
+    pub listen: String,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        RawServer {
+            listen: "0.0.0.0:9102".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawShutdown {
+    pub grace_secs: u64,
+}
+
+impl Default for RawShutdown {
+    fn default() -> Self {
+        RawShutdown { grace_secs: 25 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawSource {
+    Sqs {
+        name: Option<String>,
+        queue_url: String,
+        #[serde(default = "default_concurrency")]
+        concurrency: usize,
+        #[serde(default = "default_wait_time")]
+        wait_time_secs: u64,
+        #[serde(default = "default_visibility")]
+        visibility_timeout_secs: u64,
+        #[serde(default = "default_max_in_flight")]
+        max_in_flight_messages: usize,
+    },
+    File {
+        name: Option<String>,
+        paths: Vec<String>,
+        #[serde(default)]
+        watch: bool,
+        #[serde(default = "default_poll")]
+        poll_interval_secs: u64,
+    },
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+fn default_wait_time() -> u64 {
+    20
+}
+fn default_visibility() -> u64 {
+    120
+}
+fn default_max_in_flight() -> usize {
+    1000
+}
+fn default_poll() -> u64 {
+    2
+}
+fn default_retry_max() -> u64 {
+    300
+}
+fn default_timeout() -> u64 {
+    10
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkType {
+    Stdout,
+    Webhook,
+}
+
+/// One sink. Fields that do not apply to its `type` are rejected by name.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSink {
+    #[serde(rename = "type")]
+    pub kind: SinkType,
+    pub name: Option<String>,
+    pub url: Option<String>,
+    pub hmac_secret: Option<String>,
+    pub bearer_token: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub min_severity: Option<String>,
+    pub rules: Option<Vec<String>>,
+    #[serde(default = "default_retry_max")]
+    pub retry_max_secs: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_secs: u64,
+}
+
+// ---------------------------------------------------------------- settings
+
+/// A value that must not reach logs, metrics or `check-config` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub detect: DetectSettings,
+    pub dedup_capacity: NonZeroUsize,
+    /// `None` when throttling is off.
+    pub throttle_window: Option<Duration>,
+    pub server_listen: Option<SocketAddr>,
+    pub shutdown_grace: Duration,
+    pub sources: Vec<SourceSettings>,
+    pub sinks: Vec<SinkSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub enum SourceSettings {
+    Sqs(SqsSettings),
+    File(FileSettings),
+}
+
+impl SourceSettings {
+    pub fn name(&self) -> &str {
+        match self {
+            SourceSettings::Sqs(s) => &s.name,
+            SourceSettings::File(s) => &s.name,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SqsSettings {
+    pub name: String,
+    pub queue_url: String,
+    pub concurrency: NonZeroUsize,
+    pub wait_time: Duration,
+    pub visibility_timeout: Duration,
+    pub max_in_flight: NonZeroUsize,
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSettings {
+    pub name: String,
+    pub paths: Vec<PathBuf>,
+    pub watch: bool,
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct SinkSettings {
+    pub name: String,
+    pub kind: SinkKind,
+    pub min_severity: Severity,
+    /// `None`: every rule.
+    pub rules: Option<HashSet<String>>,
+    pub retry_max: Duration,
+    pub timeout: Duration,
+}
+
+impl SinkSettings {
+    /// Whether this sink takes findings of `rule` at `severity`.
+    pub fn accepts(&self, rule: &str, severity: Severity) -> bool {
+        severity >= self.min_severity && self.rules.as_ref().is_none_or(|r| r.contains(rule))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SinkKind {
+    Stdout,
+    Webhook(WebhookSettings),
+}
+
+impl SinkKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SinkKind::Stdout => "stdout",
+            SinkKind::Webhook(_) => "webhook",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub url: Secret,
+    pub hmac_secret: Option<Secret>,
+    pub headers: Vec<(String, Secret)>,
+}
+
+// ---------------------------------------------------------------- loading
+
+/// Reads, interpolates and validates a config file.
+pub fn load(path: &Path) -> Result<(RawConfig, Settings), ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let raw = parse(&text, &|k| env.get(k).cloned())?;
+    let settings = validate(&raw)?;
+    Ok((raw, settings))
+}
+
+/// Parses TOML text, replacing `${NAME}` in every string value with
+/// `lookup(NAME)`; `$$` is a literal `$`. Interpolating values rather than
+/// the file text keeps a secret containing quotes from breaking the TOML.
+pub fn parse(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<RawConfig, ConfigError> {
+    let mut value: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| ConfigError::Syntax(format!("invalid TOML: {e}")))?;
+    for (k, v) in value.iter_mut() {
+        interpolate(v, k, lookup)?;
+    }
+    let de = toml::Value::Table(value);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        invalid(
+            if path == "." {
+                "(top level)".to_owned()
+            } else {
+                path
+            },
+            inner.to_string().trim().to_owned(),
+        )
+    })
+}
+
+fn interpolate(
+    v: &mut toml::Value,
+    key: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    match v {
+        toml::Value::String(s) if s.contains('$') => {
+            *s = expand(s, lookup).map_err(|m| invalid(key, m))?;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate(item, &format!("{key}[{i}]"), lookup)?;
+            }
+        }
+        toml::Value::Table(t) => {
+            for (k, item) in t.iter_mut() {
+                interpolate(item, &format!("{key}.{k}"), lookup)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(r) = after.strip_prefix('$') {
+            out.push('$');
+            rest = r;
+        } else if let Some(r) = after.strip_prefix('{') {
+            let end = r.find('}').ok_or("`${` without a closing `}`")?;
+            let name = &r[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable reference"
+                ));
+            }
+            let value =
+                lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &r[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn secs(key: &str, v: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
+    if v < min || v > max {
+        return Err(invalid(
+            key,
+            format!("{v} is out of range ({min} to {max} seconds)"),
+        ));
+    }
+    Ok(Duration::from_secs(v))
+}
+
+fn nonzero(key: &str, v: usize, max: usize) -> Result<NonZeroUsize, ConfigError> {
+    match NonZeroUsize::new(v) {
+        Some(n) if v <= max => Ok(n),
+        _ => Err(invalid(key, format!("{v} is out of range (1 to {max})"))),
+    }
+}
+
+fn check_rule(key: &str, id: &str, known: &[&str]) -> Result<(), ConfigError> {
+    if known.contains(&id) {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("`{id}` is not a rule id (known: {})", known.join(", ")),
+        ))
+    }
+}
+
+fn http_url(key: &str, s: &str) -> Result<Secret, ConfigError> {
+    let url = reqwest::Url::parse(s).map_err(|e| invalid(key, format!("not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid(
+            key,
+            format!("`{}://…` is not an http(s) URL with a host", url.scheme()),
+        ));
+    }
+    Ok(Secret::new(s))
+}
+
+/// Validates a raw config into settings.
+pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
+    let known = detect::rule_ids();
+    let d = &raw.detect;
+    for (i, id) in d.disabled.iter().enumerate() {
+        check_rule(&format!("detect.disabled[{i}]"), id, &known)?;
+    }
+    let mut severity = HashMap::new();
+    for (id, s) in &d.severity {
+        let key = format!("detect.severity.{id}");
+        check_rule(&key, id, &known)?;
+        severity.insert(
+            id.clone(),
+            s.parse::<Severity>().map_err(|m| invalid(&key, m))?,
+        );
+    }
+    let mut cidrs = CidrSet::default();
+    for (i, c) in d.ip_allowlist.cidrs.iter().enumerate() {
+        cidrs.insert(
+            detect::allowlist::parse_cidr(c)
+                .map_err(|m| invalid(format!("detect.ip_allowlist.cidrs[{i}]"), m))?,
+        );
+    }
+    let mut suppressions = Vec::new();
+    for (i, s) in d.suppress.iter().enumerate() {
+        let key = format!("detect.suppress[{i}]");
+        if let Some(rule) = &s.rule {
+            check_rule(&format!("{key}.rule"), rule, &known)?;
+        }
+        let list = |v: &Option<OneOrMany>| v.clone().map(OneOrMany::into_vec).unwrap_or_default();
+        let source_cidrs = match &s.source_cidr {
+            None => None,
+            Some(v) => {
+                let mut set = CidrSet::default();
+                for (j, c) in v.clone().into_vec().iter().enumerate() {
+                    set.insert(
+                        detect::allowlist::parse_cidr(c)
+                            .map_err(|m| invalid(format!("{key}.source_cidr[{j}]"), m))?,
+                    );
+                }
+                Some(set)
+            }
+        };
+        let sup = Suppression {
+            rule: s.rule.clone(),
+            accounts: list(&s.account),
+            principal_arns: list(&s.principal_arn).into_iter().map(Glob::new).collect(),
+            source_cidrs,
+            user_agents: list(&s.user_agent).into_iter().map(Glob::new).collect(),
+            event_names: list(&s.event_name),
+        };
+        if !sup.has_criteria() {
+            return Err(invalid(
+                key,
+                "a suppression needs at least one of account, principal_arn, source_cidr, user_agent, event_name (to turn a rule off, use detect.disabled)",
+            ));
+        }
+        suppressions.push(sup);
+    }
+    let detect = DetectSettings {
+        disabled: d.disabled.iter().cloned().collect(),
+        severity,
+        context: Context {
+            allowlist: AllowList {
+                cidrs,
+                scope: d.ip_allowlist.scope,
+            },
+            root_api_call_excluded_events: d.root_api_call_exclude_events.iter().cloned().collect(),
+        },
+        suppressions,
+    };
+
+    let dedup_capacity = nonzero("dedup.capacity", raw.dedup.capacity, 100_000_000)?;
+    let throttle_window = match raw.throttle.window_secs {
+        0 => None,
+        w => Some(secs("throttle.window_secs", w, 1, 86_400)?),
+    };
+    let server_listen = match raw.server.listen.trim() {
+        "" => None,
+        s => Some(
+            s.parse::<SocketAddr>()
+                .map_err(|_| invalid("server.listen", format!("`{s}` is not an address:port")))?,
+        ),
+    };
+    let shutdown_grace = secs("shutdown.grace_secs", raw.shutdown.grace_secs, 1, 3600)?;
+
+    let mut names = HashSet::new();
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        let key = format!("sources[{i}]");
+        let src = validate_source(&key, i, s)?;
+        if !names.insert(src.name().to_owned()) {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("`{}` is used by another source", src.name()),
+            ));
+        }
+        sources.push(src);
+    }
+    let mut sink_names = HashSet::new();
+    let mut sinks = Vec::new();
+    for (i, s) in raw.sinks.iter().enumerate() {
+        let key = format!("sinks[{i}]");
+        let sink = validate_sink(&key, i, s, &known)?;
+        if !sink_names.insert(sink.name.clone()) {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("`{}` is used by another sink", sink.name),
+            ));
+        }
+        sinks.push(sink);
+    }
+    Ok(Settings {
+        detect,
+        dedup_capacity,
+        throttle_window,
+        server_listen,
+        shutdown_grace,
+        sources,
+        sinks,
+    })
+}
+
+fn name_or(key: &str, name: &Option<String>, default: String) -> Result<String, ConfigError> {
+    match name {
+        None => Ok(default),
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+        {
+            Ok(n.clone())
+        }
+        Some(n) => Err(invalid(
+            format!("{key}.name"),
+            format!("`{n}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
+        )),
+    }
+}
+
+fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings, ConfigError> {
+    Ok(match s {
+        RawSource::Sqs {
+            name,
+            queue_url,
+            concurrency,
+            wait_time_secs,
+            visibility_timeout_secs,
+            max_in_flight_messages,
+        } => {
+            let url = reqwest::Url::parse(queue_url).map_err(|e| {
+                invalid(
+                    format!("{key}.queue_url"),
+                    format!("`{queue_url}` is not a URL ({e})"),
+                )
+            })?;
+            if !matches!(url.scheme(), "http" | "https")
+                || url
+                    .path_segments()
+                    .is_none_or(|s| s.filter(|p| !p.is_empty()).count() < 2)
+            {
+                return Err(invalid(
+                    format!("{key}.queue_url"),
+                    format!(
+                        "`{queue_url}` is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+                    ),
+                ));
+            }
+            SourceSettings::Sqs(SqsSettings {
+                name: name_or(key, name, format!("sqs-{i}"))?,
+                queue_url: queue_url.clone(),
+                concurrency: nonzero(&format!("{key}.concurrency"), *concurrency, 64)?,
+                wait_time: secs(&format!("{key}.wait_time_secs"), *wait_time_secs, 0, 20)?,
+                visibility_timeout: secs(
+                    &format!("{key}.visibility_timeout_secs"),
+                    *visibility_timeout_secs,
+                    10,
+                    43_200,
+                )?,
+                max_in_flight: nonzero(
+                    &format!("{key}.max_in_flight_messages"),
+                    *max_in_flight_messages,
+                    100_000,
+                )?,
+            })
+        }
+        RawSource::File {
+            name,
+            paths,
+            watch,
+            poll_interval_secs,
+        } => {
+            if paths.is_empty() {
+                return Err(invalid(
+                    format!("{key}.paths"),
+                    "needs at least one file or directory",
+                ));
+            }
+            SourceSettings::File(FileSettings {
+                name: name_or(key, name, format!("file-{i}"))?,
+                paths: paths.iter().map(PathBuf::from).collect(),
+                watch: *watch,
+                poll_interval: secs(
+                    &format!("{key}.poll_interval_secs"),
+                    *poll_interval_secs,
+                    1,
+                    3600,
+                )?,
+            })
+        }
+    })
+}
+
+fn validate_sink(
+    key: &str,
+    i: usize,
+    s: &RawSink,
+    known: &[&str],
+) -> Result<SinkSettings, ConfigError> {
+    let (type_name, allowed): (&str, &[&str]) = match s.kind {
+        SinkType::Stdout => ("stdout", &[]),
+        SinkType::Webhook => (
+            "webhook",
+            &["url", "hmac_secret", "bearer_token", "headers"],
+        ),
+    };
+    for (field, set) in [
+        ("url", s.url.is_some()),
+        ("hmac_secret", s.hmac_secret.is_some()),
+        ("bearer_token", s.bearer_token.is_some()),
+        ("headers", s.headers.is_some()),
+    ] {
+        if set && !allowed.contains(&field) {
+            return Err(invalid(
+                format!("{key}.{field}"),
+                format!("does not apply to a {type_name} sink"),
+            ));
+        }
+    }
+    let required = |field: &str, v: &Option<String>| -> Result<String, ConfigError> {
+        match v {
+            Some(v) if !v.is_empty() => Ok(v.clone()),
+            Some(_) => Err(invalid(format!("{key}.{field}"), "is empty")),
+            None => Err(invalid(
+                format!("{key}.{field}"),
+                format!("is required for a {type_name} sink"),
+            )),
+        }
+    };
+    let kind = match s.kind {
+        SinkType::Stdout => SinkKind::Stdout,
+        SinkType::Webhook => {
+            let url = http_url(&format!("{key}.url"), &required("url", &s.url)?)?;
+            let mut headers = Vec::new();
+            for (h, v) in s.headers.iter().flatten() {
+                let hk = format!("{key}.headers.{h}");
+                reqwest::header::HeaderName::from_bytes(h.as_bytes())
+                    .map_err(|_| invalid(&hk, "not a valid HTTP header name"))?;
+                reqwest::header::HeaderValue::from_str(v)
+                    .map_err(|_| invalid(&hk, "not a valid HTTP header value"))?;
+                headers.push((h.clone(), Secret::new(v.clone())));
+            }
+            if s.bearer_token.is_some() {
+                let token = required("bearer_token", &s.bearer_token)?;
+                headers.push((
+                    "Authorization".into(),
+                    Secret::new(format!("Bearer {token}")),
+                ));
+            }
+            let hmac_secret = match &s.hmac_secret {
+                Some(_) => Some(Secret::new(required("hmac_secret", &s.hmac_secret)?)),
+                None => None,
+            };
+            SinkKind::Webhook(WebhookSettings {
+                url,
+                hmac_secret,
+                headers,
+            })
+        }
+    };
+    let min_severity = match &s.min_severity {
+        None => Severity::Low,
+        Some(v) => v
+            .parse()
+            .map_err(|m| invalid(format!("{key}.min_severity"), m))?,
+    };
+    let rules = match &s.rules {
+        None => None,
+        Some(list) => {
+            for (j, id) in list.iter().enumerate() {
+                check_rule(&format!("{key}.rules[{j}]"), id, known)?;
+            }
+            Some(list.iter().cloned().collect())
+        }
+    };
+    Ok(SinkSettings {
+        name: name_or(key, &s.name, format!("{type_name}-{i}"))?,
+        kind,
+        min_severity,
+        rules,
+        retry_max: secs(
+            &format!("{key}.retry_max_secs"),
+            s.retry_max_secs,
+            1,
+            86_400,
+        )?,
+        timeout: secs(&format!("{key}.timeout_secs"), s.timeout_secs, 1, 300)?,
+    })
+}
+
+/// The effective configuration as TOML, defaults filled in and secrets
+/// replaced, for `check-config`.
+pub fn render_effective(raw: &RawConfig) -> String {
+    let mut raw = raw.clone();
+    let redact = |s: &mut String| {
+        if !s.is_empty() {
+            *s = "<redacted>".into();
+        }
+    };
+    for sink in &mut raw.sinks {
+        sink.url.iter_mut().for_each(redact_url);
+        sink.hmac_secret.iter_mut().for_each(redact);
+        sink.bearer_token.iter_mut().for_each(redact);
+        sink.headers
+            .iter_mut()
+            .flat_map(|h| h.values_mut())
+            .for_each(redact);
+    }
+    toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+}
+
+/// Keeps scheme and host, hides path and query (webhook URLs often carry
+/// their token there).
+fn redact_url(url: &mut String) {
+    if let Ok(u) = reqwest::Url::parse(url) {
+        *url = format!("{}://{}/<redacted>", u.scheme(), u.host_str().unwrap_or(""));
+    } else {
+        *url = "<redacted>".into();
+    }
+}
+
+#[cfg(test)]
+mod tests;

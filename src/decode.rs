@@ -1,0 +1,573 @@
+//! Envelopes to records (DESIGN section 2). Pure: bytes in, items out
+//! through a callback, so records borrow from the input (or from an
+//! unwrapped SNS message) without being copied.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{BufRead, BufReader, Read};
+
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use crate::event::{Document, Record, Text};
+
+/// SNS can wrap SNS (topic to topic); more than this is a loop or an attack.
+pub const MAX_NESTING: usize = 4;
+
+/// What decoding one input produced.
+// Items go by value to a callback and are never stored in bulk; boxing the
+// record would cost an allocation per event on the hot path.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Item<'a> {
+    Record(Record<'a>),
+    /// An S3 object holding CloudTrail records, to be fetched by the caller.
+    Object(ObjectRef),
+    /// Recognised and deliberately ignored.
+    Skipped(Skip),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    pub bucket: String,
+    pub key: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Skip {
+    /// `s3:TestEvent`, sent when a bucket notification is configured.
+    S3TestEvent,
+    /// A CloudTrail digest file.
+    Digest,
+    /// A CloudWatch Logs subscription `CONTROL_MESSAGE`.
+    ControlMessage,
+    /// An SNS message other than a `Notification`.
+    SnsControl,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::S3TestEvent => "s3_test_event",
+            Skip::Digest => "digest",
+            Skip::ControlMessage => "control_message",
+            Skip::SnsControl => "sns_control",
+        }
+    }
+}
+
+/// Which envelope an error was found in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Envelope {
+    Body,
+    EventBridge,
+    EventBridgeS3,
+    Sns,
+    S3Notification,
+    CloudTrailNotice,
+    Records,
+    CloudWatchLogs,
+    Record,
+    Stream,
+}
+
+impl fmt::Display for Envelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Envelope::Body => "message body",
+            Envelope::EventBridge => "EventBridge event",
+            Envelope::EventBridgeS3 => "EventBridge S3 event",
+            Envelope::Sns => "SNS notification",
+            Envelope::S3Notification => "S3 event notification",
+            Envelope::CloudTrailNotice => "CloudTrail SNS notice",
+            Envelope::Records => "Records array",
+            Envelope::CloudWatchLogs => "CloudWatch Logs subscription data",
+            Envelope::Record => "CloudTrail record",
+            Envelope::Stream => "JSON document stream",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("{envelope}: not valid JSON: {source}")]
+    Json {
+        envelope: Envelope,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{envelope}: {problem}")]
+    Malformed { envelope: Envelope, problem: String },
+    #[error("not a known envelope or a CloudTrail record (top-level keys: {keys})")]
+    UnknownEnvelope { keys: String },
+    #[error("SNS messages nested more than {MAX_NESTING} deep")]
+    TooDeep,
+    #[error("reading the input: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl DecodeError {
+    /// A bounded label for metrics and summaries.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DecodeError::Json { .. } => "invalid_json",
+            DecodeError::Malformed { .. } => "malformed",
+            DecodeError::UnknownEnvelope { .. } => "unknown_envelope",
+            DecodeError::TooDeep => "too_deep",
+            DecodeError::Io(_) => "io",
+        }
+    }
+
+    fn malformed(envelope: Envelope, problem: impl Into<String>) -> Self {
+        DecodeError::Malformed {
+            envelope,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// Receives each item or error; decoding goes on after an error where the
+/// input allows, so one bad record does not hide the good ones around it.
+pub type Out<'o> = dyn FnMut(Result<Item<'_>, DecodeError>) + 'o;
+
+/// Decodes one message body of any kind in DESIGN section 2.
+pub fn decode_body(body: &str, out: &mut Out<'_>) {
+    decode_at(body, 0, out)
+}
+
+fn decode_at(body: &str, depth: usize, out: &mut Out<'_>) {
+    if depth > MAX_NESTING {
+        return out(Err(DecodeError::TooDeep));
+    }
+    let trimmed = body.trim_start();
+    if trimmed.starts_with('[') {
+        return match serde_json::from_str::<Vec<&RawValue>>(body) {
+            Ok(items) => {
+                for item in items {
+                    decode_at(item.get(), depth + 1, out);
+                }
+            }
+            Err(source) => out(Err(DecodeError::Json {
+                envelope: Envelope::Body,
+                source,
+            })),
+        };
+    }
+    let doc: Document<'_> = match serde_json::from_str(body) {
+        Ok(d) => d,
+        Err(source) => {
+            return out(Err(DecodeError::Json {
+                envelope: Envelope::Body,
+                source,
+            }));
+        }
+    };
+
+    if let Some(detail_type) = doc.detail_type.get() {
+        return decode_eventbridge(detail_type, &doc, out);
+    }
+    if let Some(kind) = doc.sns_type.get() {
+        if !kind.eq_ignore_ascii_case("Notification") {
+            return out(Ok(Item::Skipped(Skip::SnsControl)));
+        }
+        return match doc.sns_message.get() {
+            Some(inner) => decode_at(inner, depth + 1, out),
+            None => out(Err(DecodeError::malformed(
+                Envelope::Sns,
+                "`Message` is missing or not a string",
+            ))),
+        };
+    }
+    if let Some(records) = doc.records {
+        return decode_records_array(records.get(), out);
+    }
+    if doc.s3_bucket.get().is_some() || doc.s3_object_key.is_some() {
+        return decode_cloudtrail_notice(&doc, out);
+    }
+    if let Some(kind) = doc.message_type.get() {
+        return decode_subscription(kind, doc.log_events, out);
+    }
+    if doc.s3_test_event.is("s3:TestEvent") {
+        return out(Ok(Item::Skipped(Skip::S3TestEvent)));
+    }
+    if doc.digest_start_time.get().is_some() || doc.digest_end_time.get().is_some() {
+        return out(Ok(Item::Skipped(Skip::Digest)));
+    }
+    if looks_like_record(&doc) {
+        return out(Ok(Item::Record(Record::from_document(body, doc))));
+    }
+    out(Err(DecodeError::UnknownEnvelope {
+        keys: top_level_keys(body),
+    }))
+}
+
+fn looks_like_record(doc: &Document<'_>) -> bool {
+    doc.event_version.get().is_some()
+        || doc.event_id.get().is_some()
+        || (doc.event_name.get().is_some()
+            && (doc.event_source.get().is_some() || doc.user_identity.get().is_some()))
+}
+
+fn top_level_keys(body: &str) -> String {
+    match serde_json::from_str::<BTreeMap<Cow<'_, str>, IgnoredAny>>(body) {
+        Ok(map) if map.is_empty() => "none".into(),
+        Ok(map) => {
+            let mut keys: Vec<&str> = map.keys().map(|k| k.as_ref()).take(12).collect();
+            if map.len() > 12 {
+                keys.push("…");
+            }
+            keys.join(", ")
+        }
+        Err(_) => "not an object".into(),
+    }
+}
+
+fn decode_eventbridge(detail_type: &str, doc: &Document<'_>, out: &mut Out<'_>) {
+    let Some(detail) = doc.detail else {
+        return out(Err(DecodeError::malformed(
+            Envelope::EventBridge,
+            "`detail` is missing",
+        )));
+    };
+    if doc.source.is("aws.s3") {
+        if detail_type != "Object Created" {
+            return out(Err(DecodeError::malformed(
+                Envelope::EventBridgeS3,
+                format!("detail-type `{detail_type}` does not name a new CloudTrail log file"),
+            )));
+        }
+        // EventBridge carries S3 keys as they are, not URL-encoded.
+        return match serde_json::from_str::<S3Detail<'_>>(detail.get()) {
+            Ok(d) => match (d.bucket.name.non_empty(), d.object.key.non_empty()) {
+                (Some(bucket), Some(key)) => out(Ok(Item::Object(ObjectRef {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                }))),
+                _ => out(Err(DecodeError::malformed(
+                    Envelope::EventBridgeS3,
+                    "`detail.bucket.name` or `detail.object.key` is missing",
+                ))),
+            },
+            Err(source) => out(Err(DecodeError::Json {
+                envelope: Envelope::EventBridgeS3,
+                source,
+            })),
+        };
+    }
+    if detail_type.ends_with("via CloudTrail") {
+        return decode_record(detail.get(), Envelope::EventBridge, out);
+    }
+    out(Err(DecodeError::malformed(
+        Envelope::EventBridge,
+        format!("detail-type `{detail_type}` is not a CloudTrail event"),
+    )))
+}
+
+fn decode_record(raw: &str, envelope: Envelope, out: &mut Out<'_>) {
+    match serde_json::from_str::<Document<'_>>(raw) {
+        Ok(doc) => out(Ok(Item::Record(Record::from_document(raw, doc)))),
+        Err(source) => out(Err(DecodeError::Json { envelope, source })),
+    }
+}
+
+/// `{"Records": [...]}`: CloudTrail log file records, or S3 event
+/// notification records (which name an object to fetch).
+fn decode_records_array(raw: &str, out: &mut Out<'_>) {
+    match serde_json::from_str::<Vec<&RawValue>>(raw) {
+        Ok(items) => {
+            for item in items {
+                decode_records_element(item.get(), out);
+            }
+        }
+        Err(source) => out(Err(DecodeError::Json {
+            envelope: Envelope::Records,
+            source,
+        })),
+    }
+}
+
+fn decode_records_element(raw: &str, out: &mut Out<'_>) {
+    let doc: Document<'_> = match serde_json::from_str(raw) {
+        Ok(d) => d,
+        Err(source) => {
+            return out(Err(DecodeError::Json {
+                envelope: Envelope::Records,
+                source,
+            }));
+        }
+    };
+    match doc.s3 {
+        Some(s3) if doc.event_source.is("aws:s3") => out(s3_notification_ref(s3.get())),
+        _ => out(Ok(Item::Record(Record::from_document(raw, doc)))),
+    }
+}
+
+fn s3_notification_ref(raw: &str) -> Result<Item<'static>, DecodeError> {
+    let env = Envelope::S3Notification;
+    let s3: S3Detail<'_> = serde_json::from_str(raw).map_err(|source| DecodeError::Json {
+        envelope: env,
+        source,
+    })?;
+    let (Some(bucket), Some(key)) = (s3.bucket.name.non_empty(), s3.object.key.non_empty()) else {
+        return Err(DecodeError::malformed(
+            env,
+            "`s3.bucket.name` or `s3.object.key` is missing",
+        ));
+    };
+    Ok(Item::Object(ObjectRef {
+        bucket: bucket.to_owned(),
+        key: decode_s3_key(key).ok_or_else(|| {
+            DecodeError::malformed(
+                env,
+                format!("object key `{key}` is not valid URL-encoded UTF-8"),
+            )
+        })?,
+    }))
+}
+
+/// S3 event notifications URL-encode object keys, with `+` for a space.
+pub fn decode_s3_key(key: &str) -> Option<String> {
+    let spaced = key.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(Cow::into_owned)
+}
+
+fn decode_cloudtrail_notice(doc: &Document<'_>, out: &mut Out<'_>) {
+    let env = Envelope::CloudTrailNotice;
+    let Some(bucket) = doc.s3_bucket.non_empty() else {
+        return out(Err(DecodeError::malformed(env, "`s3Bucket` is missing")));
+    };
+    let keys: Vec<Text<'_>> = match doc.s3_object_key {
+        None => return out(Err(DecodeError::malformed(env, "`s3ObjectKey` is missing"))),
+        Some(raw) if raw.get().trim_start().starts_with('[') => {
+            match serde_json::from_str(raw.get()) {
+                Ok(keys) => keys,
+                Err(source) => {
+                    return out(Err(DecodeError::Json {
+                        envelope: env,
+                        source,
+                    }));
+                }
+            }
+        }
+        Some(raw) => match serde_json::from_str(raw.get()) {
+            Ok(key) => vec![key],
+            Err(source) => {
+                return out(Err(DecodeError::Json {
+                    envelope: env,
+                    source,
+                }));
+            }
+        },
+    };
+    for key in keys {
+        match key.non_empty() {
+            Some(k) => out(Ok(Item::Object(ObjectRef {
+                bucket: bucket.to_owned(),
+                key: k.to_owned(),
+            }))),
+            None => out(Err(DecodeError::malformed(
+                env,
+                "an `s3ObjectKey` entry is empty",
+            ))),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct LogEvent<'a> {
+    #[serde(borrow)]
+    message: Cow<'a, str>,
+}
+
+fn decode_subscription(kind: &str, events: Option<&RawValue>, out: &mut Out<'_>) {
+    let env = Envelope::CloudWatchLogs;
+    match kind {
+        "CONTROL_MESSAGE" => out(Ok(Item::Skipped(Skip::ControlMessage))),
+        "DATA_MESSAGE" => {
+            let Some(events) = events else {
+                return out(Err(DecodeError::malformed(env, "`logEvents` is missing")));
+            };
+            match serde_json::from_str::<Vec<LogEvent<'_>>>(events.get()) {
+                Ok(events) => {
+                    for e in events {
+                        decode_record(&e.message, env, out);
+                    }
+                }
+                Err(source) => out(Err(DecodeError::Json {
+                    envelope: env,
+                    source,
+                })),
+            }
+        }
+        other => out(Err(DecodeError::malformed(
+            env,
+            format!("unknown messageType `{other}`"),
+        ))),
+    }
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct S3Detail<'a> {
+    #[serde(borrow)]
+    bucket: S3Bucket<'a>,
+    #[serde(borrow)]
+    object: S3Object<'a>,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct S3Bucket<'a> {
+    #[serde(borrow)]
+    name: Text<'a>,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(default)]
+struct S3Object<'a> {
+    #[serde(borrow)]
+    key: Text<'a>,
+}
+
+/// Decodes a byte stream: gzip or plain, holding one or more JSON documents
+/// back to back (a CloudTrail log file, JSON lines, or CloudWatch Logs
+/// subscription data as Firehose writes it). A `Records` array is streamed
+/// one record at a time, so memory stays bounded by the largest record, not
+/// the file. Returns an error when the stream itself cannot be read further
+/// (I/O or JSON syntax); items already passed to `out` stand.
+pub fn decode_reader<R: Read>(reader: R, out: &mut Out<'_>) -> Result<(), DecodeError> {
+    let mut buf = BufReader::with_capacity(64 * 1024, reader);
+    let gzip = buf.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    if gzip {
+        decode_documents(flate2::read::MultiGzDecoder::new(buf), out)
+    } else {
+        decode_documents(buf, out)
+    }
+}
+
+/// Opens a possibly gzip-compressed reader as plain bytes.
+pub fn maybe_gunzip<R: Read + 'static>(reader: R) -> std::io::Result<Box<dyn BufRead>> {
+    let mut buf = BufReader::with_capacity(64 * 1024, reader);
+    let gzip = buf.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzip {
+        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(buf)))
+    } else {
+        Box::new(buf)
+    })
+}
+
+fn decode_documents<R: Read>(reader: R, out: &mut Out<'_>) -> Result<(), DecodeError> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    loop {
+        if de.end().is_ok() {
+            return Ok(());
+        }
+        DocumentSeed { out: &mut *out }
+            .deserialize(&mut de)
+            .map_err(|source| {
+                if source.is_io() {
+                    DecodeError::Io(source.into())
+                } else {
+                    DecodeError::Json {
+                        envelope: Envelope::Stream,
+                        source,
+                    }
+                }
+            })?;
+    }
+}
+
+struct DocumentSeed<'s, 'o> {
+    out: &'s mut Out<'o>,
+}
+
+impl<'de> DeserializeSeed<'de> for DocumentSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DocumentSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object or array")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut other: Vec<(String, Box<RawValue>)> = Vec::new();
+        let mut streamed = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "Records" {
+                map.next_value_seed(RecordsSeed {
+                    out: &mut *self.out,
+                })?;
+                streamed = true;
+            } else {
+                other.push((key, map.next_value()?));
+            }
+        }
+        if !streamed {
+            // Not a log file: rebuild the (small) document and decode it as a body.
+            let mut text = String::from("{");
+            for (i, (k, v)) in other.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                text.push_str(&serde_json::to_string(k).unwrap_or_default());
+                text.push(':');
+                text.push_str(v.get());
+            }
+            text.push('}');
+            decode_body(&text, self.out);
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+            decode_body(item.get(), self.out);
+        }
+        Ok(())
+    }
+}
+
+struct RecordsSeed<'s, 'o> {
+    out: &'s mut Out<'o>,
+}
+
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of records")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+            decode_records_element(item.get(), self.out);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

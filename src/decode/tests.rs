@@ -1,0 +1,417 @@
+use super::*;
+use std::io::Write;
+
+#[derive(Debug, PartialEq)]
+enum Got {
+    Record(String),
+    Object(String, String),
+    Skipped(Skip),
+    Error(&'static str),
+}
+
+fn collect(f: impl FnOnce(&mut Out<'_>)) -> Vec<Got> {
+    let mut got = Vec::new();
+    f(&mut |item: Result<Item<'_>, DecodeError>| {
+        got.push(match item {
+            Ok(Item::Record(r)) => Got::Record(r.event_id.get().unwrap_or("-").to_owned()),
+            Ok(Item::Object(o)) => Got::Object(o.bucket, o.key),
+            Ok(Item::Skipped(s)) => Got::Skipped(s),
+            Err(e) => Got::Error(e.kind()),
+        })
+    });
+    got
+}
+
+fn body(s: &str) -> Vec<Got> {
+    collect(|out| decode_body(s, out))
+}
+
+fn rec(id: &str) -> Got {
+    Got::Record(id.into())
+}
+
+/// The root sign-in example from the CloudTrail user guide.
+const ROOT_LOGIN: &str = r#"{"eventVersion":"1.05","userIdentity":{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333","accessKeyId":""},"eventTime":"2014-07-16T15:49:27Z","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","awsRegion":"us-east-2","sourceIPAddress":"192.0.2.110","userAgent":"Mozilla/5.0 (Windows NT 6.1; WOW64; rv:24.0) Gecko/20100101 Firefox/24.0","requestParameters":null,"responseElements":{"ConsoleLogin":"Success"},"additionalEventData":{"LoginTo":"https://console.aws.amazon.com/s3/","MobileVersion":"No","MFAUsed":"No"},"eventID":"deb1e1f9-c99b-4612-8e9f-21f93b5daaa5","eventType":"AwsConsoleSignIn","recipientAccountId":"111122223333"}"#;
+
+fn eventbridge(detail_type: &str, source: &str, detail: &str) -> String {
+    format!(
+        r#"{{"version":"0","id":"6f8e6d1e-2b0f-4c1c-9d5e-3a1f0c1e2d3f","detail-type":"{detail_type}","source":"{source}","account":"111122223333","time":"2014-07-16T15:49:27Z","region":"us-east-1","resources":[],"detail":{detail}}}"#
+    )
+}
+
+fn sns(message: &str) -> String {
+    serde_json::json!({
+        "Type": "Notification",
+        "MessageId": "22b80b92-fdea-4c2c-8f9d-bdfb0c7bf324",
+        "TopicArn": "arn:aws:sns:us-east-1:111122223333:cloudtrail",
+        "Subject": null,
+        "Message": message,
+        "Timestamp": "2014-07-16T15:49:28.000Z",
+        "SignatureVersion": "1",
+        "Signature": "EXAMPLE",
+        "SigningCertURL": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
+        "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"
+    })
+    .to_string()
+}
+
+const S3_NOTIFICATION: &str = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2024-05-01T12:00:00.000Z","eventName":"ObjectCreated:Put","userIdentity":{"principalId":"AWS:AROAEXAMPLE:regionalDeliverySession"},"requestParameters":{"sourceIPAddress":"203.0.113.9"},"responseElements":{"x-amz-request-id":"C3D13FE58DE4C810"},"s3":{"s3SchemaVersion":"1.0","configurationId":"cloudtrail","bucket":{"name":"trail-bucket","ownerIdentity":{"principalId":"A3NL1KOZZKExample"},"arn":"arn:aws:s3:::trail-bucket"},"object":{"key":"AWSLogs%2F111122223333%2FCloudTrail%2Fus-east-1%2F2024%2F05%2F01%2Fmy+file%3A1.json.gz","size":1024,"eTag":"d41d8cd98f00b204e9800998ecf8427e","sequencer":"0055AED6DCD90281E5"}}}]}"#;
+
+#[test]
+fn raw_record() {
+    assert_eq!(
+        body(ROOT_LOGIN),
+        vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5")]
+    );
+}
+
+#[test]
+fn eventbridge_cloudtrail_event() {
+    for dt in [
+        "AWS Console Sign In via CloudTrail",
+        "AWS API Call via CloudTrail",
+        "AWS Service Event via CloudTrail",
+    ] {
+        let b = eventbridge(dt, "aws.signin", ROOT_LOGIN);
+        assert_eq!(
+            body(&b),
+            vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5")],
+            "{dt}"
+        );
+    }
+}
+
+#[test]
+fn eventbridge_record_keeps_its_own_raw_text() {
+    let b = eventbridge(
+        "AWS Console Sign In via CloudTrail",
+        "aws.signin",
+        ROOT_LOGIN,
+    );
+    let mut raw = String::new();
+    decode_body(&b, &mut |item: Result<Item<'_>, DecodeError>| {
+        if let Ok(Item::Record(r)) = item {
+            raw = r.raw.to_owned();
+        }
+    });
+    assert_eq!(raw, ROOT_LOGIN);
+}
+
+#[test]
+fn eventbridge_other_detail_type_is_an_error() {
+    let b = eventbridge("Scheduled Event", "aws.events", "{}");
+    assert_eq!(body(&b), vec![Got::Error("malformed")]);
+    let missing = r#"{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam"}"#;
+    assert_eq!(body(missing), vec![Got::Error("malformed")]);
+}
+
+#[test]
+fn eventbridge_s3_object_created_keeps_key_as_is() {
+    let b = eventbridge(
+        "Object Created",
+        "aws.s3",
+        r#"{"version":"0","bucket":{"name":"trail-bucket"},"object":{"key":"AWSLogs/111122223333/CloudTrail/us-east-1/a+b%20c.json.gz","size":512},"reason":"PutObject"}"#,
+    );
+    assert_eq!(
+        body(&b),
+        vec![Got::Object(
+            "trail-bucket".into(),
+            "AWSLogs/111122223333/CloudTrail/us-east-1/a+b%20c.json.gz".into()
+        )]
+    );
+}
+
+#[test]
+fn s3_notification_key_is_url_decoded_with_plus_as_space() {
+    assert_eq!(
+        body(S3_NOTIFICATION),
+        vec![Got::Object(
+            "trail-bucket".into(),
+            "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/my file:1.json.gz".into()
+        )]
+    );
+}
+
+#[test]
+fn s3_test_event_is_skipped() {
+    let b = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2024-05-01T12:00:00.000Z","Bucket":"trail-bucket","RequestId":"5582815E1AEA5ADF","HostId":"8cLeGAmw098X5cv4Zkwcmo8vvZa3eH3eKxsPzbB9wrR+YstdA6Knx4Ip8EXAMPLE"}"#;
+    assert_eq!(body(b), vec![Got::Skipped(Skip::S3TestEvent)]);
+    assert_eq!(body(&sns(b)), vec![Got::Skipped(Skip::S3TestEvent)]);
+}
+
+#[test]
+fn sns_wrapped_bodies_unwrap_recursively() {
+    let eb = eventbridge(
+        "AWS Console Sign In via CloudTrail",
+        "aws.signin",
+        ROOT_LOGIN,
+    );
+    assert_eq!(
+        body(&sns(&eb)),
+        vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5")]
+    );
+    assert_eq!(
+        body(&sns(&sns(ROOT_LOGIN))),
+        vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5")]
+    );
+    assert!(matches!(body(&sns(S3_NOTIFICATION))[0], Got::Object(..)));
+}
+
+#[test]
+fn sns_nesting_is_bounded() {
+    let mut b = ROOT_LOGIN.to_string();
+    for _ in 0..=MAX_NESTING {
+        b = sns(&b);
+    }
+    assert_eq!(body(&b), vec![Got::Error("too_deep")]);
+}
+
+#[test]
+fn sns_subscription_confirmation_is_skipped_and_missing_message_is_an_error() {
+    let conf = r#"{"Type":"SubscriptionConfirmation","MessageId":"x","Token":"t","TopicArn":"arn:aws:sns:us-east-1:111122223333:t","Message":"You have chosen to subscribe"}"#;
+    assert_eq!(body(conf), vec![Got::Skipped(Skip::SnsControl)]);
+    assert_eq!(
+        body(r#"{"Type":"Notification"}"#),
+        vec![Got::Error("malformed")]
+    );
+}
+
+#[test]
+fn cloudtrail_sns_notice_names_objects() {
+    let b = r#"{"s3Bucket":"trail-bucket","s3ObjectKey":["AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/a.json.gz","AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/b.json.gz"]}"#;
+    let got = body(&sns(b));
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        got[1],
+        Got::Object(
+            "trail-bucket".into(),
+            "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/b.json.gz".into()
+        )
+    );
+    assert_eq!(body(r#"{"s3Bucket":"b"}"#), vec![Got::Error("malformed")]);
+}
+
+#[test]
+fn records_array_of_cloudtrail_records() {
+    let b = format!(
+        r#"{{"Records":[{ROOT_LOGIN},{{"eventVersion":"1.08","eventID":"second","eventName":"ListBuckets"}}]}}"#
+    );
+    assert_eq!(
+        body(&b),
+        vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5"), rec("second")]
+    );
+}
+
+#[test]
+fn a_bad_element_does_not_hide_the_others() {
+    let b = format!(r#"{{"Records":[{ROOT_LOGIN},"oops",{{"eventID":"third"}}]}}"#);
+    assert_eq!(
+        body(&b),
+        vec![
+            rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5"),
+            Got::Error("invalid_json"),
+            rec("third")
+        ]
+    );
+}
+
+#[test]
+fn digest_files_are_skipped() {
+    let b = r#"{"awsAccountId":"111122223333","digestStartTime":"2024-05-01T11:00:00Z","digestEndTime":"2024-05-01T12:00:00Z","digestS3Bucket":"trail-bucket","digestS3Object":"AWSLogs/x.json.gz","digestPublicKeyFingerprint":"abc","digestSignatureAlgorithm":"SHA256withRSA","logFiles":[]}"#;
+    assert_eq!(body(b), vec![Got::Skipped(Skip::Digest)]);
+}
+
+#[test]
+fn cloudwatch_logs_subscription_data() {
+    let data = serde_json::json!({
+        "messageType": "DATA_MESSAGE",
+        "owner": "111122223333",
+        "logGroup": "aws-cloudtrail-logs-111122223333",
+        "logStream": "111122223333_CloudTrail_us-east-1",
+        "subscriptionFilters": ["rootwatch"],
+        "logEvents": [
+            {"id": "3719", "timestamp": 1405525767000u64, "message": ROOT_LOGIN},
+            {"id": "3720", "timestamp": 1405525768000u64, "message": "{\"eventID\":\"b\",\"eventName\":\"ListUsers\"}"}
+        ]
+    })
+    .to_string();
+    assert_eq!(
+        body(&data),
+        vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5"), rec("b")]
+    );
+    let control = r#"{"messageType":"CONTROL_MESSAGE","owner":"CloudwatchLogs","logGroup":"","logStream":"","subscriptionFilters":[],"logEvents":[{"id":"","timestamp":1,"message":"CWL CONTROL MESSAGE: Checking health of destination Firehose."}]}"#;
+    assert_eq!(body(control), vec![Got::Skipped(Skip::ControlMessage)]);
+}
+
+#[test]
+fn errors_name_the_problem() {
+    assert_eq!(body("not json"), vec![Got::Error("invalid_json")]);
+    assert_eq!(body(""), vec![Got::Error("invalid_json")]);
+    let got = collect(|out| decode_body(r#"{"hello":"world","foo":1}"#, out));
+    assert_eq!(got, vec![Got::Error("unknown_envelope")]);
+    let mut msg = String::new();
+    decode_body(r#"{"hello":"world","foo":1}"#, &mut |i: Result<
+        Item<'_>,
+        DecodeError,
+    >| {
+        msg = i.unwrap_err().to_string()
+    });
+    assert!(msg.contains("foo, hello"), "{msg}");
+    assert_eq!(body("42"), vec![Got::Error("invalid_json")]);
+}
+
+#[test]
+fn top_level_array_of_bodies() {
+    let b = format!("[{ROOT_LOGIN}, {}]", sns(ROOT_LOGIN));
+    assert_eq!(body(&b).len(), 2);
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn reader(bytes: Vec<u8>) -> (Vec<Got>, Result<(), &'static str>) {
+    let mut res = Ok(());
+    let got =
+        collect(|out| res = decode_reader(std::io::Cursor::new(bytes), out).map_err(|e| e.kind()));
+    (got, res)
+}
+
+#[test]
+fn reader_streams_gzip_log_files() {
+    let file =
+        format!(r#"{{"Records":[{ROOT_LOGIN},{{"eventID":"two","eventName":"ListBuckets"}}]}}"#);
+    let (got, res) = reader(gzip(file.as_bytes()));
+    assert_eq!(res, Ok(()));
+    assert_eq!(
+        got,
+        vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5"), rec("two")]
+    );
+}
+
+#[test]
+fn reader_handles_documents_back_to_back_and_json_lines() {
+    let data = r#"{"messageType":"DATA_MESSAGE","logEvents":[{"id":"1","timestamp":1,"message":"{\"eventID\":\"a\",\"eventName\":\"X\"}"}]}{"messageType":"CONTROL_MESSAGE","logEvents":[]}{"messageType":"DATA_MESSAGE","logEvents":[{"id":"2","timestamp":2,"message":"{\"eventID\":\"b\",\"eventName\":\"Y\"}"}]}"#;
+    let (got, res) = reader(gzip(data.as_bytes()));
+    assert_eq!(res, Ok(()));
+    assert_eq!(
+        got,
+        vec![rec("a"), Got::Skipped(Skip::ControlMessage), rec("b")]
+    );
+
+    let lines = format!("{ROOT_LOGIN}\n{}\n\n", sns(ROOT_LOGIN));
+    let (got, res) = reader(lines.into_bytes());
+    assert_eq!(res, Ok(()));
+    assert_eq!(got.len(), 2);
+}
+
+#[test]
+fn reader_reports_truncated_streams_after_the_good_part() {
+    let file = format!(r#"{{"Records":[{ROOT_LOGIN},{{"eventID":"tw"#);
+    let (got, res) = reader(file.into_bytes());
+    assert_eq!(got, vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5")]);
+    assert_eq!(res, Err("invalid_json"));
+    let mut gz = gzip(ROOT_LOGIN.as_bytes());
+    gz.truncate(gz.len() / 2);
+    let (_, res) = reader(gz);
+    assert!(res.is_err());
+}
+
+#[test]
+fn reader_decodes_s3_notifications_and_other_bodies() {
+    let (got, res) = reader(S3_NOTIFICATION.as_bytes().to_vec());
+    assert_eq!(res, Ok(()));
+    assert!(matches!(got[0], Got::Object(..)));
+    let (got, _) = reader(sns(ROOT_LOGIN).into_bytes());
+    assert_eq!(got, vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5")]);
+    let (got, _) = reader(br#"{"Service":"Amazon S3","Event":"s3:TestEvent"}"#.to_vec());
+    assert_eq!(got, vec![Got::Skipped(Skip::S3TestEvent)]);
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            "[a-zA-Z:/ .{}\"\\\\-]{0,12}".prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("Root"),
+                Just("ConsoleLogin"),
+                Just("Notification"),
+                Just("aws.s3"),
+                Just("Object Created"),
+                Just("DATA_MESSAGE"),
+                Just("s3:TestEvent"),
+                Just("AWS API Call via CloudTrail"),
+                Just("aws:s3"),
+                Just("Success"),
+            ]
+            .prop_map(serde_json::Value::from),
+        ];
+        let keys = prop_oneof![
+            Just("Records".to_string()),
+            Just("detail-type".to_string()),
+            Just("detail".to_string()),
+            Just("source".to_string()),
+            Just("Type".to_string()),
+            Just("Message".to_string()),
+            Just("s3Bucket".to_string()),
+            Just("s3ObjectKey".to_string()),
+            Just("s3".to_string()),
+            Just("bucket".to_string()),
+            Just("object".to_string()),
+            Just("key".to_string()),
+            Just("name".to_string()),
+            Just("messageType".to_string()),
+            Just("logEvents".to_string()),
+            Just("message".to_string()),
+            Just("eventID".to_string()),
+            Just("eventName".to_string()),
+            Just("eventSource".to_string()),
+            Just("userIdentity".to_string()),
+            Just("type".to_string()),
+            Just("sessionContext".to_string()),
+            Just("responseElements".to_string()),
+            Just("ConsoleLogin".to_string()),
+            Just("Event".to_string()),
+            "[a-z]{1,6}",
+        ];
+        leaf.prop_recursive(5, 64, 8, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(keys.clone(), inner.clone(), 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+                // JSON nested as a string, the way SNS and CloudWatch Logs carry it.
+                inner.prop_map(|v| serde_json::Value::from(v.to_string())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+            decode_body(&text, &mut |_| {});
+            let _ = decode_reader(std::io::Cursor::new(bytes), &mut |_| {});
+        }
+
+        #[test]
+        fn arbitrary_json_never_panics(v in arb_json()) {
+            let text = v.to_string();
+            let mut records = 0usize;
+            decode_body(&text, &mut |i| { if let Ok(Item::Record(r)) = i { records += 1; let _ = r.time(); let _ = r.event_key(); } });
+            let _ = decode_reader(std::io::Cursor::new(text.clone().into_bytes()), &mut |_| {});
+            let _ = decode_reader(std::io::Cursor::new(gzip(text.as_bytes())), &mut |_| {});
+            prop_assert!(records <= text.len());
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Findings: what a rule reports about one event, and the finding JSON that
+//! every sink and `replay` emit. Pure.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::event::Record;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Severity {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Severity::ALL
+            .into_iter()
+            .find(|v| v.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| format!("`{s}` is not a severity (low, medium, high, critical)"))
+    }
+}
+
+/// A throttled burst: repeats of one (rule, principal, source IP) key inside
+/// a throttle window, reported once at the window's end.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// How many findings the window held, this one included.
+    pub count: u64,
+    pub first_event_time: Option<String>,
+    pub last_event_time: Option<String>,
+    pub event_names: Vec<String>,
+    pub window_secs: u64,
+}
+
+/// One finding. Its JSON form is the contract the sinks and `replay` share.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finding {
+    pub rule: String,
+    pub severity: Severity,
+    pub title: String,
+    /// Why it fired, in one sentence built from the event.
+    pub reason: String,
+    /// Stable: the same rule on the same event always gives the same id.
+    pub finding_id: String,
+    pub event_id: Option<String>,
+    /// RFC 3339 when the record's time parses; the record's own text otherwise.
+    pub event_time: Option<String>,
+    pub event_name: Option<String>,
+    pub event_source: Option<String>,
+    pub account_id: Option<String>,
+    pub region: Option<String>,
+    pub principal_type: Option<String>,
+    pub principal_arn: Option<String>,
+    pub user_name: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub error_code: Option<String>,
+    /// true or false when the event says; null when it does not.
+    pub mfa: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<Summary>,
+    /// The raw CloudTrail record.
+    pub event: Box<RawValue>,
+}
+
+fn owned(s: Option<&str>) -> Option<String> {
+    s.map(str::to_owned)
+}
+
+impl Finding {
+    /// Builds a finding for `rule` on `rec`. The finding id hashes the rule
+    /// id with the event key (or the raw record when there is no eventID).
+    pub fn new(
+        rec: &Record<'_>,
+        rule: &str,
+        title: &str,
+        severity: Severity,
+        reason: String,
+        mfa: Option<bool>,
+    ) -> Finding {
+        let mut h = Sha256::new();
+        h.update(rule.as_bytes());
+        h.update([0]);
+        match rec.event_key() {
+            Some(key) => h.update(key.0),
+            None => h.update(rec.raw.as_bytes()),
+        }
+        let finding_id = hex::encode(&h.finalize()[..16]);
+        let event_time = match (rec.time(), rec.event_time.get()) {
+            (Some(t), _) => Some(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
+            (None, raw) => owned(raw),
+        };
+        let event = RawValue::from_string(rec.raw.to_owned())
+            .expect("a record's raw text was parsed as JSON");
+        let ui = &rec.user_identity;
+        Finding {
+            rule: rule.to_owned(),
+            severity,
+            title: title.to_owned(),
+            reason,
+            finding_id,
+            event_id: owned(rec.event_id.get()),
+            event_time,
+            event_name: owned(rec.event_name.get()),
+            event_source: owned(rec.event_source.get()),
+            account_id: owned(rec.account()),
+            region: owned(rec.aws_region.get()),
+            principal_type: owned(ui.kind.get()),
+            principal_arn: owned(ui.arn.non_empty()),
+            user_name: owned(ui.user_name.non_empty()),
+            source_ip: owned(rec.source_ip_address.get()),
+            user_agent: owned(rec.user_agent.get()),
+            error_code: owned(rec.error_code.non_empty()),
+            mfa,
+            summary: None,
+            event,
+        }
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a finding always serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REC: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"Root","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333"},"eventTime":"2022-09-15 13:45:24","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2.15.0","eventID":"e1","recipientAccountId":"111122223333"}"#;
+
+    #[test]
+    fn finding_json_has_the_contract_fields() {
+        let rec = Record::parse(REC).unwrap();
+        let f = Finding::new(
+            &rec,
+            "root-api-call",
+            "Root API call",
+            Severity::Medium,
+            "r".into(),
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_str(&f.to_json()).unwrap();
+        for key in [
+            "rule",
+            "severity",
+            "title",
+            "finding_id",
+            "event_id",
+            "event_time",
+            "event_name",
+            "event_source",
+            "account_id",
+            "region",
+            "principal_type",
+            "principal_arn",
+            "source_ip",
+            "user_agent",
+            "mfa",
+            "event",
+        ] {
+            assert!(v.get(key).is_some(), "missing {key}");
+        }
+        assert_eq!(v["event_time"], "2022-09-15T13:45:24Z");
+        assert_eq!(v["severity"], "medium");
+        assert_eq!(v["mfa"], serde_json::Value::Null);
+        assert_eq!(v["event"]["eventID"], "e1");
+        assert!(v.get("summary").is_none());
+    }
+
+    #[test]
+    fn finding_id_is_stable_and_rule_specific() {
+        let rec = Record::parse(REC).unwrap();
+        let a = Finding::new(
+            &rec,
+            "root-api-call",
+            "t",
+            Severity::Low,
+            String::new(),
+            None,
+        );
+        let b = Finding::new(
+            &Record::parse(REC).unwrap(),
+            "root-api-call",
+            "other",
+            Severity::High,
+            "x".into(),
+            None,
+        );
+        let c = Finding::new(
+            &rec,
+            "root-api-call-without-mfa",
+            "t",
+            Severity::Low,
+            String::new(),
+            None,
+        );
+        assert_eq!(a.finding_id, b.finding_id);
+        assert_ne!(a.finding_id, c.finding_id);
+        assert_eq!(a.finding_id.len(), 32);
+    }
+
+    #[test]
+    fn severity_parses_and_orders() {
+        assert_eq!("CRITICAL".parse::<Severity>().unwrap(), Severity::Critical);
+        assert!("urgent".parse::<Severity>().is_err());
+        assert!(Severity::Critical > Severity::High && Severity::Medium > Severity::Low);
+    }
+}

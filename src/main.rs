@@ -1,0 +1,75 @@
+#![forbid(unsafe_code)]
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+use rootwatch::cli::{Cli, Command, exit};
+use rootwatch::config::{self, RawConfig};
+use rootwatch::detect::Detector;
+use rootwatch::replay::Replay;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::CheckConfig { config } => match config::load(&config) {
+            Ok((raw, _)) => {
+                print!("{}", config::render_effective(&raw));
+                eprintln!("{}: OK", config.display());
+                0
+            }
+            Err(e) => config_error(&config, &e),
+        },
+        Command::Replay { config, paths } => {
+            let loaded = match &config {
+                Some(path) => config::load(path).map(|(_, s)| s),
+                None => config::validate(&RawConfig::default()),
+            };
+            match loaded {
+                Ok(settings) => replay(settings, &paths),
+                Err(e) => config_error(config.as_deref().unwrap_or("(defaults)".as_ref()), &e),
+            }
+        }
+        Command::Run { config } => match config::load(&config) {
+            Ok((_, settings)) => run(settings),
+            Err(e) => config_error(&config, &e),
+        },
+    };
+    ExitCode::from(code as u8)
+}
+
+fn config_error(path: &std::path::Path, e: &config::ConfigError) -> i32 {
+    eprintln!("rootwatch: config error in {}: {e}", path.display());
+    exit::CONFIG
+}
+
+fn replay(settings: config::Settings, paths: &[std::path::PathBuf]) -> i32 {
+    let detector = Detector::new(settings.detect);
+    let mut replay = Replay::new(&detector, settings.dedup_capacity);
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let stderr = io::stderr();
+    let mut err = stderr.lock();
+    let result = replay
+        .run(paths, &mut out, &mut err)
+        .and_then(|_| out.flush());
+    if let Err(e) = result {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return 0;
+        }
+        let _ = writeln!(err, "rootwatch: replay failed: {e}");
+        return exit::SOFTWARE;
+    }
+    let summary = replay.finish();
+    let _ = summary.write_to(&mut err);
+    if summary.had_errors() {
+        exit::DATA_ERR
+    } else {
+        0
+    }
+}
+
+fn run(_settings: config::Settings) -> i32 {
+    eprintln!("rootwatch: run is not available yet");
+    exit::SOFTWARE
+}
