@@ -1,0 +1,287 @@
+//! The `rootwatch` binary as a user runs it: `replay` and `check-config`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rootwatch"))
+}
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn findings(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each stdout line is one finding"))
+        .collect()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn rules(f: &[serde_json::Value]) -> Vec<String> {
+    let mut r: Vec<String> = f
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap().to_owned())
+        .collect();
+    r.sort();
+    r
+}
+
+#[test]
+fn replay_shipped_examples() {
+    let out = bin()
+        .arg("replay")
+        .arg(root().join("examples/events"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let f = findings(&out);
+    assert_eq!(
+        rules(&f),
+        [
+            "iam-console-login-without-mfa",
+            "root-access-key-created",
+            "root-access-key-used",
+            "root-access-key-used",
+            "root-api-call",
+            "root-api-call",
+            "root-api-call",
+            "root-api-call-without-mfa",
+            "root-api-call-without-mfa",
+            "root-api-call-without-mfa",
+            "root-console-login",
+            "root-console-login-without-mfa",
+        ]
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("3 file(s), 8 event(s), 12 finding(s), 1 duplicate(s)"),
+        "{err}"
+    );
+    assert!(err.contains("s3_test_event"), "{err}");
+}
+
+#[test]
+fn replay_all_corpus_record_files_without_errors() {
+    let dir = root().join("tests/fixtures/third_party");
+    let out = bin()
+        .arg("replay")
+        .args(
+            [
+                "aws-docs-examples/records.jsonl",
+                "invictus-aws-dataset/records.jsonl",
+                "panther-analysis/all_test_logs_records.jsonl",
+                "stratus-red-team/detonation_logs.jsonl",
+            ]
+            .map(|p| dir.join(p)),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("3672 event(s)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("0 decode error(s)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+const ROOT_CALL: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333","accessKeyId":"AKIAIOSFODNN7EXAMPLE"},"eventTime":"2024-05-01T12:00:00Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.7","userAgent":"aws-cli/2.15.0","eventID":"aaaaaaaa-0000-0000-0000-000000000001","readOnly":true,"eventType":"AwsApiCall","recipientAccountId":"111122223333"}"#;
+
+#[test]
+fn bad_lines_are_named_and_the_rest_processed() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(
+        dir.path(),
+        "mixed.jsonl",
+        format!(
+            "{ROOT_CALL}\nnot json\n{{\"hello\":1}}\n\n{}\n",
+            ROOT_CALL.replace("000000000001", "000000000002")
+        )
+        .as_bytes(),
+    );
+    let out = bin().arg("replay").arg(&f).output().unwrap();
+    assert_eq!(out.status.code(), Some(65));
+    let err = stderr(&out);
+    assert!(
+        err.contains("mixed.jsonl:2: message body: not valid JSON"),
+        "{err}"
+    );
+    assert!(err.contains("mixed.jsonl:3: not a known envelope"), "{err}");
+    assert_eq!(findings(&out).len(), 6, "both good records alert: {err}");
+    let missing = bin()
+        .arg("replay")
+        .arg(dir.path().join("nope.json"))
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(65));
+    assert!(
+        stderr(&missing).contains("nope.json: cannot read"),
+        "{}",
+        stderr(&missing)
+    );
+}
+
+#[test]
+fn duplicates_are_dropped_but_distinct_events_sharing_an_id_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let eventbridge = format!(
+        r#"{{"version":"0","detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{ROOT_CALL}}}"#
+    );
+    let later = ROOT_CALL.replace("2024-05-01T12:00:00Z", "2024-05-01T12:05:00Z");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(format!(r#"{{"Records":[{ROOT_CALL},{later}]}}"#).as_bytes())
+        .unwrap();
+    write(dir.path(), "a.json.gz", &gz.finish().unwrap());
+    write(dir.path(), "b.jsonl", format!("{eventbridge}\n").as_bytes());
+    let out = bin().arg("replay").arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let f = findings(&out);
+    let times: std::collections::BTreeSet<&str> = f
+        .iter()
+        .map(|f| f["event_time"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        times.len(),
+        2,
+        "the later event with the same malformed eventID is distinct"
+    );
+    assert_eq!(f.len(), 6);
+    assert!(stderr(&out).contains("1 duplicate(s)"), "{}", stderr(&out));
+}
+
+#[test]
+fn replay_reads_stdin() {
+    let mut child = bin()
+        .args(["replay", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(ROOT_CALL.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        rules(&findings(&out)),
+        [
+            "root-access-key-used",
+            "root-api-call",
+            "root-api-call-without-mfa"
+        ]
+    );
+}
+
+#[test]
+fn replay_uses_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "c.toml",
+        b"[detect]\ndisabled = [\"root-api-call\"]\n[detect.ip_allowlist]\ncidrs = [\"203.0.113.0/24\"]\n[[detect.suppress]]\nrule = \"root-access-key-used\"\nevent_name = \"ListUsers\"\n",
+    );
+    let f = write(dir.path(), "r.json", ROOT_CALL.as_bytes());
+    let out = bin()
+        .arg("replay")
+        .arg("--config")
+        .arg(&cfg)
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        rules(&findings(&out)),
+        ["root-api-call-without-mfa", "source-ip-not-allowed"]
+    );
+    assert!(stderr(&out).contains("1 suppressed"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.toml", b"[[sinks]]\ntype = \"webhook\"\nurl = \"https://soc.example.com/hooks/abc\"\nhmac_secret = \"${RW_TEST_SECRET}\"\n");
+    let out = bin()
+        .arg("check-config")
+        .arg(&good)
+        .env("RW_TEST_SECRET", "hunter2-secret")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("[dedup]") && text.contains("<redacted>"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("hunter2-secret") && !text.contains("hooks/abc"),
+        "{text}"
+    );
+
+    let out = bin()
+        .arg("check-config")
+        .arg(&good)
+        .env_remove("RW_TEST_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out)
+            .contains("`sinks[0].hmac_secret`: environment variable `RW_TEST_SECRET` is not set"),
+        "{}",
+        stderr(&out)
+    );
+
+    let bad = write(
+        dir.path(),
+        "bad.toml",
+        b"[detect.ip_allowlist]\ncidrs = [\"300.1.1.0/24\"]\n",
+    );
+    let out = bin().arg("check-config").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("`detect.ip_allowlist.cidrs[0]`: `300.1.1.0/24`"),
+        "{}",
+        stderr(&out)
+    );
+
+    for shipped in ["config/local.toml", "config/example.toml"] {
+        let out = bin()
+            .arg("check-config")
+            .arg(root().join(shipped))
+            .envs([
+                ("SLACK_WEBHOOK_URL", "https://hooks.slack.example/T0/B0/x"),
+                ("PD_ROUTING_KEY", "k"),
+                ("SOC_WEBHOOK_URL", "https://soc.example.com/h"),
+                ("ROOTWATCH_HMAC_SECRET", "s"),
+                ("SOC_TOKEN", "t"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{shipped}: {}", stderr(&out));
+    }
+    let out = bin()
+        .arg("replay")
+        .arg("--config")
+        .arg(&bad)
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+}
