@@ -38,6 +38,7 @@ pub enum Command {
 /// sysexits.h codes, so scripts and orchestrators can tell failures apart.
 pub mod exit {
     pub const DATA_ERR: i32 = 65;
+    pub const UNAVAILABLE: i32 = 69;
     pub const SOFTWARE: i32 = 70;
     pub const CONFIG: i32 = 78;
 }

@@ -641,7 +641,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                 visibility_timeout: secs(
                     &format!("{key}.visibility_timeout_secs"),
                     *visibility_timeout_secs,
-                    10,
+                    1,
                     43_200,
                 )?,
                 max_in_flight: nonzero(

@@ -1,11 +1,17 @@
-//! The delivered-event cache (DESIGN section 4): a bounded LRU of event keys
-//! whose alerts were delivered. Keys enter only after delivery, so an event
-//! whose alert failed alerts again when it comes back.
+//! Dedup (DESIGN section 4): a bounded LRU of event keys whose alerts were
+//! delivered, plus the keys being delivered right now. A key enters the
+//! delivered cache only after delivery succeeded, so an event whose alert
+//! failed alerts again when it comes back. A copy that arrives while the
+//! first is still being delivered waits on it: its input is acknowledged
+//! only if the first delivery succeeds.
 
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
+use std::sync::Mutex;
 
 use lru::LruCache;
 
+use crate::ack::Unit;
 use crate::event::EventKey;
 
 pub struct DeliveredCache {
@@ -20,7 +26,7 @@ impl DeliveredCache {
     }
 
     /// Whether the event was delivered recently. Does not refresh the key:
-    /// a burst of duplicates must not keep an old key alive forever.
+    /// a stream of duplicates must not keep an old key alive forever.
     pub fn contains(&self, key: &EventKey) -> bool {
         self.keys.contains(key)
     }
@@ -39,16 +45,84 @@ impl DeliveredCache {
     }
 }
 
+/// What [`Dedup::claim`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First sight: the caller delivers and later calls [`Dedup::complete`].
+    Fresh,
+    /// Delivered recently: drop it.
+    Delivered,
+    /// Being delivered now: the caller's unit was attached to that delivery.
+    InFlight,
+}
+
+struct State {
+    delivered: DeliveredCache,
+    in_flight: HashMap<EventKey, Vec<Unit>>,
+}
+
+pub struct Dedup {
+    state: Mutex<State>,
+}
+
+impl Dedup {
+    pub fn new(capacity: NonZeroUsize) -> Self {
+        Dedup {
+            state: Mutex::new(State {
+                delivered: DeliveredCache::new(capacity),
+                in_flight: HashMap::new(),
+            }),
+        }
+    }
+
+    pub fn claim(&self, key: EventKey, unit: &Unit) -> Claim {
+        let mut s = self.state.lock().expect("dedup lock");
+        if s.delivered.contains(&key) {
+            return Claim::Delivered;
+        }
+        match s.in_flight.get_mut(&key) {
+            Some(waiting) => {
+                waiting.push(unit.clone());
+                Claim::InFlight
+            }
+            None => {
+                s.in_flight.insert(key, Vec::new());
+                Claim::Fresh
+            }
+        }
+    }
+
+    /// Ends a delivery claimed with [`Claim::Fresh`]. The units of copies
+    /// that waited on it fail with it, or complete with it.
+    pub fn complete(&self, key: EventKey, delivered: bool) {
+        let waiting = {
+            let mut s = self.state.lock().expect("dedup lock");
+            if delivered {
+                s.delivered.insert(key);
+            }
+            s.in_flight.remove(&key).unwrap_or_default()
+        };
+        if !delivered {
+            for unit in &waiting {
+                unit.fail("delivery");
+            }
+        }
+        // The waiting units drop here, outside the lock.
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ack::Outcome;
+    use std::sync::mpsc;
 
     fn key(i: u32) -> EventKey {
         EventKey::new(&i.to_string(), "t", "n", "a")
     }
 
     #[test]
-    fn bounded_and_evicts_oldest() {
+    fn cache_is_bounded_and_evicts_oldest() {
         let mut c = DeliveredCache::new(NonZeroUsize::new(3).unwrap());
         for i in 0..5 {
             c.insert(key(i));
@@ -56,5 +130,48 @@ mod tests {
         assert_eq!(c.len(), 3);
         assert!(!c.contains(&key(0)) && !c.contains(&key(1)));
         assert!(c.contains(&key(2)) && c.contains(&key(4)));
+    }
+
+    fn unit() -> (Unit, mpsc::Receiver<Outcome>) {
+        let (tx, rx) = mpsc::channel();
+        (Unit::new(move |o| tx.send(o).unwrap()), rx)
+    }
+
+    #[test]
+    fn delivered_only_after_success() {
+        let d = Dedup::new(NonZeroUsize::new(10).unwrap());
+        let (u, _) = unit();
+        assert_eq!(d.claim(key(1), &u), Claim::Fresh);
+        d.complete(key(1), false);
+        assert_eq!(
+            d.claim(key(1), &u),
+            Claim::Fresh,
+            "a failed delivery is not remembered"
+        );
+        d.complete(key(1), true);
+        assert_eq!(d.claim(key(1), &u), Claim::Delivered);
+    }
+
+    #[test]
+    fn copies_in_flight_share_the_outcome() {
+        let d = Dedup::new(NonZeroUsize::new(10).unwrap());
+        let (first, _) = unit();
+        let (copy, rx) = unit();
+        assert_eq!(d.claim(key(7), &first), Claim::Fresh);
+        assert_eq!(d.claim(key(7), &copy), Claim::InFlight);
+        drop(copy);
+        assert!(
+            rx.try_recv().is_err(),
+            "the copy waits for the first delivery"
+        );
+        d.complete(key(7), false);
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Failed("delivery"));
+
+        let (copy, rx) = unit();
+        assert_eq!(d.claim(key(8), &first), Claim::Fresh);
+        assert_eq!(d.claim(key(8), &copy), Claim::InFlight);
+        drop(copy);
+        d.complete(key(8), true);
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Done);
     }
 }

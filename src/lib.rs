@@ -2,6 +2,8 @@
 //! rootwatch: watches AWS CloudTrail and alerts on root-user activity and
 //! on calls from outside IP allow lists.
 
+pub mod ack;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod decode;
@@ -9,4 +11,10 @@ pub mod dedup;
 pub mod detect;
 pub mod event;
 pub mod finding;
+pub mod pipeline;
 pub mod replay;
+pub mod server;
+pub mod shutdown;
+pub mod sink;
+pub mod source;
+pub mod telemetry;

@@ -69,7 +69,48 @@ fn replay(settings: config::Settings, paths: &[std::path::PathBuf]) -> i32 {
     }
 }
 
-fn run(_settings: config::Settings) -> i32 {
-    eprintln!("rootwatch: run is not available yet");
-    exit::SOFTWARE
+fn init_logs() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    // JSON for log collectors; readable lines when a person watches.
+    if io::stderr().is_terminal() {
+        builder.init();
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    }
+}
+
+fn run(settings: config::Settings) -> i32 {
+    init_logs();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rootwatch: cannot start the runtime: {e}");
+            return exit::SOFTWARE;
+        }
+    };
+    match runtime.block_on(rootwatch::app::run(settings, rootwatch::shutdown::signal())) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!(error = %e, "rootwatch cannot run");
+            eprintln!("rootwatch: {e}");
+            match e {
+                rootwatch::app::RunError::NoSources | rootwatch::app::RunError::NoSinks => {
+                    exit::CONFIG
+                }
+                _ => exit::UNAVAILABLE,
+            }
+        }
+    }
 }

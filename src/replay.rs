@@ -223,11 +223,11 @@ impl<'a> Replay<'a> {
             Ok(Item::Record(rec)) => {
                 self.summary.events += 1;
                 let key = rec.event_key();
-                if let Some(k) = &key {
-                    if self.seen.contains(k) {
-                        self.summary.duplicates += 1;
-                        return Ok(());
-                    }
+                if let Some(k) = &key
+                    && self.seen.contains(k)
+                {
+                    self.summary.duplicates += 1;
+                    return Ok(());
                 }
                 self.findings.clear();
                 let eval = self.detector.evaluate(&rec, &mut self.findings);
@@ -263,7 +263,7 @@ impl<'a> Replay<'a> {
     }
 }
 
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         if path.is_dir() {

@@ -74,10 +74,10 @@ impl Suppression {
                 return false;
             }
         }
-        if let Some(cidrs) = &self.source_cidrs {
-            if !source_ip(rec).is_some_and(|ip| cidrs.contains(ip)) {
-                return false;
-            }
+        if let Some(cidrs) = &self.source_cidrs
+            && !source_ip(rec).is_some_and(|ip| cidrs.contains(ip))
+        {
+            return false;
         }
         if !self.user_agents.is_empty() {
             let ua = rec.user_agent.get().unwrap_or("");

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: formatting, lints, unit tests,
+# integration tests against a local moto server (installed into a virtualenv
+# and started on a free loopback port here), and the deploy/ checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+venv="${ROOTWATCH_TEST_VENV:-$PWD/.venv-test}"
+step() { printf '\n== %s\n' "$*"; }
+
+step "moto (AWS emulator) in $venv"
+if ! "$venv/bin/python" -c 'import moto, flask, flask_cors' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
+fi
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+moto_log=$(mktemp -t rootwatch-moto.XXXXXX.log)
+"$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$moto_log" 2>&1 &
+moto_pid=$!
+cleanup() { kill "$moto_pid" 2>/dev/null || true; wait "$moto_pid" 2>/dev/null || true; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/', timeout=1)" 2>/dev/null; then
+    break
+  fi
+  if ! kill -0 "$moto_pid" 2>/dev/null; then
+    echo "moto_server exited; its log:" >&2; cat "$moto_log" >&2; exit 1
+  fi
+  sleep 0.2
+done
+export ROOTWATCH_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
+echo "moto_server listening on $ROOTWATCH_TEST_AWS_ENDPOINT"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test"
+cargo test --all-targets --locked
+
+if [[ -x scripts/check-deploy.sh ]]; then
+  step "deploy checks"
+  scripts/check-deploy.sh
+fi

@@ -1,0 +1,247 @@
+//! decode -> detect -> dedup -> deliver, with acknowledgement tokens.
+//!
+//! Sources call [`Pipeline::scan_body`] / [`Pipeline::scan_reader`] to turn
+//! input into findings grouped by event, then [`Pipeline::dispatch`] with
+//! the input's [`Unit`]. Each delivery holds the unit (through its event's
+//! guard) until it ends, so the source acknowledges the input only once
+//! every finding reached every sink that takes it.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::SystemTime;
+
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ack::Unit;
+use crate::config::{Settings, SinkSettings};
+use crate::decode::{self, DecodeError, Item, ObjectRef};
+use crate::dedup::{Claim, Dedup};
+use crate::detect::Detector;
+use crate::event::{EventKey, Record};
+use crate::finding::Finding;
+use crate::sink::retry::{DeliveryError, Policy, send_with_retry};
+use crate::sink::{self, Sink};
+use crate::telemetry;
+
+/// Findings of one event.
+#[derive(Debug)]
+pub struct EventFindings {
+    pub key: Option<EventKey>,
+    pub findings: Vec<Finding>,
+}
+
+/// What scanning some input found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub events: u64,
+    pub groups: Vec<EventFindings>,
+    pub objects: Vec<ObjectRef>,
+    pub errors: Vec<DecodeError>,
+    pub skipped: u64,
+}
+
+pub struct SinkRunner {
+    pub settings: SinkSettings,
+    sink: Box<dyn Sink>,
+    policy: Policy,
+    /// Deliveries in progress for this sink at most.
+    slots: Semaphore,
+}
+
+/// Concurrent deliveries per sink: enough to absorb a burst, few enough not
+/// to hammer a SOC endpoint.
+const SINK_CONCURRENCY: usize = 16;
+
+pub struct Pipeline {
+    detector: Detector,
+    dedup: Dedup,
+    sinks: Vec<SinkRunner>,
+    deliveries: TaskTracker,
+    /// Cancels deliveries still retrying when the shutdown grace ends.
+    abort: CancellationToken,
+}
+
+impl Pipeline {
+    pub fn new(settings: &Settings, abort: CancellationToken) -> Pipeline {
+        let client = sink::http_client();
+        let sinks = settings
+            .sinks
+            .iter()
+            .map(|s| SinkRunner {
+                settings: s.clone(),
+                sink: sink::build(s, &client),
+                policy: Policy::with_deadline(s.retry_max),
+                slots: Semaphore::new(SINK_CONCURRENCY),
+            })
+            .collect();
+        Pipeline::with_sinks(settings, sinks, abort)
+    }
+
+    pub fn with_sinks(
+        settings: &Settings,
+        sinks: Vec<SinkRunner>,
+        abort: CancellationToken,
+    ) -> Pipeline {
+        Pipeline {
+            detector: Detector::new(settings.detect.clone()),
+            dedup: Dedup::new(settings.dedup_capacity),
+            sinks,
+            deliveries: TaskTracker::new(),
+            abort,
+        }
+    }
+
+    /// Decodes one message body and runs the rules on its records.
+    pub fn scan_body(&self, body: &str, scan: &mut Scan) {
+        decode::decode_body(body, &mut |item| self.scan_item(item, scan));
+    }
+
+    /// Decodes a stream (an S3 object, a file), one record at a time.
+    /// Blocking: call it from a blocking thread.
+    pub fn scan_reader(&self, reader: impl Read, scan: &mut Scan) {
+        if let Err(e) = decode::decode_reader(reader, &mut |item| self.scan_item(item, scan)) {
+            scan.errors.push(e);
+        }
+    }
+
+    fn scan_item(&self, item: Result<Item<'_>, DecodeError>, scan: &mut Scan) {
+        match item {
+            Ok(Item::Record(rec)) => {
+                scan.events += 1;
+                self.scan_record(&rec, scan);
+            }
+            Ok(Item::Object(o)) => scan.objects.push(o),
+            Ok(Item::Skipped(_)) => scan.skipped += 1,
+            Err(e) => scan.errors.push(e),
+        }
+    }
+
+    fn scan_record(&self, rec: &Record<'_>, scan: &mut Scan) {
+        if let Some(t) = rec.time()
+            && let Ok(lag) = SystemTime::now().duration_since(t.into())
+        {
+            telemetry::event_lag(lag);
+        }
+        let mut findings = Vec::new();
+        self.detector.evaluate(rec, &mut findings);
+        if !findings.is_empty() {
+            scan.groups.push(EventFindings {
+                key: rec.event_key(),
+                findings,
+            });
+        }
+    }
+
+    /// Sends each event's findings to every sink that takes them. `unit` is
+    /// held until every delivery ended; duplicates of delivered events are
+    /// dropped, and copies of events being delivered wait on that delivery.
+    pub fn dispatch(self: &Arc<Self>, unit: &Unit, groups: Vec<EventFindings>) {
+        for group in groups {
+            if let Some(key) = group.key {
+                match self.dedup.claim(key, unit) {
+                    Claim::Fresh => {}
+                    Claim::Delivered | Claim::InFlight => {
+                        let id = group.findings[0].event_id.as_deref().unwrap_or("");
+                        telemetry::dedup_suppressed(id);
+                        continue;
+                    }
+                }
+            }
+            let guard = Arc::new(EventGuard {
+                key: group.key,
+                unit: unit.clone(),
+                failed: AtomicBool::new(false),
+                pipeline: Arc::clone(self),
+            });
+            for finding in group.findings {
+                telemetry::finding(&finding);
+                let finding = Arc::new(finding);
+                for (i, runner) in self.sinks.iter().enumerate() {
+                    if !runner.settings.accepts(&finding.rule, finding.severity) {
+                        continue;
+                    }
+                    let (me, finding, guard) =
+                        (Arc::clone(self), Arc::clone(&finding), Arc::clone(&guard));
+                    self.deliveries
+                        .spawn(async move { me.deliver(i, &finding, &guard).await });
+                }
+            }
+        }
+    }
+
+    async fn deliver(&self, sink: usize, finding: &Finding, guard: &EventGuard) {
+        let runner = &self.sinks[sink];
+        let name = runner.settings.name.as_str();
+        let _slot = tokio::select! {
+            s = runner.slots.acquire() => s.expect("sink slots are never closed"),
+            _ = self.abort.cancelled() => {
+                telemetry::alert_failed(name, &finding.finding_id, "shutdown", &"cancelled before the first attempt");
+                guard.failed.store(true, Ordering::Release);
+                guard.unit.release();
+                return;
+            }
+        };
+        let started = std::time::Instant::now();
+        let result = send_with_retry(
+            runner.sink.as_ref(),
+            finding,
+            &runner.policy,
+            &self.abort,
+            |attempt, wait, err| {
+                telemetry::alert_retry(name, &finding.finding_id, attempt, wait, err)
+            },
+        )
+        .await;
+        match result {
+            Ok(attempts) => {
+                telemetry::alert_delivered(name, &finding.finding_id, started.elapsed(), attempts)
+            }
+            // A receiver that refuses the payload must not wedge the queue:
+            // recorded, and the input is still acknowledged.
+            Err(e @ DeliveryError::Rejected(_)) => {
+                telemetry::alert_failed(name, &finding.finding_id, "rejected", &e)
+            }
+            Err(e @ DeliveryError::GaveUp { .. }) => {
+                telemetry::alert_failed(name, &finding.finding_id, "deadline", &e);
+                guard.failed.store(true, Ordering::Release);
+                guard.unit.fail("delivery");
+            }
+            Err(e @ DeliveryError::Cancelled { .. }) => {
+                telemetry::alert_failed(name, &finding.finding_id, "shutdown", &e);
+                guard.failed.store(true, Ordering::Release);
+                guard.unit.release();
+            }
+        }
+    }
+
+    /// Waits until every delivery dispatched so far has ended.
+    pub async fn drained(&self) {
+        self.deliveries.close();
+        self.deliveries.wait().await;
+        self.deliveries.reopen();
+    }
+
+    pub fn deliveries_in_progress(&self) -> usize {
+        self.deliveries.len()
+    }
+}
+
+/// Held by each delivery of one event's findings; when the last drops, the
+/// event's key enters the delivered cache (or not, if a delivery failed).
+struct EventGuard {
+    key: Option<EventKey>,
+    unit: Unit,
+    failed: AtomicBool,
+    pipeline: Arc<Pipeline>,
+}
+
+impl Drop for EventGuard {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.pipeline.dedup.complete(key, !*self.failed.get_mut());
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The admin HTTP server: `/metrics` (Prometheus text), `/healthz` (the
+//! process answers), `/readyz` (config loaded, every source started, not
+//! draining). It runs on its own task, so it answers while the pipeline is
+//! saturated.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+/// Readiness as the orchestrator sees it.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicU8);
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const DRAINING: u8 = 2;
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        let _ = self
+            .0
+            .compare_exchange(STARTING, READY, Ordering::AcqRel, Ordering::Acquire);
+    }
+    pub fn set_draining(&self) {
+        self.0.store(DRAINING, Ordering::Release);
+    }
+    pub fn state(&self) -> &'static str {
+        match self.0.load(Ordering::Acquire) {
+            STARTING => "starting",
+            READY => "ready",
+            _ => "draining",
+        }
+    }
+}
+
+pub fn router(readiness: Arc<Readiness>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(readiness)
+}
+
+async fn readyz(State(r): State<Arc<Readiness>>) -> impl IntoResponse {
+    let state = r.state();
+    let code = if state == "ready" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, format!("{state}\n"))
+}
+
+async fn metrics() -> impl IntoResponse {
+    let handle = crate::telemetry::prometheus();
+    handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+}
+
+/// Binds the admin server; serving starts when the returned future runs.
+pub async fn bind(
+    addr: SocketAddr,
+    readiness: Arc<Readiness>,
+    stop: CancellationToken,
+) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let serve = async move {
+        let r = axum::serve(listener, router(readiness))
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "admin server failed");
+        }
+    };
+    Ok((local, serve))
+}

@@ -1,0 +1,3 @@
+//! Request bodies for each kind of receiver. Pure: a finding in, bytes out.
+
+pub mod webhook;

@@ -1,0 +1,56 @@
+//! Sinks: where findings go. Each sink sends one finding per call; the retry
+//! loop around it (retry.rs) decides what to do with failures.
+
+pub mod format;
+pub mod http;
+pub mod retry;
+pub mod stdout;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use crate::config::{SinkKind, SinkSettings};
+use crate::finding::Finding;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why one attempt failed. Error text never holds the sink's URL or secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth trying again (408, 429, 5xx, connection errors).
+    #[error("{error}")]
+    Retriable {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// The receiver refused the alert; sending it again would not help.
+    #[error("{error}")]
+    Permanent { error: String },
+}
+
+pub trait Sink: Send + Sync {
+    fn send<'a>(&'a self, finding: &'a Finding) -> BoxFuture<'a, Result<(), SendError>>;
+}
+
+/// Builds the sink a config entry describes.
+pub fn build(settings: &SinkSettings, client: &reqwest::Client) -> Box<dyn Sink> {
+    match &settings.kind {
+        SinkKind::Stdout => Box::new(stdout::StdoutSink),
+        SinkKind::Webhook(w) => {
+            Box::new(http::HttpSink::webhook(client.clone(), w, settings.timeout))
+        }
+    }
+}
+
+/// The shared HTTP client: rustls, connection pooling, no redirects (a
+/// redirect from a SOC endpoint is a misconfiguration, not a place to send
+/// alerts to).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("rootwatch/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .expect("the HTTP client builds with static settings")
+}

@@ -1,0 +1,184 @@
+//! What is worth retrying (pure) and the retry loop that uses it.
+
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{SendError, Sink};
+use crate::finding::Finding;
+
+/// Classifies an HTTP status: `None` for success, otherwise the error.
+/// 408, 429 and 5xx are retriable (429 and 503 honour `Retry-After`), every
+/// other status is a permanent rejection.
+pub fn classify_status(status: u16, retry_after: Option<&str>, body: &str) -> Option<SendError> {
+    if (200..300).contains(&status) {
+        return None;
+    }
+    let snippet: String = body.chars().take(200).collect();
+    let error = if snippet.trim().is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {}", snippet.trim())
+    };
+    if status == 408 || status == 429 || (500..600).contains(&status) {
+        Some(SendError::Retriable {
+            error,
+            retry_after: retry_after.and_then(parse_retry_after),
+        })
+    } else {
+        Some(SendError::Permanent { error })
+    }
+}
+
+/// `Retry-After` as delay seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let delta = when.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(delta.to_std().unwrap_or(Duration::ZERO))
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Give up once this much time has passed since the first attempt.
+    pub deadline: Duration,
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Policy {
+    pub fn with_deadline(deadline: Duration) -> Self {
+        Policy {
+            deadline,
+            initial: Duration::from_millis(250),
+            max: Duration::from_secs(30),
+        }
+    }
+
+    /// Exponential backoff with jitter: a random wait between half and all
+    /// of `initial * 2^attempt`, capped at `max`, so many alerts failing at
+    /// once do not retry in lockstep.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.initial.saturating_mul(1u32 << attempt.min(20));
+        let ceiling = exp.min(self.max);
+        let half = ceiling / 2;
+        half + ceiling.saturating_sub(half).mul_f64(rand::random::<f64>())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("rejected: {0}")]
+    Rejected(String),
+    #[error("gave up after {attempts} attempt(s): {last}")]
+    GaveUp { attempts: u32, last: String },
+    #[error("cancelled by shutdown after {attempts} attempt(s)")]
+    Cancelled { attempts: u32 },
+}
+
+/// Sends until success, a permanent rejection, the deadline or
+/// cancellation. Returns the number of attempts on success. `on_retry` is
+/// called before each wait with the attempt number, the wait and the error.
+pub async fn send_with_retry(
+    sink: &dyn Sink,
+    finding: &Finding,
+    policy: &Policy,
+    cancel: &CancellationToken,
+    mut on_retry: impl FnMut(u32, Duration, &SendError),
+) -> Result<u32, DeliveryError> {
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let result = tokio::select! {
+            r = sink.send(finding) => r,
+            _ = cancel.cancelled() => return Err(DeliveryError::Cancelled { attempts: attempt }),
+        };
+        let err = match result {
+            Ok(()) => return Ok(attempt),
+            Err(SendError::Permanent { error }) => return Err(DeliveryError::Rejected(error)),
+            Err(e) => e,
+        };
+        let SendError::Retriable { retry_after, .. } = &err else {
+            unreachable!()
+        };
+        let wait = retry_after
+            .unwrap_or_default()
+            .max(policy.backoff(attempt - 1));
+        if started.elapsed() + wait > policy.deadline {
+            return Err(DeliveryError::GaveUp {
+                attempts: attempt,
+                last: err.to_string(),
+            });
+        }
+        on_retry(attempt, wait, &err);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = cancel.cancelled() => return Err(DeliveryError::Cancelled { attempts: attempt }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses() {
+        assert_eq!(classify_status(200, None, ""), None);
+        assert_eq!(classify_status(204, None, ""), None);
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(
+                matches!(
+                    classify_status(s, None, ""),
+                    Some(SendError::Retriable { .. })
+                ),
+                "{s}"
+            );
+        }
+        for s in [400, 401, 403, 404, 410, 413, 422, 301] {
+            assert!(
+                matches!(
+                    classify_status(s, None, ""),
+                    Some(SendError::Permanent { .. })
+                ),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            classify_status(429, Some("7"), "slow down"),
+            Some(SendError::Retriable {
+                error: "HTTP 429: slow down".into(),
+                retry_after: Some(Duration::from_secs(7))
+            })
+        );
+        let long = "x".repeat(1000);
+        let Some(SendError::Permanent { error }) = classify_status(400, None, &long) else {
+            panic!()
+        };
+        assert!(error.len() < 220);
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let p = Policy::with_deadline(Duration::from_secs(60));
+        for attempt in 0..30 {
+            let b = p.backoff(attempt);
+            let ceiling = (p.initial * 2u32.pow(attempt.min(20))).min(p.max);
+            assert!(b >= ceiling / 2 && b <= ceiling, "{attempt}: {b:?}");
+        }
+    }
+}

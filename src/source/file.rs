@@ -1,0 +1,163 @@
+//! The file source: CloudTrail files on local disk (`.json`, `.jsonl`, `.gz`
+//! of either, any envelope), read once or watched. For demos, tests and
+//! hosts that receive log files by other means. A file whose deliveries
+//! failed is read again on the next poll; one that is still being written
+//! (modified in the last second) waits for the next poll.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::ack::{Outcome, Unit};
+use crate::config::FileSettings;
+use crate::pipeline::{Pipeline, Scan};
+use crate::replay::collect_files;
+use crate::telemetry;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    modified: SystemTime,
+    len: u64,
+}
+
+enum State {
+    Working(Stamp),
+    Done(Stamp),
+}
+
+pub struct FileSource {
+    settings: FileSettings,
+    pipeline: Arc<Pipeline>,
+}
+
+impl FileSource {
+    pub fn new(settings: FileSettings, pipeline: Arc<Pipeline>) -> Self {
+        FileSource { settings, pipeline }
+    }
+
+    fn list(&self) -> Vec<PathBuf> {
+        let mut files = Vec::new();
+        for p in &self.settings.paths {
+            if p.is_dir() {
+                if let Err(e) = collect_files(p, &mut files) {
+                    telemetry::source_error(
+                        &self.settings.name,
+                        "list",
+                        &format!("{}: {e}", p.display()),
+                    );
+                }
+            } else if p.exists() || !self.settings.watch {
+                files.push(p.clone());
+            }
+        }
+        files.sort();
+        files.dedup();
+        files
+    }
+
+    pub async fn run(self, stop: CancellationToken) {
+        let name = self.settings.name.clone();
+        let (tx, mut rx) = mpsc::unbounded_channel::<(PathBuf, Outcome)>();
+        let mut files: HashMap<PathBuf, State> = HashMap::new();
+        loop {
+            while let Ok((path, outcome)) = rx.try_recv() {
+                settle(&mut files, path, outcome, &name);
+            }
+            for path in self.list() {
+                let stamp = match std::fs::metadata(&path) {
+                    Ok(m) => Stamp {
+                        modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        len: m.len(),
+                    },
+                    Err(e) => {
+                        telemetry::source_error(&name, "read", &format!("{}: {e}", path.display()));
+                        continue;
+                    }
+                };
+                match files.get(&path) {
+                    Some(State::Working(_)) => continue,
+                    Some(State::Done(s)) if *s == stamp => continue,
+                    _ => {}
+                }
+                let fresh = stamp
+                    .modified
+                    .elapsed()
+                    .map(|a| a < Duration::from_secs(1))
+                    .unwrap_or(false);
+                if self.settings.watch && fresh {
+                    continue;
+                }
+                files.insert(path.clone(), State::Working(stamp));
+                self.read(path, &tx).await;
+                if stop.is_cancelled() {
+                    break;
+                }
+            }
+            if !self.settings.watch || stop.is_cancelled() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = stop.cancelled() => break,
+            }
+        }
+        drop(tx);
+        while let Some((path, outcome)) = rx.recv().await {
+            settle(&mut files, path, outcome, &name);
+        }
+        tracing::info!(source = %name, "file source finished");
+    }
+
+    async fn read(&self, path: PathBuf, tx: &mpsc::UnboundedSender<(PathBuf, Outcome)>) {
+        let name = self.settings.name.clone();
+        let id = path.display().to_string();
+        telemetry::message_received(&name, &id);
+        let p = Arc::clone(&self.pipeline);
+        let open_path = path.clone();
+        let scan = tokio::task::spawn_blocking(move || {
+            let mut scan = Scan::default();
+            match std::fs::File::open(&open_path).and_then(crate::decode::maybe_gunzip) {
+                Ok(r) => p.scan_reader(r, &mut scan),
+                Err(e) => scan.errors.push(e.into()),
+            }
+            scan
+        })
+        .await
+        .unwrap_or_default();
+        for e in &scan.errors {
+            // A file will not change by reading it again: the error is
+            // reported and the rest of the file still alerts.
+            telemetry::decode_error(&name, &id, e.kind(), e);
+        }
+        for o in &scan.objects {
+            telemetry::source_error(
+                &name,
+                "read",
+                &format!("{id}: names {o}; the file source does not fetch S3 objects"),
+            );
+        }
+        telemetry::events_processed(&name, scan.events);
+        let tx = tx.clone();
+        let unit = Unit::new(move |outcome| {
+            let _ = tx.send((path, outcome));
+        });
+        self.pipeline.dispatch(&unit, scan.groups);
+    }
+}
+
+fn settle(files: &mut HashMap<PathBuf, State>, path: PathBuf, outcome: Outcome, name: &str) {
+    match (outcome, files.remove(&path)) {
+        (Outcome::Done, Some(State::Working(stamp))) => {
+            telemetry::messages_deleted(name, 1);
+            files.insert(path, State::Done(stamp));
+        }
+        (Outcome::Failed(reason), _) => {
+            tracing::warn!(source = name, file = %path.display(), reason, "not every alert was delivered; the file will be read again");
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,188 @@
+//! Telemetry in one place: metric names (defined once), the Prometheus
+//! recorder, and one function per occurrence that logs it and counts it
+//! together. Labels are bounded: source and sink names come from config,
+//! rule ids and error kinds from fixed sets.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const BUILD_INFO: &str = "rootwatch_build_info";
+pub const MESSAGES_RECEIVED: &str = "rootwatch_messages_received_total";
+pub const MESSAGES_DELETED: &str = "rootwatch_messages_deleted_total";
+pub const MESSAGES_REDRIVE: &str = "rootwatch_messages_redrive_total";
+pub const SOURCE_ERRORS: &str = "rootwatch_source_errors_total";
+pub const EVENTS_PROCESSED: &str = "rootwatch_events_processed_total";
+pub const DECODE_ERRORS: &str = "rootwatch_decode_errors_total";
+pub const FINDINGS: &str = "rootwatch_findings_total";
+pub const ALERTS_DELIVERED: &str = "rootwatch_alerts_delivered_total";
+pub const ALERTS_RETRIED: &str = "rootwatch_alerts_retried_total";
+pub const ALERTS_FAILED: &str = "rootwatch_alerts_failed_total";
+pub const DELIVERY_DURATION: &str = "rootwatch_delivery_duration_seconds";
+pub const EVENT_LAG: &str = "rootwatch_event_lag_seconds";
+pub const DEDUP_SUPPRESSED: &str = "rootwatch_dedup_suppressed_total";
+pub const THROTTLE_SUPPRESSED: &str = "rootwatch_throttle_suppressed_total";
+pub const IN_FLIGHT: &str = "rootwatch_in_flight_messages";
+pub const CHECKPOINT_AGE: &str = "rootwatch_cloudwatch_checkpoint_age_seconds";
+
+/// Every metric name, for tests that check dashboards against exports.
+pub const ALL: &[&str] = &[
+    BUILD_INFO,
+    MESSAGES_RECEIVED,
+    MESSAGES_DELETED,
+    MESSAGES_REDRIVE,
+    SOURCE_ERRORS,
+    EVENTS_PROCESSED,
+    DECODE_ERRORS,
+    FINDINGS,
+    ALERTS_DELIVERED,
+    ALERTS_RETRIED,
+    ALERTS_FAILED,
+    DELIVERY_DURATION,
+    EVENT_LAG,
+    DEDUP_SUPPRESSED,
+    THROTTLE_SUPPRESSED,
+    IN_FLIGHT,
+    CHECKPOINT_AGE,
+];
+
+/// The process-wide Prometheus recorder, installed on first use.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                metrics_exporter_prometheus::Matcher::Full(DELIVERY_DURATION.into()),
+                &[
+                    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                ],
+            )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(EVENT_LAG.into()),
+                    &[
+                        1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0,
+                        86400.0,
+                    ],
+                )
+            })
+            .expect("bucket lists are non-empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (an embedding program);
+        // then rootwatch's metrics go there and /metrics shows only ours.
+        let _ = metrics::set_global_recorder(recorder);
+        gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        handle
+    })
+}
+
+pub fn message_received(source: &str, message_id: &str) {
+    tracing::debug!(source, message_id, "message received");
+    counter!(MESSAGES_RECEIVED, "source" => source.to_owned()).increment(1);
+}
+
+pub fn messages_deleted(source: &str, n: u64) {
+    tracing::debug!(source, count = n, "messages deleted");
+    counter!(MESSAGES_DELETED, "source" => source.to_owned()).increment(n);
+}
+
+/// A message left undeleted for the queue's redrive policy.
+pub fn message_left_for_redrive(
+    source: &str,
+    message_id: &str,
+    reason: &'static str,
+    detail: &str,
+) {
+    tracing::warn!(
+        source,
+        message_id,
+        reason,
+        detail,
+        "message not deleted; the queue's redrive policy takes it from here"
+    );
+    counter!(MESSAGES_REDRIVE, "source" => source.to_owned(), "reason" => reason).increment(1);
+}
+
+pub fn source_error(source: &str, kind: &'static str, error: &dyn std::fmt::Display) {
+    tracing::warn!(source, kind, error = %error, "source error");
+    counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => kind).increment(1);
+}
+
+pub fn events_processed(source: &str, n: u64) {
+    counter!(EVENTS_PROCESSED, "source" => source.to_owned()).increment(n);
+}
+
+pub fn decode_error(
+    source: &str,
+    message_id: &str,
+    kind: &'static str,
+    error: &dyn std::fmt::Display,
+) {
+    tracing::warn!(source, message_id, kind, error = %error, "decode error");
+    counter!(DECODE_ERRORS, "kind" => kind).increment(1);
+}
+
+pub fn finding(f: &crate::finding::Finding) {
+    tracing::info!(rule = %f.rule, severity = %f.severity, finding_id = %f.finding_id, event_id = f.event_id.as_deref().unwrap_or(""), principal = f.principal_arn.as_deref().unwrap_or(""), source_ip = f.source_ip.as_deref().unwrap_or(""), "finding");
+    counter!(FINDINGS, "rule" => f.rule.clone(), "severity" => f.severity.as_str()).increment(1);
+}
+
+pub fn event_lag(lag: Duration) {
+    histogram!(EVENT_LAG).record(lag.as_secs_f64());
+}
+
+pub fn alert_delivered(sink: &str, finding_id: &str, took: Duration, attempts: u32) {
+    tracing::info!(
+        sink,
+        finding_id,
+        attempts,
+        took_ms = took.as_millis() as u64,
+        "alert delivered"
+    );
+    counter!(ALERTS_DELIVERED, "sink" => sink.to_owned()).increment(1);
+    histogram!(DELIVERY_DURATION, "sink" => sink.to_owned()).record(took.as_secs_f64());
+}
+
+pub fn alert_retry(
+    sink: &str,
+    finding_id: &str,
+    attempt: u32,
+    wait: Duration,
+    error: &dyn std::fmt::Display,
+) {
+    tracing::warn!(sink, finding_id, attempt, wait_ms = wait.as_millis() as u64, error = %error, "delivery failed; retrying");
+    counter!(ALERTS_RETRIED, "sink" => sink.to_owned()).increment(1);
+}
+
+/// `reason`: `rejected` (permanent 4xx), `deadline` (retries exhausted) or
+/// `shutdown` (cancelled by the grace period).
+pub fn alert_failed(
+    sink: &str,
+    finding_id: &str,
+    reason: &'static str,
+    error: &dyn std::fmt::Display,
+) {
+    tracing::error!(sink, finding_id, reason, error = %error, "alert not delivered");
+    counter!(ALERTS_FAILED, "sink" => sink.to_owned(), "reason" => reason).increment(1);
+}
+
+pub fn dedup_suppressed(event_id: &str) {
+    tracing::debug!(event_id, "duplicate event dropped");
+    counter!(DEDUP_SUPPRESSED).increment(1);
+}
+
+pub fn throttle_suppressed(rule: &str, finding_id: &str) {
+    tracing::debug!(rule, finding_id, "finding folded into a throttle window");
+    counter!(THROTTLE_SUPPRESSED, "rule" => rule.to_owned()).increment(1);
+}
+
+pub fn in_flight(source: &str, n: usize) {
+    gauge!(IN_FLIGHT, "source" => source.to_owned()).set(n as f64);
+}
+
+pub fn checkpoint_age(log_group: &str, age: Duration) {
+    gauge!(CHECKPOINT_AGE, "log_group" => log_group.to_owned()).set(age.as_secs_f64());
+}

@@ -1,0 +1,327 @@
+//! Shared test harness: the moto AWS emulator (started by scripts/test.sh),
+//! a webhook receiver on 127.0.0.1, and rootwatch run in-process.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_sqs::types::QueueAttributeName;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use rootwatch::config;
+
+/// The moto server's URL. scripts/test.sh starts moto and sets it.
+pub fn endpoint() -> String {
+    std::env::var("ROOTWATCH_TEST_AWS_ENDPOINT").expect(
+        "ROOTWATCH_TEST_AWS_ENDPOINT is not set: run the suite with scripts/test.sh, which installs and starts the moto AWS emulator",
+    )
+}
+
+pub async fn aws() -> aws_config::SdkConfig {
+    aws_at(&endpoint()).await
+}
+
+pub async fn aws_at(url: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "test",
+        ))
+        .load()
+        .await
+}
+
+pub fn unique(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub struct Aws {
+    pub sqs: aws_sdk_sqs::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub config: aws_config::SdkConfig,
+}
+
+impl Aws {
+    pub async fn new() -> Aws {
+        let config = aws().await;
+        let s3 = aws_sdk_s3::config::Builder::from(&config)
+            .force_path_style(true)
+            .build();
+        Aws {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            sns: aws_sdk_sns::Client::new(&config),
+            config,
+        }
+    }
+
+    /// A fresh queue; with `dlq_after` receives, messages move to a new
+    /// dead-letter queue whose URL is returned too.
+    pub async fn queue(&self, dlq_after: Option<u32>) -> (String, Option<String>) {
+        let mut dlq = None;
+        let mut create = self.sqs.create_queue().queue_name(unique("q"));
+        if let Some(n) = dlq_after {
+            let d = self
+                .sqs
+                .create_queue()
+                .queue_name(unique("dlq"))
+                .send()
+                .await
+                .unwrap();
+            let url = d.queue_url.unwrap();
+            let arn = self.queue_arn(&url).await;
+            create = create.attributes(
+                QueueAttributeName::RedrivePolicy,
+                format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"{n}"}}"#),
+            );
+            dlq = Some(url);
+        }
+        let q = create.send().await.unwrap();
+        (q.queue_url.unwrap(), dlq)
+    }
+
+    pub async fn queue_arn(&self, url: &str) -> String {
+        let a = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap();
+        a.attributes().unwrap()[&QueueAttributeName::QueueArn].clone()
+    }
+
+    pub async fn send(&self, url: &str, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Visible plus in-flight messages.
+    pub async fn depth(&self, url: &str) -> u64 {
+        let a = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let attrs = a.attributes().unwrap();
+        let n = |k: QueueAttributeName| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        n(QueueAttributeName::ApproximateNumberOfMessages)
+            + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {limit:?}: {what}");
+}
+
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub status: u16,
+}
+
+impl Request {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+type Respond = Arc<dyn Fn(usize) -> (StatusCode, Vec<(&'static str, String)>) + Send + Sync>;
+
+#[derive(Clone)]
+struct HookState {
+    requests: Arc<Mutex<Vec<Request>>>,
+    respond: Respond,
+}
+
+/// A webhook receiver on 127.0.0.1 that answers the n-th request (from 0)
+/// as `respond(n)` says, and records every request.
+pub struct Webhook {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Request>>>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Webhook {
+    pub async fn start(
+        respond: impl Fn(usize) -> (StatusCode, Vec<(&'static str, String)>) + Send + Sync + 'static,
+    ) -> Webhook {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let state = HookState {
+            requests: Arc::clone(&requests),
+            respond: Arc::new(respond),
+        };
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(hook))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = tokio_util::sync::CancellationToken::new();
+        let s = stop.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { s.cancelled().await })
+                .await
+                .unwrap();
+        });
+        Webhook {
+            addr,
+            requests,
+            stop,
+        }
+    }
+
+    pub async fn ok() -> Webhook {
+        Webhook::start(|_| (StatusCode::OK, vec![])).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Findings the receiver accepted (2xx).
+    pub fn delivered(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .iter()
+            .filter(|r| r.status < 300)
+            .map(Request::json)
+            .collect()
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn hook(State(s): State<HookState>, headers: HeaderMap, body: Bytes) -> impl IntoResponse {
+    let n = s.requests.lock().unwrap().len();
+    let (status, extra) = (s.respond)(n);
+    s.requests.lock().unwrap().push(Request {
+        headers,
+        body,
+        status: status.as_u16(),
+    });
+    let mut h = HeaderMap::new();
+    for (k, v) in extra {
+        h.insert(k, v.parse().unwrap());
+    }
+    (status, h, "")
+}
+
+pub fn settings(toml: &str) -> config::Settings {
+    let raw = config::parse(toml, &|_| None).unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    config::validate(&raw).unwrap_or_else(|e| panic!("{e}\n{toml}"))
+}
+
+/// rootwatch running in-process; stops (and is awaited) on `stop()`.
+pub struct Daemon {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), rootwatch::app::RunError>>,
+}
+
+impl Daemon {
+    pub async fn start(toml: &str, aws: &aws_config::SdkConfig) -> Daemon {
+        let settings = settings(toml);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let opts = rootwatch::app::Options {
+            aws: Some(aws.clone()),
+            ..Default::default()
+        };
+        let task = tokio::spawn(rootwatch::app::run_with(settings, opts, async move {
+            let _ = rx.await;
+        }));
+        Daemon {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(60), &mut self.task)
+            .await
+            .expect("rootwatch stops within its grace period")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// A root API call made in an MFA session: exactly one finding (root-api-call).
+pub fn root_call(event_id: &str) -> String {
+    format!(
+        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333","accessKeyId":"ASIAEXAMPLEROOTSESSN","sessionContext":{{"sessionIssuer":{{}},"webIdFederationData":{{}},"attributes":{{"creationDate":"2024-05-01T11:58:02Z","mfaAuthenticated":"true"}}}}}},"eventTime":"2024-05-01T12:00:00Z","eventSource":"iam.amazonaws.com","eventName":"DeleteUser","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.9","userAgent":"aws-cli/2.15.0","requestParameters":{{"userName":"old"}},"responseElements":null,"requestID":"r-{event_id}","eventID":"{event_id}","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management"}}"#
+    )
+}
+
+pub fn eventbridge(record: &str) -> String {
+    format!(
+        r#"{{"version":"0","id":"{}","detail-type":"AWS API Call via CloudTrail","source":"aws.iam","account":"111122223333","time":"2024-05-01T12:00:00Z","region":"us-east-1","resources":[],"detail":{record}}}"#,
+        unique("eb")
+    )
+}
+
+pub fn sns_wrap(body: &str) -> String {
+    serde_json::json!({"Type":"Notification","MessageId":unique("sns"),"TopicArn":"arn:aws:sns:us-east-1:111122223333:t","Message":body,"Timestamp":"2024-05-01T12:00:01.000Z","SignatureVersion":"1","Signature":"EXAMPLE"}).to_string()
+}
+
+pub fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(text.as_bytes()).unwrap();
+    e.finish().unwrap()
+}
+
+pub fn sqs_source(queue: &str, visibility: u64) -> String {
+    format!(
+        "[[sources]]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nconcurrency = 2\nwait_time_secs = 1\nvisibility_timeout_secs = {visibility}\n"
+    )
+}

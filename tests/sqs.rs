@@ -1,0 +1,429 @@
+//! `rootwatch run` against SQS and S3 in the moto emulator, alerting a real
+//! HTTP receiver on 127.0.0.1.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration, TopicConfiguration};
+use axum::http::StatusCode;
+use common::*;
+
+fn webhook_sink(url: &str, extra: &str) -> String {
+    format!("[[sinks]]\ntype = \"webhook\"\nurl = \"{url}\"\nretry_max_secs = 60\n{extra}\n")
+}
+
+fn by_event(findings: &[serde_json::Value]) -> BTreeMap<String, Vec<String>> {
+    let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for f in findings {
+        m.entry(f["event_id"].as_str().unwrap_or("").to_owned())
+            .or_default()
+            .push(f["rule"].as_str().unwrap().to_owned());
+    }
+    m.values_mut().for_each(|v| v.sort());
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_body_kind_alerts_once_and_is_deleted() {
+    let aws = Aws::new().await;
+    let (queue, _) = aws.queue(None).await;
+    let hook = Webhook::ok().await;
+    aws.send(&queue, &eventbridge(&root_call("ev-eventbridge")))
+        .await;
+    aws.send(&queue, &sns_wrap(&eventbridge(&root_call("ev-sns"))))
+        .await;
+    aws.send(&queue, &root_call("ev-raw")).await;
+    aws.send(
+        &queue,
+        &format!(
+            r#"{{"Records":[{},{}]}}"#,
+            root_call("ev-records-1"),
+            root_call("ev-records-2")
+        ),
+    )
+    .await;
+
+    let config = format!(
+        "{}{}[server]\nlisten = \"\"\n",
+        sqs_source(&queue, 30),
+        webhook_sink(
+            &hook.url(),
+            "hmac_secret = \"test-secret\"\nheaders = { \"X-Team\" = \"secops\" }"
+        )
+    );
+    let d = Daemon::start(&config, &aws.config).await;
+    eventually(
+        Duration::from_secs(30),
+        "five alerts and an empty queue",
+        || async { hook.delivered().len() >= 5 && aws.depth(&queue).await == 0 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.stop().await;
+
+    let got = by_event(&hook.delivered());
+    assert_eq!(got.len(), 5, "{got:?}");
+    for (id, rules) in &got {
+        assert_eq!(rules, &["root-api-call"], "{id}");
+    }
+    for r in hook.requests() {
+        assert_eq!(r.headers["content-type"], "application/json");
+        assert_eq!(r.headers["x-team"], "secops");
+        let ts = r.headers["x-rootwatch-timestamp"]
+            .to_str()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap();
+        assert!((chrono::Utc::now().timestamp() - ts).abs() < 120);
+        let want = rootwatch::sink::format::webhook::signature(b"test-secret", ts, &r.body);
+        assert_eq!(r.headers["x-rootwatch-signature"].to_str().unwrap(), want);
+        assert_eq!(
+            r.headers["x-rootwatch-finding-id"].to_str().unwrap(),
+            r.json()["finding_id"].as_str().unwrap()
+        );
+    }
+}
+
+fn log_file() -> String {
+    let outside = root_call("s3-outside").replace("203.0.113.9", "198.51.100.200");
+    let user = r#"{"eventVersion":"1.08","userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLE","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333","accessKeyId":"AKIAEXAMPLEALICE","userName":"alice"},"eventTime":"2024-05-01T12:01:00Z","eventSource":"s3.amazonaws.com","eventName":"ListBuckets","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.201","userAgent":"aws-cli/2.15.0","eventID":"s3-user-outside","readOnly":true,"eventType":"AwsApiCall","recipientAccountId":"111122223333"}"#;
+    format!(
+        r#"{{"Records":[{},{outside},{user}]}}"#,
+        root_call("s3-inside")
+    )
+}
+
+async fn expect_s3_findings(hook: &Webhook) {
+    let got = by_event(&hook.delivered());
+    assert_eq!(got["s3-inside"], ["root-api-call"]);
+    assert_eq!(
+        got["s3-outside"],
+        ["root-api-call", "source-ip-not-allowed"]
+    );
+    assert_eq!(got["s3-user-outside"], ["source-ip-not-allowed"]);
+    assert_eq!(got.len(), 3, "{got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_log_files_via_bucket_notifications_directly_and_through_sns() {
+    let aws = Aws::new().await;
+    let allow = "[detect.ip_allowlist]\ncidrs = [\"203.0.113.0/24\"]\n";
+
+    // Direct: bucket -> queue.
+    let (queue, _) = aws.queue(None).await;
+    let bucket = unique("trail");
+    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let arn = aws.queue_arn(&queue).await;
+    aws.s3
+        .put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(arn)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let key = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_20240501T1200Z_a b+c.json.gz";
+    aws.s3
+        .put_object()
+        .bucket(&bucket)
+        .key(key)
+        .body(ByteStream::from(gzip(&log_file())))
+        .send()
+        .await
+        .unwrap();
+
+    let hook = Webhook::ok().await;
+    let d = Daemon::start(
+        &format!(
+            "{allow}{}{}[server]\nlisten = \"\"\n",
+            sqs_source(&queue, 30),
+            webhook_sink(&hook.url(), "")
+        ),
+        &aws.config,
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "S3 findings and an empty queue (test event included)",
+        || async { hook.delivered().len() >= 4 && aws.depth(&queue).await == 0 },
+    )
+    .await;
+    d.stop().await;
+    expect_s3_findings(&hook).await;
+
+    // Through SNS: bucket -> topic -> queue.
+    let (queue, _) = aws.queue(None).await;
+    let topic = aws
+        .sns
+        .create_topic()
+        .name(unique("trail-topic"))
+        .send()
+        .await
+        .unwrap()
+        .topic_arn
+        .unwrap();
+    let qarn = aws.queue_arn(&queue).await;
+    aws.sns
+        .subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(qarn)
+        .send()
+        .await
+        .unwrap();
+    let bucket = unique("trail-sns");
+    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    aws.s3
+        .put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .topic_configurations(
+                    TopicConfiguration::builder()
+                        .topic_arn(&topic)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    aws.s3
+        .put_object()
+        .bucket(&bucket)
+        .key(key)
+        .body(ByteStream::from(gzip(&log_file())))
+        .send()
+        .await
+        .unwrap();
+    let hook = Webhook::ok().await;
+    let d = Daemon::start(
+        &format!(
+            "{allow}{}{}[server]\nlisten = \"\"\n",
+            sqs_source(&queue, 30),
+            webhook_sink(&hook.url(), "")
+        ),
+        &aws.config,
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "S3 findings through SNS and an empty queue",
+        || async { hook.delivered().len() >= 4 && aws.depth(&queue).await == 0 },
+    )
+    .await;
+    d.stop().await;
+    expect_s3_findings(&hook).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_messages_go_to_the_dead_letter_queue_and_good_ones_still_alert() {
+    let aws = Aws::new().await;
+    let (queue, dlq) = aws.queue(Some(2)).await;
+    let dlq = dlq.unwrap();
+    let missing = r#"{"Records":[{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2024-05-01T12:00:00.000Z","eventName":"ObjectCreated:Put","s3":{"s3SchemaVersion":"1.0","bucket":{"name":"no-such-bucket-rootwatch","arn":"arn:aws:s3:::no-such-bucket-rootwatch"},"object":{"key":"AWSLogs%2Fmissing.json.gz","size":10}}}]}"#;
+    aws.send(&queue, &root_call("before-poison")).await;
+    aws.send(&queue, "this is not json").await;
+    aws.send(&queue, missing).await;
+    aws.send(&queue, &root_call("after-poison")).await;
+
+    let hook = Webhook::ok().await;
+    let d = Daemon::start(
+        &format!(
+            "{}{}[server]\nlisten = \"\"\n",
+            sqs_source(&queue, 1),
+            webhook_sink(&hook.url(), "")
+        ),
+        &aws.config,
+    )
+    .await;
+    eventually(
+        Duration::from_secs(45),
+        "both poison messages in the dead-letter queue, the main queue empty",
+        || async { aws.depth(&dlq).await == 2 && aws.depth(&queue).await == 0 },
+    )
+    .await;
+    d.stop().await;
+    let got = by_event(&hook.delivered());
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        ["after-poison", "before-poison"]
+    );
+    let bodies: Vec<String> = aws
+        .sqs
+        .receive_message()
+        .queue_url(&dlq)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.body)
+        .collect();
+    assert!(bodies.iter().any(|b| b == "this is not json"), "{bodies:?}");
+    assert!(
+        bodies
+            .iter()
+            .any(|b| b.contains("no-such-bucket-rootwatch")),
+        "{bodies:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_webhook_delays_the_delete_and_the_message_stays_invisible() {
+    let aws = Aws::new().await;
+    let (queue, _) = aws.queue(None).await;
+    aws.send(&queue, &eventbridge(&root_call("slow-hook")))
+        .await;
+    let started = std::time::Instant::now();
+    let hook = Webhook::start(move |_| {
+        if started.elapsed() < Duration::from_secs(6) {
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![("Retry-After", "1".to_owned())],
+            )
+        } else {
+            (StatusCode::OK, vec![])
+        }
+    })
+    .await;
+    // Visibility 2 s: without extension the message would be visible again
+    // three times over before the webhook recovers.
+    let d = Daemon::start(
+        &format!(
+            "{}{}[server]\nlisten = \"\"\n",
+            sqs_source(&queue, 2),
+            webhook_sink(&hook.url(), "")
+        ),
+        &aws.config,
+    )
+    .await;
+    eventually(Duration::from_secs(10), "first failed attempt", || async {
+        !hook.requests().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(hook.delivered().is_empty(), "still failing");
+    assert_eq!(aws.depth(&queue).await, 1, "not deleted while undelivered");
+    let other = aws
+        .sqs
+        .receive_message()
+        .queue_url(&queue)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        other.messages.unwrap_or_default().is_empty(),
+        "another consumer got the message while delivery was retrying"
+    );
+
+    eventually(
+        Duration::from_secs(30),
+        "delivered, then deleted",
+        || async { hook.delivered().len() == 1 && aws.depth(&queue).await == 0 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.stop().await;
+    assert_eq!(hook.delivered().len(), 1, "one alert, no redelivery");
+    assert!(
+        hook.requests().len() >= 3,
+        "it retried: {}",
+        hook.requests().len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanently_rejected_alert_is_recorded_and_does_not_wedge_the_queue() {
+    let aws = Aws::new().await;
+    let (queue, _) = aws.queue(None).await;
+    aws.send(&queue, &root_call("rejected")).await;
+    let hook = Webhook::start(|_| (StatusCode::BAD_REQUEST, vec![])).await;
+    let d = Daemon::start(
+        &format!(
+            "{}{}[server]\nlisten = \"\"\n",
+            sqs_source(&queue, 30),
+            webhook_sink(&hook.url(), "")
+        ),
+        &aws.config,
+    )
+    .await;
+    eventually(
+        Duration::from_secs(20),
+        "rejected once, message deleted",
+        || async { hook.requests().len() == 1 && aws.depth(&queue).await == 0 },
+    )
+    .await;
+    d.stop().await;
+    assert_eq!(hook.requests().len(), 1, "a 400 is not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_sources_fail_fast_with_a_clear_error() {
+    let aws = Aws::new().await;
+    let hook = Webhook::ok().await;
+    let missing = format!("{}/111122223333/rootwatch-no-such-queue", endpoint());
+    let first = settings(&format!(
+        "{}{}[server]\nlisten = \"\"\n",
+        sqs_source(&missing, 30),
+        webhook_sink(&hook.url(), "")
+    ));
+    let opts = rootwatch::app::Options {
+        aws: Some(aws.config.clone()),
+        ..Default::default()
+    };
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        rootwatch::app::run_with(first, opts, std::future::pending()),
+    )
+    .await
+    .expect("no hang")
+    .unwrap_err()
+    .to_string();
+    assert!(err.starts_with("source `sqs-0`: queue "), "{err}");
+    assert!(
+        err.contains("rootwatch-no-such-queue") && err.contains("NonExistentQueue"),
+        "{err}"
+    );
+
+    let unreachable = aws_at("http://127.0.0.1:9").await;
+    let second = settings(&format!(
+        "{}{}[server]\nlisten = \"\"\n",
+        sqs_source("http://127.0.0.1:9/111122223333/q", 30),
+        webhook_sink(&hook.url(), "")
+    ));
+    let opts = rootwatch::app::Options {
+        aws: Some(unreachable),
+        ..Default::default()
+    };
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        rootwatch::app::run_with(second, opts, std::future::pending()),
+    )
+    .await
+    .expect("no hang")
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("source `sqs-0`: queue http://127.0.0.1:9/"),
+        "{err}"
+    );
+}
