@@ -103,6 +103,7 @@ async fn run_sources(
 
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
+    let throttle = tokio::spawn(Arc::clone(&pipeline).run_throttle(stop.clone()));
     let mut starting = Vec::new();
     for source in &settings.sources {
         match source {
@@ -142,6 +143,7 @@ async fn run_sources(
         grace_secs = settings.shutdown_grace.as_secs(),
         "draining: finishing deliveries and acknowledgements"
     );
+    let _ = throttle.await;
     let finished = tokio::time::timeout(settings.shutdown_grace, join_all(&mut tasks)).await;
     if finished.is_err() {
         tracing::warn!(

@@ -185,7 +185,7 @@ fn default_visibility() -> u64 {
     120
 }
 fn default_max_in_flight() -> usize {
-    1000
+    10_000
 }
 fn default_poll() -> u64 {
     2

@@ -7,9 +7,10 @@
 //! every finding reached every sink that takes it.
 
 use std::io::Read;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,7 @@ use crate::finding::Finding;
 use crate::sink::retry::{DeliveryError, Policy, send_with_retry};
 use crate::sink::{self, Sink};
 use crate::telemetry;
+use crate::throttle::{Admit, Throttle};
 
 /// Findings of one event.
 #[derive(Debug)]
@@ -58,6 +60,7 @@ const SINK_CONCURRENCY: usize = 16;
 pub struct Pipeline {
     detector: Detector,
     dedup: Dedup,
+    throttle: Option<Mutex<Throttle<Arc<EventGuard>>>>,
     sinks: Vec<SinkRunner>,
     deliveries: TaskTracker,
     /// Cancels deliveries still retrying when the shutdown grace ends.
@@ -88,6 +91,9 @@ impl Pipeline {
         Pipeline {
             detector: Detector::new(settings.detect.clone()),
             dedup: Dedup::new(settings.dedup_capacity),
+            throttle: settings
+                .throttle_window
+                .map(|w| Mutex::new(Throttle::new(w))),
             sinks,
             deliveries: TaskTracker::new(),
             abort,
@@ -158,29 +164,73 @@ impl Pipeline {
             });
             for finding in group.findings {
                 telemetry::finding(&finding);
-                let finding = Arc::new(finding);
-                for (i, runner) in self.sinks.iter().enumerate() {
-                    if !runner.settings.accepts(&finding.rule, finding.severity) {
+                if let Some(t) = &self.throttle {
+                    let admit = t.lock().expect("throttle lock").admit(
+                        &finding,
+                        Arc::clone(&guard),
+                        Instant::now(),
+                    );
+                    if admit == Admit::Folded {
+                        telemetry::throttle_suppressed(&finding.rule, &finding.finding_id);
                         continue;
                     }
-                    let (me, finding, guard) =
-                        (Arc::clone(self), Arc::clone(&finding), Arc::clone(&guard));
-                    self.deliveries
-                        .spawn(async move { me.deliver(i, &finding, &guard).await });
                 }
+                self.send(finding, Arc::new(vec![Arc::clone(&guard)]));
             }
         }
     }
 
-    async fn deliver(&self, sink: usize, finding: &Finding, guard: &EventGuard) {
+    /// Starts a delivery of `finding` to every sink that takes it; `guards`
+    /// live until each delivery ended.
+    fn send(self: &Arc<Self>, finding: Finding, guards: Held) {
+        let finding = Arc::new(finding);
+        for (i, runner) in self.sinks.iter().enumerate() {
+            if !runner.settings.accepts(&finding.rule, finding.severity) {
+                continue;
+            }
+            let (me, finding, guards) =
+                (Arc::clone(self), Arc::clone(&finding), Arc::clone(&guards));
+            self.deliveries
+                .spawn(async move { me.deliver(i, &finding, &guards).await });
+        }
+    }
+
+    /// Sends throttle summaries as windows close, until `stop`; then closes
+    /// every open window at once so the summaries go out within the grace
+    /// period.
+    pub async fn run_throttle(self: Arc<Self>, stop: CancellationToken) {
+        let Some(t) = &self.throttle else { return };
+        loop {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(500)) => false,
+                _ = stop.cancelled() => true,
+            };
+            let closed = {
+                let mut t = t.lock().expect("throttle lock");
+                if stopping {
+                    t.close_all()
+                } else {
+                    t.close_due(Instant::now())
+                }
+            };
+            for c in closed {
+                tracing::info!(rule = %c.summary.rule, finding_id = %c.summary.finding_id, repeats = c.held.len(), "throttle window closed; sending its summary");
+                self.send(c.summary, Arc::new(c.held));
+            }
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    async fn deliver(&self, sink: usize, finding: &Finding, guards: &[Arc<EventGuard>]) {
         let runner = &self.sinks[sink];
         let name = runner.settings.name.as_str();
         let _slot = tokio::select! {
             s = runner.slots.acquire() => s.expect("sink slots are never closed"),
             _ = self.abort.cancelled() => {
                 telemetry::alert_failed(name, &finding.finding_id, "shutdown", &"cancelled before the first attempt");
-                guard.failed.store(true, Ordering::Release);
-                guard.unit.release();
+                guards.iter().for_each(|g| g.release());
                 return;
             }
         };
@@ -206,13 +256,11 @@ impl Pipeline {
             }
             Err(e @ DeliveryError::GaveUp { .. }) => {
                 telemetry::alert_failed(name, &finding.finding_id, "deadline", &e);
-                guard.failed.store(true, Ordering::Release);
-                guard.unit.fail("delivery");
+                guards.iter().for_each(|g| g.fail());
             }
             Err(e @ DeliveryError::Cancelled { .. }) => {
                 telemetry::alert_failed(name, &finding.finding_id, "shutdown", &e);
-                guard.failed.store(true, Ordering::Release);
-                guard.unit.release();
+                guards.iter().for_each(|g| g.release());
             }
         }
     }
@@ -229,13 +277,29 @@ impl Pipeline {
     }
 }
 
+/// What a delivery keeps alive: the guards of the events it reports on (one,
+/// or all the repeats a throttle summary counts).
+type Held = Arc<Vec<Arc<EventGuard>>>;
+
 /// Held by each delivery of one event's findings; when the last drops, the
 /// event's key enters the delivered cache (or not, if a delivery failed).
-struct EventGuard {
+pub struct EventGuard {
     key: Option<EventKey>,
     unit: Unit,
     failed: AtomicBool,
     pipeline: Arc<Pipeline>,
+}
+
+impl EventGuard {
+    fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+        self.unit.fail("delivery");
+    }
+
+    fn release(&self) {
+        self.failed.store(true, Ordering::Release);
+        self.unit.release();
+    }
 }
 
 impl Drop for EventGuard {

@@ -322,6 +322,6 @@ pub fn gzip(text: &str) -> Vec<u8> {
 
 pub fn sqs_source(queue: &str, visibility: u64) -> String {
     format!(
-        "[[sources]]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nconcurrency = 2\nwait_time_secs = 1\nvisibility_timeout_secs = {visibility}\n"
+        "[[sources]]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nconcurrency = 2\nwait_time_secs = 1\nvisibility_timeout_secs = {visibility}\n[throttle]\nwindow_secs = 0\n"
     )
 }

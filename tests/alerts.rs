@@ -1,0 +1,160 @@
+//! What reaches the SOC: throttled bursts, duplicates, redelivery.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
+use axum::http::StatusCode;
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_session_of_hundreds_of_calls_gives_the_first_alert_and_one_summary_per_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = ["ListUsers", "ListRoles", "GetAccountSummary", "ListBuckets"];
+    let mut lines = String::new();
+    for i in 0..300 {
+        let rec = root_call(&format!("burst-{i:03}"))
+            .replace("\"DeleteUser\"", &format!("\"{}\"", names[i % names.len()]))
+            .replace(
+                "2024-05-01T12:00:00Z",
+                &format!("2024-05-01T12:{:02}:{:02}Z", i / 60, i % 60),
+            );
+        lines.push_str(&rec);
+        lines.push('\n');
+    }
+    // A second source address is a second key.
+    lines.push_str(&root_call("other-ip").replace("203.0.113.9", "198.51.100.77"));
+    lines.push('\n');
+    std::fs::write(dir.path().join("session.jsonl"), lines).unwrap();
+
+    let hook = Webhook::ok().await;
+    let config = format!(
+        "[[sources]]\ntype = \"file\"\npaths = [\"{}\"]\n[[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\n[throttle]\nwindow_secs = 3\n[server]\nlisten = \"\"\n",
+        dir.path().display(),
+        hook.url()
+    );
+    let aws = aws_at("http://127.0.0.1:9").await; // no AWS source: never contacted
+    let d = Daemon::start(&config, &aws).await;
+    eventually(
+        Duration::from_secs(20),
+        "first alerts and the summary",
+        || async { hook.delivered().len() >= 3 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    d.stop().await;
+
+    let got = hook.delivered();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    let firsts: Vec<&serde_json::Value> =
+        got.iter().filter(|f| f.get("summary").is_none()).collect();
+    let summaries: Vec<&serde_json::Value> =
+        got.iter().filter(|f| f.get("summary").is_some()).collect();
+    assert_eq!(firsts.len(), 2);
+    assert!(firsts.iter().any(|f| f["event_id"] == "burst-000"));
+    assert!(firsts.iter().any(|f| f["event_id"] == "other-ip"));
+    assert_eq!(summaries.len(), 1);
+    let s = &summaries[0]["summary"];
+    assert_eq!(s["count"], 299);
+    assert_eq!(s["first_event_time"], "2024-05-01T12:00:01Z");
+    assert_eq!(s["last_event_time"], "2024-05-01T12:04:59Z");
+    assert_eq!(
+        s["event_names"],
+        serde_json::json!(["GetAccountSummary", "ListBuckets", "ListRoles", "ListUsers"])
+    );
+    assert_eq!(summaries[0]["rule"], "root-api-call");
+    assert_ne!(summaries[0]["finding_id"], firsts[0]["finding_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_record_through_s3_and_eventbridge_alerts_once() {
+    let aws = Aws::new().await;
+    let (queue, _) = aws.queue(None).await;
+    let bucket = unique("trail-dup");
+    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let arn = aws.queue_arn(&queue).await;
+    aws.s3
+        .put_bucket_notification_configuration()
+        .bucket(&bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(arn)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let record = root_call("shipped-twice");
+    aws.send(&queue, &eventbridge(&record)).await;
+    aws.s3
+        .put_object()
+        .bucket(&bucket)
+        .key("AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/dup.json.gz")
+        .body(ByteStream::from(gzip(&format!(
+            r#"{{"Records":[{record}]}}"#
+        ))))
+        .send()
+        .await
+        .unwrap();
+    aws.send(&queue, &sns_wrap(&record)).await;
+
+    let hook = Webhook::ok().await;
+    let d = Daemon::start(
+        &format!(
+            "{}[[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\n[server]\nlisten = \"\"\n",
+            sqs_source(&queue, 30),
+            hook.url()
+        ),
+        &aws.config,
+    )
+    .await;
+    eventually(Duration::from_secs(30), "every copy consumed", || async {
+        !hook.delivered().is_empty() && aws.depth(&queue).await == 0
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    d.stop().await;
+    assert_eq!(hook.delivered().len(), 1, "{:#?}", hook.delivered());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_that_failed_alerts_when_the_message_comes_back() {
+    let aws = Aws::new().await;
+    let (queue, _) = aws.queue(None).await;
+    aws.send(&queue, &eventbridge(&root_call("comes-back")))
+        .await;
+    let started = std::time::Instant::now();
+    let hook = Webhook::start(move |_| {
+        if started.elapsed() < Duration::from_secs(4) {
+            (StatusCode::INTERNAL_SERVER_ERROR, vec![])
+        } else {
+            (StatusCode::OK, vec![])
+        }
+    })
+    .await;
+    // Retries give up after 1 s, so the first receive fails for good and the
+    // message is left in the queue; it comes back after the 1 s visibility.
+    let d = Daemon::start(
+        &format!("{}[[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = 1\n[server]\nlisten = \"\"\n", sqs_source(&queue, 1), hook.url()),
+        &aws.config,
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "delivered after redelivery, then deleted",
+        || async { hook.delivered().len() == 1 && aws.depth(&queue).await == 0 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.stop().await;
+    assert_eq!(hook.delivered().len(), 1);
+    assert!(hook.requests().iter().any(|r| r.status == 500));
+}
