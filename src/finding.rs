@@ -57,7 +57,7 @@ impl FromStr for Severity {
 /// a throttle window, reported once at the window's end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// How many findings the window held, this one included.
+    /// Repeats folded into the window after its first finding was sent.
     pub count: u64,
     pub first_event_time: Option<String>,
     pub last_event_time: Option<String>,

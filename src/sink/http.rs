@@ -5,24 +5,48 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use super::format::webhook;
+use super::format::{pagerduty, slack, teams, webhook};
 use super::retry::classify_status;
 use super::{BoxFuture, SendError, Sink};
 use crate::config::{Secret, WebhookSettings};
 use crate::finding::Finding;
+
+/// The receiver's request format.
+pub enum Format {
+    Webhook { hmac_secret: Option<Secret> },
+    Slack,
+    PagerDuty { routing_key: Secret },
+    Teams,
+}
 
 pub struct HttpSink {
     client: reqwest::Client,
     url: Secret,
     headers: HeaderMap,
     timeout: Duration,
-    hmac_secret: Option<Secret>,
+    format: Format,
+}
+
+fn json_headers() -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers
 }
 
 impl HttpSink {
+    /// A Slack, PagerDuty or Teams sink: JSON body, no extra headers.
+    pub fn new(client: reqwest::Client, url: Secret, format: Format, timeout: Duration) -> Self {
+        HttpSink {
+            client,
+            url,
+            headers: json_headers(),
+            timeout,
+            format,
+        }
+    }
+
     pub fn webhook(client: reqwest::Client, s: &WebhookSettings, timeout: Duration) -> Self {
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let mut headers = json_headers();
         for (name, value) in &s.headers {
             // Both were validated with the config.
             if let (Ok(n), Ok(mut v)) = (
@@ -38,22 +62,37 @@ impl HttpSink {
             url: s.url.clone(),
             headers,
             timeout,
-            hmac_secret: s.hmac_secret.clone(),
+            format: Format::Webhook {
+                hmac_secret: s.hmac_secret.clone(),
+            },
         }
+    }
+
+    fn body(&self, f: &Finding) -> Vec<u8> {
+        let value = match &self.format {
+            Format::Webhook { .. } => return webhook::body(f),
+            Format::Slack => slack::body(f),
+            Format::PagerDuty { routing_key } => pagerduty::body(f, routing_key.expose()),
+            Format::Teams => teams::body(f),
+        };
+        serde_json::to_vec(&value).expect("a JSON value always serialises")
     }
 }
 
 impl Sink for HttpSink {
     fn send<'a>(&'a self, finding: &'a Finding) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
-            let body = webhook::body(finding);
+            let body = self.body(finding);
             let mut req = self
                 .client
                 .post(self.url.expose())
                 .timeout(self.timeout)
                 .headers(self.headers.clone())
                 .header(webhook::FINDING_ID_HEADER, &finding.finding_id);
-            if let Some(secret) = &self.hmac_secret {
+            if let Format::Webhook {
+                hmac_secret: Some(secret),
+            } = &self.format
+            {
                 let ts = chrono::Utc::now().timestamp();
                 req = req
                     .header(webhook::TIMESTAMP_HEADER, ts.to_string())

@@ -40,6 +40,26 @@ pub fn build(settings: &SinkSettings, client: &reqwest::Client) -> Box<dyn Sink>
         SinkKind::Webhook(w) => {
             Box::new(http::HttpSink::webhook(client.clone(), w, settings.timeout))
         }
+        SinkKind::Slack { url } => Box::new(http::HttpSink::new(
+            client.clone(),
+            url.clone(),
+            http::Format::Slack,
+            settings.timeout,
+        )),
+        SinkKind::Teams { url } => Box::new(http::HttpSink::new(
+            client.clone(),
+            url.clone(),
+            http::Format::Teams,
+            settings.timeout,
+        )),
+        SinkKind::PagerDuty { url, routing_key } => Box::new(http::HttpSink::new(
+            client.clone(),
+            crate::config::Secret::new(url.clone()),
+            http::Format::PagerDuty {
+                routing_key: routing_key.clone(),
+            },
+            settings.timeout,
+        )),
     }
 }
 

@@ -1,3 +1,7 @@
 //! Request bodies for each kind of receiver. Pure: a finding in, bytes out.
 
+pub mod escape;
+pub mod pagerduty;
+pub mod slack;
+pub mod teams;
 pub mod webhook;

@@ -1,0 +1,233 @@
+//! Every sink kind against an in-process receiver on 127.0.0.1: what is
+//! retried (429 with Retry-After, 5xx, connection refused), what is not
+//! (400), and what each receiver is sent.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use common::*;
+use rootwatch::event::Record;
+use rootwatch::finding::{Finding, Severity};
+use rootwatch::sink::retry::{DeliveryError, Policy, send_with_retry};
+use tokio_util::sync::CancellationToken;
+
+const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+fn finding() -> Finding {
+    let raw = root_call("sink-test");
+    let rec = Record::parse(&raw).unwrap();
+    Finding::new(
+        &rec,
+        "root-api-call",
+        "Root user API call",
+        Severity::High,
+        "The root user called DeleteUser.".into(),
+        Some(true),
+    )
+}
+
+fn sink_toml(kind: &str, url: &str) -> String {
+    match kind {
+        "pagerduty" => format!(
+            "[[sinks]]\ntype = \"pagerduty\"\nurl = \"{url}\"\nrouting_key = \"{ROUTING_KEY}\"\n"
+        ),
+        other => format!("[[sinks]]\ntype = \"{other}\"\nurl = \"{url}\"\n"),
+    }
+}
+
+fn build(kind: &str, url: &str) -> Box<dyn rootwatch::sink::Sink> {
+    let s = settings(&sink_toml(kind, url));
+    rootwatch::sink::build(&s.sinks[0], &rootwatch::sink::http_client())
+}
+
+const KINDS: [&str; 4] = ["webhook", "slack", "pagerduty", "teams"];
+
+fn check_body(kind: &str, body: &serde_json::Value, f: &Finding) {
+    match kind {
+        "webhook" => assert_eq!(body["finding_id"], f.finding_id.as_str()),
+        "slack" => assert!(
+            body["blocks"].is_array() && body["text"].is_string(),
+            "{body}"
+        ),
+        "pagerduty" => {
+            assert_eq!(body["routing_key"], ROUTING_KEY);
+            assert_eq!(body["event_action"], "trigger");
+            assert_eq!(body["dedup_key"], f.finding_id.as_str());
+            assert_eq!(body["payload"]["severity"], "error");
+        }
+        "teams" => assert_eq!(
+            body["attachments"][0]["contentType"],
+            "application/vnd.microsoft.card.adaptive"
+        ),
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test]
+async fn retries_429_honouring_retry_after() {
+    for kind in KINDS {
+        let hook = Webhook::start(|n| match n {
+            0 => (
+                StatusCode::TOO_MANY_REQUESTS,
+                vec![("Retry-After", "1".to_owned())],
+            ),
+            _ => (StatusCode::OK, vec![]),
+        })
+        .await;
+        let f = finding();
+        let started = Instant::now();
+        let attempts = send_with_retry(
+            build(kind, &hook.url()).as_ref(),
+            &f,
+            &Policy::with_deadline(Duration::from_secs(10)),
+            &CancellationToken::new(),
+            |_, _, _| {},
+        )
+        .await;
+        assert_eq!(attempts.unwrap(), 2, "{kind}");
+        assert!(
+            started.elapsed() >= Duration::from_millis(950),
+            "{kind}: Retry-After: 1 was not honoured"
+        );
+        let reqs = hook.requests();
+        assert_eq!(reqs.len(), 2);
+        check_body(kind, &reqs[1].json(), &f);
+        check_body(kind, &reqs[0].json(), &f);
+    }
+}
+
+#[tokio::test]
+async fn retries_5xx_until_it_succeeds() {
+    for kind in KINDS {
+        let hook = Webhook::start(|n| {
+            if n < 2 {
+                (StatusCode::SERVICE_UNAVAILABLE, vec![])
+            } else {
+                (StatusCode::ACCEPTED, vec![])
+            }
+        })
+        .await;
+        let f = finding();
+        let mut retries = Vec::new();
+        let attempts = send_with_retry(
+            build(kind, &hook.url()).as_ref(),
+            &f,
+            &Policy::with_deadline(Duration::from_secs(10)),
+            &CancellationToken::new(),
+            |a, _, e| retries.push((a, e.to_string())),
+        )
+        .await;
+        assert_eq!(attempts.unwrap(), 3, "{kind}");
+        assert_eq!(retries.len(), 2);
+        assert!(retries[0].1.contains("503"), "{retries:?}");
+        check_body(kind, &hook.requests()[2].json(), &f);
+    }
+}
+
+#[tokio::test]
+async fn retries_connection_refused_until_the_deadline() {
+    for kind in KINDS {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("http://127.0.0.1:{port}/hook");
+        let r = send_with_retry(
+            build(kind, &url).as_ref(),
+            &finding(),
+            &Policy::with_deadline(Duration::from_secs(2)),
+            &CancellationToken::new(),
+            |_, _, _| {},
+        )
+        .await;
+        match r {
+            Err(DeliveryError::GaveUp { attempts, last }) => {
+                assert!(attempts >= 2, "{kind}: {attempts}");
+                assert!(
+                    !last.contains(&port.to_string()),
+                    "{kind}: the error must not carry the URL: {last}"
+                );
+            }
+            other => panic!("{kind}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn gives_up_on_400_at_once() {
+    for kind in KINDS {
+        let hook = Webhook::start(|_| (StatusCode::BAD_REQUEST, vec![])).await;
+        let r = send_with_retry(
+            build(kind, &hook.url()).as_ref(),
+            &finding(),
+            &Policy::with_deadline(Duration::from_secs(10)),
+            &CancellationToken::new(),
+            |_, _, _| {},
+        )
+        .await;
+        assert!(
+            matches!(r, Err(DeliveryError::Rejected(ref e)) if e.contains("400")),
+            "{kind}: {r:?}"
+        );
+        assert_eq!(hook.requests().len(), 1, "{kind}");
+    }
+}
+
+#[tokio::test]
+async fn shutdown_cancels_a_retrying_delivery() {
+    let hook = Webhook::start(|_| (StatusCode::BAD_GATEWAY, vec![])).await;
+    let cancel = CancellationToken::new();
+    let c = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        c.cancel();
+    });
+    let r = send_with_retry(
+        build("webhook", &hook.url()).as_ref(),
+        &finding(),
+        &Policy::with_deadline(Duration::from_secs(600)),
+        &cancel,
+        |_, _, _| {},
+    )
+    .await;
+    assert!(matches!(r, Err(DeliveryError::Cancelled { .. })), "{r:?}");
+}
+
+/// Through the daemon: a 400 is given up at once, counted by sink and
+/// reason, and the input still counts as handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_is_recorded_in_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("r.jsonl"),
+        format!("{}\n", root_call("rejected-metric")),
+    )
+    .unwrap();
+    let hook = Webhook::start(|_| (StatusCode::UNPROCESSABLE_ENTITY, vec![])).await;
+    let config = format!(
+        "[[sources]]\ntype = \"file\"\nname = \"rejects\"\npaths = [\"{}\"]\n[[sinks]]\ntype = \"slack\"\nname = \"slack-rejecting\"\nurl = \"{}\"\n[server]\nlisten = \"\"\n",
+        dir.path().display(),
+        hook.url()
+    );
+    let d = Daemon::start(&config, &aws_at("http://127.0.0.1:9").await).await;
+    eventually(
+        Duration::from_secs(10),
+        "the rejection is counted",
+        || async {
+            rootwatch::telemetry::prometheus().render().contains(
+                r#"rootwatch_alerts_failed_total{sink="slack-rejecting",reason="rejected"} 1"#,
+            )
+        },
+    )
+    .await;
+    d.stop().await;
+    assert_eq!(hook.requests().len(), 1);
+    assert!(
+        rootwatch::telemetry::prometheus()
+            .render()
+            .contains(r#"rootwatch_messages_deleted_total{source="rejects"} 1"#)
+    );
+}
