@@ -41,7 +41,34 @@ cargo clippy --all-targets --locked -- -D warnings
 step "cargo test"
 cargo test --all-targets --locked
 
-if [[ -x scripts/check-deploy.sh ]]; then
-  step "deploy checks"
-  scripts/check-deploy.sh
-fi
+bin="${CARGO_TARGET_DIR:-target}/debug/rootwatch"
+
+step "deploy checks"
+ROOTWATCH_BIN="$bin" scripts/check-deploy.sh
+
+step "smoke: the README's local run, its /metrics checked by promtool"
+smoke=$(mktemp -d -t rootwatch-smoke.XXXXXX)
+admin=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+sed "s/127.0.0.1:9102/127.0.0.1:$admin/" config/local.toml >"$smoke/local.toml"
+"$bin" run --config "$smoke/local.toml" >"$smoke/findings.jsonl" 2>"$smoke/log.jsonl" &
+rw_pid=$!
+ready=no
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$admin/readyz', timeout=1)" 2>/dev/null; then
+    ready=yes; break
+  fi
+  sleep 0.2
+done
+[[ $ready == yes ]] || { echo "rootwatch did not become ready; its log:"; cat "$smoke/log.jsonl"; exit 1; }
+sleep 1
+python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$admin/metrics', timeout=5).read().decode())" >"$smoke/metrics.txt"
+promtool check metrics <"$smoke/metrics.txt"
+kill -TERM "$rw_pid"
+wait "$rw_pid"
+python3 - "$smoke/findings.jsonl" <<'PY'
+import json, sys
+rules = sorted(json.loads(l)["rule"] for l in open(sys.argv[1]) if l.strip())
+assert "root-console-login-without-mfa" in rules and "root-access-key-used" in rules, rules
+print(f"smoke: {len(rules)} findings on stdout, exit 0 after SIGTERM")
+PY
+rm -rf "$smoke"

@@ -15,6 +15,7 @@ use crate::config::{Settings, SourceSettings};
 use crate::pipeline::Pipeline;
 use crate::server::{self, Readiness};
 use crate::source::SourceError;
+use crate::source::cloudwatch_logs::CloudwatchLogsSource;
 use crate::source::file::FileSource;
 use crate::source::sqs::SqsSource;
 use crate::telemetry;
@@ -36,6 +37,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Source(#[from] SourceError),
+    /// A CloudWatch Logs checkpoint that cannot be read or written: a
+    /// configuration problem (exit 78), never a silent restart.
+    #[error(transparent)]
+    Checkpoint(#[from] crate::source::checkpoint::CheckpointError),
 }
 
 /// What tests and embedders can pass in.
@@ -63,7 +68,9 @@ pub async fn run_with(
     if settings.sinks.is_empty() {
         return Err(RunError::NoSinks);
     }
-    telemetry::prometheus();
+    let sources: Vec<&str> = settings.sources.iter().map(|s| s.name()).collect();
+    let sinks: Vec<&str> = settings.sinks.iter().map(|s| s.name.as_str()).collect();
+    telemetry::register(&sources, &sinks, &crate::detect::rule_ids());
     let readiness = opts.readiness.unwrap_or_default();
     let server_stop = CancellationToken::new();
     if let Some(addr) = settings.server_listen {
@@ -89,10 +96,12 @@ async fn run_sources(
 ) -> Result<(), RunError> {
     let abort = CancellationToken::new();
     let pipeline = Arc::new(Pipeline::new(settings, abort.clone()));
-    let needs_aws = settings
-        .sources
-        .iter()
-        .any(|s| matches!(s, SourceSettings::Sqs(_)));
+    let needs_aws = settings.sources.iter().any(|s| {
+        matches!(
+            s,
+            SourceSettings::Sqs(_) | SourceSettings::CloudwatchLogs(_)
+        )
+    });
     let aws = match (aws, needs_aws) {
         (Some(c), _) => Some(c),
         (None, true) => {
@@ -120,6 +129,20 @@ async fn run_sources(
                 s.clone(),
                 Arc::clone(&pipeline),
             ))),
+            SourceSettings::CloudwatchLogs(s) => {
+                let mut src = CloudwatchLogsSource::new(
+                    s.clone(),
+                    &settings.detect,
+                    aws.as_ref().expect("loaded for CloudWatch Logs"),
+                    Arc::clone(&pipeline),
+                );
+                // The checkpoint is read before any network call, so a
+                // corrupt file is reported even when AWS is unreachable.
+                src.load_checkpoint()?;
+                src.check().await?;
+                src.init_checkpoint()?;
+                starting.push(Starting::CloudwatchLogs(src));
+            }
         }
     }
     for s in starting {
@@ -127,6 +150,7 @@ async fn run_sources(
         match s {
             Starting::Sqs(src) => tasks.spawn(src.run(stop)),
             Starting::File(src) => tasks.spawn(src.run(stop)),
+            Starting::CloudwatchLogs(src) => tasks.spawn(src.run(stop)),
         };
     }
     readiness.set_ready();
@@ -167,6 +191,7 @@ async fn run_sources(
 enum Starting {
     Sqs(SqsSource),
     File(FileSource),
+    CloudwatchLogs(CloudwatchLogsSource),
 }
 
 async fn join_all(tasks: &mut JoinSet<()>) {

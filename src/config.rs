@@ -173,6 +173,43 @@ pub enum RawSource {
         #[serde(default = "default_poll")]
         poll_interval_secs: u64,
     },
+    CloudwatchLogs {
+        name: Option<String>,
+        /// Log group names; exactly one of this and `log_group_prefix`.
+        log_groups: Option<Vec<String>>,
+        /// Every log group whose name starts with this, rediscovered.
+        log_group_prefix: Option<String>,
+        #[serde(default = "default_cwl_discovery")]
+        discovery_interval_secs: u64,
+        #[serde(default = "default_cwl_poll")]
+        poll_interval_secs: u64,
+        #[serde(default = "default_cwl_lookback")]
+        lookback_secs: u64,
+        /// Required; an Option so a missing value names the key.
+        checkpoint_path: Option<String>,
+        /// "now" or an RFC 3339 time: where a group without a checkpoint begins.
+        #[serde(default = "default_cwl_start")]
+        start: String,
+        #[serde(default = "default_cwl_rate")]
+        max_requests_per_sec: u32,
+        filter_pattern: Option<String>,
+    },
+}
+
+fn default_cwl_discovery() -> u64 {
+    300
+}
+fn default_cwl_poll() -> u64 {
+    10
+}
+fn default_cwl_lookback() -> u64 {
+    300
+}
+fn default_cwl_start() -> String {
+    "now".into()
+}
+fn default_cwl_rate() -> u32 {
+    4
 }
 
 fn default_concurrency() -> usize {
@@ -202,6 +239,9 @@ fn default_timeout() -> u64 {
 pub enum SinkType {
     Stdout,
     Webhook,
+    Slack,
+    Pagerduty,
+    Teams,
 }
 
 /// One sink. Fields that do not apply to its `type` are rejected by name.
@@ -215,6 +255,7 @@ pub struct RawSink {
     pub hmac_secret: Option<String>,
     pub bearer_token: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
+    pub routing_key: Option<String>,
     pub min_severity: Option<String>,
     pub rules: Option<Vec<String>>,
     #[serde(default = "default_retry_max")]
@@ -260,6 +301,7 @@ pub struct Settings {
 pub enum SourceSettings {
     Sqs(SqsSettings),
     File(FileSettings),
+    CloudwatchLogs(CloudwatchLogsSettings),
 }
 
 impl SourceSettings {
@@ -267,6 +309,7 @@ impl SourceSettings {
         match self {
             SourceSettings::Sqs(s) => &s.name,
             SourceSettings::File(s) => &s.name,
+            SourceSettings::CloudwatchLogs(s) => &s.name,
         }
     }
 }
@@ -287,6 +330,37 @@ pub struct FileSettings {
     pub paths: Vec<PathBuf>,
     pub watch: bool,
     pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudwatchLogsSettings {
+    pub name: String,
+    pub log_groups: LogGroups,
+    /// How often `log_group_prefix` is listed again for new groups.
+    pub discovery_interval: Duration,
+    pub poll_interval: Duration,
+    /// How far behind its checkpoint each poll re-reads, for events that
+    /// CloudWatch Logs makes searchable late.
+    pub lookback: Duration,
+    pub checkpoint_path: PathBuf,
+    pub start: Start,
+    /// Shared by every group of the source.
+    pub max_requests_per_sec: std::num::NonZeroU32,
+    pub filter_pattern: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogGroups {
+    Names(Vec<String>),
+    Prefix(String),
+}
+
+/// Where a log group without a checkpoint begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// When the source starts.
+    Now,
+    At(chrono::DateTime<chrono::Utc>),
 }
 
 #[derive(Debug, Clone)]
@@ -311,6 +385,19 @@ impl SinkSettings {
 pub enum SinkKind {
     Stdout,
     Webhook(WebhookSettings),
+    /// Slack incoming webhook (Block Kit).
+    Slack {
+        url: Secret,
+    },
+    /// PagerDuty Events API v2.
+    PagerDuty {
+        url: String,
+        routing_key: Secret,
+    },
+    /// Microsoft Teams workflow webhook (Adaptive Card).
+    Teams {
+        url: Secret,
+    },
 }
 
 impl SinkKind {
@@ -318,6 +405,9 @@ impl SinkKind {
         match self {
             SinkKind::Stdout => "stdout",
             SinkKind::Webhook(_) => "webhook",
+            SinkKind::Slack { .. } => "slack",
+            SinkKind::PagerDuty { .. } => "pagerduty",
+            SinkKind::Teams { .. } => "teams",
         }
     }
 }
@@ -551,6 +641,7 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
     let shutdown_grace = secs("shutdown.grace_secs", raw.shutdown.grace_secs, 1, 3600)?;
 
     let mut names = HashSet::new();
+    let mut checkpoints = HashSet::new();
     let mut sources = Vec::new();
     for (i, s) in raw.sources.iter().enumerate() {
         let key = format!("sources[{i}]");
@@ -559,6 +650,18 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
             return Err(invalid(
                 format!("{key}.name"),
                 format!("`{}` is used by another source", src.name()),
+            ));
+        }
+        // Two sources writing one checkpoint file would overwrite each other.
+        if let SourceSettings::CloudwatchLogs(c) = &src
+            && !checkpoints.insert(c.checkpoint_path.clone())
+        {
+            return Err(invalid(
+                format!("{key}.checkpoint_path"),
+                format!(
+                    "`{}` is used by another source",
+                    c.checkpoint_path.display()
+                ),
             ));
         }
         sources.push(src);
@@ -675,6 +778,146 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                 )?,
             })
         }
+        RawSource::CloudwatchLogs {
+            name,
+            log_groups,
+            log_group_prefix,
+            discovery_interval_secs,
+            poll_interval_secs,
+            lookback_secs,
+            checkpoint_path,
+            start,
+            max_requests_per_sec,
+            filter_pattern,
+        } => {
+            // CloudWatch Logs group names: 1 to 512 of [A-Za-z0-9_-/.#].
+            let group_name_ok = |n: &str| {
+                !n.is_empty()
+                    && n.len() <= 512
+                    && n.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-/.#".contains(c))
+            };
+            let not_a_group = |n: &str| {
+                format!(
+                    "`{n}` is not a log group name (1 to 512 letters, digits, `_`, `-`, `/`, `.` or `#`)"
+                )
+            };
+            let groups = match (log_groups, log_group_prefix) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        format!("{key}.log_group_prefix"),
+                        "cannot be combined with `log_groups`: set exactly one of them",
+                    ));
+                }
+                (None, None) => {
+                    return Err(invalid(
+                        format!("{key}.log_groups"),
+                        "is required for a cloudwatch_logs source (or set `log_group_prefix`)",
+                    ));
+                }
+                (Some(names), None) => {
+                    if names.is_empty() {
+                        return Err(invalid(
+                            format!("{key}.log_groups"),
+                            "needs at least one log group name",
+                        ));
+                    }
+                    let mut seen = HashSet::new();
+                    for (j, n) in names.iter().enumerate() {
+                        let k = format!("{key}.log_groups[{j}]");
+                        if !group_name_ok(n) {
+                            return Err(invalid(k, not_a_group(n)));
+                        }
+                        if !seen.insert(n.as_str()) {
+                            return Err(invalid(k, format!("`{n}` is listed twice")));
+                        }
+                    }
+                    LogGroups::Names(names.clone())
+                }
+                (None, Some(prefix)) => {
+                    let k = format!("{key}.log_group_prefix");
+                    if prefix.is_empty() {
+                        return Err(invalid(
+                            k,
+                            "is empty: it would follow every log group in the account and region",
+                        ));
+                    }
+                    if !group_name_ok(prefix) {
+                        return Err(invalid(k, not_a_group(prefix)));
+                    }
+                    LogGroups::Prefix(prefix.clone())
+                }
+            };
+            let checkpoint_path = match checkpoint_path.as_deref() {
+                None => {
+                    return Err(invalid(
+                        format!("{key}.checkpoint_path"),
+                        "is required for a cloudwatch_logs source",
+                    ));
+                }
+                Some("") => return Err(invalid(format!("{key}.checkpoint_path"), "is empty")),
+                Some(p) if p.ends_with('/') || Path::new(p).file_name().is_none() => {
+                    return Err(invalid(
+                        format!("{key}.checkpoint_path"),
+                        format!("`{p}` is a directory; name the checkpoint file"),
+                    ));
+                }
+                Some(p) => PathBuf::from(p),
+            };
+            let start = match start.trim() {
+                "now" => Start::Now,
+                s => Start::At(
+                    chrono::DateTime::parse_from_rfc3339(s)
+                        .map_err(|_| {
+                            invalid(
+                                format!("{key}.start"),
+                                format!(
+                                    "`{s}` is not \"now\" or an RFC 3339 time such as 2024-05-01T00:00:00Z"
+                                ),
+                            )
+                        })?
+                        .with_timezone(&chrono::Utc),
+                ),
+            };
+            let max_requests_per_sec = std::num::NonZeroU32::new(*max_requests_per_sec)
+                .filter(|n| n.get() <= 50)
+                .ok_or_else(|| {
+                    invalid(
+                        format!("{key}.max_requests_per_sec"),
+                        format!("{max_requests_per_sec} is out of range (1 to 50)"),
+                    )
+                })?;
+            let filter_pattern = match filter_pattern {
+                Some(p) if p.trim().is_empty() => {
+                    return Err(invalid(
+                        format!("{key}.filter_pattern"),
+                        "is empty; leave it out to read every event",
+                    ));
+                }
+                p => p.clone(),
+            };
+            SourceSettings::CloudwatchLogs(CloudwatchLogsSettings {
+                name: name_or(key, name, format!("cloudwatch_logs-{i}"))?,
+                log_groups: groups,
+                discovery_interval: secs(
+                    &format!("{key}.discovery_interval_secs"),
+                    *discovery_interval_secs,
+                    1,
+                    86_400,
+                )?,
+                poll_interval: secs(
+                    &format!("{key}.poll_interval_secs"),
+                    *poll_interval_secs,
+                    1,
+                    3600,
+                )?,
+                lookback: secs(&format!("{key}.lookback_secs"), *lookback_secs, 0, 86_400)?,
+                checkpoint_path,
+                start,
+                max_requests_per_sec,
+                filter_pattern,
+            })
+        }
     })
 }
 
@@ -690,12 +933,16 @@ fn validate_sink(
             "webhook",
             &["url", "hmac_secret", "bearer_token", "headers"],
         ),
+        SinkType::Slack => ("slack", &["url"]),
+        SinkType::Pagerduty => ("pagerduty", &["url", "routing_key"]),
+        SinkType::Teams => ("teams", &["url"]),
     };
     for (field, set) in [
         ("url", s.url.is_some()),
         ("hmac_secret", s.hmac_secret.is_some()),
         ("bearer_token", s.bearer_token.is_some()),
         ("headers", s.headers.is_some()),
+        ("routing_key", s.routing_key.is_some()),
     ] {
         if set && !allowed.contains(&field) {
             return Err(invalid(
@@ -744,6 +991,32 @@ fn validate_sink(
                 headers,
             })
         }
+        SinkType::Slack => SinkKind::Slack {
+            url: http_url(&format!("{key}.url"), &required("url", &s.url)?)?,
+        },
+        SinkType::Teams => SinkKind::Teams {
+            url: http_url(&format!("{key}.url"), &required("url", &s.url)?)?,
+        },
+        SinkType::Pagerduty => {
+            let url = match &s.url {
+                None => crate::sink::format::pagerduty::DEFAULT_URL.to_owned(),
+                Some(_) => http_url(&format!("{key}.url"), &required("url", &s.url)?)?
+                    .expose()
+                    .to_owned(),
+            };
+            let routing_key = required("routing_key", &s.routing_key)?;
+            // Events API v2 integration keys are 32 characters.
+            if routing_key.len() != 32 || !routing_key.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(invalid(
+                    format!("{key}.routing_key"),
+                    "is not a PagerDuty Events API v2 integration key (32 letters and digits)",
+                ));
+            }
+            SinkKind::PagerDuty {
+                url,
+                routing_key: Secret::new(routing_key),
+            }
+        }
     };
     let min_severity = match &s.min_severity {
         None => Severity::Low,
@@ -787,6 +1060,7 @@ pub fn render_effective(raw: &RawConfig) -> String {
     for sink in &mut raw.sinks {
         sink.url.iter_mut().for_each(redact_url);
         sink.hmac_secret.iter_mut().for_each(redact);
+        sink.routing_key.iter_mut().for_each(redact);
         sink.bearer_token.iter_mut().for_each(redact);
         sink.headers
             .iter_mut()

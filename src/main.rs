@@ -106,9 +106,9 @@ fn run(settings: config::Settings) -> i32 {
             tracing::error!(error = %e, "rootwatch cannot run");
             eprintln!("rootwatch: {e}");
             match e {
-                rootwatch::app::RunError::NoSources | rootwatch::app::RunError::NoSinks => {
-                    exit::CONFIG
-                }
+                rootwatch::app::RunError::NoSources
+                | rootwatch::app::RunError::NoSinks
+                | rootwatch::app::RunError::Checkpoint(_) => exit::CONFIG,
                 _ => exit::UNAVAILABLE,
             }
         }

@@ -79,6 +79,108 @@ pub fn prometheus() -> &'static PrometheusHandle {
     })
 }
 
+/// Registers every metric with its help text and zero values for the label
+/// sets known at start (configured sources and sinks, built-in rules), so
+/// dashboards and alerts see each series from the first scrape, not from
+/// the first occurrence.
+pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(BUILD_INFO, "Build information; always 1.");
+    describe_counter!(MESSAGES_RECEIVED, "Inputs received (SQS messages, files).");
+    describe_counter!(
+        MESSAGES_DELETED,
+        "Inputs acknowledged after every alert from them was handled."
+    );
+    describe_counter!(
+        MESSAGES_REDRIVE,
+        "Inputs left unacknowledged for the queue's redrive policy, by reason."
+    );
+    describe_counter!(SOURCE_ERRORS, "Source API errors, by kind.");
+    describe_counter!(
+        EVENTS_PROCESSED,
+        "CloudTrail records decoded and evaluated."
+    );
+    describe_counter!(
+        DECODE_ERRORS,
+        "Inputs or records that could not be decoded, by kind."
+    );
+    describe_counter!(
+        FINDINGS,
+        "Findings by rule and severity, before dedup and throttling of alerts."
+    );
+    describe_counter!(ALERTS_DELIVERED, "Alerts delivered, by sink.");
+    describe_counter!(
+        ALERTS_RETRIED,
+        "Delivery attempts that failed and were retried, by sink."
+    );
+    describe_counter!(
+        ALERTS_FAILED,
+        "Alerts not delivered, by sink and reason (rejected, deadline, shutdown)."
+    );
+    describe_histogram!(
+        DELIVERY_DURATION,
+        Unit::Seconds,
+        "Time from first attempt to delivery, by sink."
+    );
+    describe_histogram!(
+        EVENT_LAG,
+        Unit::Seconds,
+        "Time from eventTime to detection."
+    );
+    describe_counter!(DEDUP_SUPPRESSED, "Duplicate events dropped.");
+    describe_counter!(
+        THROTTLE_SUPPRESSED,
+        "Findings folded into a throttle window, by rule."
+    );
+    describe_gauge!(
+        IN_FLIGHT,
+        "Inputs received and not yet acknowledged, by source."
+    );
+    describe_gauge!(
+        CHECKPOINT_AGE,
+        "Age of the CloudWatch Logs checkpoint, by log group."
+    );
+    prometheus();
+    for &source in sources {
+        let s = source.to_owned();
+        counter!(MESSAGES_RECEIVED, "source" => s.clone()).absolute(0);
+        counter!(MESSAGES_DELETED, "source" => s.clone()).absolute(0);
+        counter!(EVENTS_PROCESSED, "source" => s.clone()).absolute(0);
+        for reason in ["decode", "s3", "delivery", "shutdown"] {
+            counter!(MESSAGES_REDRIVE, "source" => s.clone(), "reason" => reason).absolute(0);
+        }
+        counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => "receive").absolute(0);
+        gauge!(IN_FLIGHT, "source" => s).set(0.0);
+    }
+    for &sink in sinks {
+        let s = sink.to_owned();
+        counter!(ALERTS_DELIVERED, "sink" => s.clone()).absolute(0);
+        counter!(ALERTS_RETRIED, "sink" => s.clone()).absolute(0);
+        for reason in ["rejected", "deadline", "shutdown"] {
+            counter!(ALERTS_FAILED, "sink" => s.clone(), "reason" => reason).absolute(0);
+        }
+        let _ = histogram!(DELIVERY_DURATION, "sink" => s);
+    }
+    for &rule in rules {
+        for severity in crate::finding::Severity::ALL {
+            counter!(FINDINGS, "rule" => rule.to_owned(), "severity" => severity.as_str())
+                .absolute(0);
+        }
+        counter!(THROTTLE_SUPPRESSED, "rule" => rule.to_owned()).absolute(0);
+    }
+    for kind in [
+        "invalid_json",
+        "malformed",
+        "unknown_envelope",
+        "too_deep",
+        "io",
+    ] {
+        counter!(DECODE_ERRORS, "kind" => kind).absolute(0);
+    }
+    counter!(DEDUP_SUPPRESSED).absolute(0);
+    let _ = histogram!(EVENT_LAG);
+}
+
 pub fn message_received(source: &str, message_id: &str) {
     tracing::debug!(source, message_id, "message received");
     counter!(MESSAGES_RECEIVED, "source" => source.to_owned()).increment(1);

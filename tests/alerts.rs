@@ -4,8 +4,6 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use axum::http::StatusCode;
 use common::*;
 
@@ -72,38 +70,15 @@ async fn a_root_session_of_hundreds_of_calls_gives_the_first_alert_and_one_summa
 async fn the_same_record_through_s3_and_eventbridge_alerts_once() {
     let aws = Aws::new().await;
     let (queue, _) = aws.queue(None).await;
-    let bucket = unique("trail-dup");
-    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let arn = aws.queue_arn(&queue).await;
-    aws.s3
-        .put_bucket_notification_configuration()
-        .bucket(&bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(
-                    QueueConfiguration::builder()
-                        .queue_arn(arn)
-                        .events(Event::S3ObjectCreated)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let bucket = aws.trail_bucket(&queue, false).await;
     let record = root_call("shipped-twice");
     aws.send(&queue, &eventbridge(&record)).await;
-    aws.s3
-        .put_object()
-        .bucket(&bucket)
-        .key("AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/dup.json.gz")
-        .body(ByteStream::from(gzip(&format!(
-            r#"{{"Records":[{record}]}}"#
-        ))))
-        .send()
-        .await
-        .unwrap();
+    aws.put_gz(
+        &bucket,
+        "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/dup.json.gz",
+        &format!(r#"{{"Records":[{record}]}}"#),
+    )
+    .await;
     aws.send(&queue, &sns_wrap(&record)).await;
 
     let hook = Webhook::ok().await;

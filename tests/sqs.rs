@@ -6,8 +6,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration, TopicConfiguration};
 use axum::http::StatusCode;
 use common::*;
 
@@ -111,123 +109,28 @@ async fn expect_s3_findings(hook: &Webhook) {
 async fn s3_log_files_via_bucket_notifications_directly_and_through_sns() {
     let aws = Aws::new().await;
     let allow = "[detect.ip_allowlist]\ncidrs = [\"203.0.113.0/24\"]\n";
-
-    // Direct: bucket -> queue.
-    let (queue, _) = aws.queue(None).await;
-    let bucket = unique("trail");
-    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    let arn = aws.queue_arn(&queue).await;
-    aws.s3
-        .put_bucket_notification_configuration()
-        .bucket(&bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(
-                    QueueConfiguration::builder()
-                        .queue_arn(arn)
-                        .events(Event::S3ObjectCreated)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    // A key with a space and a `+`: S3 notifications URL-encode both.
     let key = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_20240501T1200Z_a b+c.json.gz";
-    aws.s3
-        .put_object()
-        .bucket(&bucket)
-        .key(key)
-        .body(ByteStream::from(gzip(&log_file())))
-        .send()
-        .await
-        .unwrap();
-
-    let hook = Webhook::ok().await;
-    let d = Daemon::start(
-        &format!(
+    for through_sns in [false, true] {
+        let (queue, _) = aws.queue(None).await;
+        let bucket = aws.trail_bucket(&queue, through_sns).await;
+        aws.put_gz(&bucket, key, &log_file()).await;
+        let hook = Webhook::ok().await;
+        let config = format!(
             "{allow}{}{}[server]\nlisten = \"\"\n",
             sqs_source(&queue, 30),
             webhook_sink(&hook.url(), "")
-        ),
-        &aws.config,
-    )
-    .await;
-    eventually(
-        Duration::from_secs(30),
-        "S3 findings and an empty queue (test event included)",
-        || async { hook.delivered().len() >= 4 && aws.depth(&queue).await == 0 },
-    )
-    .await;
-    d.stop().await;
-    expect_s3_findings(&hook).await;
-
-    // Through SNS: bucket -> topic -> queue.
-    let (queue, _) = aws.queue(None).await;
-    let topic = aws
-        .sns
-        .create_topic()
-        .name(unique("trail-topic"))
-        .send()
-        .await
-        .unwrap()
-        .topic_arn
-        .unwrap();
-    let qarn = aws.queue_arn(&queue).await;
-    aws.sns
-        .subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(qarn)
-        .send()
-        .await
-        .unwrap();
-    let bucket = unique("trail-sns");
-    aws.s3.create_bucket().bucket(&bucket).send().await.unwrap();
-    aws.s3
-        .put_bucket_notification_configuration()
-        .bucket(&bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .topic_configurations(
-                    TopicConfiguration::builder()
-                        .topic_arn(&topic)
-                        .events(Event::S3ObjectCreated)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
+        );
+        let d = Daemon::start(&config, &aws.config).await;
+        eventually(
+            Duration::from_secs(30),
+            "S3 findings and an empty queue (the s3:TestEvent included)",
+            || async { hook.delivered().len() >= 4 && aws.depth(&queue).await == 0 },
         )
-        .send()
-        .await
-        .unwrap();
-    aws.s3
-        .put_object()
-        .bucket(&bucket)
-        .key(key)
-        .body(ByteStream::from(gzip(&log_file())))
-        .send()
-        .await
-        .unwrap();
-    let hook = Webhook::ok().await;
-    let d = Daemon::start(
-        &format!(
-            "{allow}{}{}[server]\nlisten = \"\"\n",
-            sqs_source(&queue, 30),
-            webhook_sink(&hook.url(), "")
-        ),
-        &aws.config,
-    )
-    .await;
-    eventually(
-        Duration::from_secs(30),
-        "S3 findings through SNS and an empty queue",
-        || async { hook.delivered().len() >= 4 && aws.depth(&queue).await == 0 },
-    )
-    .await;
-    d.stop().await;
-    expect_s3_findings(&hook).await;
+        .await;
+        d.stop().await;
+        expect_s3_findings(&hook).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -204,3 +204,254 @@ fn routing_filters() {
     assert!(s.sinks[1].accepts("root-console-login", Severity::Low));
     assert!(!s.sinks[1].accepts("root-api-call", Severity::Critical));
 }
+
+#[test]
+fn chat_and_paging_sinks() {
+    let key = "0123456789abcdef0123456789ABCDEF";
+    let s = load_str(&format!(
+        "[[sinks]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T000/B000/XXXX\"\nrules = [\"root-console-login\"]\n[[sinks]]\ntype = \"pagerduty\"\nrouting_key = \"{key}\"\nmin_severity = \"critical\"\n[[sinks]]\ntype = \"teams\"\nurl = \"https://example.webhook.office.com/workflows/abc\"\n"
+    ))
+    .unwrap();
+    assert_eq!(s.sinks[0].name, "slack-0");
+    let SinkKind::PagerDuty { url, routing_key } = &s.sinks[1].kind else {
+        panic!()
+    };
+    assert_eq!(url, "https://events.pagerduty.com/v2/enqueue");
+    assert_eq!(routing_key.expose(), key);
+    assert_eq!(s.sinks[1].min_severity, Severity::Critical);
+    assert_eq!(s.sinks[2].kind.type_name(), "teams");
+
+    assert_eq!(
+        err("[[sinks]]\ntype = \"pagerduty\"\n"),
+        "`sinks[0].routing_key`: is required for a pagerduty sink"
+    );
+    let e = err("[[sinks]]\ntype = \"pagerduty\"\nrouting_key = \"short\"\n");
+    assert!(
+        e.starts_with("`sinks[0].routing_key`: is not a PagerDuty"),
+        "{e}"
+    );
+    assert_eq!(
+        err(
+            "[[sinks]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/x\"\nhmac_secret = \"s\"\n"
+        ),
+        "`sinks[0].hmac_secret`: does not apply to a slack sink"
+    );
+    assert_eq!(
+        err("[[sinks]]\ntype = \"teams\"\n"),
+        "`sinks[0].url`: is required for a teams sink"
+    );
+
+    let raw = parse(&format!("[[sinks]]\ntype = \"pagerduty\"\nrouting_key = \"{key}\"\n[[sinks]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T000/B000/XXXX\"\n"), &env).unwrap();
+    let text = render_effective(&raw);
+    assert!(!text.contains(key) && !text.contains("T000/B000"), "{text}");
+}
+
+// ---------------------------------------------------------------- cloudwatch_logs source
+
+const CWL: &str =
+    "[[sources]]\ntype = \"cloudwatch_logs\"\ncheckpoint_path = \"/var/lib/rootwatch/cwl.json\"\n";
+
+/// The error for a cloudwatch_logs source with `extra` keys.
+fn cwl_err(extra: &str) -> String {
+    err(&format!("{CWL}{extra}"))
+}
+
+fn cwl(extra: &str) -> CloudwatchLogsSettings {
+    match load_str(&format!("{CWL}{extra}"))
+        .unwrap()
+        .sources
+        .remove(0)
+    {
+        SourceSettings::CloudwatchLogs(c) => c,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn cloudwatch_logs_defaults() {
+    let c = cwl("log_groups = [\"aws-cloudtrail-logs-111122223333\"]\n");
+    assert_eq!(c.name, "cloudwatch_logs-0");
+    assert_eq!(
+        c.log_groups,
+        LogGroups::Names(vec!["aws-cloudtrail-logs-111122223333".into()])
+    );
+    assert_eq!(c.poll_interval, Duration::from_secs(10));
+    assert_eq!(c.lookback, Duration::from_secs(300));
+    assert_eq!(c.discovery_interval, Duration::from_secs(300));
+    assert_eq!(
+        c.checkpoint_path,
+        PathBuf::from("/var/lib/rootwatch/cwl.json")
+    );
+    assert_eq!(c.start, Start::Now);
+    assert_eq!(c.max_requests_per_sec.get(), 4);
+    assert_eq!(c.filter_pattern, None);
+}
+
+#[test]
+fn cloudwatch_logs_prefix_start_and_filter() {
+    let c = cwl(
+        "name = \"trail\"\nlog_group_prefix = \"aws-cloudtrail\"\ndiscovery_interval_secs = 60\nstart = \"2024-05-01T00:00:00+02:00\"\nlookback_secs = 0\nmax_requests_per_sec = 2\nfilter_pattern = '{ $.userIdentity.type = \"Root\" }'\n",
+    );
+    assert_eq!(c.name, "trail");
+    assert_eq!(c.log_groups, LogGroups::Prefix("aws-cloudtrail".into()));
+    assert_eq!(c.discovery_interval, Duration::from_secs(60));
+    let Start::At(t) = c.start else { panic!() };
+    assert_eq!(t.to_rfc3339(), "2024-04-30T22:00:00+00:00");
+    assert_eq!(c.lookback, Duration::ZERO);
+    assert_eq!(c.max_requests_per_sec.get(), 2);
+    assert_eq!(
+        c.filter_pattern.as_deref(),
+        Some(r#"{ $.userIdentity.type = "Root" }"#)
+    );
+}
+
+#[test]
+fn cloudwatch_logs_needs_exactly_one_of_groups_and_prefix() {
+    assert_eq!(
+        cwl_err("log_groups = [\"a\"]\nlog_group_prefix = \"a\"\n"),
+        "`sources[0].log_group_prefix`: cannot be combined with `log_groups`: set exactly one of them"
+    );
+    assert_eq!(
+        cwl_err(""),
+        "`sources[0].log_groups`: is required for a cloudwatch_logs source (or set `log_group_prefix`)"
+    );
+}
+
+#[test]
+fn cloudwatch_logs_group_list_errors() {
+    assert_eq!(
+        cwl_err("log_groups = []\n"),
+        "`sources[0].log_groups`: needs at least one log group name"
+    );
+    assert_eq!(
+        cwl_err("log_groups = [\"ok/group\", \"not a group\"]\n"),
+        "`sources[0].log_groups[1]`: `not a group` is not a log group name (1 to 512 letters, digits, `_`, `-`, `/`, `.` or `#`)"
+    );
+    assert_eq!(
+        cwl_err("log_groups = [\"a\", \"a\"]\n"),
+        "`sources[0].log_groups[1]`: `a` is listed twice"
+    );
+}
+
+#[test]
+fn cloudwatch_logs_prefix_errors() {
+    assert_eq!(
+        cwl_err("log_group_prefix = \"\"\n"),
+        "`sources[0].log_group_prefix`: is empty: it would follow every log group in the account and region"
+    );
+    let e = cwl_err("log_group_prefix = \"aws*\"\n");
+    assert!(
+        e.starts_with("`sources[0].log_group_prefix`: `aws*` is not a log group name"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cloudwatch_logs_checkpoint_path_errors() {
+    let e = err("[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\n");
+    assert_eq!(
+        e,
+        "`sources[0].checkpoint_path`: is required for a cloudwatch_logs source"
+    );
+    let e = err(
+        "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\ncheckpoint_path = \"\"\n",
+    );
+    assert_eq!(e, "`sources[0].checkpoint_path`: is empty");
+    let e = err(
+        "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\ncheckpoint_path = \"/var/lib/rootwatch/\"\n",
+    );
+    assert_eq!(
+        e,
+        "`sources[0].checkpoint_path`: `/var/lib/rootwatch/` is a directory; name the checkpoint file"
+    );
+}
+
+#[test]
+fn cloudwatch_logs_start_errors() {
+    assert_eq!(
+        cwl_err("log_groups = [\"a\"]\nstart = \"yesterday\"\n"),
+        "`sources[0].start`: `yesterday` is not \"now\" or an RFC 3339 time such as 2024-05-01T00:00:00Z"
+    );
+    let e = cwl_err("log_groups = [\"a\"]\nstart = \"2024-05-01\"\n");
+    assert!(e.starts_with("`sources[0].start`: `2024-05-01`"), "{e}");
+}
+
+#[test]
+fn cloudwatch_logs_rate_errors() {
+    assert_eq!(
+        cwl_err("log_groups = [\"a\"]\nmax_requests_per_sec = 0\n"),
+        "`sources[0].max_requests_per_sec`: 0 is out of range (1 to 50)"
+    );
+    assert_eq!(
+        cwl_err("log_groups = [\"a\"]\nmax_requests_per_sec = 51\n"),
+        "`sources[0].max_requests_per_sec`: 51 is out of range (1 to 50)"
+    );
+}
+
+#[test]
+fn cloudwatch_logs_interval_errors() {
+    assert_eq!(
+        cwl_err("log_groups = [\"a\"]\npoll_interval_secs = 0\n"),
+        "`sources[0].poll_interval_secs`: 0 is out of range (1 to 3600 seconds)"
+    );
+    assert_eq!(
+        cwl_err("log_groups = [\"a\"]\nlookback_secs = 86401\n"),
+        "`sources[0].lookback_secs`: 86401 is out of range (0 to 86400 seconds)"
+    );
+    assert_eq!(
+        cwl_err("log_group_prefix = \"a\"\ndiscovery_interval_secs = 0\n"),
+        "`sources[0].discovery_interval_secs`: 0 is out of range (1 to 86400 seconds)"
+    );
+}
+
+#[test]
+fn cloudwatch_logs_filter_pattern_errors() {
+    assert_eq!(
+        cwl_err("log_groups = [\"a\"]\nfilter_pattern = \" \"\n"),
+        "`sources[0].filter_pattern`: is empty; leave it out to read every event"
+    );
+}
+
+#[test]
+fn cloudwatch_logs_name_and_unknown_key_errors() {
+    let e = cwl_err("log_groups = [\"a\"]\nname = \"cloud watch\"\n");
+    assert!(e.starts_with("`sources[0].name`: `cloud watch`"), "{e}");
+    let e = cwl_err("log_group = [\"a\"]\n");
+    assert!(e.contains("sources[0]") && e.contains("log_group"), "{e}");
+    let e = err(&format!(
+        "{CWL}log_groups = [\"a\"]\n{CWL}log_groups = [\"b\"]\nname = \"cloudwatch_logs-0\"\n"
+    ));
+    assert_eq!(
+        e,
+        "`sources[1].name`: `cloudwatch_logs-0` is used by another source"
+    );
+}
+
+#[test]
+fn cloudwatch_logs_effective_config_shows_defaults_and_parses_again() {
+    let raw = parse(&format!("{CWL}log_groups = [\"a\"]\n"), &env).unwrap();
+    let text = render_effective(&raw);
+    for key in [
+        "poll_interval_secs = 10",
+        "lookback_secs = 300",
+        "start = \"now\"",
+        "max_requests_per_sec = 4",
+        "discovery_interval_secs = 300",
+    ] {
+        assert!(text.contains(key), "{key}: {text}");
+    }
+    validate(&parse(&text, &env).unwrap()).unwrap();
+}
+
+#[test]
+fn two_sources_cannot_share_a_checkpoint_file() {
+    let one = format!("{CWL}log_groups = [\"a\"]\n");
+    let e = err(&format!(
+        "{one}{}",
+        one.replace("[[sources]]", "[[sources]]\nname = \"second\"")
+    ));
+    assert_eq!(
+        e,
+        "`sources[1].checkpoint_path`: `/var/lib/rootwatch/cwl.json` is used by another source"
+    );
+}

@@ -1,6 +1,8 @@
 //! Sources: where CloudTrail events come from. Each turns its input into
 //! [`crate::ack::Unit`]s and acknowledges them only when their outcome is Done.
 
+pub mod checkpoint;
+pub mod cloudwatch_logs;
 pub mod file;
 pub mod s3;
 pub mod sqs;

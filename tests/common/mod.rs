@@ -117,6 +117,80 @@ impl Aws {
             .unwrap();
     }
 
+    /// A new bucket whose object-created notifications go to `queue`,
+    /// directly or through a new SNS topic subscribed by the queue.
+    pub async fn trail_bucket(&self, queue: &str, through_sns: bool) -> String {
+        use aws_sdk_s3::types::{
+            Event, NotificationConfiguration, QueueConfiguration, TopicConfiguration,
+        };
+        let bucket = unique("trail");
+        self.s3
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .unwrap();
+        let queue_arn = self.queue_arn(queue).await;
+        let notification = if through_sns {
+            let topic = self
+                .sns
+                .create_topic()
+                .name(unique("trail-topic"))
+                .send()
+                .await
+                .unwrap()
+                .topic_arn
+                .unwrap();
+            self.sns
+                .subscribe()
+                .topic_arn(&topic)
+                .protocol("sqs")
+                .endpoint(queue_arn)
+                .send()
+                .await
+                .unwrap();
+            NotificationConfiguration::builder()
+                .topic_configurations(
+                    TopicConfiguration::builder()
+                        .topic_arn(topic)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        } else {
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(queue_arn)
+                        .events(Event::S3ObjectCreated)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        };
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(&bucket)
+            .notification_configuration(notification)
+            .send()
+            .await
+            .unwrap();
+        bucket
+    }
+
+    /// Uploads `text` gzip-compressed, as CloudTrail writes log files.
+    pub async fn put_gz(&self, bucket: &str, key: &str, text: &str) {
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(gzip(text)))
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Visible plus in-flight messages.
     pub async fn depth(&self, url: &str) -> u64 {
         let a = self

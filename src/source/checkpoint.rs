@@ -1,0 +1,518 @@
+//! CloudWatch Logs checkpoints: for each log group, the position up to which
+//! every event was handled, and the events handled at that edge, so a
+//! restart neither repeats an alert nor skips one.
+//!
+//! [`Progress`] is the per-group bookkeeping (pure, no I/O, no clock);
+//! [`CheckpointFile`] is what is written to `checkpoint_path`, atomically
+//! ([`write_atomic`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::ack::Outcome;
+
+/// The file format this code reads and writes.
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointFile {
+    pub version: u32,
+    /// The source that owns the file: two sources sharing one file would
+    /// overwrite each other's groups.
+    pub source: String,
+    /// When `log_group_prefix` was last listed (ms since the epoch). A group
+    /// created after it is new and is read from its creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovered_at_ms: Option<i64>,
+    pub groups: BTreeMap<String, GroupCheckpoint>,
+}
+
+impl CheckpointFile {
+    pub fn new(source: &str) -> Self {
+        CheckpointFile {
+            version: VERSION,
+            source: source.to_owned(),
+            discovered_at_ms: None,
+            groups: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupCheckpoint {
+    /// Every event with a timestamp at or before this (ms since the epoch)
+    /// was handled, except late arrivals the next read still covers.
+    pub position_ms: i64,
+    /// CloudWatch Logs event id -> timestamp, for events with alerts that
+    /// were handled and lie inside the window a restart re-reads
+    /// (timestamp >= position - lookback). Events without alerts are not
+    /// kept: reading them again cannot repeat an alert.
+    #[serde(default)]
+    pub handled: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("checkpoint file {}: cannot read it: {source}; it was left as it is", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error(
+        "checkpoint file {} is corrupt: {problem}. It was left untouched: repair it, or move it away to begin again at `start` (events since the checkpoint would then be skipped)",
+        path.display()
+    )]
+    Corrupt { path: PathBuf, problem: String },
+    #[error(
+        "checkpoint file {} belongs to source `{found}`, not `{expected}`: give each cloudwatch_logs source its own checkpoint_path (or rename the source back)",
+        path.display()
+    )]
+    OtherSource {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("checkpoint file {}: cannot write it: {source}", path.display())]
+    Write { path: PathBuf, source: io::Error },
+}
+
+/// Reads the checkpoint file; `Ok(None)` when there is none yet. Never
+/// modifies the file.
+pub fn load(path: &Path, source: &str) -> Result<Option<CheckpointFile>, CheckpointError> {
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(CheckpointError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    let corrupt = |problem: String| CheckpointError::Corrupt {
+        path: path.to_owned(),
+        problem,
+    };
+    let file: CheckpointFile =
+        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not a checkpoint ({e})")))?;
+    if file.version != VERSION {
+        return Err(corrupt(format!(
+            "version {} is not supported (this rootwatch reads version {VERSION})",
+            file.version
+        )));
+    }
+    if file.source != source {
+        return Err(CheckpointError::OtherSource {
+            path: path.to_owned(),
+            found: file.source,
+            expected: source.to_owned(),
+        });
+    }
+    for (group, c) in &file.groups {
+        if c.position_ms < 0 {
+            return Err(corrupt(format!(
+                "log group `{group}`: position_ms {} is before 1970",
+                c.position_ms
+            )));
+        }
+    }
+    Ok(Some(file))
+}
+
+/// Replaces `path` with `bytes` so that a crash leaves either the old file
+/// or the new one, never a mix: a temporary file in the same directory,
+/// fsynced, renamed over the old one, then the directory fsynced so the
+/// rename itself survives a power cut.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("the path names no file"))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        #[cfg(unix)]
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// An event whose alerts are being delivered, or failed to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsettled {
+    pub ts: i64,
+    /// Kept to retry a failed event without reading it again.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Handled {
+    ts: i64,
+    alerted: bool,
+}
+
+/// What became of an event whose outcome arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Done,
+    /// Kept for retry; the position stays before it.
+    Failed(&'static str),
+    /// Cut short by shutdown; read again after a restart.
+    Released,
+    /// Not an event this group was waiting for.
+    Unknown,
+}
+
+/// One log group's reading progress. Times are ms since the epoch.
+///
+/// * `frontier`: the end of the last complete read. The next read covers
+///   `frontier - lookback ..= now`, so an event made searchable late is
+///   still found as long as it is at most `lookback` behind.
+/// * `position` (the checkpoint): at most the frontier, before every event
+///   still being delivered or failed, and never moving back. A late event
+///   found behind it was found by a read starting at
+///   `frontier - lookback`, which is at or after `position - lookback`, so
+///   a restart (reading from `position - lookback`) finds it again.
+/// * handled ids: skipped when read again; kept while a read can return
+///   them (`>= frontier - lookback`), and alerted ones while a restart can
+///   (`>= position - lookback`).
+#[derive(Debug)]
+pub struct Progress {
+    lookback_ms: i64,
+    position: i64,
+    frontier: i64,
+    handled: HashMap<String, Handled>,
+    in_flight: HashMap<String, Unsettled>,
+    failed: HashMap<String, Unsettled>,
+}
+
+impl Progress {
+    /// A group that begins at `position` with nothing handled yet.
+    pub fn new(position: i64, lookback_ms: i64) -> Self {
+        Progress {
+            lookback_ms,
+            position,
+            frontier: position,
+            handled: HashMap::new(),
+            in_flight: HashMap::new(),
+            failed: HashMap::new(),
+        }
+    }
+
+    /// A group resumed from its checkpoint.
+    pub fn resume(c: &GroupCheckpoint, lookback_ms: i64) -> Self {
+        let mut p = Progress::new(c.position_ms, lookback_ms);
+        p.handled = c
+            .handled
+            .iter()
+            .map(|(id, &ts)| (id.clone(), Handled { ts, alerted: true }))
+            .collect();
+        p
+    }
+
+    pub fn position(&self) -> i64 {
+        self.position
+    }
+
+    /// The next read: `(start, end)`, both inclusive. `end` is `now`, or
+    /// `frontier + max_span` when far behind, so a long backlog is read in
+    /// steps and the remembered ids stay bounded.
+    pub fn window(&self, now: i64, max_span_ms: i64) -> (i64, i64) {
+        let start = (self.frontier - self.lookback_ms).max(0);
+        let end = now
+            .min(self.frontier.saturating_add(max_span_ms))
+            .max(self.frontier);
+        (start, end)
+    }
+
+    /// Whether the event was handled, is being delivered, or awaits retry.
+    pub fn is_known(&self, id: &str) -> bool {
+        self.handled.contains_key(id)
+            || self.in_flight.contains_key(id)
+            || self.failed.contains_key(id)
+    }
+
+    /// An event with nothing to deliver.
+    pub fn handled_quietly(&mut self, id: String, ts: i64) {
+        self.handled.insert(id, Handled { ts, alerted: false });
+    }
+
+    /// An event whose findings were dispatched; [`Progress::settle`] follows.
+    pub fn dispatched(&mut self, id: String, ts: i64, message: String) {
+        self.in_flight.insert(id, Unsettled { ts, message });
+    }
+
+    pub fn settle(&mut self, id: &str, outcome: Outcome) -> Settled {
+        let Some(u) = self.in_flight.remove(id) else {
+            return Settled::Unknown;
+        };
+        match outcome {
+            Outcome::Done => {
+                self.handled.insert(
+                    id.to_owned(),
+                    Handled {
+                        ts: u.ts,
+                        alerted: true,
+                    },
+                );
+                Settled::Done
+            }
+            Outcome::Failed(reason) => {
+                self.failed.insert(id.to_owned(), u);
+                Settled::Failed(reason)
+            }
+            Outcome::Released => {
+                self.failed.insert(id.to_owned(), u);
+                Settled::Released
+            }
+        }
+    }
+
+    /// Failed events, oldest first, to dispatch again; they count as
+    /// unsettled until then, so call [`Progress::dispatched`] or
+    /// [`Progress::handled_quietly`] for each.
+    pub fn take_failed(&mut self) -> Vec<(String, Unsettled)> {
+        let mut v: Vec<_> = self.failed.drain().collect();
+        v.sort_by(|a, b| (a.1.ts, &a.0).cmp(&(b.1.ts, &b.0)));
+        v
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    pub fn failed(&self) -> usize {
+        self.failed.len()
+    }
+
+    /// A read of everything up to `end` completed.
+    pub fn finish_read(&mut self, end: i64) {
+        self.frontier = self.frontier.max(end);
+    }
+
+    /// Moves the position as far as every outcome allows, forgets ids no
+    /// read and no restart can return again, and returns the position.
+    pub fn advance(&mut self) -> i64 {
+        let barrier = self
+            .in_flight
+            .values()
+            .chain(self.failed.values())
+            .map(|u| u.ts)
+            .min();
+        let candidate = match barrier {
+            Some(b) => self.frontier.min(b - 1),
+            None => self.frontier,
+        };
+        self.position = self.position.max(candidate);
+        let (restart_from, read_from) = (
+            self.position - self.lookback_ms,
+            self.frontier - self.lookback_ms,
+        );
+        self.handled
+            .retain(|_, h| h.ts >= restart_from && (h.alerted || h.ts >= read_from));
+        self.position
+    }
+
+    pub fn checkpoint(&self) -> GroupCheckpoint {
+        let restart_from = self.position - self.lookback_ms;
+        GroupCheckpoint {
+            position_ms: self.position,
+            handled: self
+                .handled
+                .iter()
+                .filter(|(_, h)| h.alerted && h.ts >= restart_from)
+                .map(|(id, h)| (id.clone(), h.ts))
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const L: i64 = 300_000;
+
+    fn p(position: i64) -> Progress {
+        Progress::new(position, L)
+    }
+
+    #[test]
+    fn the_window_reaches_back_by_the_lookback_and_forward_in_steps() {
+        let g = p(1_000_000);
+        assert_eq!(g.window(1_005_000, 900_000), (700_000, 1_005_000));
+        assert_eq!(g.window(9_000_000, 900_000), (700_000, 1_900_000));
+        // A clock that went back reads nothing new, and never a reversed range.
+        assert_eq!(g.window(10, 900_000), (700_000, 1_000_000));
+        assert_eq!(p(100).window(200, 900_000), (0, 200));
+    }
+
+    #[test]
+    fn the_position_stops_before_unsettled_events_and_never_moves_back() {
+        let mut g = p(1_000);
+        g.handled_quietly("a".into(), 1_500);
+        g.dispatched("b".into(), 2_000, "{}".into());
+        g.dispatched("c".into(), 3_000, "{}".into());
+        g.finish_read(5_000);
+        assert_eq!(g.advance(), 1_999);
+        assert_eq!(g.settle("c", Outcome::Done), Settled::Done);
+        assert_eq!(g.advance(), 1_999, "b still blocks");
+        assert_eq!(
+            g.settle("b", Outcome::Failed("delivery")),
+            Settled::Failed("delivery")
+        );
+        assert_eq!(g.advance(), 1_999, "a failed event blocks too");
+        assert!(g.is_known("b"), "not read again while it waits for retry");
+        let retry = g.take_failed();
+        assert_eq!(retry.len(), 1);
+        assert_eq!(retry[0].0, "b");
+        g.dispatched("b".into(), 2_000, retry[0].1.message.clone());
+        assert_eq!(g.settle("b", Outcome::Done), Settled::Done);
+        assert_eq!(g.advance(), 5_000);
+        assert_eq!(
+            g.checkpoint().handled.keys().collect::<Vec<_>>(),
+            ["b", "c"]
+        );
+
+        // A late event behind the position holds it, but does not move it back.
+        g.dispatched("late".into(), 4_000, "{}".into());
+        g.finish_read(6_000);
+        assert_eq!(g.advance(), 5_000);
+        assert_eq!(g.settle("late", Outcome::Released), Settled::Released);
+        assert_eq!(g.advance(), 5_000);
+        assert!(!g.checkpoint().handled.contains_key("late"));
+        assert_eq!(
+            g.settle("late", Outcome::Done),
+            Settled::Unknown,
+            "settled once"
+        );
+    }
+
+    #[test]
+    fn ids_are_forgotten_once_no_read_and_no_restart_can_return_them() {
+        let mut g = p(0);
+        g.handled_quietly("quiet-old".into(), 10_000);
+        g.dispatched("alert-old".into(), 10_000, "{}".into());
+        g.settle("alert-old", Outcome::Done);
+        g.dispatched("blocker".into(), 400_000, "{}".into());
+        g.finish_read(1_000_000);
+        assert_eq!(g.advance(), 399_999);
+        // The next read starts at 700_000 and a restart at 399_999 - L =
+        // 99_999: neither returns events at 10_000, alerted or not.
+        assert!(!g.is_known("quiet-old"));
+        assert!(!g.is_known("alert-old"));
+
+        let mut g = p(0);
+        g.dispatched("alert".into(), 200_000, "{}".into());
+        g.settle("alert", Outcome::Done);
+        g.handled_quietly("quiet".into(), 200_000);
+        g.dispatched("blocker".into(), 400_000, "{}".into());
+        g.finish_read(1_000_000);
+        g.advance();
+        // A restart reads from 99_999: the alerted event must be remembered
+        // (and written), the quiet one need not be.
+        assert!(g.is_known("alert"));
+        assert!(!g.is_known("quiet"));
+        assert_eq!(g.checkpoint().handled["alert"], 200_000);
+    }
+
+    #[test]
+    fn resuming_skips_what_was_handled_at_the_edge() {
+        let c = GroupCheckpoint {
+            position_ms: 1_000_000,
+            handled: [("x".to_owned(), 900_000)].into(),
+        };
+        let mut g = Progress::resume(&c, L);
+        assert!(g.is_known("x"));
+        assert_eq!(g.window(1_000_500, 900_000), (700_000, 1_000_500));
+        assert_eq!(g.advance(), 1_000_000);
+        assert_eq!(g.checkpoint(), c);
+    }
+
+    fn temp() -> tempfile::TempDir {
+        tempfile::tempdir().unwrap()
+    }
+
+    #[test]
+    fn the_file_round_trips_and_the_write_leaves_no_temporary_file() {
+        let dir = temp();
+        let path = dir.path().join("cp.json");
+        assert!(load(&path, "cwl").unwrap().is_none());
+        let mut f = CheckpointFile::new("cwl");
+        f.discovered_at_ms = Some(5);
+        f.groups.insert(
+            "g".into(),
+            GroupCheckpoint {
+                position_ms: 7,
+                handled: [("e".to_owned(), 6)].into(),
+            },
+        );
+        write_atomic(&path, &serde_json::to_vec_pretty(&f).unwrap()).unwrap();
+        write_atomic(&path, &serde_json::to_vec_pretty(&f).unwrap()).unwrap();
+        assert_eq!(load(&path, "cwl").unwrap().unwrap(), f);
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["cp.json"]);
+    }
+
+    #[test]
+    fn a_bad_file_is_a_clear_error_and_is_left_alone() {
+        let dir = temp();
+        let path = dir.path().join("cp.json");
+        for (text, want) in [
+            ("", "is corrupt: not a checkpoint"),
+            ("{\"version\":1,", "is corrupt: not a checkpoint"),
+            ("[]", "is corrupt: not a checkpoint"),
+            (
+                r#"{"version":1,"source":"cwl","groups":{"g":{"position":5}}}"#,
+                "unknown field `position`",
+            ),
+            (
+                r#"{"version":2,"source":"cwl","groups":{}}"#,
+                "version 2 is not supported",
+            ),
+            (
+                r#"{"version":1,"source":"cwl","groups":{"g":{"position_ms":-1}}}"#,
+                "log group `g`: position_ms -1 is before 1970",
+            ),
+            (
+                r#"{"version":1,"source":"other","groups":{}}"#,
+                "belongs to source `other`, not `cwl`",
+            ),
+        ] {
+            fs::write(&path, text).unwrap();
+            let e = load(&path, "cwl").unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert_eq!(fs::read_to_string(&path).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_an_error_not_a_panic() {
+        let dir = temp();
+        let path = dir.path().join("missing-dir").join("cp.json");
+        assert!(write_atomic(&path, b"{}").is_err());
+        assert!(!path.exists());
+    }
+}

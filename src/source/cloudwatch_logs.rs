@@ -1,0 +1,970 @@
+//! The CloudWatch Logs source: follows the log groups CloudTrail writes to
+//! with `FilterLogEvents`, one task per group, all sharing one request rate
+//! limiter. Each log event's message is one CloudTrail record.
+//!
+//! CloudWatch Logs makes events searchable late and out of order, so each
+//! poll re-reads the trailing `lookback` window and skips events it already
+//! handled by their event id. Each event with findings is its own
+//! acknowledgement [`Unit`]: the checkpoint of a group (see
+//! [`super::checkpoint::Progress`]) moves past an event only when its
+//! alerts were delivered, and a failed event is retried alone instead of
+//! holding back a whole page. Events without findings need no unit.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_cloudwatchlogs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_cloudwatchlogs::types::FilteredLogEvent;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint::{
+    self, CheckpointError, CheckpointFile, GroupCheckpoint, Progress, Settled,
+};
+use super::{SourceError, backoff};
+use crate::ack::{Outcome, Unit};
+use crate::config::{CloudwatchLogsSettings, LogGroups, Start};
+use crate::detect::{DetectSettings, Scope};
+use crate::pipeline::{Pipeline, Scan};
+use crate::telemetry;
+
+/// Most events with alerts a group may have awaiting delivery (including
+/// repeats a throttle window holds until its summary is delivered); beyond
+/// it the group stops reading until deliveries end (backpressure, bounded
+/// memory: each keeps its message for a retry). As the SQS source's default.
+const MAX_IN_FLIGHT: usize = 10_000;
+/// A group far behind (an old `start`, a long outage) is read in steps of
+/// at most this, so the ids it remembers stay bounded.
+const CATCH_UP_SPAN: Duration = Duration::from_secs(15 * 60);
+/// One API call, including the SDK's connection attempts.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// DescribeLogGroups is eventually consistent: a group created this long
+/// before a listing that missed it still counts as new.
+const DISCOVERY_SLACK_MS: i64 = 60_000;
+/// DescribeLogGroups returns at most 50 groups a page.
+const DESCRIBE_PAGE: i32 = 50;
+const ALLOWLIST_RULE: &str = "source-ip-not-allowed";
+const IAM_LOGIN_RULE: &str = "iam-console-login-without-mfa";
+
+// ---------------------------------------------------------------- decisions
+
+/// Whether `filter_pattern` is passed to FilterLogEvents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerFilter {
+    /// No pattern configured: every event is read.
+    Off,
+    /// The pattern is sent; `caveat` says what it may hide from a rule.
+    Apply {
+        pattern: String,
+        caveat: Option<&'static str>,
+    },
+    /// A pattern is configured but every event is read, and why.
+    Ignored { reason: &'static str },
+}
+
+/// Decides about the server-side filter. The IP allow-list rule with scope
+/// `all` must see every human call, not only root's: a pattern that passes
+/// only root events would let every other call from outside the allow list
+/// through unchecked. So with allow-list CIDRs set, the rule enabled and
+/// scope `all`, the pattern is ignored. With scope `root` (or the rule off
+/// or no CIDRs) a root-only pattern hides nothing the allow-list rule needs.
+pub fn server_filter(pattern: Option<&str>, detect: &DetectSettings) -> ServerFilter {
+    let Some(pattern) = pattern else {
+        return ServerFilter::Off;
+    };
+    let allowlist = &detect.context.allowlist;
+    if !allowlist.cidrs.is_empty()
+        && !detect.disabled.contains(ALLOWLIST_RULE)
+        && allowlist.scope == Scope::All
+    {
+        return ServerFilter::Ignored {
+            reason: "detect.ip_allowlist checks every human call (scope \"all\") against the allow list, so every event must be read; filter_pattern would hide the non-root calls it has to check",
+        };
+    }
+    let caveat = (!detect.disabled.contains(IAM_LOGIN_RULE)).then_some(
+        "rule iam-console-login-without-mfa looks at IAM users' console logins: the pattern must let them through (or disable the rule), or they go unchecked",
+    );
+    ServerFilter::Apply {
+        pattern: pattern.to_owned(),
+        caveat,
+    }
+}
+
+/// Where a log group that has no checkpoint begins. A group created after
+/// the source last listed its prefix is new: it is read from its creation
+/// (or from `start`, if earlier), so nothing written between its creation
+/// and its discovery is skipped. Any other group begins at `start`.
+pub fn initial_position(start_ms: i64, created_ms: Option<i64>, listed_before: Option<i64>) -> i64 {
+    match (created_ms, listed_before) {
+        (Some(c), Some(l)) if c >= l - DISCOVERY_SLACK_MS => start_ms.min(c),
+        _ => start_ms,
+    }
+}
+
+/// Error codes CloudWatch Logs uses when a request is over its quota.
+pub fn is_throttling(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ThrottlingException"
+                | "Throttling"
+                | "RateExceeded"
+                | "TooManyRequestsException"
+                | "RequestLimitExceeded"
+        )
+    )
+}
+
+// ---------------------------------------------------------------- limiter
+
+/// Spaces requests evenly at `per_sec`, shared by every group of a source:
+/// each caller reserves the next free slot, so no half-open second ever
+/// holds more than `per_sec` requests and callers are served in order.
+/// FilterLogEvents has a per-account, per-region quota (5 requests per
+/// second by default, per AWS's knowledge-center article on CloudWatch Logs
+/// throttling), shared with every other reader of the account.
+pub struct RateLimiter {
+    interval: Duration,
+    next: Mutex<Option<Instant>>,
+}
+
+impl RateLimiter {
+    pub fn new(per_sec: NonZeroU32) -> Self {
+        RateLimiter {
+            interval: Duration::from_secs(1) / per_sec.get(),
+            next: Mutex::new(None),
+        }
+    }
+
+    /// Reserves the first free slot at or after `now` and returns it.
+    pub fn reserve(&self, now: Instant) -> Instant {
+        let mut next = self.next.lock().expect("limiter lock");
+        let slot = next.map_or(now, |n| n.max(now));
+        *next = Some(slot + self.interval);
+        slot
+    }
+
+    pub async fn acquire(&self) {
+        tokio::time::sleep_until(self.reserve(Instant::now())).await;
+    }
+}
+
+// ---------------------------------------------------------------- source
+
+#[derive(Debug)]
+enum CallError {
+    Stopped,
+    Api {
+        kind: &'static str,
+        /// The service's error code, when it answered.
+        code: Option<String>,
+        message: String,
+    },
+}
+
+enum Read {
+    CaughtUp,
+    /// Read up to a step short of now: read on at once.
+    Behind,
+    /// Too many deliveries pending: wait for them.
+    Paused,
+}
+
+#[derive(Debug, Clone)]
+struct GroupInfo {
+    name: String,
+    created_ms: Option<i64>,
+}
+
+enum Update {
+    Group(String, GroupCheckpoint),
+    Discovered(i64),
+}
+
+struct Shared {
+    settings: CloudwatchLogsSettings,
+    client: aws_sdk_cloudwatchlogs::Client,
+    pipeline: Arc<Pipeline>,
+    limiter: RateLimiter,
+    filter: Option<String>,
+    lookback_ms: i64,
+}
+
+pub struct CloudwatchLogsSource {
+    shared: Arc<Shared>,
+    /// What `start` means for this run, ms since the epoch.
+    start_ms: i64,
+    file: CheckpointFile,
+    /// Whether `file` was read from disk (false: first start).
+    resumed: bool,
+    groups: Vec<GroupInfo>,
+    listed_at: Option<i64>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
+}
+
+impl CloudwatchLogsSource {
+    pub fn new(
+        settings: CloudwatchLogsSettings,
+        detect: &DetectSettings,
+        aws: &aws_config::SdkConfig,
+        pipeline: Arc<Pipeline>,
+    ) -> Self {
+        let name = settings.name.clone();
+        let filter = match server_filter(settings.filter_pattern.as_deref(), detect) {
+            ServerFilter::Off => None,
+            ServerFilter::Apply { pattern, caveat } => {
+                tracing::info!(source = %name, filter_pattern = %pattern, "reading only events that match filter_pattern");
+                if let Some(caveat) = caveat {
+                    tracing::warn!(source = %name, filter_pattern = %pattern, "{caveat}");
+                }
+                Some(pattern)
+            }
+            ServerFilter::Ignored { reason } => {
+                tracing::warn!(source = %name, filter_pattern = settings.filter_pattern.as_deref().unwrap_or(""), "filter_pattern ignored: {reason}");
+                None
+            }
+        };
+        // Every attempt goes through the limiter, so the SDK must not retry
+        // on its own behind its back; failed calls back off here instead.
+        let config = aws_sdk_cloudwatchlogs::config::Builder::from(aws)
+            .retry_config(aws_sdk_cloudwatchlogs::config::retry::RetryConfig::disabled())
+            .build();
+        let start_ms = match settings.start {
+            Start::Now => now_ms(),
+            Start::At(t) => t.timestamp_millis(),
+        };
+        CloudwatchLogsSource {
+            start_ms,
+            file: CheckpointFile::new(&name),
+            resumed: false,
+            groups: Vec::new(),
+            listed_at: None,
+            shared: Arc::new(Shared {
+                limiter: RateLimiter::new(settings.max_requests_per_sec),
+                lookback_ms: settings.lookback.as_millis() as i64,
+                settings,
+                client: aws_sdk_cloudwatchlogs::Client::from_conf(config),
+                pipeline,
+                filter,
+            }),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.shared.settings.name
+    }
+
+    /// Reads the checkpoint file before anything else, leaving it as it is.
+    /// A missing file is a first start (logged); an unreadable or corrupt
+    /// one is an error, never a silent restart.
+    pub fn load_checkpoint(&mut self) -> Result<(), CheckpointError> {
+        let path = &self.shared.settings.checkpoint_path;
+        match checkpoint::load(path, self.name())? {
+            Some(file) => {
+                tracing::info!(source = self.name(), checkpoint = %path.display(), groups = file.groups.len(), "resuming from checkpoint");
+                self.file = file;
+                self.resumed = true;
+            }
+            None => {
+                tracing::warn!(source = self.name(), checkpoint = %path.display(), start = %rfc3339(self.start_ms), "no checkpoint file yet: every log group begins at `start`; the file is created now");
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds the log groups (each named group must exist) and checks the
+    /// filter pattern, before the daemon reports ready.
+    pub async fn check(&mut self) -> Result<(), SourceError> {
+        let err = |message: String| SourceError {
+            source_name: self.name().to_owned(),
+            message,
+        };
+        let never = CancellationToken::new();
+        let listed_at = now_ms();
+        let groups = tokio::time::timeout(CALL_TIMEOUT, self.shared.resolve(&never))
+            .await
+            .map_err(|_| err(format!("no answer within {} s", CALL_TIMEOUT.as_secs())))?
+            .map_err(|(_, message)| err(message))?;
+        if groups.is_empty() {
+            tracing::warn!(
+                source = self.name(),
+                "no log group matches log_group_prefix yet; looking again every discovery_interval_secs"
+            );
+        }
+        if let (Some(pattern), Some(g)) = (&self.shared.filter, groups.first()) {
+            // An invalid pattern would fail every poll: fail at start instead.
+            let now = now_ms();
+            let call = self
+                .shared
+                .client
+                .filter_log_events()
+                .log_group_name(&g.name)
+                .start_time(now)
+                .end_time(now)
+                .limit(1)
+                .filter_pattern(pattern)
+                .send();
+            if let Err(CallError::Api {
+                kind,
+                code,
+                message,
+            }) = self.shared.call(&never, "filter", call).await
+            {
+                if code.as_deref() == Some("InvalidParameterException") {
+                    return Err(err(format!("filter_pattern `{pattern}`: {message}")));
+                }
+                telemetry::source_error(self.name(), kind, &message);
+            }
+        }
+        self.groups = groups;
+        if matches!(self.shared.settings.log_groups, LogGroups::Prefix(_)) {
+            self.listed_at = Some(listed_at);
+        }
+        Ok(())
+    }
+
+    /// Gives every group found a position and writes the checkpoint file,
+    /// so that a crash before the first poll still resumes from `start` as
+    /// it was, not from a later "now".
+    pub fn init_checkpoint(&mut self) -> Result<(), CheckpointError> {
+        let listed_before = if self.resumed {
+            self.file.discovered_at_ms
+        } else {
+            None
+        };
+        for g in &self.groups {
+            if self.file.groups.contains_key(&g.name) {
+                continue;
+            }
+            let position = initial_position(self.start_ms, g.created_ms, listed_before);
+            tracing::info!(source = self.name(), log_group = %g.name, from = %rfc3339(position), "log group has no checkpoint: reading it from here");
+            self.file.groups.insert(
+                g.name.clone(),
+                GroupCheckpoint {
+                    position_ms: position,
+                    handled: Default::default(),
+                },
+            );
+        }
+        if self.listed_at.is_some() {
+            self.file.discovered_at_ms = self.listed_at;
+        }
+        let path = &self.shared.settings.checkpoint_path;
+        let bytes = serde_json::to_vec_pretty(&self.file).expect("a checkpoint serialises");
+        checkpoint::write_atomic(path, &bytes).map_err(|source| CheckpointError::Write {
+            path: path.clone(),
+            source,
+        })
+    }
+
+    /// Follows every group until `stop`, then waits for the alerts in
+    /// flight to be delivered (or cancelled by the app's grace period),
+    /// writes the final checkpoint and returns.
+    pub async fn run(self, stop: CancellationToken) {
+        let shared = self.shared;
+        let name = shared.settings.name.clone();
+        let (updates, rx) = mpsc::channel(256);
+        let writer = tokio::spawn(write_loop(
+            name.clone(),
+            shared.settings.checkpoint_path.clone(),
+            self.file.clone(),
+            rx,
+        ));
+        let mut followers = JoinSet::new();
+        let mut following = HashSet::new();
+        for g in &self.groups {
+            let c = &self.file.groups[&g.name];
+            following.insert(g.name.clone());
+            followers.spawn(Arc::clone(&shared).follow(
+                g.name.clone(),
+                Progress::resume(c, shared.lookback_ms),
+                stop.clone(),
+                updates.clone(),
+            ));
+        }
+        if matches!(shared.settings.log_groups, LogGroups::Prefix(_)) {
+            let mut listed_at = self.listed_at;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(shared.settings.discovery_interval) => {}
+                    _ = stop.cancelled() => break,
+                }
+                let at = now_ms();
+                let found = match shared.resolve(&stop).await {
+                    Ok(found) => found,
+                    Err((kind, message)) => {
+                        if !stop.is_cancelled() {
+                            telemetry::source_error(&name, kind, &message);
+                        }
+                        continue;
+                    }
+                };
+                for g in found {
+                    if !following.insert(g.name.clone()) {
+                        continue;
+                    }
+                    // One the first listing missed still resumes from its checkpoint.
+                    let progress = match self.file.groups.get(&g.name) {
+                        Some(c) => Progress::resume(c, shared.lookback_ms),
+                        None => {
+                            let position = initial_position(self.start_ms, g.created_ms, listed_at);
+                            tracing::info!(source = %name, log_group = %g.name, from = %rfc3339(position), "new log group found");
+                            Progress::new(position, shared.lookback_ms)
+                        }
+                    };
+                    // Written before the new listing time, so a crash in
+                    // between cannot make the group look old.
+                    let _ = updates
+                        .send(Update::Group(g.name.clone(), progress.checkpoint()))
+                        .await;
+                    followers.spawn(Arc::clone(&shared).follow(
+                        g.name,
+                        progress,
+                        stop.clone(),
+                        updates.clone(),
+                    ));
+                }
+                let _ = updates.send(Update::Discovered(at)).await;
+                listed_at = Some(at);
+            }
+        }
+        while followers.join_next().await.is_some() {}
+        drop(updates);
+        let _ = writer.await;
+        tracing::info!(source = %name, "cloudwatch_logs source stopped; checkpoint written");
+    }
+}
+
+impl Shared {
+    fn name(&self) -> &str {
+        &self.settings.name
+    }
+
+    /// One API call: waits for a slot from the limiter, gives up after
+    /// [`CALL_TIMEOUT`], and returns at once on `stop`.
+    async fn call<T, E>(
+        &self,
+        stop: &CancellationToken,
+        kind: &'static str,
+        request: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, CallError>
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        tokio::select! {
+            _ = self.limiter.acquire() => {}
+            _ = stop.cancelled() => return Err(CallError::Stopped),
+        }
+        let result = tokio::select! {
+            r = tokio::time::timeout(CALL_TIMEOUT, request) => r,
+            _ = stop.cancelled() => return Err(CallError::Stopped),
+        };
+        match result {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(CallError::Api {
+                kind: if is_throttling(e.code()) {
+                    "throttled"
+                } else {
+                    kind
+                },
+                code: e.code().map(str::to_owned),
+                message: DisplayErrorContext(&e).to_string(),
+            }),
+            Err(_) => Err(CallError::Api {
+                kind,
+                code: None,
+                message: format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
+            }),
+        }
+    }
+
+    /// The groups this source follows now: each named group (which must
+    /// exist), or every group matching the prefix.
+    /// Errors carry the `source_error` kind (`discover`, `throttled`).
+    async fn resolve(
+        &self,
+        stop: &CancellationToken,
+    ) -> Result<Vec<GroupInfo>, (&'static str, String)> {
+        match &self.settings.log_groups {
+            LogGroups::Prefix(prefix) => self.list(prefix, None, stop).await,
+            LogGroups::Names(names) => {
+                let mut out = Vec::new();
+                for n in names {
+                    let found = self.list(n, Some(n), stop).await?;
+                    match found.into_iter().find(|g| &g.name == n) {
+                        Some(g) => out.push(g),
+                        None => {
+                            return Err(("discover", format!("log group `{n}` does not exist")));
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// DescribeLogGroups by prefix, every page; stops early at `exact`.
+    async fn list(
+        &self,
+        prefix: &str,
+        exact: Option<&str>,
+        stop: &CancellationToken,
+    ) -> Result<Vec<GroupInfo>, (&'static str, String)> {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let request = self
+                .client
+                .describe_log_groups()
+                .log_group_name_prefix(prefix)
+                .limit(DESCRIBE_PAGE)
+                .set_next_token(token.take())
+                .send();
+            let page = match self.call(stop, "discover", request).await {
+                Ok(p) => p,
+                Err(CallError::Stopped) => return Err(("discover", "stopped".into())),
+                Err(CallError::Api { kind, message, .. }) => {
+                    return Err((kind, format!("listing log groups `{prefix}*`: {message}")));
+                }
+            };
+            for g in page.log_groups() {
+                if let Some(name) = g.log_group_name() {
+                    out.push(GroupInfo {
+                        name: name.to_owned(),
+                        created_ms: g.creation_time(),
+                    });
+                }
+            }
+            if exact.is_some_and(|e| out.iter().any(|g| g.name == e)) {
+                return Ok(out);
+            }
+            match page.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Polls one group until `stop`, then settles what is in flight and
+    /// saves the final position.
+    async fn follow(
+        self: Arc<Self>,
+        group: String,
+        mut progress: Progress,
+        stop: CancellationToken,
+        updates: mpsc::Sender<Update>,
+    ) {
+        // Outcomes of this group's units. Unbounded is bounded here: one
+        // message per unit, and at most MAX_IN_FLIGHT units are out.
+        let (tx, mut rx) = mpsc::unbounded_channel::<(String, Outcome)>();
+        let mut saved = None;
+        let mut errors = 0u32;
+        loop {
+            while let Ok((id, outcome)) = rx.try_recv() {
+                self.settle(&group, &mut progress, &id, outcome);
+            }
+            if stop.is_cancelled() {
+                break;
+            }
+            self.retry_failed(&group, &mut progress, &tx);
+            let mut wait = self.settings.poll_interval;
+            if progress.in_flight() < MAX_IN_FLIGHT {
+                match self.read(&group, &mut progress, &tx, &stop).await {
+                    Ok(read) => {
+                        errors = 0;
+                        if matches!(read, Read::Behind) {
+                            wait = Duration::ZERO;
+                        }
+                    }
+                    Err(CallError::Stopped) => break,
+                    Err(CallError::Api { kind, message, .. }) => {
+                        errors += 1;
+                        telemetry::source_error(
+                            self.name(),
+                            kind,
+                            &format!("log group {group}: {message}"),
+                        );
+                        wait = backoff(errors, Duration::from_secs(1), Duration::from_secs(300));
+                    }
+                }
+            }
+            self.save(&group, &mut progress, &updates, &mut saved).await;
+            let until = Instant::now() + wait;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(until) => break,
+                    Some((id, outcome)) = rx.recv() => self.settle(&group, &mut progress, &id, outcome),
+                    _ = stop.cancelled() => break,
+                }
+            }
+        }
+        // Every unit holds a sender: the channel ends when the last of them
+        // has reported, delivered or cut short by the app's grace period.
+        drop(tx);
+        if progress.in_flight() > 0 {
+            tracing::info!(source = self.name(), log_group = %group, in_flight = progress.in_flight(), "stopping: waiting for alerts in flight");
+        }
+        while let Some((id, outcome)) = rx.recv().await {
+            self.settle(&group, &mut progress, &id, outcome);
+        }
+        self.save(&group, &mut progress, &updates, &mut saved).await;
+    }
+
+    /// Reads the group's window, page by page. The frontier moves only when
+    /// every page was read.
+    async fn read(
+        &self,
+        group: &str,
+        progress: &mut Progress,
+        tx: &mpsc::UnboundedSender<(String, Outcome)>,
+        stop: &CancellationToken,
+    ) -> Result<Read, CallError> {
+        let now = now_ms();
+        let (start, end) = progress.window(now, CATCH_UP_SPAN.as_millis() as i64);
+        let mut token: Option<String> = None;
+        loop {
+            if progress.in_flight() >= MAX_IN_FLIGHT {
+                return Ok(Read::Paused);
+            }
+            // startTime and endTime are inclusive, in ms since the epoch; a
+            // page holds up to 1 MB or 10,000 events, and a partial or
+            // empty page with a nextToken does not end the search
+            // (FilterLogEvents API reference).
+            let request = self
+                .client
+                .filter_log_events()
+                .log_group_name(group)
+                .start_time(start)
+                .end_time(end)
+                .set_filter_pattern(self.filter.clone())
+                .set_next_token(token.take())
+                .send();
+            let page = self.call(stop, "filter", request).await?;
+            for event in page.events() {
+                self.handle(group, event, progress, tx);
+            }
+            match page.next_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => break,
+            }
+        }
+        progress.finish_read(end);
+        Ok(if end < now {
+            Read::Behind
+        } else {
+            Read::CaughtUp
+        })
+    }
+
+    fn handle(
+        &self,
+        group: &str,
+        event: &FilteredLogEvent,
+        progress: &mut Progress,
+        tx: &mpsc::UnboundedSender<(String, Outcome)>,
+    ) {
+        let Some(ts) = event.timestamp() else {
+            telemetry::source_error(
+                self.name(),
+                "filter",
+                &format!("log group {group}: an event without a timestamp was skipped"),
+            );
+            return;
+        };
+        let message = event.message().unwrap_or("");
+        // Every real event has an id; without one, the stream, time and
+        // text identify it well enough to skip it when read again.
+        let id = match event.event_id() {
+            Some(id) => id.to_owned(),
+            None => format!(
+                "{}/{ts}/{:016x}",
+                event.log_stream_name().unwrap_or(""),
+                fxhash(message)
+            ),
+        };
+        if progress.is_known(&id) {
+            return;
+        }
+        telemetry::message_received(self.name(), &id);
+        self.dispatch(group, id, ts, message.to_owned(), progress, tx, true);
+    }
+
+    /// Scans one event and dispatches its findings under a unit of its own.
+    #[allow(clippy::too_many_arguments)]
+    fn dispatch(
+        &self,
+        group: &str,
+        id: String,
+        ts: i64,
+        message: String,
+        progress: &mut Progress,
+        tx: &mpsc::UnboundedSender<(String, Outcome)>,
+        first: bool,
+    ) {
+        let mut scan = Scan::default();
+        self.pipeline.scan_body(&message, &mut scan);
+        if first {
+            // Reading the event again cannot change it: reported once, and
+            // its records that did decode still alert (as the file source).
+            for e in &scan.errors {
+                telemetry::decode_error(self.name(), &id, e.kind(), e);
+            }
+            for o in &scan.objects {
+                telemetry::source_error(
+                    self.name(),
+                    "read",
+                    &format!(
+                        "log group {group}, event {id}: names {o}; the cloudwatch_logs source does not fetch S3 objects"
+                    ),
+                );
+            }
+            telemetry::events_processed(self.name(), scan.events);
+        }
+        if scan.groups.is_empty() {
+            progress.handled_quietly(id, ts);
+            return;
+        }
+        progress.dispatched(id.clone(), ts, message);
+        let tx = tx.clone();
+        let unit_id = id;
+        let unit = Unit::new(move |outcome| {
+            let _ = tx.send((unit_id, outcome));
+        });
+        self.pipeline.dispatch(&unit, scan.groups);
+    }
+
+    fn retry_failed(
+        &self,
+        group: &str,
+        progress: &mut Progress,
+        tx: &mpsc::UnboundedSender<(String, Outcome)>,
+    ) {
+        for (id, u) in progress.take_failed() {
+            tracing::info!(source = self.name(), log_group = %group, event_id = %id, "retrying an event whose alerts were not delivered");
+            self.dispatch(group, id, u.ts, u.message, progress, tx, false);
+        }
+    }
+
+    fn settle(&self, group: &str, progress: &mut Progress, id: &str, outcome: Outcome) {
+        match progress.settle(id, outcome) {
+            Settled::Done => telemetry::messages_deleted(self.name(), 1),
+            Settled::Failed(reason) => tracing::warn!(
+                source = self.name(),
+                log_group = %group,
+                event_id = %id,
+                reason,
+                "not every alert of this event was delivered: the checkpoint stays before it and it is retried on the next poll"
+            ),
+            Settled::Released => tracing::info!(
+                source = self.name(),
+                log_group = %group,
+                event_id = %id,
+                "alert cut short by shutdown: the checkpoint stays before the event, which is read again after a restart"
+            ),
+            Settled::Unknown => {}
+        }
+    }
+
+    async fn save(
+        &self,
+        group: &str,
+        progress: &mut Progress,
+        updates: &mpsc::Sender<Update>,
+        saved: &mut Option<GroupCheckpoint>,
+    ) {
+        let position = progress.advance();
+        let age = (now_ms() - position).max(0) as u64;
+        telemetry::checkpoint_age(group, Duration::from_millis(age));
+        let c = progress.checkpoint();
+        if saved.as_ref() != Some(&c) {
+            *saved = Some(c.clone());
+            let _ = updates.send(Update::Group(group.to_owned(), c)).await;
+        }
+    }
+}
+
+/// A stable 64-bit FNV-1a hash, for the rare event without an id.
+fn fxhash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Owns the checkpoint file: applies group updates as they come and writes
+/// the whole file once per batch of them. Ends, after a last write, when
+/// every group and the discovery loop have finished.
+async fn write_loop(
+    source: String,
+    path: std::path::PathBuf,
+    mut file: CheckpointFile,
+    mut rx: mpsc::Receiver<Update>,
+) {
+    let mut pending: HashMap<String, GroupCheckpoint> = HashMap::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(u) = next.take() {
+            match u {
+                Update::Group(g, c) => {
+                    pending.insert(g, c);
+                }
+                Update::Discovered(at) => {
+                    file.groups.extend(pending.drain());
+                    file.discovered_at_ms = Some(at);
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        file.groups.extend(pending.drain());
+        let bytes = serde_json::to_vec_pretty(&file).expect("a checkpoint serialises");
+        let p = path.clone();
+        match tokio::task::spawn_blocking(move || checkpoint::write_atomic(&p, &bytes)).await {
+            Ok(Ok(())) => tracing::debug!(source = %source, "checkpoint written"),
+            Ok(Err(e)) => telemetry::source_error(
+                &source,
+                "checkpoint",
+                &format!("cannot write {}: {e}", path.display()),
+            ),
+            Err(e) => telemetry::source_error(&source, "checkpoint", &e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{AllowList, CidrSet, Context};
+
+    fn detect(cidrs: &[&str], scope: Scope, disabled: &[&str]) -> DetectSettings {
+        DetectSettings {
+            disabled: disabled.iter().map(|s| s.to_string()).collect(),
+            context: Context {
+                allowlist: AllowList {
+                    cidrs: CidrSet::new(
+                        cidrs
+                            .iter()
+                            .map(|c| crate::detect::allowlist::parse_cidr(c).unwrap()),
+                    ),
+                    scope,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    const ROOT_ONLY: &str = r#"{ $.userIdentity.type = "Root" }"#;
+
+    #[test]
+    fn no_pattern_reads_everything() {
+        assert_eq!(
+            server_filter(None, &detect(&["10.0.0.0/8"], Scope::All, &[])),
+            ServerFilter::Off
+        );
+    }
+
+    #[test]
+    fn the_allow_list_for_all_calls_disables_the_pattern() {
+        let d = detect(&["10.0.0.0/8"], Scope::All, &[]);
+        let ServerFilter::Ignored { reason } = server_filter(Some(ROOT_ONLY), &d) else {
+            panic!("pattern must be ignored");
+        };
+        assert!(
+            reason.contains("ip_allowlist") && reason.contains("every"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn the_pattern_applies_when_the_allow_list_cannot_need_other_events() {
+        for d in [
+            // Scope root: only root events are checked.
+            detect(&["10.0.0.0/8"], Scope::Root, &[IAM_LOGIN_RULE]),
+            // The rule is off.
+            detect(
+                &["10.0.0.0/8"],
+                Scope::All,
+                &[ALLOWLIST_RULE, IAM_LOGIN_RULE],
+            ),
+            // No allow list: the rule checks nothing.
+            detect(&[], Scope::All, &[IAM_LOGIN_RULE]),
+        ] {
+            assert_eq!(
+                server_filter(Some(ROOT_ONLY), &d),
+                ServerFilter::Apply {
+                    pattern: ROOT_ONLY.into(),
+                    caveat: None
+                },
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_iam_login_rule_gets_a_caveat_not_a_veto() {
+        let d = detect(&[], Scope::All, &[]);
+        let ServerFilter::Apply { pattern, caveat } = server_filter(Some(ROOT_ONLY), &d) else {
+            panic!()
+        };
+        assert_eq!(pattern, ROOT_ONLY);
+        assert!(caveat.unwrap().contains(IAM_LOGIN_RULE));
+    }
+
+    #[test]
+    fn new_groups_begin_at_start_or_at_their_creation() {
+        let start = 1_000_000;
+        // First start, or a named group: `start`.
+        assert_eq!(initial_position(start, Some(5_000_000), None), start);
+        assert_eq!(initial_position(start, None, Some(900_000)), start);
+        // Created before the last listing (it would have been seen): `start`.
+        assert_eq!(initial_position(start, Some(100_000), Some(900_000)), start);
+        // Created after the last listing, while rootwatch was down: from creation.
+        assert_eq!(
+            initial_position(5_000_000, Some(2_000_000), Some(1_500_000)),
+            2_000_000
+        );
+        // Created after `start`: nothing before `start` is skipped either way.
+        assert_eq!(
+            initial_position(start, Some(2_000_000), Some(1_500_000)),
+            start
+        );
+    }
+
+    #[test]
+    fn throttling_codes() {
+        assert!(is_throttling(Some("ThrottlingException")));
+        assert!(is_throttling(Some("RateExceeded")));
+        assert!(!is_throttling(Some("ResourceNotFoundException")));
+        assert!(!is_throttling(None));
+    }
+
+    #[test]
+    fn the_limiter_spaces_requests_and_keeps_no_burst() {
+        let l = RateLimiter::new(NonZeroU32::new(4).unwrap());
+        let t0 = Instant::now();
+        let slots: Vec<Duration> = (0..9).map(|_| l.reserve(t0) - t0).collect();
+        let ms: Vec<u128> = slots.iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [0, 250, 500, 750, 1000, 1250, 1500, 1750, 2000]);
+        // No half-open second holds more than 4.
+        for w in slots.windows(5) {
+            assert!(w[4] - w[0] >= Duration::from_secs(1));
+        }
+        // Idle time does not bank requests for a burst later.
+        let later = t0 + Duration::from_secs(60);
+        assert_eq!(l.reserve(later), later);
+        assert_eq!(l.reserve(later), later + Duration::from_millis(250));
+    }
+}

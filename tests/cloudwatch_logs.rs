@@ -1,0 +1,535 @@
+//! `rootwatch run` following CloudWatch Logs groups in the moto emulator,
+//! alerting a real HTTP receiver on 127.0.0.1, with checkpoints in a
+//! temporary directory.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use axum::http::StatusCode;
+use common::*;
+
+const LIMIT: Duration = Duration::from_secs(30);
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+struct Group {
+    logs: aws_sdk_cloudwatchlogs::Client,
+    name: String,
+}
+
+impl Group {
+    async fn create(aws: &Aws, name: String) -> Group {
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.config);
+        logs.create_log_group()
+            .log_group_name(&name)
+            .send()
+            .await
+            .unwrap();
+        logs.create_log_stream()
+            .log_group_name(&name)
+            .log_stream_name("trail")
+            .send()
+            .await
+            .unwrap();
+        Group { logs, name }
+    }
+
+    async fn new(aws: &Aws) -> Group {
+        Group::create(aws, unique("group")).await
+    }
+
+    /// Puts root API calls `(timestamp, eventID)`; PutLogEvents wants them
+    /// in time order.
+    async fn put(&self, events: &[(i64, &str)]) {
+        let mut events = events.to_vec();
+        events.sort();
+        let mut put = self
+            .logs
+            .put_log_events()
+            .log_group_name(&self.name)
+            .log_stream_name("trail");
+        for (ts, id) in events {
+            put = put.log_events(
+                InputLogEvent::builder()
+                    .timestamp(ts)
+                    .message(root_call(id))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        put.send().await.unwrap();
+    }
+}
+
+struct Conf {
+    sources: String,
+    hook: String,
+    retry_max_secs: u64,
+    grace_secs: u64,
+}
+
+impl Conf {
+    /// Throttling is off: every event's alert is sent on its own, so each
+    /// test counts alerts per event.
+    fn toml(&self) -> String {
+        format!(
+            "{}[[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = {}\n[server]\nlisten = \"\"\n[shutdown]\ngrace_secs = {}\n[throttle]\nwindow_secs = 0\n",
+            self.sources, self.hook, self.retry_max_secs, self.grace_secs
+        )
+    }
+}
+
+fn source(group: &Group, checkpoint: &Path, start_ms: i64) -> String {
+    format!(
+        "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"{}\"]\npoll_interval_secs = 1\nlookback_secs = 300\ncheckpoint_path = \"{}\"\nstart = \"{}\"\n",
+        group.name,
+        checkpoint.display(),
+        rfc3339(start_ms)
+    )
+}
+
+fn conf(sources: String, hook: &Webhook) -> Conf {
+    Conf {
+        sources,
+        hook: hook.url(),
+        retry_max_secs: 60,
+        grace_secs: 5,
+    }
+}
+
+fn wait_exit(child: &mut Child) -> Option<i32> {
+    let start = Instant::now();
+    while start.elapsed() < LIMIT {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("rootwatch did not exit within {LIMIT:?}");
+}
+
+/// eventID -> how many alerts the receiver accepted for it.
+fn alerts(hook: &Webhook) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for f in hook.delivered() {
+        *m.entry(f["event_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    m
+}
+
+fn once(ids: &[&str]) -> BTreeMap<String, usize> {
+    ids.iter().map(|id| (id.to_string(), 1)).collect()
+}
+
+fn checkpoint(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// `(position_ms, number of handled ids)` of `group` in the file.
+fn position(path: &Path, group: &Group) -> (i64, usize) {
+    let c = checkpoint(path);
+    let g = &c["groups"][&group.name];
+    (
+        g["position_ms"].as_i64().unwrap(),
+        g["handled"].as_object().map_or(0, |h| h.len()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_alert_once_including_those_put_while_running() {
+    let aws = Aws::new().await;
+    let g = Group::new(&aws).await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let t = now_ms();
+    g.put(&[(t - 60_000, "cw-before-1"), (t - 30_000, "cw-before-2")])
+        .await;
+
+    let d = Daemon::start(
+        &conf(source(&g, &cp, t - 600_000), &hook).toml(),
+        &aws.config,
+    )
+    .await;
+    eventually(LIMIT, "the two events put before start", || async {
+        alerts(&hook).len() == 2
+    })
+    .await;
+    let t2 = now_ms();
+    g.put(&[(t2, "cw-running-1"), (t2 + 1, "cw-running-2")])
+        .await;
+    eventually(LIMIT, "the two events put while running", || async {
+        alerts(&hook).len() == 4
+    })
+    .await;
+    // Every poll re-reads the lookback window: nothing may alert twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.stop().await;
+
+    assert_eq!(
+        alerts(&hook),
+        once(&["cw-before-1", "cw-before-2", "cw-running-1", "cw-running-2"])
+    );
+    let (pos, handled) = position(&cp, &g);
+    assert!(
+        pos > t2 + 1,
+        "checkpoint {pos} passed every delivered event"
+    );
+    assert_eq!(handled, 4, "{}", checkpoint(&cp));
+    assert_eq!(checkpoint(&cp)["source"], "cloudwatch_logs-0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_alerts_exactly_the_events_put_while_it_was_down() {
+    let aws = Aws::new().await;
+    let g = Group::new(&aws).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let t = now_ms();
+    g.put(&[(t - 60_000, "cw-first-run")]).await;
+    let first = Webhook::ok().await;
+    let d = Daemon::start(
+        &conf(source(&g, &cp, t - 600_000), &first).toml(),
+        &aws.config,
+    )
+    .await;
+    eventually(LIMIT, "the first event", || async {
+        alerts(&first).len() == 1
+    })
+    .await;
+    d.stop().await;
+    let (pos, handled) = position(&cp, &g);
+    assert!(pos >= t - 60_000 && handled == 1, "{}", checkpoint(&cp));
+
+    // While it is down: two new events, and one timestamped before the
+    // checkpoint (ingested late) but inside the lookback window.
+    let t2 = now_ms();
+    g.put(&[
+        (t2, "cw-while-down-1"),
+        (t2 + 1, "cw-while-down-2"),
+        (pos - 10_000, "cw-while-down-late"),
+    ])
+    .await;
+    let second = Webhook::ok().await;
+    // Same `start`: the checkpoint, not `start`, says where to resume.
+    let d = Daemon::start(
+        &conf(source(&g, &cp, t - 600_000), &second).toml(),
+        &aws.config,
+    )
+    .await;
+    eventually(LIMIT, "the three events put while down", || async {
+        alerts(&second).len() == 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.stop().await;
+    assert_eq!(
+        alerts(&second),
+        once(&["cw-while-down-1", "cw-while-down-2", "cw-while-down-late"])
+    );
+    assert_eq!(alerts(&first), once(&["cw-first-run"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_event_older_than_the_last_poll_alerts_once() {
+    let aws = Aws::new().await;
+    let g = Group::new(&aws).await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let t = now_ms();
+    g.put(&[(t, "cw-on-time")]).await;
+    let d = Daemon::start(
+        &conf(source(&g, &cp, t - 600_000), &hook).toml(),
+        &aws.config,
+    )
+    .await;
+    eventually(LIMIT, "the on-time event", || async {
+        alerts(&hook).len() == 1
+    })
+    .await;
+    // Polls have moved the checkpoint past the moment the late event claims.
+    let late_ts = now_ms() - 120_000;
+    eventually(LIMIT, "the checkpoint passes the on-time event", || async {
+        position(&cp, &g).0 > t + 1_000
+    })
+    .await;
+    g.put(&[(late_ts, "cw-late")]).await;
+    eventually(LIMIT, "the late event", || async {
+        alerts(&hook).len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.stop().await;
+    assert_eq!(alerts(&hook), once(&["cw-on-time", "cw-late"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_holds_the_checkpoint_and_a_restart_during_it_still_alerts() {
+    let aws = Aws::new().await;
+    let g = Group::new(&aws).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let up = Arc::new(AtomicBool::new(true));
+    let hook_up = Arc::clone(&up);
+    let hook = Webhook::start(move |_| {
+        if hook_up.load(Ordering::SeqCst) {
+            (StatusCode::OK, vec![])
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, vec![])
+        }
+    })
+    .await;
+    let t = now_ms();
+    g.put(&[(t - 90_000, "cw-before-outage")]).await;
+    let mut c = conf(source(&g, &cp, t - 600_000), &hook);
+    // Still retrying when stopped: its unit is released, not done.
+    c.retry_max_secs = 600;
+    c.grace_secs = 2;
+    let d = Daemon::start(&c.toml(), &aws.config).await;
+    eventually(LIMIT, "the event before the outage", || async {
+        alerts(&hook).len() == 1
+    })
+    .await;
+
+    up.store(false, Ordering::SeqCst);
+    let undelivered = now_ms();
+    g.put(&[(undelivered, "cw-during-outage")]).await;
+    eventually(LIMIT, "a failed attempt", || async {
+        hook.requests().len() > hook.delivered().len()
+    })
+    .await;
+    // Several polls later the checkpoint has moved on from the delivered
+    // event but not past the undelivered one.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (pos, handled) = position(&cp, &g);
+    assert!(pos >= t - 90_000, "{}", checkpoint(&cp));
+    assert!(
+        pos < undelivered,
+        "passed an undelivered alert: {}",
+        checkpoint(&cp)
+    );
+    assert_eq!(handled, 1, "{}", checkpoint(&cp));
+
+    let stopping = Instant::now();
+    d.stop().await;
+    assert!(stopping.elapsed() < Duration::from_secs(2 + 5 + 2));
+    let (pos, handled) = position(&cp, &g);
+    assert!(pos < undelivered && handled == 1, "{}", checkpoint(&cp));
+    assert_eq!(alerts(&hook), once(&["cw-before-outage"]));
+
+    let after = Webhook::ok().await;
+    let d = Daemon::start(
+        &conf(source(&g, &cp, t - 600_000), &after).toml(),
+        &aws.config,
+    )
+    .await;
+    eventually(LIMIT, "the alert held back by the outage", || async {
+        alerts(&after).len() == 1
+    })
+    .await;
+    eventually(LIMIT, "the checkpoint passes it", || async {
+        position(&cp, &g).0 > undelivered
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.stop().await;
+    assert_eq!(alerts(&after), once(&["cw-during-outage"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_event_is_retried_on_a_later_poll_while_running() {
+    let aws = Aws::new().await;
+    let g = Group::new(&aws).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let up = Arc::new(AtomicBool::new(false));
+    let hook_up = Arc::clone(&up);
+    let hook = Webhook::start(move |_| {
+        if hook_up.load(Ordering::SeqCst) {
+            (StatusCode::OK, vec![])
+        } else {
+            (StatusCode::SERVICE_UNAVAILABLE, vec![])
+        }
+    })
+    .await;
+    let t = now_ms();
+    g.put(&[(t - 10_000, "cw-retried")]).await;
+    let mut c = conf(source(&g, &cp, t - 600_000), &hook);
+    // Gives up within a second: the unit fails and the source retries it.
+    c.retry_max_secs = 1;
+    let d = Daemon::start(&c.toml(), &aws.config).await;
+    eventually(LIMIT, "two rounds of failed deliveries", || async {
+        hook.requests().len() >= 4
+    })
+    .await;
+    assert!(position(&cp, &g).0 < t - 10_000, "{}", checkpoint(&cp));
+    up.store(true, Ordering::SeqCst);
+    eventually(LIMIT, "delivered once the webhook is up", || async {
+        alerts(&hook).len() == 1
+    })
+    .await;
+    eventually(LIMIT, "the checkpoint passes it", || async {
+        position(&cp, &g).0 > t - 10_000
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.stop().await;
+    assert_eq!(alerts(&hook), once(&["cw-retried"]));
+    assert_eq!(position(&cp, &g).1, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_matching_the_prefix_are_found_while_running() {
+    let aws = Aws::new().await;
+    let prefix = format!("{}/", unique("trail"));
+    let a = Group::create(&aws, format!("{prefix}a")).await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let t = now_ms();
+    a.put(&[(t - 5_000, "cw-prefix-a")]).await;
+    let sources = format!(
+        "[[sources]]\ntype = \"cloudwatch_logs\"\nname = \"trails\"\nlog_group_prefix = \"{prefix}\"\ndiscovery_interval_secs = 1\npoll_interval_secs = 1\ncheckpoint_path = \"{}\"\nstart = \"{}\"\n",
+        cp.display(),
+        rfc3339(t - 600_000)
+    );
+    let d = Daemon::start(&conf(sources, &hook).toml(), &aws.config).await;
+    eventually(LIMIT, "the first group's event", || async {
+        alerts(&hook).len() == 1
+    })
+    .await;
+    let b = Group::create(&aws, format!("{prefix}b")).await;
+    b.put(&[(now_ms() - 1_000, "cw-prefix-b")]).await;
+    eventually(LIMIT, "the new group's event", || async {
+        alerts(&hook).len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.stop().await;
+    assert_eq!(alerts(&hook), once(&["cw-prefix-a", "cw-prefix-b"]));
+    let c = checkpoint(&cp);
+    assert_eq!(c["source"], "trails");
+    assert!(c["discovered_at_ms"].as_i64().unwrap() > t, "{c}");
+    assert_eq!(c["groups"].as_object().unwrap().len(), 2, "{c}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_log_group_fails_fast() {
+    let aws = Aws::new().await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let sources = format!(
+        "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"rootwatch-no-such-group\"]\ncheckpoint_path = \"{}\"\n",
+        cp.display()
+    );
+    let opts = rootwatch::app::Options {
+        aws: Some(aws.config.clone()),
+        ..Default::default()
+    };
+    let err = tokio::time::timeout(
+        LIMIT,
+        rootwatch::app::run_with(
+            settings(&conf(sources, &hook).toml()),
+            opts,
+            std::future::pending(),
+        ),
+    )
+    .await
+    .expect("no hang")
+    .unwrap_err();
+    assert!(matches!(err, rootwatch::app::RunError::Source(_)), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "source `cloudwatch_logs-0`: log group `rootwatch-no-such-group` does not exist"
+    );
+    assert!(
+        !cp.exists(),
+        "nothing written for a source that did not start"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_checkpoint_is_a_config_error_and_stays_untouched() {
+    let aws = Aws::new().await;
+    let g = Group::new(&aws).await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let corrupt: &[u8] =
+        br#"{"version":1,"source":"cloudwatch_logs-0","groups":{"x":{"position_ms":17"#;
+    std::fs::write(&cp, corrupt).unwrap();
+    let config = conf(source(&g, &cp, now_ms()), &hook).toml();
+
+    let opts = rootwatch::app::Options {
+        aws: Some(aws.config.clone()),
+        ..Default::default()
+    };
+    let err = tokio::time::timeout(
+        LIMIT,
+        rootwatch::app::run_with(settings(&config), opts, std::future::pending()),
+    )
+    .await
+    .expect("no hang")
+    .unwrap_err();
+    assert!(
+        matches!(err, rootwatch::app::RunError::Checkpoint(_)),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!("checkpoint file {} is corrupt: ", cp.display())),
+        "{msg}"
+    );
+    assert!(msg.contains("left untouched"), "{msg}");
+    assert_eq!(std::fs::read(&cp).unwrap(), corrupt);
+
+    // The binary exits 78, as for any configuration error.
+    let path = dir.path().join("rootwatch.toml");
+    std::fs::write(&path, &config).unwrap();
+    let log = dir.path().join("rootwatch.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rootwatch"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child))
+        .await
+        .unwrap();
+    let log = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(code, Some(78), "{log}");
+    assert!(
+        log.contains(&format!("checkpoint file {} is corrupt", cp.display())),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(std::fs::read(&cp).unwrap(), corrupt);
+}
