@@ -112,39 +112,17 @@ async fn run_sources(
 
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    let throttle = tokio::spawn(Arc::clone(&pipeline).run_throttle(stop.clone()));
-    let mut starting = Vec::new();
-    for source in &settings.sources {
-        match source {
-            SourceSettings::Sqs(s) => {
-                let src = SqsSource::new(
-                    s.clone(),
-                    aws.as_ref().expect("loaded for SQS"),
-                    Arc::clone(&pipeline),
-                );
-                src.check().await?;
-                starting.push(Starting::Sqs(src));
-            }
-            SourceSettings::File(s) => starting.push(Starting::File(FileSource::new(
-                s.clone(),
-                Arc::clone(&pipeline),
-            ))),
-            SourceSettings::CloudwatchLogs(s) => {
-                let mut src = CloudwatchLogsSource::new(
-                    s.clone(),
-                    &settings.detect,
-                    aws.as_ref().expect("loaded for CloudWatch Logs"),
-                    Arc::clone(&pipeline),
-                );
-                // The checkpoint is read before any network call, so a
-                // corrupt file is reported even when AWS is unreachable.
-                src.load_checkpoint()?;
-                src.check().await?;
-                src.init_checkpoint()?;
-                starting.push(Starting::CloudwatchLogs(src));
-            }
+    tokio::pin!(shutdown);
+    // A signal while sources are still starting (a slow AWS endpoint) ends
+    // the start: nothing has been received yet, so nothing is in flight.
+    let starting = tokio::select! {
+        s = start_sources(settings, aws.as_ref(), &pipeline) => s?,
+        _ = &mut shutdown => {
+            tracing::info!("stopped before every source had started");
+            return Ok(());
         }
-    }
+    };
+    let throttle = tokio::spawn(Arc::clone(&pipeline).run_throttle(stop.clone()));
     for s in starting {
         let stop = stop.clone();
         match s {
@@ -160,7 +138,7 @@ async fn run_sources(
         "rootwatch running"
     );
 
-    shutdown.await;
+    (&mut shutdown).await;
     readiness.set_draining();
     stop.cancel();
     tracing::info!(
@@ -186,6 +164,47 @@ async fn run_sources(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Builds and checks every source, in order, before any of them runs.
+async fn start_sources(
+    settings: &Settings,
+    aws: Option<&aws_config::SdkConfig>,
+    pipeline: &Arc<Pipeline>,
+) -> Result<Vec<Starting>, RunError> {
+    let mut starting = Vec::new();
+    for source in &settings.sources {
+        match source {
+            SourceSettings::Sqs(s) => {
+                let src = SqsSource::new(
+                    s.clone(),
+                    aws.expect("loaded for SQS"),
+                    Arc::clone(pipeline),
+                );
+                src.check().await?;
+                starting.push(Starting::Sqs(src));
+            }
+            SourceSettings::File(s) => starting.push(Starting::File(FileSource::new(
+                s.clone(),
+                Arc::clone(pipeline),
+            ))),
+            SourceSettings::CloudwatchLogs(s) => {
+                let mut src = CloudwatchLogsSource::new(
+                    s.clone(),
+                    &settings.detect,
+                    aws.expect("loaded for CloudWatch Logs"),
+                    Arc::clone(pipeline),
+                );
+                // The checkpoint is read before any network call, so a
+                // corrupt file is reported even when AWS is unreachable.
+                src.load_checkpoint()?;
+                src.check().await?;
+                src.init_checkpoint()?;
+                starting.push(Starting::CloudwatchLogs(src));
+            }
+        }
+    }
+    Ok(starting)
 }
 
 enum Starting {

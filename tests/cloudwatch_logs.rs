@@ -6,7 +6,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -110,19 +109,6 @@ fn conf(sources: String, hook: &Webhook) -> Conf {
         retry_max_secs: 60,
         grace_secs: 5,
     }
-}
-
-fn wait_exit(child: &mut Child) -> Option<i32> {
-    let start = Instant::now();
-    while start.elapsed() < LIMIT {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("rootwatch did not exit within {LIMIT:?}");
 }
 
 /// eventID -> how many alerts the receiver accepted for it.
@@ -504,24 +490,9 @@ async fn a_corrupt_checkpoint_is_a_config_error_and_stays_untouched() {
     assert_eq!(std::fs::read(&cp).unwrap(), corrupt);
 
     // The binary exits 78, as for any configuration error.
-    let path = dir.path().join("rootwatch.toml");
-    std::fs::write(&path, &config).unwrap();
+    let mut child = spawn_rootwatch(&config, dir.path());
     let log = dir.path().join("rootwatch.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rootwatch"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child))
+    let code = tokio::task::spawn_blocking(move || wait_exit(&mut child, LIMIT))
         .await
         .unwrap();
     let log = std::fs::read_to_string(&log).unwrap();

@@ -184,16 +184,25 @@ async fn readyz_is_503_while_starting_and_draining_and_200_in_between() {
         admin_bound: Some(tx),
         ..Default::default()
     };
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(rootwatch::app::run_with(
         settings(&config),
         opts,
-        std::future::pending(),
+        async move {
+            let _ = stop_rx.await;
+        },
     ));
     let addr = rx.await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get(addr, "/readyz").await, (503, "starting\n".to_owned()));
     assert_eq!(get(addr, "/healthz").await.0, 200);
-    task.abort();
+    // A signal during a start that hangs ends it at once, cleanly.
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("stops while starting")
+        .unwrap()
+        .unwrap();
     held.abort();
 
     // Running, then draining while a delivery is still retrying.

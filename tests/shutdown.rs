@@ -3,43 +3,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::*;
-
-fn spawn(config: &str, dir: &std::path::Path) -> Child {
-    let path = dir.join("rootwatch.toml");
-    std::fs::write(&path, config).unwrap();
-    let log = std::fs::File::create(dir.join("rootwatch.log")).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_rootwatch"))
-        .args(["run", "--config"])
-        .arg(&path)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log.try_clone().unwrap())
-        .spawn()
-        .unwrap()
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<i32> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("rootwatch did not exit within {limit:?}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_while_retrying_exits_0_within_the_grace_period_and_keeps_the_message() {
@@ -53,7 +21,7 @@ async fn sigterm_while_retrying_exits_0_within_the_grace_period_and_keeps_the_me
         sqs_source(&queue, 30),
         hook.url()
     );
-    let mut child = spawn(&config, dir.path());
+    let mut child = spawn_rootwatch(&config, dir.path());
     eventually(Duration::from_secs(30), "a delivery attempt", || async {
         !hook.requests().is_empty()
     })
@@ -112,7 +80,7 @@ async fn a_missing_queue_is_a_clear_error_naming_the_source() {
         )
         .replace("type = \"sqs\"", "type = \"sqs\"\nname = \"trail-queue\"")
     );
-    let mut child = spawn(&config, dir.path());
+    let mut child = spawn_rootwatch(&config, dir.path());
     let code = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(60)))
         .await
         .unwrap();
@@ -125,7 +93,7 @@ async fn a_missing_queue_is_a_clear_error_naming_the_source() {
     assert!(log.contains("rootwatch-missing-queue"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
 
-    let mut child = spawn("[[sinks]]\ntype = \"stdout\"\n", dir.path());
+    let mut child = spawn_rootwatch("[[sinks]]\ntype = \"stdout\"\n", dir.path());
     let code = tokio::task::spawn_blocking(move || wait_exit(&mut child, Duration::from_secs(10)))
         .await
         .unwrap();

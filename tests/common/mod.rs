@@ -399,3 +399,39 @@ pub fn sqs_source(queue: &str, visibility: u64) -> String {
         "[[sources]]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nconcurrency = 2\nwait_time_secs = 1\nvisibility_timeout_secs = {visibility}\n[throttle]\nwindow_secs = 0\n"
     )
 }
+
+/// Starts the `rootwatch run` binary on `config` (written to `dir`), pointed
+/// at the emulator, its log in `dir/rootwatch.log`.
+pub fn spawn_rootwatch(config: &str, dir: &std::path::Path) -> std::process::Child {
+    let path = dir.join("rootwatch.toml");
+    std::fs::write(&path, config).unwrap();
+    let log = std::fs::File::create(dir.join("rootwatch.log")).unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_rootwatch"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits (blocking) for the child to exit; kills it and fails after `limit`.
+pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("rootwatch did not exit within {limit:?}");
+}
