@@ -281,10 +281,10 @@ check_config_binary() {
     echo "ROOTWATCH_BIN=$bin is not an executable"
     return 1
   fi
-  SLACK_WEBHOOK_URL=https://hooks.example.invalid/x PD_ROUTING_KEY=x \
+  SLACK_WEBHOOK_URL=https://hooks.example.invalid/x PD_ROUTING_KEY=0123456789abcdef0123456789abcdef \
   SOC_WEBHOOK_URL=https://soc.example.invalid/x ROOTWATCH_HMAC_SECRET=x \
     "$bin" check-config deploy/kubernetes/rootwatch.toml
-  SLACK_WEBHOOK_URL=https://hooks.example.invalid/x PD_ROUTING_KEY=x \
+  SLACK_WEBHOOK_URL=https://hooks.example.invalid/x PD_ROUTING_KEY=0123456789abcdef0123456789abcdef \
   SOC_WEBHOOK_URL=https://soc.example.invalid/x ROOTWATCH_HMAC_SECRET=x \
     "$bin" check-config deploy/ecs/rootwatch.toml
 }
