@@ -85,6 +85,8 @@ pub fn prometheus() -> &'static PrometheusHandle {
 /// the first occurrence.
 pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
     use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    // The recorder first: descriptions given before it exists are lost.
+    prometheus();
     describe_gauge!(BUILD_INFO, "Build information; always 1.");
     describe_counter!(MESSAGES_RECEIVED, "Inputs received (SQS messages, files).");
     describe_counter!(
@@ -140,7 +142,6 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         CHECKPOINT_AGE,
         "Age of the CloudWatch Logs checkpoint, by log group."
     );
-    prometheus();
     for &source in sources {
         let s = source.to_owned();
         counter!(MESSAGES_RECEIVED, "source" => s.clone()).absolute(0);

@@ -135,6 +135,10 @@ async fn metrics_cover_every_name_the_dashboard_and_alerts_use() {
     );
     for name in rootwatch::telemetry::ALL {
         assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has no help text"
+        );
+        assert!(
             exported.iter().any(|e| e.starts_with(name)),
             "{name} not exported"
         );
