@@ -6,12 +6,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
-use axum::http::StatusCode;
 use common::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -274,16 +272,7 @@ async fn an_outage_holds_the_checkpoint_and_a_restart_during_it_still_alerts() {
     let g = Group::new(&aws).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
-    let up = Arc::new(AtomicBool::new(true));
-    let hook_up = Arc::clone(&up);
-    let hook = Webhook::start(move |_| {
-        if hook_up.load(Ordering::SeqCst) {
-            (StatusCode::OK, vec![])
-        } else {
-            (StatusCode::SERVICE_UNAVAILABLE, vec![])
-        }
-    })
-    .await;
+    let (hook, up) = Webhook::switchable(true).await;
     let t = now_ms();
     g.put(&[(t - 90_000, "cw-before-outage")]).await;
     let mut c = conf(source(&g, &cp, t - 600_000), &hook);
@@ -347,16 +336,7 @@ async fn a_failed_event_is_retried_on_a_later_poll_while_running() {
     let g = Group::new(&aws).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
-    let up = Arc::new(AtomicBool::new(false));
-    let hook_up = Arc::clone(&up);
-    let hook = Webhook::start(move |_| {
-        if hook_up.load(Ordering::SeqCst) {
-            (StatusCode::OK, vec![])
-        } else {
-            (StatusCode::SERVICE_UNAVAILABLE, vec![])
-        }
-    })
-    .await;
+    let (hook, up) = Webhook::switchable(false).await;
     let t = now_ms();
     g.put(&[(t - 10_000, "cw-retried")]).await;
     let mut c = conf(source(&g, &cp, t - 600_000), &hook);

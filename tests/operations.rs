@@ -90,21 +90,7 @@ async fn metrics_cover_every_name_the_dashboard_and_alerts_use() {
         dir = dir.path().display(),
         hook = hook.url()
     );
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let opts = rootwatch::app::Options {
-        admin_bound: Some(tx),
-        aws: Some(aws.config.clone()),
-        ..Default::default()
-    };
-    let task = tokio::spawn(rootwatch::app::run_with(
-        settings(&config),
-        opts,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let addr = rx.await.unwrap();
+    let (d, addr) = Daemon::with_admin(&config, Some(aws.config.clone()), None).await;
     eventually(Duration::from_secs(10), "the alert", || async {
         hook.delivered().len() == 1
     })
@@ -162,8 +148,7 @@ async fn metrics_cover_every_name_the_dashboard_and_alerts_use() {
         )),
         "{text}"
     );
-    let _ = stop_tx.send(());
-    task.await.unwrap().unwrap();
+    d.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,31 +167,13 @@ async fn readyz_is_503_while_starting_and_draining_and_200_in_between() {
         "{}[[sinks]]\ntype = \"stdout\"\n[server]\nlisten = \"127.0.0.1:0\"\n",
         sqs_source(&format!("http://{hole}/111122223333/q"), 30)
     );
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let opts = rootwatch::app::Options {
-        aws: Some(aws_at(&format!("http://{hole}")).await),
-        admin_bound: Some(tx),
-        ..Default::default()
-    };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(rootwatch::app::run_with(
-        settings(&config),
-        opts,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let addr = rx.await.unwrap();
+    let (d, addr) =
+        Daemon::with_admin(&config, Some(aws_at(&format!("http://{hole}")).await), None).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(get(addr, "/readyz").await, (503, "starting\n".to_owned()));
     assert_eq!(get(addr, "/healthz").await.0, 200);
     // A signal during a start that hangs ends it at once, cleanly.
-    let _ = stop_tx.send(());
-    tokio::time::timeout(Duration::from_secs(5), task)
-        .await
-        .expect("stops while starting")
-        .unwrap()
-        .unwrap();
+    d.stop_within(Duration::from_secs(5)).await;
     held.abort();
 
     // Running, then draining while a delivery is still retrying.
@@ -223,21 +190,7 @@ async fn readyz_is_503_while_starting_and_draining_and_200_in_between() {
         hook.url()
     );
     let readiness = Arc::new(Readiness::default());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let opts = rootwatch::app::Options {
-        admin_bound: Some(tx),
-        readiness: Some(Arc::clone(&readiness)),
-        ..Default::default()
-    };
-    let task = tokio::spawn(rootwatch::app::run_with(
-        settings(&config),
-        opts,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    let addr = rx.await.unwrap();
+    let (mut d, addr) = Daemon::with_admin(&config, None, Some(Arc::clone(&readiness))).await;
     eventually(Duration::from_secs(10), "ready", || async {
         get(addr, "/readyz").await.0 == 200
     })
@@ -246,18 +199,14 @@ async fn readyz_is_503_while_starting_and_draining_and_200_in_between() {
         !hook.requests().is_empty()
     })
     .await;
-    let _ = stop_tx.send(());
+    d.signal();
     eventually(Duration::from_secs(2), "draining", || async {
         readiness.state() == "draining"
     })
     .await;
     assert_eq!(get(addr, "/readyz").await, (503, "draining\n".to_owned()));
     assert_eq!(get(addr, "/healthz").await.0, 200, "alive while draining");
-    tokio::time::timeout(Duration::from_secs(15), task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    d.stop_within(Duration::from_secs(15)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -292,6 +292,23 @@ impl Webhook {
         Webhook::start(|_| (StatusCode::OK, vec![])).await
     }
 
+    /// A receiver that answers 200 while the returned switch is on and 503
+    /// while it is off.
+    pub async fn switchable(up: bool) -> (Webhook, Arc<std::sync::atomic::AtomicBool>) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let switch = Arc::new(AtomicBool::new(up));
+        let s = Arc::clone(&switch);
+        let hook = Webhook::start(move |_| {
+            if s.load(Ordering::SeqCst) {
+                (StatusCode::OK, vec![])
+            } else {
+                (StatusCode::SERVICE_UNAVAILABLE, vec![])
+            }
+        })
+        .await;
+        (hook, switch)
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}/hook", self.addr)
     }
@@ -344,12 +361,33 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(toml: &str, aws: &aws_config::SdkConfig) -> Daemon {
-        let settings = settings(toml);
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let opts = rootwatch::app::Options {
             aws: Some(aws.clone()),
             ..Default::default()
         };
+        Daemon::start_with(toml, opts)
+    }
+
+    /// Starts with its admin server (`server.listen` in `toml`) and returns
+    /// the address it listens on.
+    pub async fn with_admin(
+        toml: &str,
+        aws: Option<aws_config::SdkConfig>,
+        readiness: Option<Arc<rootwatch::server::Readiness>>,
+    ) -> (Daemon, SocketAddr) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let opts = rootwatch::app::Options {
+            aws,
+            admin_bound: Some(tx),
+            readiness,
+        };
+        let d = Daemon::start_with(toml, opts);
+        (d, rx.await.expect("the admin server listens"))
+    }
+
+    fn start_with(toml: &str, opts: rootwatch::app::Options) -> Daemon {
+        let settings = settings(toml);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(rootwatch::app::run_with(settings, opts, async move {
             let _ = rx.await;
         }));
@@ -359,11 +397,24 @@ impl Daemon {
         }
     }
 
-    pub async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(60), &mut self.task)
+    pub async fn stop(self) {
+        self.stop_within(Duration::from_secs(60)).await
+    }
+
+    /// Signals shutdown without waiting for the end.
+    pub fn signal(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Signals shutdown (unless already signalled) and expects a clean end
+    /// within `limit`.
+    pub async fn stop_within(mut self, limit: Duration) {
+        self.signal();
+        tokio::time::timeout(limit, &mut self.task)
             .await
-            .expect("rootwatch stops within its grace period")
+            .unwrap_or_else(|_| panic!("rootwatch did not stop within {limit:?}"))
             .unwrap()
             .unwrap();
     }
