@@ -319,3 +319,69 @@ grace_secs = 2
     assert_eq!(r.headers["x-api-key"], "headersecret5f4e3d2c1b");
     assert_eq!(r.headers["authorization"], "Bearer bearertoken0a9b8c7d6e5f");
 }
+
+/// The admin server answers while every delivery slot is taken by a
+/// receiver that does not answer, and thousands of alerts wait behind them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_server_answers_while_the_pipeline_is_saturated() {
+    let stalled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let stalled_addr = stalled.local_addr().unwrap();
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    let holder = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = stalled.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            conns.push(c);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for i in 0..2000 {
+        lines.push_str(
+            &root_call(&format!("saturate-{i}"))
+                .replace("203.0.113.9", &format!("198.51.{}.{}", i / 250, i % 250)),
+        );
+        lines.push('\n');
+    }
+    std::fs::write(dir.path().join("burst.jsonl"), lines).unwrap();
+    let config = format!(
+        "[[sources]]\ntype = \"file\"\npaths = [\"{}\"]\n[[sinks]]\ntype = \"webhook\"\nurl = \"http://{stalled_addr}/hook\"\ntimeout_secs = 300\n[throttle]\nwindow_secs = 0\n[server]\nlisten = \"127.0.0.1:0\"\n[shutdown]\ngrace_secs = 1\n",
+        dir.path().display()
+    );
+    let (d, addr) = Daemon::with_admin(&config, None, None).await;
+    eventually(
+        Duration::from_secs(20),
+        "every delivery slot stuck on the stalled receiver",
+        || async { accepted.load(std::sync::atomic::Ordering::SeqCst) >= 16 },
+    )
+    .await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for _ in 0..5 {
+        for path in ["/healthz", "/readyz", "/metrics"] {
+            let r = client
+                .get(format!("http://{addr}{path}"))
+                .send()
+                .await
+                .expect("the admin server answers");
+            assert_eq!(r.status(), 200, "{path}");
+        }
+    }
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rootwatch_alerts_delivered_total{sink=\"webhook-0\"} 0"),
+        "nothing got through"
+    );
+    d.stop_within(Duration::from_secs(20)).await;
+    holder.abort();
+}
