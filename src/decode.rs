@@ -186,7 +186,10 @@ fn decode_at(body: &str, depth: usize, out: &mut Out<'_>) {
         };
     }
     if let Some(records) = doc.records {
-        return decode_records_array(records.get(), out);
+        for item in records {
+            decode_records_element(item.get(), out);
+        }
+        return;
     }
     if doc.s3_bucket.get().is_some() || doc.s3_object_key.is_some() {
         return decode_cloudtrail_notice(&doc, out);
@@ -277,22 +280,8 @@ fn decode_record(raw: &str, envelope: Envelope, out: &mut Out<'_>) {
     }
 }
 
-/// `{"Records": [...]}`: CloudTrail log file records, or S3 event
-/// notification records (which name an object to fetch).
-fn decode_records_array(raw: &str, out: &mut Out<'_>) {
-    match serde_json::from_str::<Vec<&RawValue>>(raw) {
-        Ok(items) => {
-            for item in items {
-                decode_records_element(item.get(), out);
-            }
-        }
-        Err(source) => out(Err(DecodeError::Json {
-            envelope: Envelope::Records,
-            source,
-        })),
-    }
-}
-
+/// One element of `{"Records": [...]}`: a CloudTrail record, or an S3
+/// event notification record (which names an object to fetch).
 fn decode_records_element(raw: &str, out: &mut Out<'_>) {
     let doc: Document<'_> = match serde_json::from_str(raw) {
         Ok(d) => d,

@@ -264,7 +264,9 @@ pub(crate) struct Document<'a> {
     #[serde(rename = "Message", borrow)]
     pub sns_message: Text<'a>,
     #[serde(rename = "Records", borrow)]
-    pub records: Option<&'a RawValue>,
+    /// Read straight into element slices: a log file is scanned once here
+    /// and once per record, not a third time.
+    pub records: Option<Vec<&'a RawValue>>,
     #[serde(borrow)]
     pub s3_bucket: Text<'a>,
     #[serde(borrow)]
