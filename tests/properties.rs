@@ -1,0 +1,151 @@
+//! Properties over generated input: any record the decoder accepts can be
+//! evaluated by every rule, and every finding, whatever its text, formats
+//! for every receiver within that receiver's limits.
+
+use proptest::prelude::*;
+use rootwatch::decode::{Item, decode_body};
+use rootwatch::detect::{AllowList, CidrSet, Context, DetectSettings, Detector, Scope};
+use rootwatch::finding::{Finding, Severity, Summary};
+use rootwatch::sink::format::{pagerduty, slack, teams, webhook};
+
+fn detector() -> Detector {
+    Detector::new(DetectSettings {
+        context: Context {
+            allowlist: AllowList {
+                cidrs: CidrSet::new([
+                    "203.0.113.0/24".parse().unwrap(),
+                    "2001:db8::/32".parse().unwrap(),
+                ]),
+                scope: Scope::All,
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// Text with what makes formats and truncation fail: multi-byte and
+/// combining characters, markup, control characters, long runs.
+fn nasty() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,40}",
+        "[<>&|*_~`\\[\\]()#!\\\\{}\\n\\r\\t\u{202e}\u{0301}é😀-]{0,60}",
+        Just("<!channel> <@U0123> <http://evil.example|x> [a](http://evil.example)".to_owned()),
+        "😀{300,1500}",
+        "[a-z]{2000,5000}",
+    ]
+}
+
+fn field(v: Option<String>) -> serde_json::Value {
+    v.map(serde_json::Value::from)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+prop_compose! {
+    fn record()(
+        kind in prop_oneof![Just("Root"), Just("IAMUser"), Just("AssumedRole"), Just("AWSService")],
+        name in prop_oneof![Just("ConsoleLogin".to_owned()), Just("CreateAccessKey".to_owned()), nasty()],
+        ip in prop_oneof![Just("198.51.100.7".to_owned()), Just("203.0.113.1".to_owned()), Just("2001:db9::1".to_owned()), nasty()],
+        agent in proptest::option::of(nasty()),
+        user in proptest::option::of(nasty()),
+        region in prop_oneof![Just("eu-west-1".to_owned()), nasty()],
+        id in prop_oneof![Just("e1".to_owned()), nasty()],
+        mfa in prop_oneof![Just("Yes"), Just("no"), Just("YES"), Just("")],
+        login in prop_oneof![Just("Success"), Just("Failure")],
+        key in prop_oneof![Just("AKIAIOSFODNN7EXAMPLE"), Just("ASIAEXAMPLE")],
+        assumed in any::<bool>(),
+        time in prop_oneof![Just("2024-05-01T12:00:00Z".to_owned()), Just("2022-09-15 13:45:24".to_owned()), nasty()],
+    ) -> String {
+        serde_json::json!({
+            "eventVersion": "1.08",
+            "userIdentity": {
+                "type": kind, "arn": field(user.clone()), "userName": field(user), "accountId": "111122223333",
+                "accessKeyId": key,
+                "sessionContext": {"assumedRoot": if assumed { "true" } else { "false" }, "attributes": {"mfaAuthenticated": "false"}}
+            },
+            "eventTime": time, "eventName": name, "eventSource": "iam.amazonaws.com", "awsRegion": region,
+            "sourceIPAddress": ip, "userAgent": field(agent), "eventID": id, "eventType": "AwsApiCall",
+            "responseElements": {"ConsoleLogin": login}, "additionalEventData": {"MFAUsed": mfa},
+            "requestParameters": null, "recipientAccountId": "111122223333"
+        })
+        .to_string()
+    }
+}
+
+fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+        _ => {}
+    }
+}
+
+fn check_formats(f: &Finding) -> Result<(), TestCaseError> {
+    let s = slack::body(f);
+    let text = s.to_string();
+    prop_assert!(
+        !text.contains("<!") && !text.contains("<@"),
+        "slack mention: {text}"
+    );
+    let blocks = s["blocks"].as_array().unwrap();
+    prop_assert!(blocks.len() <= 50);
+    for b in blocks {
+        if b["type"] == "header" {
+            prop_assert!(b["text"]["text"].as_str().unwrap().chars().count() <= 150);
+        }
+        if let Some(t) = b["text"]["text"].as_str() {
+            prop_assert!(t.chars().count() <= 3000);
+        }
+        for fld in b["fields"].as_array().into_iter().flatten() {
+            prop_assert!(fld["text"].as_str().unwrap().chars().count() <= 2000);
+        }
+    }
+    let pd = pagerduty::body(f, "0123456789abcdef0123456789abcdef");
+    prop_assert!(pd["payload"]["summary"].as_str().unwrap().chars().count() <= 1024);
+    prop_assert!(pd["dedup_key"].as_str().unwrap().len() <= 255);
+    let t = teams::body(f);
+    let card = &t["attachments"][0]["content"];
+    let actions = card["actions"].as_array().map(Vec::len).unwrap_or(0);
+    prop_assert!(actions <= 1);
+    let mut all = Vec::new();
+    strings(&s, &mut all);
+    strings(&t, &mut all);
+    strings(&pd, &mut all);
+    for v in all {
+        prop_assert!(!v.contains("http://evil.example"), "live link: {v}");
+    }
+    let w: serde_json::Value = serde_json::from_slice(&webhook::body(f)).unwrap();
+    prop_assert_eq!(w["finding_id"].as_str(), Some(f.finding_id.as_str()));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn any_decodable_record_evaluates_and_every_finding_formats(raw in record(), summarised in any::<bool>()) {
+        let d = detector();
+        let mut findings = Vec::new();
+        decode_body(&raw, &mut |item| {
+            if let Ok(Item::Record(r)) = item {
+                d.evaluate(&r, &mut findings);
+            }
+        });
+        for mut f in findings {
+            if summarised {
+                f.summary = Some(Summary {
+                    count: 3,
+                    first_event_time: f.event_time.clone(),
+                    last_event_time: f.event_time.clone(),
+                    event_names: vec![f.event_name.clone().unwrap_or_default(); 3],
+                    window_secs: 300,
+                });
+            }
+            check_formats(&f)?;
+            let again: Finding = serde_json::from_str(&f.to_json()).unwrap();
+            prop_assert_eq!(again.finding_id, f.finding_id.clone());
+            prop_assert!(matches!(f.severity, Severity::Low | Severity::Medium | Severity::High | Severity::Critical));
+        }
+    }
+}
