@@ -330,3 +330,80 @@ async fn bad_sources_fail_fast_with_a_clear_error() {
         "{err}"
     );
 }
+
+/// Receive errors (the queue deleted under a running daemon) are counted
+/// and backed off; the workers survive and carry on once the queue is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_survive_receive_errors_and_resume() {
+    let aws = Aws::new().await;
+    let name = unique("flaky");
+    let queue = aws
+        .sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let hook = Webhook::ok().await;
+    let config = format!(
+        "{}{}[server]\nlisten = \"\"\n",
+        sqs_source(&queue, 30).replace("type = \"sqs\"", "type = \"sqs\"\nname = \"flaky-queue\""),
+        webhook_sink(&hook.url(), "")
+    );
+    let d = Daemon::start(&config, &aws.config).await;
+    aws.send(&queue, &root_call("before-outage")).await;
+    eventually(Duration::from_secs(20), "the first alert", || async {
+        hook.delivered().len() == 1
+    })
+    .await;
+
+    aws.sqs
+        .delete_queue()
+        .queue_url(&queue)
+        .send()
+        .await
+        .unwrap();
+    let errors = || {
+        let text = rootwatch::telemetry::prometheus().render();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    r#"rootwatch_source_errors_total{source="flaky-queue",kind="receive"} "#,
+                )
+            })
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    eventually(
+        Duration::from_secs(20),
+        "receive errors counted",
+        || async { errors() >= 2 },
+    )
+    .await;
+
+    let again = aws
+        .sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    assert_eq!(again, queue, "a queue of the same name has the same URL");
+    aws.send(&queue, &root_call("after-outage")).await;
+    eventually(
+        Duration::from_secs(90),
+        "an alert after the queue came back",
+        || async { hook.delivered().len() == 2 },
+    )
+    .await;
+    d.stop().await;
+    let got = by_event(&hook.delivered());
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        ["after-outage", "before-outage"]
+    );
+}
