@@ -64,10 +64,6 @@ impl Unit {
             .state
             .compare_exchange(OK, RELEASED, Ordering::AcqRel, Ordering::Acquire);
     }
-
-    pub fn is_failed(&self) -> bool {
-        self.0.state.load(Ordering::Acquire) == FAILED
-    }
 }
 
 impl Drop for Inner {

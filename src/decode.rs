@@ -435,17 +435,12 @@ struct S3Object<'a> {
 /// the file. Returns an error when the stream itself cannot be read further
 /// (I/O or JSON syntax); items already passed to `out` stand.
 pub fn decode_reader<R: Read>(reader: R, out: &mut Out<'_>) -> Result<(), DecodeError> {
-    let mut buf = BufReader::with_capacity(64 * 1024, reader);
-    let gzip = buf.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    if gzip {
-        decode_documents(flate2::read::MultiGzDecoder::new(buf), out)
-    } else {
-        decode_documents(buf, out)
-    }
+    decode_documents(maybe_gunzip(reader)?, out)
 }
 
-/// Opens a possibly gzip-compressed reader as plain bytes.
-pub fn maybe_gunzip<R: Read + 'static>(reader: R) -> std::io::Result<Box<dyn BufRead>> {
+/// Opens a possibly gzip-compressed reader as plain bytes; gzip is told by
+/// its magic number, not by a file name.
+pub fn maybe_gunzip<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn BufRead + 'a>> {
     let mut buf = BufReader::with_capacity(64 * 1024, reader);
     let gzip = buf.fill_buf()?.starts_with(&[0x1f, 0x8b]);
     Ok(if gzip {

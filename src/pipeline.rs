@@ -80,14 +80,6 @@ impl Pipeline {
                 slots: Semaphore::new(SINK_CONCURRENCY),
             })
             .collect();
-        Pipeline::with_sinks(settings, sinks, abort)
-    }
-
-    pub fn with_sinks(
-        settings: &Settings,
-        sinks: Vec<SinkRunner>,
-        abort: CancellationToken,
-    ) -> Pipeline {
         Pipeline {
             detector: Detector::new(settings.detect.clone()),
             dedup: Dedup::new(settings.dedup_capacity),
@@ -263,13 +255,6 @@ impl Pipeline {
                 guards.iter().for_each(|g| g.release());
             }
         }
-    }
-
-    /// Waits until every delivery dispatched so far has ended.
-    pub async fn drained(&self) {
-        self.deliveries.close();
-        self.deliveries.wait().await;
-        self.deliveries.reopen();
     }
 
     pub fn deliveries_in_progress(&self) -> usize {

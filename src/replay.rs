@@ -12,6 +12,7 @@ use crate::decode::{self, DecodeError, Item};
 use crate::dedup::DeliveredCache;
 use crate::detect::Detector;
 use crate::finding::Finding;
+use crate::source::file::collect_files;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplaySummary {
@@ -70,6 +71,12 @@ pub struct Replay<'a> {
     findings: Vec<Finding>,
 }
 
+/// An opened input file, ready for its layout.
+enum Opened {
+    Lines(Box<dyn BufRead>),
+    Documents(File),
+}
+
 /// How a file is split into inputs.
 enum Layout {
     /// One body per line; errors carry the line number and decoding resumes
@@ -87,14 +94,6 @@ fn layout_for(path: &Path) -> Layout {
     } else {
         Layout::Documents
     }
-}
-
-fn is_input_file(path: &Path) -> bool {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let name = name.strip_suffix(".gz").unwrap_or(name);
-    [".json", ".jsonl", ".ndjson"]
-        .iter()
-        .any(|ext| name.ends_with(ext))
 }
 
 impl<'a> Replay<'a> {
@@ -141,17 +140,18 @@ impl<'a> Replay<'a> {
 
     fn file(&mut self, path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
         self.summary.files += 1;
-        let reader = match File::open(path).and_then(decode::maybe_gunzip) {
-            Ok(r) => r,
+        // decode_reader tells gzip from plain text itself; lines need it done here.
+        let opened = File::open(path).and_then(|f| match layout_for(path) {
+            Layout::Lines => decode::maybe_gunzip(f).map(Opened::Lines),
+            Layout::Documents => Ok(Opened::Documents(f)),
+        });
+        match opened {
+            Ok(Opened::Lines(r)) => self.read_lines(path, r, out, err),
+            Ok(Opened::Documents(f)) => self.read_documents(path, f, out, err),
             Err(e) => {
                 self.summary.unreadable_files += 1;
-                writeln!(err, "{}: cannot read: {e}", path.display())?;
-                return Ok(());
+                writeln!(err, "{}: cannot read: {e}", path.display())
             }
-        };
-        match layout_for(path) {
-            Layout::Lines => self.read_lines(path, reader, out, err),
-            Layout::Documents => self.read_documents(path, reader, out, err),
         }
     }
 
@@ -166,7 +166,7 @@ impl<'a> Replay<'a> {
             let line = match line {
                 Ok(l) => l,
                 Err(e) => {
-                    self.count_error(&DecodeError::Io(io::Error::new(e.kind(), e.to_string())));
+                    *self.summary.decode_errors.entry("io").or_default() += 1;
                     writeln!(err, "{}:{}: cannot read: {e}", path.display(), i + 1)?;
                     return Ok(());
                 }
@@ -261,16 +261,4 @@ impl<'a> Replay<'a> {
         }
         Ok(())
     }
-}
-
-pub(crate) fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        if path.is_dir() {
-            collect_files(&path, out)?;
-        } else if is_input_file(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
 }

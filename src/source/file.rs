@@ -5,7 +5,8 @@
 //! (modified in the last second) waits for the next poll.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,7 +16,6 @@ use tokio_util::sync::CancellationToken;
 use crate::ack::{Outcome, Unit};
 use crate::config::FileSettings;
 use crate::pipeline::{Pipeline, Scan};
-use crate::replay::collect_files;
 use crate::telemetry;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -120,7 +120,7 @@ impl FileSource {
         let open_path = path.clone();
         let scan = tokio::task::spawn_blocking(move || {
             let mut scan = Scan::default();
-            match std::fs::File::open(&open_path).and_then(crate::decode::maybe_gunzip) {
+            match std::fs::File::open(&open_path) {
                 Ok(r) => p.scan_reader(r, &mut scan),
                 Err(e) => scan.errors.push(e.into()),
             }
@@ -160,4 +160,27 @@ fn settle(files: &mut HashMap<PathBuf, State>, path: PathBuf, outcome: Outcome, 
         }
         _ => {}
     }
+}
+
+/// Whether a file name says it holds CloudTrail input: `.json`, `.jsonl`,
+/// `.ndjson`, optionally `.gz`.
+pub fn is_input_file(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    [".json", ".jsonl", ".ndjson"]
+        .iter()
+        .any(|ext| name.ends_with(ext))
+}
+
+/// The input files under `dir`, recursively.
+pub fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            collect_files(&path, out)?;
+        } else if is_input_file(&path) {
+            out.push(path);
+        }
+    }
+    Ok(())
 }

@@ -308,24 +308,8 @@ impl SqsSource {
         }
         while !released.is_empty() {
             let batch: Vec<Ack> = released.drain(..released.len().min(BATCH)).collect();
-            let entries = batch.iter().enumerate().map(|(i, a)| {
-                ChangeMessageVisibilityBatchRequestEntry::builder()
-                    .id(format!("m{i}"))
-                    .receipt_handle(&a.receipt)
-                    .visibility_timeout(0)
-                    .build()
-                    .expect("id and receipt are set")
-            });
-            let r = self
-                .sqs
-                .change_message_visibility_batch()
-                .queue_url(&self.settings.queue_url)
-                .set_entries(Some(entries.collect()))
-                .send()
-                .await;
-            if let Err(e) = r {
-                telemetry::source_error(self.name(), "release", &DisplayErrorContext(&e));
-            }
+            let receipts: Vec<&str> = batch.iter().map(|a| a.receipt.as_str()).collect();
+            self.set_visibility(&receipts, 0, "release").await;
             for a in &batch {
                 self.forget(registry, &a.id);
                 telemetry::message_left_for_redrive(
@@ -438,43 +422,51 @@ impl SqsSource {
                     .collect()
             };
             for chunk in due.chunks(BATCH) {
-                let entries = chunk.iter().enumerate().map(|(i, (_, receipt))| {
-                    ChangeMessageVisibilityBatchRequestEntry::builder()
-                        .id(format!("m{i}"))
-                        .receipt_handle(receipt)
-                        .visibility_timeout(visibility.as_secs() as i32)
-                        .build()
-                        .expect("id and receipt are set")
-                });
-                match self
-                    .sqs
-                    .change_message_visibility_batch()
-                    .queue_url(&self.settings.queue_url)
-                    .set_entries(Some(entries.collect()))
-                    .send()
-                    .await
-                {
-                    Ok(out) => {
-                        for f in out.failed() {
-                            tracing::debug!(
-                                source = self.name(),
-                                code = f.code(),
-                                "visibility not extended (message already gone?)"
-                            );
-                        }
-                        tracing::debug!(
-                            source = self.name(),
-                            count = chunk.len(),
-                            "visibility extended"
-                        );
-                    }
-                    Err(e) => telemetry::source_error(
-                        self.name(),
-                        "extend_visibility",
-                        &DisplayErrorContext(&e),
-                    ),
-                }
+                let receipts: Vec<&str> = chunk.iter().map(|(_, r)| r.as_str()).collect();
+                self.set_visibility(&receipts, visibility.as_secs() as i32, "extend_visibility")
+                    .await;
             }
+        }
+    }
+
+    /// ChangeMessageVisibilityBatch for up to ten receipts. Entries that
+    /// fail (the message is already gone) are logged; a failed call is
+    /// counted as a source error of `kind`.
+    async fn set_visibility(&self, receipts: &[&str], secs: i32, kind: &'static str) {
+        let entries = receipts.iter().enumerate().map(|(i, receipt)| {
+            ChangeMessageVisibilityBatchRequestEntry::builder()
+                .id(format!("m{i}"))
+                .receipt_handle(*receipt)
+                .visibility_timeout(secs)
+                .build()
+                .expect("id and receipt are set")
+        });
+        match self
+            .sqs
+            .change_message_visibility_batch()
+            .queue_url(&self.settings.queue_url)
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await
+        {
+            Ok(out) => {
+                for f in out.failed() {
+                    tracing::debug!(
+                        source = self.name(),
+                        kind,
+                        code = f.code(),
+                        "visibility not changed (message already gone?)"
+                    );
+                }
+                tracing::debug!(
+                    source = self.name(),
+                    kind,
+                    count = receipts.len(),
+                    visibility_secs = secs,
+                    "visibility changed"
+                );
+            }
+            Err(e) => telemetry::source_error(self.name(), kind, &DisplayErrorContext(&e)),
         }
     }
 }
