@@ -11,7 +11,7 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
-use crate::ack::Unit;
+use crate::ack::{Outcome, Unit};
 use crate::event::EventKey;
 
 pub struct DeliveredCache {
@@ -92,19 +92,21 @@ impl Dedup {
         }
     }
 
-    /// Ends a delivery claimed with [`Claim::Fresh`]. The units of copies
-    /// that waited on it fail with it, or complete with it.
-    pub fn complete(&self, key: EventKey, delivered: bool) {
+    /// Ends a delivery claimed with [`Claim::Fresh`]. Only a delivered
+    /// event is remembered; copies that waited on it end the same way.
+    pub fn complete(&self, key: EventKey, outcome: Outcome) {
         let waiting = {
             let mut s = self.state.lock().expect("dedup lock");
-            if delivered {
+            if outcome == Outcome::Done {
                 s.delivered.insert(key);
             }
             s.in_flight.remove(&key).unwrap_or_default()
         };
-        if !delivered {
-            for unit in &waiting {
-                unit.fail("delivery");
+        for unit in &waiting {
+            match outcome {
+                Outcome::Done => {}
+                Outcome::Failed(reason) => unit.fail(reason),
+                Outcome::Released => unit.release(),
             }
         }
         // The waiting units drop here, outside the lock.
@@ -114,7 +116,6 @@ impl Dedup {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ack::Outcome;
     use std::sync::mpsc;
 
     fn key(i: u32) -> EventKey {
@@ -147,13 +148,13 @@ mod tests {
         let d = Dedup::new(NonZeroUsize::new(10).unwrap());
         let (u, _) = unit();
         assert_eq!(d.claim(key(1), &u), Claim::Fresh);
-        d.complete(key(1), false);
+        d.complete(key(1), Outcome::Failed("delivery"));
         assert_eq!(
             d.claim(key(1), &u),
             Claim::Fresh,
             "a failed delivery is not remembered"
         );
-        d.complete(key(1), true);
+        d.complete(key(1), Outcome::Done);
         assert_eq!(d.claim(key(1), &u), Claim::Delivered);
     }
 
@@ -169,14 +170,27 @@ mod tests {
             rx.try_recv().is_err(),
             "the copy waits for the first delivery"
         );
-        d.complete(key(7), false);
+        d.complete(key(7), Outcome::Failed("delivery"));
         assert_eq!(rx.try_recv().unwrap(), Outcome::Failed("delivery"));
 
         let (copy, rx) = unit();
         assert_eq!(d.claim(key(8), &first), Claim::Fresh);
         assert_eq!(d.claim(key(8), &copy), Claim::InFlight);
         drop(copy);
-        d.complete(key(8), true);
+        d.complete(key(8), Outcome::Done);
         assert_eq!(rx.try_recv().unwrap(), Outcome::Done);
+
+        // Cut short by shutdown: the copy is handed back too, not failed.
+        let (copy, rx) = unit();
+        assert_eq!(d.claim(key(9), &first), Claim::Fresh);
+        assert_eq!(d.claim(key(9), &copy), Claim::InFlight);
+        drop(copy);
+        d.complete(key(9), Outcome::Released);
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Released);
+        assert_eq!(
+            d.claim(key(9), &first),
+            Claim::Fresh,
+            "not remembered as delivered"
+        );
     }
 }

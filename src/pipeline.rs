@@ -3,11 +3,10 @@
 //! Sources call [`Pipeline::scan_body`] / [`Pipeline::scan_reader`] to turn
 //! input into findings grouped by event, then [`Pipeline::dispatch`] with
 //! the input's [`Unit`]. Each delivery holds the unit (through its event's
-//! guard) until it ends, so the source acknowledges the input only once
+//! event's unit) until it ends, so the source acknowledges the input only once
 //! every finding reached every sink that takes it.
 
 use std::io::Read;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
@@ -16,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::ack::Unit;
+use crate::ack::{Outcome, Unit};
 use crate::config::{Settings, SinkSettings};
 use crate::decode::{self, DecodeError, Item, ObjectRef};
 use crate::dedup::{Claim, Dedup};
@@ -60,7 +59,7 @@ const SINK_CONCURRENCY: usize = 16;
 pub struct Pipeline {
     detector: Detector,
     dedup: Dedup,
-    throttle: Option<Mutex<Throttle<Arc<EventGuard>>>>,
+    throttle: Option<Mutex<Throttle<Unit>>>,
     sinks: Vec<SinkRunner>,
     deliveries: TaskTracker,
     /// Cancels deliveries still retrying when the shutdown grace ends.
@@ -148,18 +147,13 @@ impl Pipeline {
                     }
                 }
             }
-            let guard = Arc::new(EventGuard {
-                key: group.key,
-                unit: unit.clone(),
-                failed: AtomicBool::new(false),
-                pipeline: Arc::clone(self),
-            });
+            let guard = self.event_unit(group.key, unit);
             for finding in group.findings {
                 telemetry::finding(&finding);
                 if let Some(t) = &self.throttle {
                     let admit = t.lock().expect("throttle lock").admit(
                         &finding,
-                        Arc::clone(&guard),
+                        guard.clone(),
                         Instant::now(),
                     );
                     if admit == Admit::Folded {
@@ -167,9 +161,27 @@ impl Pipeline {
                         continue;
                     }
                 }
-                self.send(finding, Arc::new(vec![Arc::clone(&guard)]));
+                self.send(finding, Arc::new(vec![guard.clone()]));
             }
         }
+    }
+
+    /// A unit for one event's deliveries, inside the input's `unit`. When
+    /// it ends, the event's key leaves the in-flight set (entering the
+    /// delivered cache only if it was delivered, and taking copies that
+    /// waited on it along), and a failure or release passes to the input.
+    fn event_unit(self: &Arc<Self>, key: Option<EventKey>, unit: &Unit) -> Unit {
+        let (me, input) = (Arc::clone(self), unit.clone());
+        Unit::new(move |outcome| {
+            if let Some(k) = key {
+                me.dedup.complete(k, outcome);
+            }
+            match outcome {
+                Outcome::Done => {}
+                Outcome::Failed(reason) => input.fail(reason),
+                Outcome::Released => input.release(),
+            }
+        })
     }
 
     /// Starts a delivery of `finding` to every sink that takes it; `guards`
@@ -215,7 +227,7 @@ impl Pipeline {
         }
     }
 
-    async fn deliver(&self, sink: usize, finding: &Finding, guards: &[Arc<EventGuard>]) {
+    async fn deliver(&self, sink: usize, finding: &Finding, guards: &[Unit]) {
         let runner = &self.sinks[sink];
         let name = runner.settings.name.as_str();
         let _slot = tokio::select! {
@@ -248,7 +260,7 @@ impl Pipeline {
             }
             Err(e @ DeliveryError::GaveUp { .. }) => {
                 telemetry::alert_failed(name, &finding.finding_id, "deadline", &e);
-                guards.iter().for_each(|g| g.fail());
+                guards.iter().for_each(|g| g.fail("delivery"));
             }
             Err(e @ DeliveryError::Cancelled { .. }) => {
                 telemetry::alert_failed(name, &finding.finding_id, "shutdown", &e);
@@ -262,35 +274,6 @@ impl Pipeline {
     }
 }
 
-/// What a delivery keeps alive: the guards of the events it reports on (one,
+/// What a delivery keeps alive: the units of the events it reports on (one,
 /// or all the repeats a throttle summary counts).
-type Held = Arc<Vec<Arc<EventGuard>>>;
-
-/// Held by each delivery of one event's findings; when the last drops, the
-/// event's key enters the delivered cache (or not, if a delivery failed).
-pub struct EventGuard {
-    key: Option<EventKey>,
-    unit: Unit,
-    failed: AtomicBool,
-    pipeline: Arc<Pipeline>,
-}
-
-impl EventGuard {
-    fn fail(&self) {
-        self.failed.store(true, Ordering::Release);
-        self.unit.fail("delivery");
-    }
-
-    fn release(&self) {
-        self.failed.store(true, Ordering::Release);
-        self.unit.release();
-    }
-}
-
-impl Drop for EventGuard {
-    fn drop(&mut self) {
-        if let Some(key) = self.key {
-            self.pipeline.dedup.complete(key, !*self.failed.get_mut());
-        }
-    }
-}
+type Held = Arc<Vec<Unit>>;
