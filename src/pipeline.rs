@@ -93,22 +93,25 @@ impl Pipeline {
 
     /// Decodes one message body and runs the rules on its records.
     pub fn scan_body(&self, body: &str, scan: &mut Scan) {
-        decode::decode_body(body, &mut |item| self.scan_item(item, scan));
+        let now = SystemTime::now();
+        decode::decode_body(body, &mut |item| self.scan_item(item, now, scan));
     }
 
     /// Decodes a stream (an S3 object, a file), one record at a time.
     /// Blocking: call it from a blocking thread.
     pub fn scan_reader(&self, reader: impl Read, scan: &mut Scan) {
-        if let Err(e) = decode::decode_reader(reader, &mut |item| self.scan_item(item, scan)) {
+        let now = SystemTime::now();
+        if let Err(e) = decode::decode_reader(reader, &mut |item| self.scan_item(item, now, scan)) {
             scan.errors.push(e);
         }
     }
 
-    fn scan_item(&self, item: Result<Item<'_>, DecodeError>, scan: &mut Scan) {
+    /// `now` is read once per input, not once per record.
+    fn scan_item(&self, item: Result<Item<'_>, DecodeError>, now: SystemTime, scan: &mut Scan) {
         match item {
             Ok(Item::Record(rec)) => {
                 scan.events += 1;
-                self.scan_record(&rec, scan);
+                self.scan_record(&rec, now, scan);
             }
             Ok(Item::Object(o)) => scan.objects.push(o),
             Ok(Item::Skipped(_)) => scan.skipped += 1,
@@ -116,9 +119,9 @@ impl Pipeline {
         }
     }
 
-    fn scan_record(&self, rec: &Record<'_>, scan: &mut Scan) {
+    fn scan_record(&self, rec: &Record<'_>, now: SystemTime, scan: &mut Scan) {
         if let Some(t) = rec.time()
-            && let Ok(lag) = SystemTime::now().duration_since(t.into())
+            && let Ok(lag) = now.duration_since(t.into())
         {
             telemetry::event_lag(lag);
         }
