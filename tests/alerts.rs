@@ -82,15 +82,7 @@ async fn the_same_record_through_s3_and_eventbridge_alerts_once() {
     aws.send(&queue, &sns_wrap(&record)).await;
 
     let hook = Webhook::ok().await;
-    let d = Daemon::start(
-        &format!(
-            "{}[[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\n[server]\nlisten = \"\"\n",
-            sqs_source(&queue, 30),
-            hook.url()
-        ),
-        &aws.config,
-    )
-    .await;
+    let d = Daemon::start(&sqs_to_webhook(&queue, 30, &hook.url(), ""), &aws.config).await;
     eventually(Duration::from_secs(30), "every copy consumed", || async {
         !hook.delivered().is_empty() && aws.depth(&queue).await == 0
     })
@@ -118,7 +110,7 @@ async fn an_alert_that_failed_alerts_when_the_message_comes_back() {
     // Retries give up after 1 s, so the first receive fails for good and the
     // message is left in the queue; it comes back after the 1 s visibility.
     let d = Daemon::start(
-        &format!("{}[[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = 1\n[server]\nlisten = \"\"\n", sqs_source(&queue, 1), hook.url()),
+        &sqs_to_webhook(&queue, 1, &hook.url(), "retry_max_secs = 1"),
         &aws.config,
     )
     .await;

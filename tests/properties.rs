@@ -55,8 +55,8 @@ prop_compose! {
         key in prop_oneof![Just("AKIAIOSFODNN7EXAMPLE"), Just("ASIAEXAMPLE")],
         assumed in any::<bool>(),
         time in prop_oneof![Just("2024-05-01T12:00:00Z".to_owned()), Just("2022-09-15 13:45:24".to_owned()), nasty()],
-    ) -> String {
-        serde_json::json!({
+    ) -> (String, bool) {
+        let raw = serde_json::json!({
             "eventVersion": "1.08",
             "userIdentity": {
                 "type": kind, "arn": field(user.clone()), "userName": field(user), "accountId": "111122223333",
@@ -68,7 +68,10 @@ prop_compose! {
             "responseElements": {"ConsoleLogin": login}, "additionalEventData": {"MFAUsed": mfa},
             "requestParameters": null, "recipientAccountId": "111122223333"
         })
-        .to_string()
+        .to_string();
+        // Every root event fires some rule: login, login failure, API call
+        // or privileged session.
+        (raw, kind == "Root")
     }
 }
 
@@ -124,7 +127,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn any_decodable_record_evaluates_and_every_finding_formats(raw in record(), summarised in any::<bool>()) {
+    fn any_decodable_record_evaluates_and_every_finding_formats((raw, root) in record(), summarised in any::<bool>()) {
         let d = detector();
         let mut findings = Vec::new();
         decode_body(&raw, &mut |item| {
@@ -132,6 +135,7 @@ proptest! {
                 d.evaluate(&r, &mut findings);
             }
         });
+        prop_assert!(!root || !findings.is_empty(), "a root event fired no rule: {raw}");
         for mut f in findings {
             if summarised {
                 f.summary = Some(Summary {

@@ -9,10 +9,6 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use common::*;
 
-fn webhook_sink(url: &str, extra: &str) -> String {
-    format!("[[sinks]]\ntype = \"webhook\"\nurl = \"{url}\"\nretry_max_secs = 60\n{extra}\n")
-}
-
 fn by_event(findings: &[serde_json::Value]) -> BTreeMap<String, Vec<String>> {
     let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in findings {
@@ -44,13 +40,11 @@ async fn every_body_kind_alerts_once_and_is_deleted() {
     )
     .await;
 
-    let config = format!(
-        "{}{}[server]\nlisten = \"\"\n",
-        sqs_source(&queue, 30),
-        webhook_sink(
-            &hook.url(),
-            "hmac_secret = \"test-secret\"\nheaders = { \"X-Team\" = \"secops\" }"
-        )
+    let config = sqs_to_webhook(
+        &queue,
+        30,
+        &hook.url(),
+        "hmac_secret = \"test-secret\"\nheaders = { \"X-Team\" = \"secops\" }",
     );
     let d = Daemon::start(&config, &aws.config).await;
     eventually(
@@ -116,11 +110,7 @@ async fn s3_log_files_via_bucket_notifications_directly_and_through_sns() {
         let bucket = aws.trail_bucket(&queue, through_sns).await;
         aws.put_gz(&bucket, key, &log_file()).await;
         let hook = Webhook::ok().await;
-        let config = format!(
-            "{allow}{}{}[server]\nlisten = \"\"\n",
-            sqs_source(&queue, 30),
-            webhook_sink(&hook.url(), "")
-        );
+        let config = format!("{allow}{}", sqs_to_webhook(&queue, 30, &hook.url(), ""));
         let d = Daemon::start(&config, &aws.config).await;
         eventually(
             Duration::from_secs(30),
@@ -145,15 +135,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_good_ones_still_alert()
     aws.send(&queue, &root_call("after-poison")).await;
 
     let hook = Webhook::ok().await;
-    let d = Daemon::start(
-        &format!(
-            "{}{}[server]\nlisten = \"\"\n",
-            sqs_source(&queue, 1),
-            webhook_sink(&hook.url(), "")
-        ),
-        &aws.config,
-    )
-    .await;
+    let d = Daemon::start(&sqs_to_webhook(&queue, 1, &hook.url(), ""), &aws.config).await;
     eventually(
         Duration::from_secs(45),
         "both poison messages in the dead-letter queue, the main queue empty",
@@ -209,15 +191,7 @@ async fn a_failing_webhook_delays_the_delete_and_the_message_stays_invisible() {
     .await;
     // Visibility 2 s: without extension the message would be visible again
     // three times over before the webhook recovers.
-    let d = Daemon::start(
-        &format!(
-            "{}{}[server]\nlisten = \"\"\n",
-            sqs_source(&queue, 2),
-            webhook_sink(&hook.url(), "")
-        ),
-        &aws.config,
-    )
-    .await;
+    let d = Daemon::start(&sqs_to_webhook(&queue, 2, &hook.url(), ""), &aws.config).await;
     eventually(Duration::from_secs(10), "first failed attempt", || async {
         !hook.requests().is_empty()
     })
@@ -260,15 +234,7 @@ async fn a_permanently_rejected_alert_is_recorded_and_does_not_wedge_the_queue()
     let (queue, _) = aws.queue(None).await;
     aws.send(&queue, &root_call("rejected")).await;
     let hook = Webhook::start(|_| (StatusCode::BAD_REQUEST, vec![])).await;
-    let d = Daemon::start(
-        &format!(
-            "{}{}[server]\nlisten = \"\"\n",
-            sqs_source(&queue, 30),
-            webhook_sink(&hook.url(), "")
-        ),
-        &aws.config,
-    )
-    .await;
+    let d = Daemon::start(&sqs_to_webhook(&queue, 30, &hook.url(), ""), &aws.config).await;
     eventually(
         Duration::from_secs(20),
         "rejected once, message deleted",
@@ -284,11 +250,7 @@ async fn bad_sources_fail_fast_with_a_clear_error() {
     let aws = Aws::new().await;
     let hook = Webhook::ok().await;
     let missing = format!("{}/111122223333/rootwatch-no-such-queue", endpoint());
-    let first = settings(&format!(
-        "{}{}[server]\nlisten = \"\"\n",
-        sqs_source(&missing, 30),
-        webhook_sink(&hook.url(), "")
-    ));
+    let first = settings(&sqs_to_webhook(&missing, 30, &hook.url(), ""));
     let opts = rootwatch::app::Options {
         aws: Some(aws.config.clone()),
         ..Default::default()
@@ -308,10 +270,11 @@ async fn bad_sources_fail_fast_with_a_clear_error() {
     );
 
     let unreachable = aws_at("http://127.0.0.1:9").await;
-    let second = settings(&format!(
-        "{}{}[server]\nlisten = \"\"\n",
-        sqs_source("http://127.0.0.1:9/111122223333/q", 30),
-        webhook_sink(&hook.url(), "")
+    let second = settings(&sqs_to_webhook(
+        "http://127.0.0.1:9/111122223333/q",
+        30,
+        &hook.url(),
+        "",
     ));
     let opts = rootwatch::app::Options {
         aws: Some(unreachable),
@@ -347,11 +310,8 @@ async fn workers_survive_receive_errors_and_resume() {
         .queue_url
         .unwrap();
     let hook = Webhook::ok().await;
-    let config = format!(
-        "{}{}[server]\nlisten = \"\"\n",
-        sqs_source(&queue, 30).replace("type = \"sqs\"", "type = \"sqs\"\nname = \"flaky-queue\""),
-        webhook_sink(&hook.url(), "")
-    );
+    let config = sqs_to_webhook(&queue, 30, &hook.url(), "")
+        .replace("type = \"sqs\"", "type = \"sqs\"\nname = \"flaky-queue\"");
     let d = Daemon::start(&config, &aws.config).await;
     aws.send(&queue, &root_call("before-outage")).await;
     eventually(Duration::from_secs(20), "the first alert", || async {

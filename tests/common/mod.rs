@@ -445,9 +445,24 @@ pub fn gzip(text: &str) -> Vec<u8> {
     e.finish().unwrap()
 }
 
+/// An SQS source, with throttling off so every finding is its own alert.
 pub fn sqs_source(queue: &str, visibility: u64) -> String {
     format!(
         "[[sources]]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nconcurrency = 2\nwait_time_secs = 1\nvisibility_timeout_secs = {visibility}\n[throttle]\nwindow_secs = 0\n"
+    )
+}
+
+/// An SQS source feeding a webhook sink (retries up to 60 s unless `extra`
+/// says otherwise), throttling and the admin server off.
+pub fn sqs_to_webhook(queue: &str, visibility: u64, url: &str, extra: &str) -> String {
+    let retry = if extra.contains("retry_max_secs") {
+        ""
+    } else {
+        "retry_max_secs = 60\n"
+    };
+    format!(
+        "{}[[sinks]]\ntype = \"webhook\"\nurl = \"{url}\"\n{retry}{extra}\n[server]\nlisten = \"\"\n",
+        sqs_source(queue, visibility)
     )
 }
 
