@@ -118,16 +118,25 @@ impl FileSource {
         telemetry::message_received(&name, &id);
         let p = Arc::clone(&self.pipeline);
         let open_path = path.clone();
-        let scan = tokio::task::spawn_blocking(move || {
+        let scanned = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&open_path)?;
             let mut scan = Scan::default();
-            match std::fs::File::open(&open_path) {
-                Ok(r) => p.scan_reader(r, &mut scan),
-                Err(e) => scan.errors.push(e.into()),
-            }
-            scan
+            p.scan_reader(file, &mut scan);
+            Ok::<_, std::io::Error>(scan)
         })
         .await
-        .unwrap_or_default();
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+        let scan = match scanned {
+            Ok(scan) => scan,
+            Err(e) => {
+                // Not read at all (gone, no permission, the reader failed):
+                // nothing was handled, so it is tried again on the next poll.
+                telemetry::source_error(&name, "read", &format!("{id}: {e}"));
+                let _ = tx.send((path, Outcome::Failed("read")));
+                return;
+            }
+        };
         for e in &scan.errors {
             // A file will not change by reading it again: the error is
             // reported and the rest of the file still alerts.
