@@ -50,15 +50,28 @@ pub enum Skip {
     ControlMessage,
     /// An SNS message other than a `Notification`.
     SnsControl,
+    /// An EventBridge event that is neither a CloudTrail event nor a new
+    /// S3 object (`Object Deleted`, `Scheduled Event`, ...): a rule that
+    /// matches more than it needs to, not an input to keep for the DLQ.
+    NotCloudTrail,
 }
 
 impl Skip {
+    pub const ALL: [Skip; 5] = [
+        Skip::S3TestEvent,
+        Skip::Digest,
+        Skip::ControlMessage,
+        Skip::SnsControl,
+        Skip::NotCloudTrail,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Skip::S3TestEvent => "s3_test_event",
             Skip::Digest => "digest",
             Skip::ControlMessage => "control_message",
             Skip::SnsControl => "sns_control",
+            Skip::NotCloudTrail => "not_cloudtrail",
         }
     }
 }
@@ -109,6 +122,20 @@ pub enum DecodeError {
     UnknownEnvelope { keys: String },
     #[error("SNS messages nested more than {MAX_NESTING} deep")]
     TooDeep,
+    #[error("{envelope}: not a CloudTrail record (keys: {keys})")]
+    NotARecord { envelope: Envelope, keys: String },
+    #[error("{envelope}: element {index}: {error}")]
+    Element {
+        envelope: Envelope,
+        index: usize,
+        error: Box<DecodeError>,
+    },
+    #[error("not valid UTF-8 (at byte {valid_up_to})")]
+    InvalidUtf8 { valid_up_to: usize },
+    #[error("longer than {MAX_LINE_BYTES} bytes; skipped")]
+    LineTooLong,
+    #[error("line {line}: {error}")]
+    AtLine { line: u64, error: Box<DecodeError> },
     #[error("reading the input: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -121,6 +148,10 @@ impl DecodeError {
             DecodeError::Malformed { .. } => "malformed",
             DecodeError::UnknownEnvelope { .. } => "unknown_envelope",
             DecodeError::TooDeep => "too_deep",
+            DecodeError::NotARecord { .. } => "not_a_record",
+            DecodeError::Element { error, .. } | DecodeError::AtLine { error, .. } => error.kind(),
+            DecodeError::InvalidUtf8 { .. } => "invalid_utf8",
+            DecodeError::LineTooLong => "too_large",
             DecodeError::Io(_) => "io",
         }
     }
@@ -186,8 +217,8 @@ fn decode_at(body: &str, depth: usize, out: &mut Out<'_>) {
         };
     }
     if let Some(records) = doc.records {
-        for item in records {
-            decode_records_element(item.get(), out);
+        for (index, item) in records.into_iter().enumerate() {
+            decode_records_element(item.get(), index, out);
         }
         return;
     }
@@ -232,69 +263,82 @@ fn top_level_keys(body: &str) -> String {
     }
 }
 
+/// The detail-type decides, not the source: EventBridge sets `source` to
+/// `aws.<service>` of the call, so a root S3 API call arrives as `aws.s3`
+/// with `AWS API Call via CloudTrail`, and is a record like any other.
 fn decode_eventbridge(detail_type: &str, doc: &Document<'_>, out: &mut Out<'_>) {
-    let Some(detail) = doc.detail else {
-        return out(Err(DecodeError::malformed(
-            Envelope::EventBridge,
-            "`detail` is missing",
-        )));
-    };
-    if doc.source.is("aws.s3") {
-        if detail_type != "Object Created" {
-            return out(Err(DecodeError::malformed(
-                Envelope::EventBridgeS3,
-                format!("detail-type `{detail_type}` does not name a new CloudTrail log file"),
-            )));
-        }
-        // EventBridge carries S3 keys as they are, not URL-encoded.
-        return match serde_json::from_str::<S3Detail<'_>>(detail.get()) {
-            Ok(d) => match (d.bucket.name.non_empty(), d.object.key.non_empty()) {
-                (Some(bucket), Some(key)) => out(Ok(Item::Object(ObjectRef {
-                    bucket: bucket.to_owned(),
-                    key: key.to_owned(),
-                }))),
-                _ => out(Err(DecodeError::malformed(
-                    Envelope::EventBridgeS3,
-                    "`detail.bucket.name` or `detail.object.key` is missing",
-                ))),
-            },
-            Err(source) => out(Err(DecodeError::Json {
-                envelope: Envelope::EventBridgeS3,
-                source,
-            })),
-        };
+    let is_cloudtrail = detail_type.ends_with("via CloudTrail");
+    let is_new_object = detail_type == "Object Created" && doc.source.is("aws.s3");
+    if !is_cloudtrail && !is_new_object {
+        return out(Ok(Item::Skipped(Skip::NotCloudTrail)));
     }
-    if detail_type.ends_with("via CloudTrail") {
+    let Some(detail) = doc.detail else {
+        let envelope = if is_cloudtrail {
+            Envelope::EventBridge
+        } else {
+            Envelope::EventBridgeS3
+        };
+        return out(Err(DecodeError::malformed(envelope, "`detail` is missing")));
+    };
+    if is_cloudtrail {
         return decode_record(detail.get(), Envelope::EventBridge, out);
     }
-    out(Err(DecodeError::malformed(
-        Envelope::EventBridge,
-        format!("detail-type `{detail_type}` is not a CloudTrail event"),
-    )))
+    // EventBridge carries S3 keys as they are, not URL-encoded.
+    match serde_json::from_str::<S3Detail<'_>>(detail.get()) {
+        Ok(d) => match (d.bucket.name.non_empty(), d.object.key.non_empty()) {
+            (Some(bucket), Some(key)) => out(Ok(Item::Object(ObjectRef {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            }))),
+            _ => out(Err(DecodeError::malformed(
+                Envelope::EventBridgeS3,
+                "`detail.bucket.name` or `detail.object.key` is missing",
+            ))),
+        },
+        Err(source) => out(Err(DecodeError::Json {
+            envelope: Envelope::EventBridgeS3,
+            source,
+        })),
+    }
 }
 
+/// A document that must be one CloudTrail record (an EventBridge detail, a
+/// CloudWatch Logs event): anything else is an error naming its keys.
 fn decode_record(raw: &str, envelope: Envelope, out: &mut Out<'_>) {
     match serde_json::from_str::<Document<'_>>(raw) {
-        Ok(doc) => out(Ok(Item::Record(Record::from_document(raw, doc)))),
+        Ok(doc) if looks_like_record(&doc) => {
+            out(Ok(Item::Record(Record::from_document(raw, doc))))
+        }
+        Ok(_) => out(Err(DecodeError::NotARecord {
+            envelope,
+            keys: top_level_keys(raw),
+        })),
         Err(source) => out(Err(DecodeError::Json { envelope, source })),
     }
 }
 
 /// One element of `{"Records": [...]}`: a CloudTrail record, or an S3
-/// event notification record (which names an object to fetch).
-fn decode_records_element(raw: &str, out: &mut Out<'_>) {
+/// event notification record (which names an object to fetch). Anything
+/// else (`{}`, a string, an object of other keys) is an error naming the
+/// element's index; the elements around it still count.
+fn decode_records_element(raw: &str, index: usize, out: &mut Out<'_>) {
+    let envelope = Envelope::Records;
+    let at = |error: DecodeError| DecodeError::Element {
+        envelope,
+        index,
+        error: Box::new(error),
+    };
     let doc: Document<'_> = match serde_json::from_str(raw) {
         Ok(d) => d,
-        Err(source) => {
-            return out(Err(DecodeError::Json {
-                envelope: Envelope::Records,
-                source,
-            }));
-        }
+        Err(source) => return out(Err(at(DecodeError::Json { envelope, source }))),
     };
     match doc.s3 {
-        Some(s3) if doc.event_source.is("aws:s3") => out(s3_notification_ref(s3.get())),
-        _ => out(Ok(Item::Record(Record::from_document(raw, doc)))),
+        Some(s3) if doc.event_source.is("aws:s3") => out(s3_notification_ref(s3.get()).map_err(at)),
+        _ if looks_like_record(&doc) => out(Ok(Item::Record(Record::from_document(raw, doc)))),
+        _ => out(Err(at(DecodeError::NotARecord {
+            envelope,
+            keys: top_level_keys(raw),
+        }))),
     }
 }
 
@@ -439,15 +483,111 @@ pub fn decode_reader<R: Read>(reader: R, out: &mut Out<'_>) -> Result<(), Decode
 }
 
 /// Opens a possibly gzip-compressed reader as plain bytes; gzip is told by
-/// its magic number, not by a file name.
-pub fn maybe_gunzip<'a, R: Read + 'a>(reader: R) -> std::io::Result<Box<dyn BufRead + 'a>> {
-    let mut buf = BufReader::with_capacity(64 * 1024, reader);
-    let gzip = buf.fill_buf()?.starts_with(&[0x1f, 0x8b]);
-    Ok(if gzip {
+/// its magic number, not by a file name. The first read may return a
+/// single byte (a network stream), so the magic is read until two bytes or
+/// the end, then put back in front of the rest.
+pub fn maybe_gunzip<'a, R: Read + 'a>(mut reader: R) -> std::io::Result<Box<dyn BufRead + 'a>> {
+    let mut magic = [0u8; 2];
+    let mut got = 0;
+    while got < magic.len() {
+        match reader.read(&mut magic[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let whole = std::io::Cursor::new(magic[..got].to_vec()).chain(reader);
+    let buf = BufReader::with_capacity(64 * 1024, whole);
+    Ok(if magic[..got] == [0x1f, 0x8b] {
         Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(buf)))
     } else {
         Box::new(buf)
     })
+}
+
+/// The longest line [`decode_lines`] reads; a longer one is skipped up to
+/// its end and reported, so one runaway line cannot take the memory.
+/// Generous: a whole CloudTrail log file written as one line fits.
+pub const MAX_LINE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Decodes JSON lines (gzip or plain): each line is one body of any kind.
+/// `out` gets the 1-based line number with each item. A line that is not
+/// UTF-8, not JSON or too long is an error for that line alone; reading
+/// goes on with the next. Returns an error only when the stream itself
+/// cannot be read further.
+pub fn decode_lines<R: Read>(
+    reader: R,
+    out: &mut dyn FnMut(u64, Result<Item<'_>, DecodeError>),
+) -> Result<(), DecodeError> {
+    let mut reader = maybe_gunzip(reader)?;
+    let mut line = Vec::new();
+    let mut number = 0u64;
+    loop {
+        line.clear();
+        let (read, complete) = read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES)?;
+        if read == 0 {
+            return Ok(());
+        }
+        number += 1;
+        if !complete {
+            out(number, Err(DecodeError::LineTooLong));
+            continue;
+        }
+        let text = match std::str::from_utf8(&line) {
+            Ok(t) => t,
+            Err(e) => {
+                out(
+                    number,
+                    Err(DecodeError::InvalidUtf8 {
+                        valid_up_to: e.valid_up_to(),
+                    }),
+                );
+                continue;
+            }
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        decode_body(text, &mut |item| out(number, item));
+    }
+}
+
+/// Reads one line (without its `\n`) into `buf`, keeping at most `max`
+/// bytes; the rest of a longer line is consumed and dropped. Returns the
+/// bytes consumed (0 at the end) and whether the line fitted.
+fn read_line_bounded(
+    reader: &mut dyn BufRead,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<(usize, bool)> {
+    let (mut consumed, mut fits) = (0, true);
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok((consumed, fits));
+        }
+        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if fits && buf.len() + chunk.len() <= max {
+            buf.extend_from_slice(chunk);
+        } else {
+            fits = false;
+            buf.clear();
+        }
+        let used = done.unwrap_or(available.len());
+        reader.consume(used);
+        consumed += used;
+        if done.is_some() {
+            return Ok((consumed, fits));
+        }
+    }
 }
 
 fn decode_documents<R: Read>(reader: R, out: &mut Out<'_>) -> Result<(), DecodeError> {
@@ -546,8 +686,10 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
         while let Some(item) = seq.next_element::<Box<RawValue>>()? {
-            decode_records_element(item.get(), self.out);
+            decode_records_element(item.get(), index, self.out);
+            index += 1;
         }
         Ok(())
     }

@@ -106,6 +106,22 @@ impl Pipeline {
         }
     }
 
+    /// Decodes JSON lines, one body per line; errors carry their line
+    /// number and the lines after a bad one are still read. Blocking.
+    pub fn scan_lines(&self, reader: impl Read, scan: &mut Scan) {
+        let now = SystemTime::now();
+        let stream = decode::decode_lines(reader, &mut |line, item| {
+            let item = item.map_err(|error| DecodeError::AtLine {
+                line,
+                error: Box::new(error),
+            });
+            self.scan_item(item, now, scan)
+        });
+        if let Err(e) = stream {
+            scan.errors.push(e);
+        }
+    }
+
     /// `now` is read once per input, not once per record.
     fn scan_item(&self, item: Result<Item<'_>, DecodeError>, now: SystemTime, scan: &mut Scan) {
         match item {
@@ -114,7 +130,10 @@ impl Pipeline {
                 self.scan_record(&rec, now, scan);
             }
             Ok(Item::Object(o)) => scan.objects.push(o),
-            Ok(Item::Skipped(_)) => scan.skipped += 1,
+            Ok(Item::Skipped(kind)) => {
+                telemetry::skipped(kind);
+                scan.skipped += 1;
+            }
             Err(e) => scan.errors.push(e),
         }
     }

@@ -5,14 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::decode::{self, DecodeError, Item};
 use crate::dedup::DeliveredCache;
 use crate::detect::Detector;
 use crate::finding::Finding;
-use crate::source::file::collect_files;
+use crate::source::file::{Layout, collect_files};
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReplaySummary {
@@ -71,31 +71,6 @@ pub struct Replay<'a> {
     findings: Vec<Finding>,
 }
 
-/// An opened input file, ready for its layout.
-enum Opened {
-    Lines(Box<dyn BufRead>),
-    Documents(File),
-}
-
-/// How a file is split into inputs.
-enum Layout {
-    /// One body per line; errors carry the line number and decoding resumes
-    /// on the next line.
-    Lines,
-    /// JSON documents back to back, `Records` arrays streamed.
-    Documents,
-}
-
-fn layout_for(path: &Path) -> Layout {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    let name = name.strip_suffix(".gz").unwrap_or(name);
-    if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
-        Layout::Lines
-    } else {
-        Layout::Documents
-    }
-}
-
 impl<'a> Replay<'a> {
     pub fn new(detector: &'a Detector, dedup_capacity: std::num::NonZeroUsize) -> Self {
         Replay {
@@ -140,14 +115,11 @@ impl<'a> Replay<'a> {
 
     fn file(&mut self, path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
         self.summary.files += 1;
-        // decode_reader tells gzip from plain text itself; lines need it done here.
-        let opened = File::open(path).and_then(|f| match layout_for(path) {
-            Layout::Lines => decode::maybe_gunzip(f).map(Opened::Lines),
-            Layout::Documents => Ok(Opened::Documents(f)),
-        });
-        match opened {
-            Ok(Opened::Lines(r)) => self.read_lines(path, r, out, err),
-            Ok(Opened::Documents(f)) => self.read_documents(path, f, out, err),
+        match File::open(path) {
+            Ok(f) => match Layout::of(path) {
+                Layout::Lines => self.read_lines(path, f, out, err),
+                Layout::Documents => self.read_documents(path, f, out, err),
+            },
             Err(e) => {
                 self.summary.unreadable_files += 1;
                 writeln!(err, "{}: cannot read: {e}", path.display())
@@ -155,33 +127,26 @@ impl<'a> Replay<'a> {
         }
     }
 
+    /// One body per line: an error names its line, and reading goes on
+    /// with the next line.
     fn read_lines(
         &mut self,
         path: &Path,
-        reader: Box<dyn BufRead>,
+        reader: impl Read,
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> io::Result<()> {
-        for (i, line) in reader.lines().enumerate() {
-            let line = match line {
-                Ok(l) => l,
-                Err(e) => {
-                    *self.summary.decode_errors.entry("io").or_default() += 1;
-                    writeln!(err, "{}:{}: cannot read: {e}", path.display(), i + 1)?;
-                    return Ok(());
-                }
-            };
-            if line.trim().is_empty() {
-                continue;
+        let mut io_result = Ok(());
+        let stream = decode::decode_lines(reader, &mut |line, item| {
+            if io_result.is_ok() {
+                let location = format!("{}:{line}", path.display());
+                io_result = self.item(&location, item, out, err);
             }
-            let location = format!("{}:{}", path.display(), i + 1);
-            let mut io_result = Ok(());
-            decode::decode_body(&line, &mut |item| {
-                if io_result.is_ok() {
-                    io_result = self.item(&location, item, out, err);
-                }
-            });
-            io_result?;
+        });
+        io_result?;
+        if let Err(e) = stream {
+            self.count_error(&e);
+            writeln!(err, "{}: {e}", path.display())?;
         }
         Ok(())
     }

@@ -26,6 +26,8 @@ pub const DEDUP_SUPPRESSED: &str = "rootwatch_dedup_suppressed_total";
 pub const THROTTLE_SUPPRESSED: &str = "rootwatch_throttle_suppressed_total";
 pub const IN_FLIGHT: &str = "rootwatch_in_flight_messages";
 pub const CHECKPOINT_AGE: &str = "rootwatch_cloudwatch_checkpoint_age_seconds";
+pub const INPUTS_SKIPPED: &str = "rootwatch_inputs_skipped_total";
+pub const INGESTION_DELAY: &str = "rootwatch_cloudwatch_ingestion_delay_seconds";
 
 /// Every metric name, for tests that check dashboards against exports.
 pub const ALL: &[&str] = &[
@@ -46,6 +48,8 @@ pub const ALL: &[&str] = &[
     THROTTLE_SUPPRESSED,
     IN_FLIGHT,
     CHECKPOINT_AGE,
+    INPUTS_SKIPPED,
+    INGESTION_DELAY,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -142,6 +146,15 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         CHECKPOINT_AGE,
         "Age of the CloudWatch Logs checkpoint, by log group."
     );
+    describe_counter!(
+        INPUTS_SKIPPED,
+        "Inputs recognised and deliberately not read (S3 test events, digest files, non-CloudTrail EventBridge events, ...), by kind."
+    );
+    describe_histogram!(
+        INGESTION_DELAY,
+        Unit::Seconds,
+        "How long after its timestamp a CloudWatch Logs event became searchable (ingestionTime - timestamp), by source. Near lookback_secs, events start to be missed."
+    );
     for &source in sources {
         let s = source.to_owned();
         counter!(MESSAGES_RECEIVED, "source" => s.clone()).absolute(0);
@@ -151,6 +164,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
             counter!(MESSAGES_REDRIVE, "source" => s.clone(), "reason" => reason).absolute(0);
         }
         counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => "receive").absolute(0);
+        let _ = histogram!(INGESTION_DELAY, "source" => s.clone());
         gauge!(IN_FLIGHT, "source" => s).set(0.0);
     }
     for &sink in sinks {
@@ -174,9 +188,15 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "malformed",
         "unknown_envelope",
         "too_deep",
+        "not_a_record",
+        "invalid_utf8",
+        "too_large",
         "io",
     ] {
         counter!(DECODE_ERRORS, "kind" => kind).absolute(0);
+    }
+    for kind in crate::decode::Skip::ALL {
+        counter!(INPUTS_SKIPPED, "kind" => kind.as_str()).absolute(0);
     }
     counter!(DEDUP_SUPPRESSED).absolute(0);
     let _ = histogram!(EVENT_LAG);
@@ -226,6 +246,29 @@ pub fn decode_error(
 ) {
     tracing::warn!(source, message_id, kind, error = %error, "decode error");
     counter!(DECODE_ERRORS, "kind" => kind).increment(1);
+}
+
+/// An input recognised and deliberately not read.
+pub fn skipped(kind: crate::decode::Skip) {
+    tracing::debug!(kind = kind.as_str(), "input skipped");
+    counter!(INPUTS_SKIPPED, "kind" => kind.as_str()).increment(1);
+}
+
+/// How late a CloudWatch Logs event became searchable.
+pub fn ingestion_delay(source: &str, delay: Duration) {
+    histogram!(INGESTION_DELAY, "source" => source.to_owned()).record(delay.as_secs_f64());
+}
+
+/// An event became searchable close to the lookback: one a little later
+/// than the lookback would never be read.
+pub fn late_event_warning(source: &str, log_group: &str, delay: Duration, lookback: Duration) {
+    tracing::warn!(
+        source,
+        log_group,
+        delay_secs = delay.as_secs(),
+        lookback_secs = lookback.as_secs(),
+        "a CloudWatch Logs event became searchable close to lookback_secs after its timestamp: raise lookback_secs, or events that arrive later than it will be missed"
+    );
 }
 
 pub fn finding(f: &crate::finding::Finding) {

@@ -125,3 +125,108 @@ async fn an_alert_that_failed_alerts_when_the_message_comes_back() {
     assert_eq!(hook.delivered().len(), 1);
     assert!(hook.requests().iter().any(|r| r.status == 500));
 }
+
+/// The SQS path gives what replay of the bare records gives: every root or
+/// S3 record of the third-party corpora, each in an EventBridge event as AWS
+/// builds it (a root S3 call arrives with `"source": "aws.s3"`), every
+/// second one inside SNS too. Each finding arrives exactly once and every
+/// message is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eventbridge_events_from_sqs_alert_as_the_bare_records_do() {
+    use std::collections::BTreeMap;
+    let root =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/third_party");
+    let mut records = Vec::new();
+    // Some test corpora reuse an event id for different records; dedup would
+    // keep whichever copy comes first, which differs between a file and a
+    // queue read by two workers. One record per event key.
+    let mut keys = std::collections::HashSet::new();
+    for f in [
+        "aws-docs-examples/records.jsonl",
+        "invictus-aws-dataset/records.jsonl",
+        "panther-analysis/all_test_logs_records.jsonl",
+        "stratus-red-team/detonation_logs.jsonl",
+    ] {
+        for line in std::fs::read_to_string(root.join(f)).unwrap().lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let key = ["eventID", "eventTime", "eventName", "recipientAccountId"]
+                .map(|k| v[k].to_string());
+            if (v["userIdentity"]["type"] == "Root" || v["eventSource"] == "s3.amazonaws.com")
+                && keys.insert(key)
+            {
+                records.push(line.to_owned());
+            }
+        }
+    }
+    assert!(records.len() > 300, "{}", records.len());
+
+    let aws = Aws::new().await;
+    let (queue, _) = aws.queue(None).await;
+    let hook = Webhook::ok().await;
+    let detect = "[detect.ip_allowlist]\ncidrs = [\"10.0.0.0/8\"]\nscope = \"all\"\n";
+    let config = format!("{detect}{}", sqs_to_webhook(&queue, 30, &hook.url(), ""));
+
+    // What the bare records give, offline.
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("bare.jsonl");
+    std::fs::write(&bare, records.join("\n")).unwrap();
+    let settings = settings(&config);
+    let detector = rootwatch::detect::Detector::new(settings.detect.clone());
+    let mut replay = rootwatch::replay::Replay::new(&detector, settings.dedup_capacity);
+    let mut out = Vec::new();
+    replay.run(&[bare], &mut out, &mut Vec::new()).unwrap();
+    let mut want: BTreeMap<String, usize> = BTreeMap::new();
+    for l in String::from_utf8(out).unwrap().lines() {
+        let f: serde_json::Value = serde_json::from_str(l).unwrap();
+        *want
+            .entry(f["finding_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert!(want.len() > 100, "{}", want.len());
+
+    for chunk in records.chunks(10) {
+        let entries = chunk.iter().enumerate().map(|(i, r)| {
+            let body = eventbridge_as_aws(r);
+            let body = if i % 2 == 1 { sns_wrap(&body) } else { body };
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(format!("m{i}"))
+                .message_body(body)
+                .build()
+                .unwrap()
+        });
+        let sent = aws
+            .sqs
+            .send_message_batch()
+            .queue_url(&queue)
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await
+            .unwrap();
+        assert!(sent.failed().is_empty());
+    }
+
+    let d = Daemon::start(&config, &aws.config).await;
+    let expected: usize = want.values().sum();
+    let started = std::time::Instant::now();
+    let (mut delivered, mut depth) = (0, u64::MAX);
+    while started.elapsed() < Duration::from_secs(60) {
+        (delivered, depth) = (hook.delivered().len(), aws.depth(&queue).await);
+        if delivered >= expected && depth == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.stop().await;
+    assert_eq!(
+        (hook.delivered().len(), depth),
+        (expected, 0),
+        "findings delivered and messages left (after {delivered} delivered)"
+    );
+    let mut got: BTreeMap<String, usize> = BTreeMap::new();
+    for f in hook.delivered() {
+        *got.entry(f["finding_id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    assert_eq!(got, want);
+}

@@ -1,7 +1,10 @@
 //! The detector against CloudTrail data nobody on this project wrote
 //! (tests/fixtures/third_party, each set with its licence and provenance).
 
+mod common;
+
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use rootwatch::decode::{Item, decode_body};
@@ -165,4 +168,90 @@ fn panther_conformance() {
         in_corpus, checked,
         "the expectations cover every test of the mapped rules"
     );
+}
+
+/// The record files of every third-party set, one record a line.
+const RECORD_FILES: [&str; 4] = [
+    "aws-docs-examples/records.jsonl",
+    "invictus-aws-dataset/records.jsonl",
+    "panther-analysis/all_test_logs_records.jsonl",
+    "stratus-red-team/detonation_logs.jsonl",
+];
+
+/// Replays `lines` written to a file; returns the finding lines, sorted,
+/// and the summary.
+fn replay_lines(lines: &[String]) -> (Vec<String>, rootwatch::replay::ReplaySummary) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("input.jsonl");
+    std::fs::write(&path, lines.join("\n")).unwrap();
+    // An allow list that most corpus addresses are outside of, so the IP
+    // rule fires on most human calls and the comparison covers every rule.
+    let mut settings = DetectSettings::default();
+    settings.context.allowlist = rootwatch::detect::AllowList {
+        cidrs: rootwatch::detect::CidrSet::new(
+            ["10.0.0.0/8", "192.0.2.0/24"]
+                .iter()
+                .map(|c| rootwatch::detect::allowlist::parse_cidr(c).unwrap()),
+        ),
+        scope: rootwatch::detect::Scope::All,
+    };
+    let d = Detector::new(settings);
+    let mut replay = rootwatch::replay::Replay::new(&d, NonZeroUsize::new(100_000).unwrap());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    replay.run(&[path], &mut out, &mut err).unwrap();
+    let summary = replay.finish();
+    assert!(!summary.had_errors(), "{}", String::from_utf8_lossy(&err));
+    let mut findings: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    findings.sort();
+    (findings, summary)
+}
+
+/// Every record the project ships, wrapped one per EventBridge event as AWS
+/// builds it (and SNS around that), gives exactly the findings of the bare
+/// records: the envelope must never decide whether root activity alerts.
+#[test]
+fn eventbridge_wrapped_corpus_gives_the_same_findings() {
+    let bare: Vec<String> = RECORD_FILES
+        .iter()
+        .flat_map(|f| {
+            fixture(f)
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let (want, bare_summary) = replay_lines(&bare);
+    assert!(
+        want.len() > 500,
+        "the corpus gives many findings: {}",
+        want.len()
+    );
+    let sources: std::collections::BTreeSet<String> = bare
+        .iter()
+        .map(|r| {
+            let v: serde_json::Value =
+                serde_json::from_str(&common::eventbridge_as_aws(r)).unwrap();
+            v["source"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(
+        sources.contains("aws.s3") && sources.contains("aws.signin") && sources.len() > 10,
+        "{sources:?}"
+    );
+
+    let wrapped: Vec<String> = bare.iter().map(|r| common::eventbridge_as_aws(r)).collect();
+    let (got, summary) = replay_lines(&wrapped);
+    assert_eq!(summary.events, bare_summary.events);
+    assert_eq!(summary.findings_by_rule, bare_summary.findings_by_rule);
+    assert_eq!(got, want, "EventBridge-wrapped findings differ");
+
+    let in_sns: Vec<String> = wrapped.iter().map(|b| common::sns_wrap(b)).collect();
+    let (got, summary) = replay_lines(&in_sns);
+    assert_eq!(summary.events, bare_summary.events);
+    assert_eq!(got, want, "SNS(EventBridge)-wrapped findings differ");
 }

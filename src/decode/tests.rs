@@ -98,11 +98,47 @@ fn eventbridge_record_keeps_its_own_raw_text() {
 }
 
 #[test]
-fn eventbridge_other_detail_type_is_an_error() {
+fn eventbridge_other_detail_types_are_skipped_and_a_missing_detail_is_an_error() {
     let b = eventbridge("Scheduled Event", "aws.events", "{}");
-    assert_eq!(body(&b), vec![Got::Error("malformed")]);
+    assert_eq!(body(&b), vec![Got::Skipped(Skip::NotCloudTrail)]);
+    for dt in [
+        "Object Deleted",
+        "Object Restore Completed",
+        "Object Tags Added",
+    ] {
+        let b = eventbridge(
+            dt,
+            "aws.s3",
+            r#"{"version":"0","bucket":{"name":"b"},"object":{"key":"k"}}"#,
+        );
+        assert_eq!(body(&b), vec![Got::Skipped(Skip::NotCloudTrail)], "{dt}");
+    }
     let missing = r#"{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam"}"#;
     assert_eq!(body(missing), vec![Got::Error("malformed")]);
+}
+
+/// EventBridge sets `source` to the service of the call: a root S3 API call
+/// arrives as `aws.s3` with a CloudTrail detail-type, and is a record, not an
+/// object to fetch.
+#[test]
+fn eventbridge_s3_api_calls_are_records_whatever_the_source() {
+    let delete_bucket = r#"{"eventVersion":"1.09","userIdentity":{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333","accessKeyId":"ASIAEXAMPLE"},"eventTime":"2024-05-01T12:00:00Z","eventSource":"s3.amazonaws.com","eventName":"DeleteBucket","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.7","userAgent":"[aws-cli/2.15.0]","requestParameters":{"bucketName":"victim","Host":"victim.s3.amazonaws.com"},"responseElements":null,"requestID":"R1","eventID":"s3-root-delete","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management"}"#;
+    let b = eventbridge("AWS API Call via CloudTrail", "aws.s3", delete_bucket);
+    assert_eq!(body(&b), vec![rec("s3-root-delete")]);
+    // ... and through SNS around EventBridge.
+    assert_eq!(body(&sns(&b)), vec![rec("s3-root-delete")]);
+    // An Object Created notification still names an object, whatever its source.
+    let created = eventbridge(
+        "Object Created",
+        "aws.s3",
+        r#"{"version":"0","bucket":{"name":"trail"},"object":{"key":"AWSLogs/x.json.gz"}}"#,
+    );
+    assert_eq!(
+        body(&created),
+        vec![Got::Object("trail".into(), "AWSLogs/x.json.gz".into())]
+    );
+    let bad = eventbridge("Object Created", "aws.s3", r#"{"version":"0"}"#);
+    assert_eq!(body(&bad), vec![Got::Error("malformed")]);
 }
 
 #[test]
@@ -215,6 +251,33 @@ fn a_bad_element_does_not_hide_the_others() {
     );
 }
 
+/// An element that is not a CloudTrail record is an error naming its index,
+/// in a body and in a streamed log file; the rest of the array still counts.
+#[test]
+fn records_elements_that_are_not_records_are_errors_with_their_index() {
+    let b = format!(r#"{{"Records":[{{}},{ROOT_LOGIN},{{"hello":1}},[],{{"eventID":"last"}}]}}"#);
+    let want = vec![
+        Got::Error("not_a_record"),
+        rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5"),
+        Got::Error("not_a_record"),
+        Got::Error("not_a_record"),
+        rec("last"),
+    ];
+    assert_eq!(body(&b), want);
+    let (got, res) = reader(gzip(b.as_bytes()));
+    assert_eq!((got, res), (want, Ok(())));
+    let mut messages = Vec::new();
+    decode_body(r#"{"Records":[{}]}"#, &mut |i| {
+        messages.push(i.unwrap_err().to_string())
+    });
+    assert_eq!(messages.len(), 1);
+    assert!(
+        messages[0].contains("element 0") && messages[0].contains("not a CloudTrail record"),
+        "{}",
+        messages[0]
+    );
+}
+
 #[test]
 fn digest_files_are_skipped() {
     let b = r#"{"awsAccountId":"111122223333","digestStartTime":"2024-05-01T11:00:00Z","digestEndTime":"2024-05-01T12:00:00Z","digestS3Bucket":"trail-bucket","digestS3Object":"AWSLogs/x.json.gz","digestPublicKeyFingerprint":"abc","digestSignatureAlgorithm":"SHA256withRSA","logFiles":[]}"#;
@@ -317,6 +380,77 @@ fn reader_reports_truncated_streams_after_the_good_part() {
     gz.truncate(gz.len() / 2);
     let (_, res) = reader(gz);
     assert!(res.is_err());
+}
+
+/// Hands out one byte per read, as a slow network stream may.
+struct Trickle(std::io::Cursor<Vec<u8>>);
+
+impl std::io::Read for Trickle {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = buf.len().min(1);
+        self.0.read(&mut buf[..n])
+    }
+}
+
+#[test]
+fn gzip_is_recognised_when_the_first_read_is_short() {
+    let file = format!(r#"{{"Records":[{ROOT_LOGIN}]}}"#);
+    let mut res = Ok(());
+    let got = collect(|out| {
+        res = decode_reader(Trickle(std::io::Cursor::new(gzip(file.as_bytes()))), out)
+            .map_err(|e| e.kind())
+    });
+    assert_eq!(res, Ok(()));
+    assert_eq!(got, vec![rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5")]);
+    // A one-byte input is not gzip and not JSON either: an error, not a panic.
+    let got = collect(|out| {
+        res = decode_reader(Trickle(std::io::Cursor::new(vec![0x1f])), out).map_err(|e| e.kind())
+    });
+    assert!(got.is_empty());
+    assert!(res.is_err());
+}
+
+fn lines(bytes: Vec<u8>) -> Vec<(u64, Got)> {
+    let mut got = Vec::new();
+    let res = decode_lines(std::io::Cursor::new(bytes), &mut |line, item| {
+        got.push((
+            line,
+            match item {
+                Ok(Item::Record(r)) => Got::Record(r.event_id.get().unwrap_or("-").to_owned()),
+                Ok(Item::Object(o)) => Got::Object(o.bucket, o.key),
+                Ok(Item::Skipped(s)) => Got::Skipped(s),
+                Err(e) => Got::Error(e.kind()),
+            },
+        ))
+    });
+    assert!(res.is_ok(), "{res:?}");
+    got
+}
+
+/// One line that is not UTF-8 is an error with its number; the lines after
+/// it are still read.
+#[test]
+fn json_lines_survive_a_line_of_invalid_utf8() {
+    let mut data = Vec::new();
+    data.extend_from_slice(ROOT_LOGIN.as_bytes());
+    data.extend_from_slice(b"\n{\"eventID\":\"bad\xff\xfe\",\"eventName\":\"X\"}\r\n\n");
+    data.extend_from_slice(
+        br#"{"eventID":"after","eventName":"ListBuckets","eventSource":"s3.amazonaws.com"}"#,
+    );
+    data.extend_from_slice(b"\nnot json\n");
+    data.extend_from_slice(sns(ROOT_LOGIN).as_bytes());
+    assert_eq!(
+        lines(data.clone()),
+        vec![
+            (1, rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5")),
+            (2, Got::Error("invalid_utf8")),
+            (4, rec("after")),
+            (5, Got::Error("invalid_json")),
+            (6, rec("deb1e1f9-c99b-4612-8e9f-21f93b5daaa5")),
+        ]
+    );
+    // The same through gzip.
+    assert_eq!(lines(gzip(&data)).len(), 5);
 }
 
 #[test]

@@ -121,7 +121,10 @@ impl FileSource {
         let scanned = tokio::task::spawn_blocking(move || {
             let file = std::fs::File::open(&open_path)?;
             let mut scan = Scan::default();
-            p.scan_reader(file, &mut scan);
+            match Layout::of(&open_path) {
+                Layout::Lines => p.scan_lines(file, &mut scan),
+                Layout::Documents => p.scan_reader(file, &mut scan),
+            }
             Ok::<_, std::io::Error>(scan)
         })
         .await
@@ -168,6 +171,28 @@ fn settle(files: &mut HashMap<PathBuf, State>, path: PathBuf, outcome: Outcome, 
             tracing::warn!(source = name, file = %path.display(), reason, "not every alert was delivered; the file will be read again");
         }
         _ => {}
+    }
+}
+
+/// How a file is split into inputs, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// `.jsonl`, `.ndjson` (and `.gz`): one body per line; a bad line is an
+    /// error for that line alone.
+    Lines,
+    /// Anything else: JSON documents back to back, `Records` arrays streamed.
+    Documents,
+}
+
+impl Layout {
+    pub fn of(path: &Path) -> Layout {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let name = name.strip_suffix(".gz").unwrap_or(name);
+        if name.ends_with(".jsonl") || name.ends_with(".ndjson") {
+            Layout::Lines
+        } else {
+            Layout::Documents
+        }
     }
 }
 

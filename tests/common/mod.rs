@@ -434,6 +434,36 @@ pub fn eventbridge(record: &str) -> String {
     )
 }
 
+/// `record` (CloudTrail JSON, embedded as it is) in an EventBridge event as
+/// AWS builds one: `source` is `aws.` + the service part of `eventSource`
+/// (`s3.amazonaws.com` -> `aws.s3`), the detail-type follows `eventType`,
+/// account, region and time come from the record.
+pub fn eventbridge_as_aws(record: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(record).expect("a CloudTrail record");
+    let text = |k: &str| v[k].as_str().unwrap_or("").to_owned();
+    let service = text("eventSource");
+    let service = service.strip_suffix(".amazonaws.com").unwrap_or(&service);
+    let detail_type = match v["eventType"].as_str() {
+        Some("AwsConsoleSignIn") => "AWS Console Sign In via CloudTrail",
+        Some("AwsServiceEvent") => "AWS Service Event via CloudTrail",
+        Some("AwsConsoleAction") => "AWS Console Action via CloudTrail",
+        Some("AwsCloudTrailInsight") => "AWS Insight via CloudTrail",
+        _ => "AWS API Call via CloudTrail",
+    };
+    let head = serde_json::json!({
+        "version": "0",
+        "id": unique("eb"),
+        "detail-type": detail_type,
+        "source": format!("aws.{service}"),
+        "account": text("recipientAccountId"),
+        "time": text("eventTime"),
+        "region": text("awsRegion"),
+        "resources": [],
+    })
+    .to_string();
+    format!("{},\"detail\":{record}}}", &head[..head.len() - 1])
+}
+
 pub fn sns_wrap(body: &str) -> String {
     serde_json::json!({"Type":"Notification","MessageId":unique("sns"),"TopicArn":"arn:aws:sns:us-east-1:111122223333:t","Message":body,"Timestamp":"2024-05-01T12:00:01.000Z","SignatureVersion":"1","Signature":"EXAMPLE"}).to_string()
 }
