@@ -202,7 +202,15 @@ pub struct Progress {
     handled: HashMap<String, Handled>,
     in_flight: HashMap<String, Unsettled>,
     failed: HashMap<String, Unsettled>,
+    /// Reads in a row that found nothing new: each one doubles the next
+    /// window, so catching up over empty time costs calls in proportion to
+    /// the log of its length, not to the length.
+    empty_reads: u32,
 }
+
+/// Most doublings of the catch-up window: 15 minutes times 2^40 is far
+/// beyond any real backlog, and the product cannot overflow.
+const MAX_DOUBLINGS: u32 = 40;
 
 impl Progress {
     /// A group that begins at `position` with nothing handled yet.
@@ -214,6 +222,7 @@ impl Progress {
             handled: HashMap::new(),
             in_flight: HashMap::new(),
             failed: HashMap::new(),
+            empty_reads: 0,
         }
     }
 
@@ -233,14 +242,37 @@ impl Progress {
     }
 
     /// The next read: `(start, end)`, both inclusive. `end` is `now`, or
-    /// `frontier + max_span` when far behind, so a long backlog is read in
-    /// steps and the remembered ids stay bounded.
-    pub fn window(&self, now: i64, max_span_ms: i64) -> (i64, i64) {
+    /// the frontier plus a span when far behind, so a long backlog is read
+    /// in steps and the remembered ids stay bounded. The span is
+    /// `base_span_ms`, doubled for every read in a row that found nothing
+    /// new (see [`Progress::read_found`]).
+    pub fn window(&self, now: i64, base_span_ms: i64) -> (i64, i64) {
         let start = (self.frontier - self.lookback_ms).max(0);
+        let span = base_span_ms.saturating_mul(1i64 << self.empty_reads);
         let end = now
-            .min(self.frontier.saturating_add(max_span_ms))
+            .min(self.frontier.saturating_add(span))
             .max(self.frontier);
         (start, end)
+    }
+
+    /// Whether the next window is wider than the base span, because the
+    /// reads before it found nothing. A widened read that finds events
+    /// should stop at that page (its events stay known) and read on with
+    /// the base span, so a dense stretch after an empty one is not read in
+    /// one huge window.
+    pub fn window_is_widened(&self) -> bool {
+        self.empty_reads > 0
+    }
+
+    /// Tells how the last read went: `new_events` events that were not
+    /// known before. An empty read widens the next window; a read with
+    /// events brings it back to the base span.
+    pub fn read_found(&mut self, new_events: usize) {
+        self.empty_reads = if new_events == 0 {
+            (self.empty_reads + 1).min(MAX_DOUBLINGS)
+        } else {
+            0
+        };
     }
 
     /// Whether the event was handled, is being delivered, or awaits retry.
@@ -363,6 +395,70 @@ mod tests {
         // A clock that went back reads nothing new, and never a reversed range.
         assert_eq!(g.window(10, 900_000), (700_000, 1_000_000));
         assert_eq!(p(100).window(200, 900_000), (0, 200));
+    }
+
+    const DAY: i64 = 86_400_000;
+    const SPAN: i64 = 900_000;
+
+    /// Reads until caught up with `now`, as the source does, over a group
+    /// with nothing in it; returns the number of reads.
+    fn reads_to_catch_up(days: i64) -> u32 {
+        let now = 10_000 * DAY;
+        let mut g = p(now - days * DAY);
+        let mut reads = 0;
+        loop {
+            let (start, end) = g.window(now, SPAN);
+            assert!(start <= end && end <= now);
+            reads += 1;
+            g.read_found(0);
+            g.finish_read(end);
+            if end >= now {
+                return reads;
+            }
+            assert!(reads < 10_000, "catching up does not end");
+        }
+    }
+
+    #[test]
+    fn catching_up_over_empty_time_costs_reads_in_the_log_of_its_length() {
+        let (day, month, year, decade) = (
+            reads_to_catch_up(1),
+            reads_to_catch_up(30),
+            reads_to_catch_up(365),
+            reads_to_catch_up(3650),
+        );
+        // Fixed 15-minute steps would take 96 reads a day (2,880 for 30 days).
+        assert!(month <= 13, "30 days: {month} reads");
+        // Ten times the time costs a few reads more, not ten times as many.
+        assert!(year - month <= 4, "30 days: {month}, a year: {year}");
+        assert!(decade - year <= 4, "a year: {year}, ten years: {decade}");
+        assert!(day <= month);
+    }
+
+    #[test]
+    fn a_read_with_events_brings_the_window_back_to_the_base_span() {
+        let mut g = p(0);
+        let now = 100 * DAY;
+        assert_eq!(g.window(now, SPAN), (0, SPAN));
+        assert!(!g.window_is_widened());
+        g.read_found(0);
+        g.finish_read(SPAN);
+        assert_eq!(g.window(now, SPAN), (SPAN - L, 3 * SPAN));
+        assert!(g.window_is_widened());
+        g.read_found(0);
+        g.finish_read(3 * SPAN);
+        assert_eq!(g.window(now, SPAN), (3 * SPAN - L, 7 * SPAN));
+        // Events found: the next window is the base span again.
+        g.read_found(12);
+        assert_eq!(g.window(now, SPAN), (3 * SPAN - L, 4 * SPAN));
+        assert!(!g.window_is_widened());
+        // Widening never overflows.
+        for _ in 0..100 {
+            g.read_found(0);
+        }
+        assert_eq!(g.window(now, SPAN).1, now);
+        let (_, far) = g.window(i64::MAX, SPAN);
+        assert!(far > 1_000 * 365 * DAY, "{far}");
     }
 
     #[test]

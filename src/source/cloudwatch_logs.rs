@@ -39,8 +39,13 @@ use crate::telemetry;
 /// memory: each keeps its message for a retry). As the SQS source's default.
 const MAX_IN_FLIGHT: usize = 10_000;
 /// A group far behind (an old `start`, a long outage) is read in steps of
-/// at most this, so the ids it remembers stay bounded.
+/// this, so the ids it remembers stay bounded; each step that finds nothing
+/// new doubles the next one, so empty time costs few calls.
 const CATCH_UP_SPAN: Duration = Duration::from_secs(15 * 60);
+/// Share of `lookback` at which a late event is worth a warning.
+const LATE_WARNING_SHARE: f64 = 0.8;
+/// At most one late-event warning per group in this time.
+const LATE_WARNING_EVERY: Duration = Duration::from_secs(600);
 /// One API call, including the SDK's connection attempts.
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// DescribeLogGroups is eventually consistent: a group created this long
@@ -573,6 +578,7 @@ impl Shared {
         let (tx, mut rx) = mpsc::unbounded_channel::<(String, Outcome)>();
         let mut saved = None;
         let mut errors = 0u32;
+        let mut late = LateEvents::default();
         loop {
             while let Ok((id, outcome)) = rx.try_recv() {
                 self.settle(&group, &mut progress, &id, outcome);
@@ -583,7 +589,10 @@ impl Shared {
             self.retry_failed(&group, &mut progress, &tx);
             let mut wait = self.settings.poll_interval;
             if progress.in_flight() < MAX_IN_FLIGHT {
-                match self.read(&group, &mut progress, &tx, &stop).await {
+                match self
+                    .read(&group, &mut progress, &tx, &stop, &mut late)
+                    .await
+                {
                     Ok(read) => {
                         errors = 0;
                         if matches!(read, Read::Behind) {
@@ -625,16 +634,21 @@ impl Shared {
     }
 
     /// Reads the group's window, page by page. The frontier moves only when
-    /// every page was read.
+    /// every page was read. A window widened over empty time stops at its
+    /// first page with new events: those are handled (and known, so not
+    /// handled twice), and the read goes on at once with the base span.
     async fn read(
         &self,
         group: &str,
         progress: &mut Progress,
         tx: &mpsc::UnboundedSender<(String, Outcome)>,
         stop: &CancellationToken,
+        late: &mut LateEvents,
     ) -> Result<Read, CallError> {
         let now = now_ms();
         let (start, end) = progress.window(now, CATCH_UP_SPAN.as_millis() as i64);
+        let widened = progress.window_is_widened();
+        let mut new_events = 0;
         let mut token: Option<String> = None;
         loop {
             if progress.in_flight() >= MAX_IN_FLIGHT {
@@ -655,13 +669,21 @@ impl Shared {
                 .send();
             let page = self.call(stop, "filter", request).await?;
             for event in page.events() {
-                self.handle(group, event, progress, tx);
+                if self.handle(group, event, progress, tx) {
+                    new_events += 1;
+                    late.observe(self, group, event);
+                }
+            }
+            if widened && new_events > 0 {
+                progress.read_found(new_events);
+                return Ok(Read::Behind);
             }
             match page.next_token() {
                 Some(t) => token = Some(t.to_owned()),
                 None => break,
             }
         }
+        progress.read_found(new_events);
         progress.finish_read(end);
         Ok(if end < now {
             Read::Behind
@@ -670,20 +692,21 @@ impl Shared {
         })
     }
 
+    /// Handles one event read from the group; returns whether it was new.
     fn handle(
         &self,
         group: &str,
         event: &FilteredLogEvent,
         progress: &mut Progress,
         tx: &mpsc::UnboundedSender<(String, Outcome)>,
-    ) {
+    ) -> bool {
         let Some(ts) = event.timestamp() else {
             telemetry::source_error(
                 self.name(),
                 "filter",
                 &format!("log group {group}: an event without a timestamp was skipped"),
             );
-            return;
+            return false;
         };
         let message = event.message().unwrap_or("");
         // Every real event has an id; without one, the stream, time and
@@ -697,10 +720,11 @@ impl Shared {
             ),
         };
         if progress.is_known(&id) {
-            return;
+            return false;
         }
         telemetry::message_received(self.name(), &id);
         self.dispatch(group, id, ts, message.to_owned(), progress, tx, true);
+        true
     }
 
     /// Scans one event and dispatches its findings under a unit of its own.
@@ -793,6 +817,34 @@ impl Shared {
         if saved.as_ref() != Some(&c) {
             *saved = Some(c.clone());
             let _ = updates.send(Update::Group(group.to_owned(), c)).await;
+        }
+    }
+}
+
+/// Watches how late events become searchable (`ingestionTime -
+/// timestamp`): recorded for every new event, and a warning (at most one per
+/// group every [`LATE_WARNING_EVERY`]) when one comes close to `lookback`,
+/// so an operator raises the lookback before events fall outside it.
+#[derive(Default)]
+struct LateEvents {
+    warned_at: Option<Instant>,
+}
+
+impl LateEvents {
+    fn observe(&mut self, shared: &Shared, group: &str, event: &FilteredLogEvent) {
+        let (Some(ts), Some(ingested)) = (event.timestamp(), event.ingestion_time()) else {
+            return;
+        };
+        let delay = Duration::from_millis(ingested.saturating_sub(ts).max(0) as u64);
+        telemetry::ingestion_delay(shared.name(), delay);
+        let lookback = shared.settings.lookback;
+        if delay.as_secs_f64() >= lookback.as_secs_f64() * LATE_WARNING_SHARE
+            && self
+                .warned_at
+                .is_none_or(|t| t.elapsed() >= LATE_WARNING_EVERY)
+        {
+            self.warned_at = Some(Instant::now());
+            telemetry::late_event_warning(shared.name(), group, delay, lookback);
         }
     }
 }
