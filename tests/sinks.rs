@@ -98,6 +98,46 @@ async fn retries_429_honouring_retry_after() {
     }
 }
 
+/// A `Retry-After` beyond the deadline (the largest number a receiver can
+/// send, or a date far ahead) ends retrying at once as a failure: no
+/// overflow, no wait of centuries. The first answer asks for one second,
+/// so the huge value comes when time has already passed since the start.
+#[tokio::test]
+async fn a_retry_after_past_the_deadline_gives_up_at_once() {
+    for (status, value) in [
+        (StatusCode::TOO_MANY_REQUESTS, "18446744073709551615"),
+        (StatusCode::SERVICE_UNAVAILABLE, "18446744073709551615"),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ),
+    ] {
+        let hook = Webhook::start(move |n| match n {
+            0 => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![("Retry-After", "1".to_owned())],
+            ),
+            _ => (status, vec![("Retry-After", value.to_owned())]),
+        })
+        .await;
+        let mut retries = 0;
+        let r = send_with_retry(
+            build("webhook", &hook.url()).as_ref(),
+            &finding(),
+            &Policy::with_deadline(Duration::from_secs(10)),
+            &CancellationToken::new(),
+            |_, _, _| retries += 1,
+        )
+        .await;
+        assert!(
+            matches!(r, Err(DeliveryError::GaveUp { attempts: 2, ref last }) if last.contains(status.as_str())),
+            "{status} {value}: {r:?}"
+        );
+        assert_eq!(retries, 1, "{value}");
+        assert_eq!(hook.requests().len(), 2, "{value}");
+    }
+}
+
 #[tokio::test]
 async fn retries_5xx_until_it_succeeds() {
     for kind in KINDS {
