@@ -15,10 +15,13 @@ pub fn classify_status(status: u16, retry_after: Option<&str>, body: &str) -> Op
         return None;
     }
     let snippet: String = body.chars().take(200).collect();
-    let error = if snippet.trim().is_empty() {
+    // A receiver's error page may echo its own URL, which can carry a
+    // token: no URL from the body goes into the error text.
+    let snippet = crate::dead_letter::scrub(snippet.trim(), &[]);
+    let error = if snippet.is_empty() {
         format!("HTTP {status}")
     } else {
-        format!("HTTP {status}: {}", snippet.trim())
+        format!("HTTP {status}: {snippet}")
     };
     if status == 408 || status == 429 || (500..600).contains(&status) {
         Some(SendError::Retriable {
@@ -26,7 +29,10 @@ pub fn classify_status(status: u16, retry_after: Option<&str>, body: &str) -> Op
             retry_after: retry_after.and_then(parse_retry_after),
         })
     } else {
-        Some(SendError::Permanent { error })
+        Some(SendError::Permanent {
+            error,
+            status: Some(status),
+        })
     }
 }
 
@@ -92,8 +98,8 @@ pub fn next_wait(
 
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("rejected: {0}")]
-    Rejected(String),
+    #[error("rejected: {error}")]
+    Rejected { error: String, status: Option<u16> },
     #[error("gave up after {attempts} attempt(s): {last}")]
     GaveUp { attempts: u32, last: String },
     #[error("cancelled by shutdown after {attempts} attempt(s)")]
@@ -120,7 +126,9 @@ pub async fn send_with_retry(
         };
         let err = match result {
             Ok(()) => return Ok(attempt),
-            Err(SendError::Permanent { error }) => return Err(DeliveryError::Rejected(error)),
+            Err(SendError::Permanent { error, status }) => {
+                return Err(DeliveryError::Rejected { error, status });
+            }
             Err(e) => e,
         };
         let SendError::Retriable { retry_after, .. } = &err else {
@@ -179,10 +187,19 @@ mod tests {
             })
         );
         let long = "x".repeat(1000);
-        let Some(SendError::Permanent { error }) = classify_status(400, None, &long) else {
+        let Some(SendError::Permanent { error, status }) = classify_status(400, None, &long) else {
             panic!()
         };
         assert!(error.len() < 220);
+        assert_eq!(status, Some(400));
+        let Some(SendError::Permanent { error, .. }) = classify_status(
+            404,
+            None,
+            "no such hook https://hooks.example.com/services/T0/B0/secret",
+        ) else {
+            panic!()
+        };
+        assert_eq!(error, "HTTP 404: no such hook [url]");
     }
 
     #[test]

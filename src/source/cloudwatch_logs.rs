@@ -745,6 +745,7 @@ impl Shared {
             let _ = tx.send((unit_id, outcome));
         });
         self.pipeline.dispatch(&unit, scan.groups);
+        unit.done();
     }
 
     fn retry_failed(

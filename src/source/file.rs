@@ -155,6 +155,7 @@ impl FileSource {
             let _ = tx.send((path, outcome));
         });
         self.pipeline.dispatch(&unit, scan.groups);
+        unit.done();
     }
 }
 
