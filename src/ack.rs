@@ -1,24 +1,35 @@
 //! Acknowledgement tokens. Every unit of source input (an SQS message, a
-//! file, a CloudWatch Logs page) is a [`Unit`]; whatever still has work to do
-//! for it holds a clone. When the last clone drops, the source learns the
-//! outcome and only then deletes, checkpoints or retries. A crash before
-//! that loses nothing: the input was never acknowledged.
+//! file, a CloudWatch Logs event) is a [`Unit`]; whatever still has work to
+//! do for it holds a handle. Each handle ends explicitly: [`Unit::done`]
+//! (my part was handled), [`Unit::fail`] or [`Unit::release`]. When the
+//! last handle is gone, the source learns the outcome and only then
+//! deletes, checkpoints or retries.
+//!
+//! Only an explicit end counts as handled: a handle dropped without one (a
+//! panic unwinding through its holder, a delivery task aborted or dropped
+//! with its runtime) fails the unit as `abandoned`. A crash before the end
+//! loses nothing: the input was never acknowledged.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// How a unit ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    /// Every finding delivered (or permanently rejected and recorded): acknowledge.
+    /// Every finding delivered (or durably dead-lettered): acknowledge.
     Done,
     /// Something was not handled; `reason` is a bounded label
-    /// (`decode`, `s3`, `delivery`). Do not acknowledge.
+    /// (`decode`, `s3`, `delivery`, `rejected`, `abandoned`). Do not
+    /// acknowledge.
     Failed(&'static str),
     /// Work was cut short by shutdown: do not acknowledge; hand the input
     /// back as soon as possible.
     Released,
 }
+
+/// The reason a unit fails with when a handle is dropped without an
+/// explicit end.
+pub const ABANDONED: &str = "abandoned";
 
 const OK: u8 = 0;
 const RELEASED: u8 = 1;
@@ -30,39 +41,118 @@ struct Inner {
     state: AtomicU8,
     reason: Mutex<&'static str>,
     on_done: Mutex<Option<Callback>>,
+    dead_letter: Option<crate::dead_letter::Target>,
 }
 
-#[derive(Clone)]
-pub struct Unit(Arc<Inner>);
+impl Inner {
+    fn fail(&self, reason: &'static str) {
+        if self.state.swap(FAILED, Ordering::AcqRel) != FAILED {
+            *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = reason;
+        }
+    }
+}
+
+/// One handle on a unit of input. Cloning gives another handle that must
+/// end on its own.
+pub struct Unit {
+    inner: Arc<Inner>,
+    /// Whether this handle ended explicitly.
+    settled: AtomicBool,
+}
+
+impl Clone for Unit {
+    fn clone(&self) -> Self {
+        Unit {
+            inner: Arc::clone(&self.inner),
+            settled: AtomicBool::new(false),
+        }
+    }
+}
 
 impl std::fmt::Debug for Unit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Unit(state={})", self.0.state.load(Ordering::Relaxed))
+        write!(
+            f,
+            "Unit(state={}, settled={})",
+            self.inner.state.load(Ordering::Relaxed),
+            self.settled.load(Ordering::Relaxed)
+        )
     }
 }
 
 impl Unit {
     pub fn new(on_done: impl FnOnce(Outcome) + Send + 'static) -> Unit {
-        Unit(Arc::new(Inner {
-            state: AtomicU8::new(OK),
-            reason: Mutex::new(""),
-            on_done: Mutex::new(Some(Box::new(on_done))),
-        }))
+        Unit::build(on_done, None)
     }
 
-    /// Marks the unit as not handled. The first reason given is kept.
-    pub fn fail(&self, reason: &'static str) {
-        if self.0.state.swap(FAILED, Ordering::AcqRel) != FAILED {
-            *self.0.reason.lock().expect("unit lock") = reason;
+    /// A unit whose undeliverable findings may be written to a dead-letter
+    /// file instead of failing it (sources without a dead-letter queue).
+    pub fn with_dead_letter(
+        on_done: impl FnOnce(Outcome) + Send + 'static,
+        dead_letter: crate::dead_letter::Target,
+    ) -> Unit {
+        Unit::build(on_done, Some(dead_letter))
+    }
+
+    fn build(
+        on_done: impl FnOnce(Outcome) + Send + 'static,
+        dead_letter: Option<crate::dead_letter::Target>,
+    ) -> Unit {
+        Unit {
+            inner: Arc::new(Inner {
+                state: AtomicU8::new(OK),
+                reason: Mutex::new(""),
+                on_done: Mutex::new(Some(Box::new(on_done))),
+                dead_letter,
+            }),
+            settled: AtomicBool::new(false),
         }
     }
 
-    /// Marks the unit as cut short by shutdown, unless it already failed.
+    /// Where this unit's undeliverable findings go, if anywhere.
+    pub fn dead_letter(&self) -> Option<&crate::dead_letter::Target> {
+        self.inner.dead_letter.as_ref()
+    }
+
+    /// Ends this handle: its part was handled. The unit is Done when every
+    /// handle ended this way.
+    pub fn done(self) {
+        self.settled.store(true, Ordering::Release);
+    }
+
+    /// Marks the unit as not handled and ends this handle. The first reason
+    /// given is kept. Calling [`Unit::done`] afterwards changes nothing.
+    pub fn fail(&self, reason: &'static str) {
+        self.inner.fail(reason);
+        self.settled.store(true, Ordering::Release);
+    }
+
+    /// Marks the unit as cut short by shutdown (unless it already failed)
+    /// and ends this handle.
     pub fn release(&self) {
-        let _ = self
-            .0
-            .state
-            .compare_exchange(OK, RELEASED, Ordering::AcqRel, Ordering::Acquire);
+        let _ =
+            self.inner
+                .state
+                .compare_exchange(OK, RELEASED, Ordering::AcqRel, Ordering::Acquire);
+        self.settled.store(true, Ordering::Release);
+    }
+
+    /// Ends this handle with `outcome` (passing on an inner unit's end).
+    pub fn end(self, outcome: Outcome) {
+        match outcome {
+            Outcome::Done => self.done(),
+            Outcome::Failed(reason) => self.fail(reason),
+            Outcome::Released => self.release(),
+        }
+    }
+}
+
+impl Drop for Unit {
+    fn drop(&mut self) {
+        if !*self.settled.get_mut() {
+            crate::telemetry::ack_abandoned();
+            self.inner.fail(ABANDONED);
+        }
     }
 }
 
@@ -71,9 +161,18 @@ impl Drop for Inner {
         let outcome = match *self.state.get_mut() {
             OK => Outcome::Done,
             RELEASED => Outcome::Released,
-            _ => Outcome::Failed(self.reason.get_mut().map(|r| *r).unwrap_or("unknown")),
+            _ => Outcome::Failed(
+                self.reason
+                    .get_mut()
+                    .map(|r| *r)
+                    .unwrap_or_else(|e| *e.into_inner()),
+            ),
         };
-        if let Some(cb) = self.on_done.get_mut().ok().and_then(Option::take) {
+        let cb = match self.on_done.get_mut() {
+            Ok(cb) => cb.take(),
+            Err(e) => e.into_inner().take(),
+        };
+        if let Some(cb) = cb {
             cb(outcome);
         }
     }
@@ -90,27 +189,73 @@ mod tests {
     }
 
     #[test]
-    fn completes_when_the_last_holder_drops() {
+    fn completes_when_the_last_holder_is_done() {
         let (u, rx) = unit();
         let held = u.clone();
-        drop(u);
+        u.done();
         assert!(rx.try_recv().is_err(), "still held");
-        drop(held);
+        held.done();
         assert_eq!(rx.try_recv().unwrap(), Outcome::Done);
     }
 
     #[test]
     fn failure_wins_over_release_and_keeps_the_first_reason() {
         let (u, rx) = unit();
-        u.release();
-        u.fail("s3");
-        u.fail("delivery");
-        u.release();
-        drop(u);
+        u.clone().release();
+        u.clone().fail("s3");
+        u.clone().fail("delivery");
+        u.clone().release();
+        u.done();
         assert_eq!(rx.try_recv().unwrap(), Outcome::Failed("s3"));
         let (u, rx) = unit();
-        u.release();
-        drop(u);
+        let h = u.clone();
+        h.release();
+        drop(h);
+        u.done();
         assert_eq!(rx.try_recv().unwrap(), Outcome::Released);
+    }
+
+    #[test]
+    fn a_handle_dropped_without_an_end_fails_the_unit() {
+        let (u, rx) = unit();
+        let held = u.clone();
+        u.done();
+        drop(held);
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Failed(ABANDONED));
+    }
+
+    #[test]
+    fn a_handle_dropped_by_a_panic_fails_the_unit() {
+        let (u, rx) = unit();
+        let held = u.clone();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _mine = held;
+            panic!("a delivery bug");
+        }));
+        assert!(r.is_err());
+        assert!(rx.try_recv().is_err(), "the source's handle is still out");
+        u.done();
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Failed(ABANDONED));
+    }
+
+    #[test]
+    fn a_task_aborted_while_holding_a_handle_fails_the_unit() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (u, rx) = unit();
+        let held = u.clone();
+        rt.block_on(async move {
+            let task = tokio::spawn(async move {
+                std::future::pending::<()>().await;
+                held.done();
+            });
+            tokio::task::yield_now().await;
+            task.abort();
+            assert!(task.await.unwrap_err().is_cancelled());
+        });
+        u.done();
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Failed(ABANDONED));
     }
 }

@@ -2,13 +2,14 @@
 //! the shutdown sequence. `run` takes its shutdown future so tests drive
 //! the whole daemon in-process.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Settings, SourceSettings};
@@ -41,6 +42,10 @@ pub enum RunError {
     /// configuration problem (exit 78), never a silent restart.
     #[error(transparent)]
     Checkpoint(#[from] crate::source::checkpoint::CheckpointError),
+    /// A source task panicked: the daemon drained the others and stops, so
+    /// the orchestrator restarts it rather than leave a source unwatched.
+    #[error("source `{name}` stopped unexpectedly: {error}")]
+    TaskFailed { name: String, error: String },
 }
 
 /// What tests and embedders can pass in.
@@ -123,13 +128,18 @@ async fn run_sources(
         }
     };
     let throttle = tokio::spawn(Arc::clone(&pipeline).run_throttle(stop.clone()));
-    for s in starting {
+    let mut names = HashMap::new();
+    for (s, name) in starting
+        .into_iter()
+        .zip(settings.sources.iter().map(|s| s.name()))
+    {
         let stop = stop.clone();
-        match s {
+        let handle = match s {
             Starting::Sqs(src) => tasks.spawn(src.run(stop)),
             Starting::File(src) => tasks.spawn(src.run(stop)),
             Starting::CloudwatchLogs(src) => tasks.spawn(src.run(stop)),
         };
+        names.insert(handle.id(), name.to_owned());
     }
     readiness.set_ready();
     tracing::info!(
@@ -138,22 +148,34 @@ async fn run_sources(
         "rootwatch running"
     );
 
-    (&mut shutdown).await;
-    readiness.set_draining();
+    // A source task that dies (a panic) is noticed at once: not ready any
+    // more, the others drain, and the process exits non-zero so the
+    // orchestrator restarts it. Its unacknowledged input comes back.
+    let failed = tokio::select! {
+        _ = &mut shutdown => None,
+        f = first_failure(&mut tasks, &names) => Some(f),
+    };
+    match &failed {
+        Some(_) => readiness.set_failed(),
+        None => readiness.set_draining(),
+    }
     stop.cancel();
     tracing::info!(
         grace_secs = settings.shutdown_grace.as_secs(),
         "draining: finishing deliveries and acknowledgements"
     );
-    let _ = throttle.await;
-    let finished = tokio::time::timeout(settings.shutdown_grace, join_all(&mut tasks)).await;
+    if let Err(e) = throttle.await {
+        telemetry::task_failed("throttle", "throttle", &e);
+    }
+    let finished =
+        tokio::time::timeout(settings.shutdown_grace, join_all(&mut tasks, &names)).await;
     if finished.is_err() {
         tracing::warn!(
             deliveries = pipeline.deliveries_in_progress(),
             "grace period over: cancelling deliveries; their input stays unacknowledged"
         );
         abort.cancel();
-        if tokio::time::timeout(HAND_BACK, join_all(&mut tasks))
+        if tokio::time::timeout(HAND_BACK, join_all(&mut tasks, &names))
             .await
             .is_err()
         {
@@ -163,7 +185,37 @@ async fn run_sources(
         }
     }
     tracing::info!("stopped");
-    Ok(())
+    match failed {
+        Some((name, error)) => Err(RunError::TaskFailed { name, error }),
+        None => Ok(()),
+    }
+}
+
+/// Waits for the first source task that ends by panicking (or being
+/// cancelled), logging and counting it; returns its name and error. A
+/// source that simply finished (a file source read once) is not a failure.
+/// Never returns while every task ends well.
+async fn first_failure(
+    tasks: &mut JoinSet<()>,
+    names: &HashMap<tokio::task::Id, String>,
+) -> (String, String) {
+    while let Some(r) = tasks.join_next_with_id().await {
+        if let Err(e) = r {
+            return report(&e, names);
+        }
+    }
+    std::future::pending().await
+}
+
+fn report(e: &JoinError, names: &HashMap<tokio::task::Id, String>) -> (String, String) {
+    let name = names.get(&e.id()).cloned().unwrap_or_default();
+    let error = if e.is_panic() {
+        "panicked".to_owned()
+    } else {
+        "cancelled".to_owned()
+    };
+    telemetry::task_failed("source", &name, &error);
+    (name, error)
 }
 
 /// Builds and checks every source, in order, before any of them runs.
@@ -213,6 +265,45 @@ enum Starting {
     CloudwatchLogs(CloudwatchLogsSource),
 }
 
-async fn join_all(tasks: &mut JoinSet<()>) {
-    while tasks.join_next().await.is_some() {}
+async fn join_all(tasks: &mut JoinSet<()>, names: &HashMap<tokio::task::Id, String>) {
+    while let Some(r) = tasks.join_next_with_id().await {
+        if let Err(e) = r {
+            report(&e, names);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_source_task_is_reported_by_name() {
+        telemetry::prometheus();
+        let mut tasks = JoinSet::new();
+        let mut names = HashMap::new();
+        let quiet = tasks.spawn(async {});
+        names.insert(quiet.id(), "file-0".to_owned());
+        let bad = tasks.spawn(async {
+            tokio::task::yield_now().await;
+            panic!("a source bug");
+        });
+        names.insert(bad.id(), "sqs-1".to_owned());
+        let (name, error) = first_failure(&mut tasks, &names).await;
+        assert_eq!((name.as_str(), error.as_str()), ("sqs-1", "panicked"));
+        let text = telemetry::prometheus().render();
+        assert!(
+            text.contains(r#"rootwatch_task_failures_total{task="source"} 1"#),
+            "{text}"
+        );
+        // Tasks that end well never count as a failure.
+        let mut fine = JoinSet::new();
+        fine.spawn(async {});
+        let r = tokio::time::timeout(
+            Duration::from_millis(200),
+            first_failure(&mut fine, &HashMap::new()),
+        )
+        .await;
+        assert!(r.is_err(), "no failure to report");
+    }
 }

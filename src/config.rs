@@ -172,6 +172,8 @@ pub enum RawSource {
         watch: bool,
         #[serde(default = "default_poll")]
         poll_interval_secs: u64,
+        /// Where undeliverable findings are written; none by default.
+        dead_letter_path: Option<String>,
     },
     CloudwatchLogs {
         name: Option<String>,
@@ -193,6 +195,9 @@ pub enum RawSource {
         #[serde(default = "default_cwl_rate")]
         max_requests_per_sec: u32,
         filter_pattern: Option<String>,
+        /// Where undeliverable findings are written; by default next to
+        /// the checkpoint.
+        dead_letter_path: Option<String>,
     },
 }
 
@@ -330,6 +335,9 @@ pub struct FileSettings {
     pub paths: Vec<PathBuf>,
     pub watch: bool,
     pub poll_interval: Duration,
+    /// Undeliverable findings are appended here, and the file counts as
+    /// handled; without it such a file stays unacknowledged.
+    pub dead_letter_path: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -347,6 +355,9 @@ pub struct CloudwatchLogsSettings {
     /// Shared by every group of the source.
     pub max_requests_per_sec: std::num::NonZeroU32,
     pub filter_pattern: Option<String>,
+    /// Undeliverable findings are appended here before the checkpoint
+    /// passes their event.
+    pub dead_letter_path: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -759,6 +770,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             paths,
             watch,
             poll_interval_secs,
+            dead_letter_path,
         } => {
             if paths.is_empty() {
                 return Err(invalid(
@@ -776,6 +788,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     1,
                     3600,
                 )?,
+                dead_letter_path: dead_letter(key, dead_letter_path.as_deref())?,
             })
         }
         RawSource::CloudwatchLogs {
@@ -789,6 +802,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             start,
             max_requests_per_sec,
             filter_pattern,
+            dead_letter_path,
         } => {
             // CloudWatch Logs group names: 1 to 512 of [A-Za-z0-9_-/.#].
             let group_name_ok = |n: &str| {
@@ -912,13 +926,31 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     3600,
                 )?,
                 lookback: secs(&format!("{key}.lookback_secs"), *lookback_secs, 0, 86_400)?,
-                checkpoint_path,
                 start,
                 max_requests_per_sec,
                 filter_pattern,
+                dead_letter_path: match dead_letter(key, dead_letter_path.as_deref())? {
+                    Some(p) => p,
+                    None => checkpoint_path.with_extension("dead-letter.jsonl"),
+                },
+                checkpoint_path,
             })
         }
     })
+}
+
+/// `dead_letter_path`: a file, not empty, not a directory.
+fn dead_letter(key: &str, path: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
+    let k = || format!("{key}.dead_letter_path");
+    match path {
+        None => Ok(None),
+        Some("") => Err(invalid(k(), "is empty")),
+        Some(p) if p.ends_with('/') || Path::new(p).file_name().is_none() => Err(invalid(
+            k(),
+            format!("`{p}` is a directory; name the dead-letter file"),
+        )),
+        Some(p) => Ok(Some(PathBuf::from(p))),
+    }
 }
 
 fn validate_sink(

@@ -4,6 +4,10 @@
 //! failed alerts again when it comes back. A copy that arrives while the
 //! first is still being delivered waits on it: its input is acknowledged
 //! only if the first delivery succeeds.
+//!
+//! [`SentTo`] remembers which sinks took which finding, so an input that
+//! comes back after one sink refused it alerts only the sinks that did not
+//! take it, not the ones that already did.
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -42,6 +46,35 @@ impl DeliveredCache {
 
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+}
+
+/// A bounded LRU of (finding id, sink) pairs delivered. Consulted before
+/// each delivery: a finding is never sent twice to a sink that took it,
+/// while the input is retried for the sinks that did not.
+pub struct SentTo {
+    sent: Mutex<LruCache<(String, usize), ()>>,
+}
+
+impl SentTo {
+    pub fn new(capacity: NonZeroUsize) -> Self {
+        SentTo {
+            sent: Mutex::new(LruCache::new(capacity)),
+        }
+    }
+
+    pub fn contains(&self, finding_id: &str, sink: usize) -> bool {
+        self.sent
+            .lock()
+            .expect("sent-to lock")
+            .contains(&(finding_id.to_owned(), sink))
+    }
+
+    pub fn insert(&self, finding_id: &str, sink: usize) {
+        self.sent
+            .lock()
+            .expect("sent-to lock")
+            .put((finding_id.to_owned(), sink), ());
     }
 }
 
@@ -102,14 +135,10 @@ impl Dedup {
             }
             s.in_flight.remove(&key).unwrap_or_default()
         };
-        for unit in &waiting {
-            match outcome {
-                Outcome::Done => {}
-                Outcome::Failed(reason) => unit.fail(reason),
-                Outcome::Released => unit.release(),
-            }
+        // The waiting units end here, outside the lock.
+        for unit in waiting {
+            unit.end(outcome);
         }
-        // The waiting units drop here, outside the lock.
     }
 }
 
@@ -144,6 +173,17 @@ mod tests {
     }
 
     #[test]
+    fn sent_to_remembers_finding_and_sink_pairs_boundedly() {
+        let s = SentTo::new(NonZeroUsize::new(2).unwrap());
+        s.insert("f1", 0);
+        assert!(s.contains("f1", 0));
+        assert!(!s.contains("f1", 1), "another sink still needs it");
+        s.insert("f2", 0);
+        s.insert("f3", 0);
+        assert!(!s.contains("f1", 0), "the oldest makes room");
+    }
+
+    #[test]
     fn delivered_only_after_success() {
         let d = Dedup::new(NonZeroUsize::new(10).unwrap());
         let (u, _) = unit();
@@ -165,7 +205,7 @@ mod tests {
         let (copy, rx) = unit();
         assert_eq!(d.claim(key(7), &first), Claim::Fresh);
         assert_eq!(d.claim(key(7), &copy), Claim::InFlight);
-        drop(copy);
+        copy.done();
         assert!(
             rx.try_recv().is_err(),
             "the copy waits for the first delivery"
@@ -176,7 +216,7 @@ mod tests {
         let (copy, rx) = unit();
         assert_eq!(d.claim(key(8), &first), Claim::Fresh);
         assert_eq!(d.claim(key(8), &copy), Claim::InFlight);
-        drop(copy);
+        copy.done();
         d.complete(key(8), Outcome::Done);
         assert_eq!(rx.try_recv().unwrap(), Outcome::Done);
 
@@ -184,7 +224,7 @@ mod tests {
         let (copy, rx) = unit();
         assert_eq!(d.claim(key(9), &first), Claim::Fresh);
         assert_eq!(d.claim(key(9), &copy), Claim::InFlight);
-        drop(copy);
+        copy.done();
         d.complete(key(9), Outcome::Released);
         assert_eq!(rx.try_recv().unwrap(), Outcome::Released);
         assert_eq!(

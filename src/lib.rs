@@ -6,6 +6,7 @@ pub mod ack;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dead_letter;
 pub mod decode;
 pub mod dedup;
 pub mod detect;

@@ -109,6 +109,7 @@ fn run(settings: config::Settings) -> i32 {
                 rootwatch::app::RunError::NoSources
                 | rootwatch::app::RunError::NoSinks
                 | rootwatch::app::RunError::Checkpoint(_) => exit::CONFIG,
+                rootwatch::app::RunError::TaskFailed { .. } => exit::SOFTWARE,
                 _ => exit::UNAVAILABLE,
             }
         }

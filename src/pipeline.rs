@@ -2,9 +2,15 @@
 //!
 //! Sources call [`Pipeline::scan_body`] / [`Pipeline::scan_reader`] to turn
 //! input into findings grouped by event, then [`Pipeline::dispatch`] with
-//! the input's [`Unit`]. Each delivery holds the unit (through its event's
-//! event's unit) until it ends, so the source acknowledges the input only once
-//! every finding reached every sink that takes it.
+//! the input's [`Unit`]. Each delivery holds a handle on its event's unit
+//! (nested in the input's) and ends it explicitly, so the source
+//! acknowledges the input only once every finding reached every sink that
+//! takes it. A delivery that panics or is dropped unfinished ends nothing:
+//! its handles fail the input as `abandoned`.
+//!
+//! A sink that refuses a finding (a 3xx/4xx other than 408/429) fails the
+//! input, unless the input's source has a dead-letter file: then the
+//! finding is written there and the input may be acknowledged.
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};
@@ -15,10 +21,11 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::ack::{Outcome, Unit};
-use crate::config::{Settings, SinkSettings};
+use crate::ack::Unit;
+use crate::config::{Secret, Settings, SinkKind, SinkSettings};
+use crate::dead_letter::{self, Entry};
 use crate::decode::{self, DecodeError, Item, ObjectRef};
-use crate::dedup::{Claim, Dedup};
+use crate::dedup::{Claim, Dedup, SentTo};
 use crate::detect::Detector;
 use crate::event::{EventKey, Record};
 use crate::finding::Finding;
@@ -59,6 +66,9 @@ const SINK_CONCURRENCY: usize = 16;
 pub struct Pipeline {
     detector: Detector,
     dedup: Dedup,
+    /// Which sinks took which finding, so a returning input alerts only
+    /// the sinks that did not.
+    sent: SentTo,
     throttle: Option<Mutex<Throttle<Unit>>>,
     sinks: Vec<SinkRunner>,
     deliveries: TaskTracker,
@@ -82,6 +92,7 @@ impl Pipeline {
         Pipeline {
             detector: Detector::new(settings.detect.clone()),
             dedup: Dedup::new(settings.dedup_capacity),
+            sent: SentTo::new(settings.dedup_capacity),
             throttle: settings
                 .throttle_window
                 .map(|w| Mutex::new(Throttle::new(w))),
@@ -157,6 +168,7 @@ impl Pipeline {
     /// Sends each event's findings to every sink that takes them. `unit` is
     /// held until every delivery ended; duplicates of delivered events are
     /// dropped, and copies of events being delivered wait on that delivery.
+    /// The caller still ends its own handle on `unit`.
     pub fn dispatch(self: &Arc<Self>, unit: &Unit, groups: Vec<EventFindings>) {
         for group in groups {
             if let Some(key) = group.key {
@@ -175,7 +187,7 @@ impl Pipeline {
                 if let Some(t) = &self.throttle {
                     let admit = t.lock().expect("throttle lock").admit(
                         &finding,
-                        guard.clone(),
+                        || guard.clone(),
                         Instant::now(),
                     );
                     if admit == Admit::Folded {
@@ -183,42 +195,44 @@ impl Pipeline {
                         continue;
                     }
                 }
-                self.send(finding, Arc::new(vec![guard.clone()]));
+                self.send(finding, vec![guard.clone()]);
             }
+            guard.done();
         }
     }
 
     /// A unit for one event's deliveries, inside the input's `unit`. When
     /// it ends, the event's key leaves the in-flight set (entering the
     /// delivered cache only if it was delivered, and taking copies that
-    /// waited on it along), and a failure or release passes to the input.
+    /// waited on it along), and its outcome passes to the input.
     fn event_unit(self: &Arc<Self>, key: Option<EventKey>, unit: &Unit) -> Unit {
         let (me, input) = (Arc::clone(self), unit.clone());
-        Unit::new(move |outcome| {
+        let dead_letter = unit.dead_letter().cloned();
+        let on_done = move |outcome| {
             if let Some(k) = key {
                 me.dedup.complete(k, outcome);
             }
-            match outcome {
-                Outcome::Done => {}
-                Outcome::Failed(reason) => input.fail(reason),
-                Outcome::Released => input.release(),
-            }
-        })
+            input.end(outcome);
+        };
+        match dead_letter {
+            Some(t) => Unit::with_dead_letter(on_done, t),
+            None => Unit::new(on_done),
+        }
     }
 
-    /// Starts a delivery of `finding` to every sink that takes it; `guards`
-    /// live until each delivery ended.
-    fn send(self: &Arc<Self>, finding: Finding, guards: Held) {
+    /// Starts a delivery of `finding` to every sink that takes it. Each
+    /// delivery gets its own handles on `guards` and ends them.
+    fn send(self: &Arc<Self>, finding: Finding, guards: Vec<Unit>) {
         let finding = Arc::new(finding);
         for (i, runner) in self.sinks.iter().enumerate() {
             if !runner.settings.accepts(&finding.rule, finding.severity) {
                 continue;
             }
-            let (me, finding, guards) =
-                (Arc::clone(self), Arc::clone(&finding), Arc::clone(&guards));
+            let (me, finding, held) = (Arc::clone(self), Arc::clone(&finding), guards.clone());
             self.deliveries
-                .spawn(async move { me.deliver(i, &finding, &guards).await });
+                .spawn(async move { me.deliver(i, finding, held).await });
         }
+        guards.into_iter().for_each(Unit::done);
     }
 
     /// Sends throttle summaries as windows close, until `stop`; then closes
@@ -241,7 +255,7 @@ impl Pipeline {
             };
             for c in closed {
                 tracing::info!(rule = %c.summary.rule, finding_id = %c.summary.finding_id, repeats = c.held.len(), "throttle window closed; sending its summary");
-                self.send(c.summary, Arc::new(c.held));
+                self.send(c.summary, c.held);
             }
             if stopping {
                 return;
@@ -249,21 +263,26 @@ impl Pipeline {
         }
     }
 
-    async fn deliver(&self, sink: usize, finding: &Finding, guards: &[Unit]) {
+    async fn deliver(&self, sink: usize, finding: Arc<Finding>, guards: Vec<Unit>) {
         let runner = &self.sinks[sink];
         let name = runner.settings.name.as_str();
+        if self.sent.contains(&finding.finding_id, sink) {
+            telemetry::alert_already_delivered(name, &finding.finding_id);
+            guards.into_iter().for_each(Unit::done);
+            return;
+        }
         let _slot = tokio::select! {
             s = runner.slots.acquire() => s.expect("sink slots are never closed"),
             _ = self.abort.cancelled() => {
                 telemetry::alert_failed(name, &finding.finding_id, "shutdown", &"cancelled before the first attempt");
-                guards.iter().for_each(|g| g.release());
+                guards.iter().for_each(Unit::release);
                 return;
             }
         };
         let started = std::time::Instant::now();
         let result = send_with_retry(
             runner.sink.as_ref(),
-            finding,
+            &finding,
             &runner.policy,
             &self.abort,
             |attempt, wait, err| {
@@ -273,20 +292,86 @@ impl Pipeline {
         .await;
         match result {
             Ok(attempts) => {
-                telemetry::alert_delivered(name, &finding.finding_id, started.elapsed(), attempts)
+                self.sent.insert(&finding.finding_id, sink);
+                telemetry::alert_delivered(name, &finding.finding_id, started.elapsed(), attempts);
+                guards.into_iter().for_each(Unit::done);
             }
-            // A receiver that refuses the payload must not wedge the queue:
-            // recorded, and the input is still acknowledged.
-            Err(e @ DeliveryError::Rejected(_)) => {
-                telemetry::alert_failed(name, &finding.finding_id, "rejected", &e)
+            // Only a delivery acknowledges: a receiver that refuses the
+            // alert leaves the input unacknowledged (SQS redrives it to its
+            // DLQ) unless its source keeps a dead-letter file.
+            Err(DeliveryError::Rejected { error, status }) => {
+                telemetry::alert_failed(name, &finding.finding_id, "rejected", &error);
+                self.undeliverable(runner, finding, guards, "rejected", status, &error)
+                    .await;
             }
             Err(e @ DeliveryError::GaveUp { .. }) => {
                 telemetry::alert_failed(name, &finding.finding_id, "deadline", &e);
-                guards.iter().for_each(|g| g.fail("delivery"));
+                self.undeliverable(runner, finding, guards, "deadline", None, &e.to_string())
+                    .await;
             }
             Err(e @ DeliveryError::Cancelled { .. }) => {
                 telemetry::alert_failed(name, &finding.finding_id, "shutdown", &e);
-                guards.iter().for_each(|g| g.release());
+                guards.iter().for_each(Unit::release);
+            }
+        }
+    }
+
+    /// A delivery that failed for good (`reason`: `rejected`, `deadline`):
+    /// each guard whose input has a dead-letter file taking this failure
+    /// gets the finding written there (fsynced) and ends done; every other
+    /// guard fails with `reason`. A dead letter that cannot be written
+    /// fails its guard too: nothing is acknowledged unrecorded.
+    async fn undeliverable(
+        &self,
+        runner: &SinkRunner,
+        finding: Arc<Finding>,
+        guards: Vec<Unit>,
+        reason: &'static str,
+        status: Option<u16>,
+        error: &str,
+    ) {
+        let sink = runner.settings.name.clone();
+        let error = dead_letter::scrub(error, &secrets(&runner.settings.kind));
+        for g in guards {
+            let Some(target) = g.dead_letter().filter(|t| t.takes(reason)).cloned() else {
+                g.fail(reason);
+                continue;
+            };
+            let (f, sink_name, error_text) = (Arc::clone(&finding), sink.clone(), error.clone());
+            let t = target.clone();
+            let written = tokio::task::spawn_blocking(move || {
+                t.file.append(&Entry {
+                    input: &t.input,
+                    sink: &sink_name,
+                    reason,
+                    status,
+                    error: &error_text,
+                    finding: &f,
+                })
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r);
+            match written {
+                Ok(()) => {
+                    telemetry::dead_lettered(
+                        &sink,
+                        &finding.finding_id,
+                        &target.input,
+                        reason,
+                        target.file.path(),
+                    );
+                    g.done();
+                }
+                Err(e) => {
+                    telemetry::dead_letter_error(
+                        &sink,
+                        &finding.finding_id,
+                        target.file.path(),
+                        &e,
+                    );
+                    g.fail("dead_letter");
+                }
             }
         }
     }
@@ -296,6 +381,264 @@ impl Pipeline {
     }
 }
 
-/// What a delivery keeps alive: the units of the events it reports on (one,
-/// or all the repeats a throttle summary counts).
-type Held = Arc<Vec<Unit>>;
+/// The sink's URL and credentials: removed from any error text that is
+/// written down.
+fn secrets(kind: &SinkKind) -> Vec<&str> {
+    match kind {
+        SinkKind::Stdout => vec![],
+        SinkKind::Webhook(w) => {
+            let mut v = vec![w.url.expose()];
+            v.extend(w.hmac_secret.as_ref().map(Secret::expose));
+            v.extend(w.headers.iter().map(|(_, value)| value.expose()));
+            v
+        }
+        SinkKind::Slack { url } | SinkKind::Teams { url } => vec![url.expose()],
+        SinkKind::PagerDuty { url, routing_key } => vec![url.as_str(), routing_key.expose()],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::Outcome;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+
+    const ROOT_CALL: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333","accessKeyId":"ASIAEXAMPLE","sessionContext":{"attributes":{"mfaAuthenticated":"true"}}},"eventTime":"2024-05-01T12:00:00Z","eventSource":"iam.amazonaws.com","eventName":"DeleteUser","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.9","userAgent":"aws-cli/2.15.0","eventID":"EVENT","eventType":"AwsApiCall","recipientAccountId":"111122223333"}"#;
+
+    fn settings(sinks: &[(&str, &str)], retry_max_secs: u64) -> Settings {
+        let mut toml = String::from("[throttle]\nwindow_secs = 0\n");
+        for (name, url) in sinks {
+            toml.push_str(&format!(
+                "[[sinks]]\ntype = \"webhook\"\nname = \"{name}\"\nurl = \"{url}\"\nretry_max_secs = {retry_max_secs}\n"
+            ));
+        }
+        let raw = crate::config::parse(&toml, &|_| None).unwrap();
+        crate::config::validate(&raw).unwrap()
+    }
+
+    /// A receiver on 127.0.0.1 answering the n-th request (from 0) with
+    /// `status(n)`; returns its URL and the request count.
+    async fn receiver(
+        status: impl Fn(usize) -> u16 + Send + Sync + 'static,
+    ) -> (String, Arc<AtomicUsize>) {
+        let count = Arc::new(AtomicUsize::new(0));
+        let (c, status) = (Arc::clone(&count), Arc::new(status));
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                let n = c.fetch_add(1, Ordering::SeqCst);
+                let code = status(n);
+                async move { axum::http::StatusCode::from_u16(code).unwrap() }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (url, count)
+    }
+
+    fn groups(p: &Pipeline, event_id: &str) -> Vec<EventFindings> {
+        let mut scan = Scan::default();
+        p.scan_body(&ROOT_CALL.replace("EVENT", event_id), &mut scan);
+        assert_eq!(scan.groups.len(), 1);
+        scan.groups
+    }
+
+    fn input() -> (Unit, mpsc::Receiver<Outcome>) {
+        let (tx, rx) = mpsc::channel();
+        (
+            Unit::new(move |o| {
+                let _ = tx.send(o);
+            }),
+            rx,
+        )
+    }
+
+    /// Dispatches one event under a fresh input unit and waits for the
+    /// input's outcome.
+    async fn run_input(
+        p: &Arc<Pipeline>,
+        unit: Unit,
+        rx: mpsc::Receiver<Outcome>,
+        id: &str,
+    ) -> Outcome {
+        p.dispatch(&unit, groups(p, id));
+        unit.done();
+        tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(60)))
+            .await
+            .unwrap()
+            .expect("the input ends")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_acknowledges_and_a_rejection_does_not() {
+        let (ok, _) = receiver(|_| 200).await;
+        let p = Arc::new(Pipeline::new(
+            &settings(&[("ok", &ok)], 5),
+            CancellationToken::new(),
+        ));
+        let (u, rx) = input();
+        assert_eq!(run_input(&p, u, rx, "delivered").await, Outcome::Done);
+
+        for status in [400, 401, 403, 404, 410, 413, 301] {
+            let (bad, count) = receiver(move |_| status).await;
+            let p = Arc::new(Pipeline::new(
+                &settings(&[("bad", &bad)], 5),
+                CancellationToken::new(),
+            ));
+            let (u, rx) = input();
+            assert_eq!(
+                run_input(&p, u, rx, "refused").await,
+                Outcome::Failed("rejected"),
+                "HTTP {status}"
+            );
+            assert_eq!(count.load(Ordering::SeqCst), 1, "not retried: {status}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_cut_short_by_shutdown_releases_the_input() {
+        let (down, count) = receiver(|_| 503).await;
+        let abort = CancellationToken::new();
+        let p = Arc::new(Pipeline::new(
+            &settings(&[("down", &down)], 600),
+            abort.clone(),
+        ));
+        let (u, rx) = input();
+        p.dispatch(&u, groups(&p, "cut-short"));
+        u.done();
+        while count.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        abort.cancel();
+        let got = tokio::task::spawn_blocking(move || {
+            rx.recv_timeout(std::time::Duration::from_secs(30))
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, Ok(Outcome::Released));
+    }
+
+    /// A delivery task dropped while the receiver has not answered (its
+    /// runtime shut down) ended nothing: the input is not acknowledged.
+    #[test]
+    fn a_delivery_dropped_mid_flight_does_not_acknowledge() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (u, rx) = input();
+        rt.block_on(async {
+            // Accepts the connection and never answers.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("http://{}/hook", listener.local_addr().unwrap());
+            let p = Arc::new(Pipeline::new(
+                &settings(&[("silent", &url)], 600),
+                CancellationToken::new(),
+            ));
+            p.dispatch(&u, groups(&p, "never-answered"));
+            let (_conn, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(p.deliveries_in_progress(), 1);
+        });
+        u.done();
+        assert!(rx.try_recv().is_err(), "the delivery task still holds it");
+        drop(rt);
+        assert_eq!(rx.try_recv(), Ok(Outcome::Failed(crate::ack::ABANDONED)));
+    }
+
+    /// The input comes back after one of two sinks refused it: the sink
+    /// that took it is not sent it again; the other is, once fixed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_returning_input_alerts_only_the_sinks_that_did_not_take_it() {
+        let (ok, ok_count) = receiver(|_| 200).await;
+        let (fixed, fixed_count) = receiver(|n| if n == 0 { 400 } else { 200 }).await;
+        let p = Arc::new(Pipeline::new(
+            &settings(&[("ok", &ok), ("fixed", &fixed)], 5),
+            CancellationToken::new(),
+        ));
+        let (u, rx) = input();
+        assert_eq!(
+            run_input(&p, u, rx, "comes-back").await,
+            Outcome::Failed("rejected")
+        );
+        let (u, rx) = input();
+        assert_eq!(run_input(&p, u, rx, "comes-back").await, Outcome::Done);
+        assert_eq!(
+            ok_count.load(Ordering::SeqCst),
+            1,
+            "the OK sink got it once"
+        );
+        assert_eq!(fixed_count.load(Ordering::SeqCst), 2);
+        // Delivered everywhere now: a third copy is a duplicate.
+        let (u, rx) = input();
+        assert_eq!(run_input(&p, u, rx, "comes-back").await, Outcome::Done);
+        assert_eq!(
+            ok_count.load(Ordering::SeqCst) + fixed_count.load(Ordering::SeqCst),
+            3
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rejection_goes_to_the_dead_letter_file_when_the_source_has_one() {
+        let (bad, _) = receiver(|_| 400).await;
+        let (down, _) = receiver(|_| 503).await;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.jsonl");
+        let file = Arc::new(crate::dead_letter::DeadLetterFile::new(&path, "logs"));
+        let target = |deadline_too| crate::dead_letter::Target {
+            file: Arc::clone(&file),
+            input: "event-42".into(),
+            deadline_too,
+        };
+        let with_dl = |t| {
+            let (tx, rx) = mpsc::channel();
+            (
+                Unit::with_dead_letter(
+                    move |o| {
+                        let _ = tx.send(o);
+                    },
+                    t,
+                ),
+                rx,
+            )
+        };
+        let p = Arc::new(Pipeline::new(
+            &settings(&[("bad", &bad)], 1),
+            CancellationToken::new(),
+        ));
+        let (u, rx) = with_dl(target(false));
+        assert_eq!(run_input(&p, u, rx, "dl-rejected").await, Outcome::Done);
+
+        // Out of retry time: failed while the source still retries the
+        // input itself, dead-lettered on its last attempt.
+        let p = Arc::new(Pipeline::new(
+            &settings(&[("down", &down)], 1),
+            CancellationToken::new(),
+        ));
+        let (u, rx) = with_dl(target(false));
+        assert_eq!(
+            run_input(&p, u, rx, "dl-deadline").await,
+            Outcome::Failed("deadline")
+        );
+        let (u, rx) = with_dl(target(true));
+        assert_eq!(run_input(&p, u, rx, "dl-deadline").await, Outcome::Done);
+
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[0]["sink"], "bad");
+        assert_eq!(lines[0]["reason"], "rejected");
+        assert_eq!(lines[0]["status"], 400);
+        assert_eq!(lines[0]["input"], "event-42");
+        assert_eq!(lines[0]["finding"]["event_id"], "dl-rejected");
+        assert!(!lines[0]["error"].as_str().unwrap().contains("127.0.0.1"));
+        assert_eq!(lines[1]["sink"], "down");
+        assert_eq!(lines[1]["reason"], "deadline");
+        assert_eq!(lines[1]["finding"]["event_id"], "dl-deadline");
+    }
+}

@@ -21,6 +21,7 @@ pub struct Readiness(AtomicU8);
 const STARTING: u8 = 0;
 const READY: u8 = 1;
 const DRAINING: u8 = 2;
+const FAILED: u8 = 3;
 
 impl Readiness {
     pub fn set_ready(&self) {
@@ -28,14 +29,24 @@ impl Readiness {
             .0
             .compare_exchange(STARTING, READY, Ordering::AcqRel, Ordering::Acquire);
     }
+    /// Draining, unless a task already failed (that stays visible).
     pub fn set_draining(&self) {
-        self.0.store(DRAINING, Ordering::Release);
+        let _ = self
+            .0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                (s != FAILED).then_some(DRAINING)
+            });
+    }
+    /// A task the daemon needs died: not ready, for good.
+    pub fn set_failed(&self) {
+        self.0.store(FAILED, Ordering::Release);
     }
     pub fn state(&self) -> &'static str {
         match self.0.load(Ordering::Acquire) {
             STARTING => "starting",
             READY => "ready",
-            _ => "draining",
+            DRAINING => "draining",
+            _ => "failed",
         }
     }
 }

@@ -28,6 +28,11 @@ pub const IN_FLIGHT: &str = "rootwatch_in_flight_messages";
 pub const CHECKPOINT_AGE: &str = "rootwatch_cloudwatch_checkpoint_age_seconds";
 pub const INPUTS_SKIPPED: &str = "rootwatch_inputs_skipped_total";
 pub const INGESTION_DELAY: &str = "rootwatch_cloudwatch_ingestion_delay_seconds";
+pub const ALERTS_ALREADY_DELIVERED: &str = "rootwatch_alerts_already_delivered_total";
+pub const ALERTS_DEAD_LETTERED: &str = "rootwatch_alerts_dead_lettered_total";
+pub const DEAD_LETTER_ERRORS: &str = "rootwatch_dead_letter_errors_total";
+pub const ACKS_ABANDONED: &str = "rootwatch_acks_abandoned_total";
+pub const TASK_FAILURES: &str = "rootwatch_task_failures_total";
 
 /// Every metric name, for tests that check dashboards against exports.
 pub const ALL: &[&str] = &[
@@ -50,6 +55,11 @@ pub const ALL: &[&str] = &[
     CHECKPOINT_AGE,
     INPUTS_SKIPPED,
     INGESTION_DELAY,
+    ALERTS_ALREADY_DELIVERED,
+    ALERTS_DEAD_LETTERED,
+    DEAD_LETTER_ERRORS,
+    ACKS_ABANDONED,
+    TASK_FAILURES,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -155,12 +165,40 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         Unit::Seconds,
         "How long after its timestamp a CloudWatch Logs event became searchable (ingestionTime - timestamp), by source. Near lookback_secs, events start to be missed."
     );
+    describe_counter!(
+        ALERTS_ALREADY_DELIVERED,
+        "Alerts not sent again to a sink that already took them (the input came back for another sink), by sink."
+    );
+    describe_counter!(
+        ALERTS_DEAD_LETTERED,
+        "Undeliverable alerts written to a source's dead-letter file, by sink and reason."
+    );
+    describe_counter!(
+        DEAD_LETTER_ERRORS,
+        "Dead-letter file writes that failed (the input stays unacknowledged), by sink."
+    );
+    describe_counter!(
+        ACKS_ABANDONED,
+        "Acknowledgement handles dropped without an outcome (a panic or an aborted task); their input is not acknowledged."
+    );
+    describe_counter!(
+        TASK_FAILURES,
+        "Daemon tasks that ended by panicking or being cancelled, by task."
+    );
     for &source in sources {
         let s = source.to_owned();
         counter!(MESSAGES_RECEIVED, "source" => s.clone()).absolute(0);
         counter!(MESSAGES_DELETED, "source" => s.clone()).absolute(0);
         counter!(EVENTS_PROCESSED, "source" => s.clone()).absolute(0);
-        for reason in ["decode", "s3", "delivery", "shutdown"] {
+        for reason in [
+            "decode",
+            "s3",
+            "delivery",
+            "rejected",
+            "abandoned",
+            "dead_letter",
+            "shutdown",
+        ] {
             counter!(MESSAGES_REDRIVE, "source" => s.clone(), "reason" => reason).absolute(0);
         }
         counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => "receive").absolute(0);
@@ -174,6 +212,11 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         for reason in ["rejected", "deadline", "shutdown"] {
             counter!(ALERTS_FAILED, "sink" => s.clone(), "reason" => reason).absolute(0);
         }
+        counter!(ALERTS_ALREADY_DELIVERED, "sink" => s.clone()).absolute(0);
+        for reason in ["rejected", "deadline"] {
+            counter!(ALERTS_DEAD_LETTERED, "sink" => s.clone(), "reason" => reason).absolute(0);
+        }
+        counter!(DEAD_LETTER_ERRORS, "sink" => s.clone()).absolute(0);
         let _ = histogram!(DELIVERY_DURATION, "sink" => s);
     }
     for &rule in rules {
@@ -199,6 +242,10 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         counter!(INPUTS_SKIPPED, "kind" => kind.as_str()).absolute(0);
     }
     counter!(DEDUP_SUPPRESSED).absolute(0);
+    counter!(ACKS_ABANDONED).absolute(0);
+    for task in ["source", "throttle"] {
+        counter!(TASK_FAILURES, "task" => task).absolute(0);
+    }
     let _ = histogram!(EVENT_LAG);
 }
 
@@ -331,4 +378,53 @@ pub fn in_flight(source: &str, n: usize) {
 
 pub fn checkpoint_age(log_group: &str, age: Duration) {
     gauge!(CHECKPOINT_AGE, "log_group" => log_group.to_owned()).set(age.as_secs_f64());
+}
+
+/// An alert not sent again: `sink` took it when its input was first seen.
+pub fn alert_already_delivered(sink: &str, finding_id: &str) {
+    tracing::info!(
+        sink,
+        finding_id,
+        "alert already delivered to this sink; not sent again"
+    );
+    counter!(ALERTS_ALREADY_DELIVERED, "sink" => sink.to_owned()).increment(1);
+}
+
+/// An undeliverable alert written to a dead-letter file, so its input can
+/// be acknowledged.
+pub fn dead_lettered(
+    sink: &str,
+    finding_id: &str,
+    input: &str,
+    reason: &'static str,
+    path: &std::path::Path,
+) {
+    tracing::error!(sink, finding_id, input, reason, dead_letter = %path.display(), "alert not delivered; written to the dead-letter file");
+    counter!(ALERTS_DEAD_LETTERED, "sink" => sink.to_owned(), "reason" => reason).increment(1);
+}
+
+pub fn dead_letter_error(
+    sink: &str,
+    finding_id: &str,
+    path: &std::path::Path,
+    error: &dyn std::fmt::Display,
+) {
+    tracing::error!(sink, finding_id, dead_letter = %path.display(), error = %error, "cannot write the dead-letter file; the input stays unacknowledged");
+    counter!(DEAD_LETTER_ERRORS, "sink" => sink.to_owned()).increment(1);
+}
+
+/// An acknowledgement handle dropped without an outcome: its input is not
+/// acknowledged.
+pub fn ack_abandoned() {
+    tracing::warn!(
+        "work on an input ended without an outcome (a panic or a cancelled task); the input is not acknowledged"
+    );
+    counter!(ACKS_ABANDONED).increment(1);
+}
+
+/// A daemon task that panicked or was cancelled. `task` is a bounded kind
+/// (`source`, `throttle`); `name` says which one.
+pub fn task_failed(task: &'static str, name: &str, error: &dyn std::fmt::Display) {
+    tracing::error!(task, name, error = %error, "task failed");
+    counter!(TASK_FAILURES, "task" => task).increment(1);
 }

@@ -84,8 +84,10 @@ impl<H> Throttle<H> {
     }
 
     /// Admits `f` at `now`: the first of its key in a window is sent; later
-    /// ones are folded and `hold` is kept until the window's summary goes.
-    pub fn admit(&mut self, f: &Finding, hold: H, now: Instant) -> Admit {
+    /// ones are folded and `hold()` is kept until the window's summary goes.
+    /// `hold` is called only for a folded finding, so a sent one leaves
+    /// nothing behind that would have to be ended.
+    pub fn admit(&mut self, f: &Finding, hold: impl FnOnce() -> H, now: Instant) -> Admit {
         if self.closed {
             return Admit::Send;
         }
@@ -103,7 +105,7 @@ impl<H> Throttle<H> {
                 if w.latest.as_ref().is_none_or(|l| f.severity >= l.severity) {
                     w.latest = Some(f.clone());
                 }
-                w.held.push(hold);
+                w.held.push(hold());
                 Admit::Folded
             }
             _ => {
@@ -221,7 +223,7 @@ mod tests {
                     "198.51.100.1",
                     "2024-05-01T12:00:00Z"
                 ),
-                0,
+                || 0,
                 t0
             ),
             Admit::Send
@@ -232,7 +234,7 @@ mod tests {
             assert_eq!(
                 t.admit(
                     &finding("root-api-call", name, "198.51.100.1", &time),
-                    i,
+                    move || i,
                     t0 + Duration::from_secs(1)
                 ),
                 Admit::Folded
@@ -247,7 +249,7 @@ mod tests {
                     "198.51.100.2",
                     "2024-05-01T12:00:00Z"
                 ),
-                900,
+                || 900,
                 t0
             ),
             Admit::Send
@@ -278,10 +280,13 @@ mod tests {
             "198.51.100.1",
             "2024-05-01T12:00:00Z",
         );
-        assert_eq!(t.admit(&f, (), t0), Admit::Send);
-        assert_eq!(t.admit(&f, (), t0 + Duration::from_secs(5)), Admit::Folded);
+        assert_eq!(t.admit(&f, || (), t0), Admit::Send);
         assert_eq!(
-            t.admit(&f, (), t0 + Duration::from_secs(11)),
+            t.admit(&f, || (), t0 + Duration::from_secs(5)),
+            Admit::Folded
+        );
+        assert_eq!(
+            t.admit(&f, || (), t0 + Duration::from_secs(11)),
             Admit::Send,
             "new window"
         );
@@ -289,11 +294,14 @@ mod tests {
         assert_eq!(closed.len(), 1, "the replaced window's summary is not lost");
         assert_eq!(closed[0].summary.summary.as_ref().unwrap().count, 1);
         assert_eq!(t.open_windows(), 1);
-        assert_eq!(t.admit(&f, (), t0 + Duration::from_secs(13)), Admit::Folded);
+        assert_eq!(
+            t.admit(&f, || (), t0 + Duration::from_secs(13)),
+            Admit::Folded
+        );
         let all = t.close_all();
         assert_eq!(all.len(), 1);
         assert_eq!(
-            t.admit(&f, (), t0 + Duration::from_secs(14)),
+            t.admit(&f, || (), t0 + Duration::from_secs(14)),
             Admit::Send,
             "nothing folds after shutdown"
         );
@@ -305,23 +313,35 @@ mod tests {
         let mut t: Throttle<()> = Throttle::new(Duration::from_secs(10));
         let t0 = Instant::now();
         assert_eq!(
-            t.admit(&finding("root-api-call", "A", "198.51.100.1", "t"), (), t0),
-            Admit::Send
-        );
-        assert_eq!(
             t.admit(
-                &finding("root-api-call-without-mfa", "A", "198.51.100.1", "t"),
-                (),
+                &finding("root-api-call", "A", "198.51.100.1", "t"),
+                || (),
                 t0
             ),
             Admit::Send
         );
         assert_eq!(
-            t.admit(&finding("root-api-call", "B", "198.51.100.1", "t2"), (), t0),
+            t.admit(
+                &finding("root-api-call-without-mfa", "A", "198.51.100.1", "t"),
+                || (),
+                t0
+            ),
+            Admit::Send
+        );
+        assert_eq!(
+            t.admit(
+                &finding("root-api-call", "B", "198.51.100.1", "t2"),
+                || (),
+                t0
+            ),
             Admit::Folded
         );
         assert_eq!(
-            t.admit(&finding("root-api-call", "A", "198.51.100.9", "t"), (), t0),
+            t.admit(
+                &finding("root-api-call", "A", "198.51.100.9", "t"),
+                || (),
+                t0
+            ),
             Admit::Send
         );
     }

@@ -361,6 +361,10 @@ async fn a_failed_event_is_retried_on_a_later_poll_while_running() {
     d.stop().await;
     assert_eq!(alerts(&hook), once(&["cw-retried"]));
     assert_eq!(position(&cp, &g).1, 1);
+    assert!(
+        !dir.path().join("checkpoints.dead-letter.jsonl").exists(),
+        "recovered within the retry rounds: nothing dead-lettered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,6 +487,114 @@ async fn a_corrupt_checkpoint_is_a_config_error_and_stays_untouched() {
     );
     assert!(!log.contains("panicked"), "{log}");
     assert_eq!(std::fs::read(&cp).unwrap(), corrupt);
+}
+
+fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A sink that refuses an alert (400) cannot hold the checkpoint back: the
+/// finding goes to the dead-letter file (next to the checkpoint by
+/// default) with the sink, status and error, the checkpoint passes the
+/// event, and the alert is not sent again poll after poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_alert_is_dead_lettered_and_the_checkpoint_moves_on() {
+    let aws = Aws::new().await;
+    let g = Group::new(&aws).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let dead = dir.path().join("checkpoints.dead-letter.jsonl");
+    let hook = Webhook::start(|_| (axum::http::StatusCode::BAD_REQUEST, vec![])).await;
+    let t = now_ms();
+    g.put(&[(t - 20_000, "cw-rejected")]).await;
+    let d = Daemon::start(
+        &conf(source(&g, &cp, t - 600_000), &hook).toml(),
+        &aws.config,
+    )
+    .await;
+    eventually(
+        LIMIT,
+        "the checkpoint passes the rejected event",
+        || async { cp.exists() && position(&cp, &g).0 > t - 20_000 },
+    )
+    .await;
+    // Several more polls: the event is not sent again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.stop().await;
+    assert_eq!(hook.requests().len(), 1, "sent once, not in a loop");
+    let lines = dead_letters(&dead);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let l = &lines[0];
+    assert_eq!(l["source"], "cloudwatch_logs-0");
+    assert_eq!(l["sink"], "webhook-0");
+    assert_eq!(l["reason"], "rejected");
+    assert_eq!(l["status"], 400);
+    assert_eq!(l["error"], "HTTP 400");
+    assert_eq!(l["finding"]["event_id"], "cw-rejected");
+    assert_eq!(l["finding"]["rule"], "root-api-call");
+    assert!(l["input"].as_str().unwrap().starts_with(&g.name), "{l}");
+    let text = std::fs::read_to_string(&dead).unwrap();
+    assert!(!text.contains("127.0.0.1"), "no sink URL: {text}");
+}
+
+/// A sink that is down for good: each round runs out of retry time, and
+/// after the last round the finding is dead-lettered (reason deadline) so
+/// the checkpoint is not held back forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_out_of_retry_rounds_is_dead_lettered() {
+    let aws = Aws::new().await;
+    let g = Group::new(&aws).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let dead = dir.path().join("dead.jsonl");
+    let (hook, _up) = Webhook::switchable(false).await;
+    let t = now_ms();
+    g.put(&[(t - 20_000, "cw-sink-down")]).await;
+    let mut c = conf(
+        format!(
+            "{}dead_letter_path = \"{}\"\n",
+            source(&g, &cp, t - 600_000),
+            dead.display()
+        ),
+        &hook,
+    );
+    c.retry_max_secs = 1;
+    let d = Daemon::start(&c.toml(), &aws.config).await;
+    eventually(
+        Duration::from_secs(60),
+        "dead-lettered after the last round",
+        || async { !dead_letters(&dead).is_empty() },
+    )
+    .await;
+    eventually(LIMIT, "the checkpoint passes it", || async {
+        position(&cp, &g).0 > t - 20_000
+    })
+    .await;
+    let sent = hook.requests().len();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.stop().await;
+    assert_eq!(hook.requests().len(), sent, "no more attempts after");
+    assert!(
+        sent >= rootwatch::source::cloudwatch_logs::DELIVERY_ATTEMPTS as usize,
+        "{sent} attempts"
+    );
+    let lines = dead_letters(&dead);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["reason"], "deadline");
+    assert_eq!(lines[0]["status"], serde_json::Value::Null);
+    assert!(
+        lines[0]["error"].as_str().unwrap().contains("503"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[0]["finding"]["event_id"], "cw-sink-down");
 }
 
 /// A backfill from 30 days back reaches today's events in a few polls:

@@ -98,6 +98,46 @@ async fn retries_429_honouring_retry_after() {
     }
 }
 
+/// A `Retry-After` beyond the deadline (the largest number a receiver can
+/// send, or a date far ahead) ends retrying at once as a failure: no
+/// overflow, no wait of centuries. The first answer asks for one second,
+/// so the huge value comes when time has already passed since the start.
+#[tokio::test]
+async fn a_retry_after_past_the_deadline_gives_up_at_once() {
+    for (status, value) in [
+        (StatusCode::TOO_MANY_REQUESTS, "18446744073709551615"),
+        (StatusCode::SERVICE_UNAVAILABLE, "18446744073709551615"),
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Fri, 31 Dec 9999 23:59:59 GMT",
+        ),
+    ] {
+        let hook = Webhook::start(move |n| match n {
+            0 => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                vec![("Retry-After", "1".to_owned())],
+            ),
+            _ => (status, vec![("Retry-After", value.to_owned())]),
+        })
+        .await;
+        let mut retries = 0;
+        let r = send_with_retry(
+            build("webhook", &hook.url()).as_ref(),
+            &finding(),
+            &Policy::with_deadline(Duration::from_secs(10)),
+            &CancellationToken::new(),
+            |_, _, _| retries += 1,
+        )
+        .await;
+        assert!(
+            matches!(r, Err(DeliveryError::GaveUp { attempts: 2, ref last }) if last.contains(status.as_str())),
+            "{status} {value}: {r:?}"
+        );
+        assert_eq!(retries, 1, "{value}");
+        assert_eq!(hook.requests().len(), 2, "{value}");
+    }
+}
+
 #[tokio::test]
 async fn retries_5xx_until_it_succeeds() {
     for kind in KINDS {
@@ -169,7 +209,7 @@ async fn gives_up_on_400_at_once() {
         )
         .await;
         assert!(
-            matches!(r, Err(DeliveryError::Rejected(ref e)) if e.contains("400")),
+            matches!(r, Err(DeliveryError::Rejected { ref error, status: Some(400) }) if error.contains("400")),
             "{kind}: {r:?}"
         );
         assert_eq!(hook.requests().len(), 1, "{kind}");
@@ -196,38 +236,107 @@ async fn shutdown_cancels_a_retrying_delivery() {
     assert!(matches!(r, Err(DeliveryError::Cancelled { .. })), "{r:?}");
 }
 
-/// Through the daemon: a 400 is given up at once, counted by sink and
-/// reason, and the input still counts as handled.
+/// Through the daemon: a 4xx is given up at once and counted by sink and
+/// reason. A file source without a dead-letter file leaves the file
+/// unacknowledged (only a delivery acknowledges); with one, the finding is
+/// written there with the sink, status and error, and the file is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rejection_is_recorded_in_the_metrics() {
+async fn a_rejection_is_recorded_in_the_metrics_and_the_dead_letter_file() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("r.jsonl"),
-        format!("{}\n", root_call("rejected-metric")),
-    )
-    .unwrap();
+    let (kept, dead_lettered) = (dir.path().join("kept"), dir.path().join("dl"));
+    for (d, id) in [(&kept, "rejected-kept"), (&dead_lettered, "rejected-dl")] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("r.jsonl"), format!("{}\n", root_call(id))).unwrap();
+    }
+    let dead = dir.path().join("dead-letter.jsonl");
     let hook = Webhook::start(|_| (StatusCode::UNPROCESSABLE_ENTITY, vec![])).await;
     let config = format!(
-        "[[sources]]\ntype = \"file\"\nname = \"rejects\"\npaths = [\"{}\"]\n[[sinks]]\ntype = \"slack\"\nname = \"slack-rejecting\"\nurl = \"{}\"\n[server]\nlisten = \"\"\n",
-        dir.path().display(),
+        "[[sources]]\ntype = \"file\"\nname = \"rejects\"\npaths = [\"{}\"]\n[[sources]]\ntype = \"file\"\nname = \"rejects-dl\"\npaths = [\"{}\"]\ndead_letter_path = \"{}\"\n[[sinks]]\ntype = \"slack\"\nname = \"slack-rejecting\"\nurl = \"{}\"\n[throttle]\nwindow_secs = 0\n[server]\nlisten = \"\"\n",
+        kept.display(),
+        dead_lettered.display(),
+        dead.display(),
         hook.url()
     );
     let d = Daemon::start(&config, &aws_at("http://127.0.0.1:9").await).await;
     eventually(
         Duration::from_secs(10),
-        "the rejection is counted",
+        "both rejections counted",
         || async {
             rootwatch::telemetry::prometheus().render().contains(
-                r#"rootwatch_alerts_failed_total{sink="slack-rejecting",reason="rejected"} 1"#,
+                r#"rootwatch_alerts_failed_total{sink="slack-rejecting",reason="rejected"} 2"#,
             )
         },
     )
     .await;
     d.stop().await;
-    assert_eq!(hook.requests().len(), 1);
+    assert_eq!(hook.requests().len(), 2);
+    let metrics = rootwatch::telemetry::prometheus().render();
+    assert!(
+        metrics.contains(r#"rootwatch_messages_deleted_total{source="rejects"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"rootwatch_messages_deleted_total{source="rejects-dl"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"rootwatch_alerts_dead_lettered_total{sink="slack-rejecting",reason="rejected"} 1"#
+        ),
+        "{metrics}"
+    );
+    let text = std::fs::read_to_string(&dead).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert_eq!(lines[0]["source"], "rejects-dl");
+    assert_eq!(lines[0]["sink"], "slack-rejecting");
+    assert_eq!(lines[0]["status"], 422);
+    assert_eq!(lines[0]["error"], "HTTP 422");
+    assert_eq!(lines[0]["finding"]["event_id"], "rejected-dl");
+    assert!(lines[0]["input"].as_str().unwrap().ends_with("r.jsonl"));
+}
+
+/// A receiver that fails and recovers within the sink's retry time: the
+/// alert is delivered and nothing is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_recovers_within_the_retries_leaves_no_dead_letter() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(
+        input.join("r.jsonl"),
+        format!("{}\n", root_call("recovers")),
+    )
+    .unwrap();
+    let dead = dir.path().join("dead-letter.jsonl");
+    let hook = Webhook::start(|n| {
+        if n < 2 {
+            (StatusCode::SERVICE_UNAVAILABLE, vec![])
+        } else {
+            (StatusCode::OK, vec![])
+        }
+    })
+    .await;
+    let config = format!(
+        "[[sources]]\ntype = \"file\"\nname = \"recovers\"\npaths = [\"{}\"]\ndead_letter_path = \"{}\"\n[[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = 30\n[server]\nlisten = \"\"\n",
+        input.display(),
+        dead.display(),
+        hook.url()
+    );
+    let d = Daemon::start(&config, &aws_at("http://127.0.0.1:9").await).await;
+    eventually(Duration::from_secs(20), "delivered", || async {
+        hook.delivered().len() == 1
+    })
+    .await;
+    d.stop().await;
+    assert_eq!(hook.requests().len(), 3);
+    assert!(!dead.exists(), "nothing dead-lettered");
     assert!(
         rootwatch::telemetry::prometheus()
             .render()
-            .contains(r#"rootwatch_messages_deleted_total{source="rejects"} 1"#)
+            .contains(r#"rootwatch_messages_deleted_total{source="recovers"} 1"#)
     );
 }

@@ -228,21 +228,83 @@ async fn a_failing_webhook_delays_the_delete_and_the_message_stays_invisible() {
     );
 }
 
+/// Only a delivery acknowledges: a rejected alert (a rotated Slack URL, a
+/// bad PagerDuty key) leaves its message in the queue, and the redrive
+/// policy moves it to the dead-letter queue, where it waits for the sink to
+/// be fixed and the operator to redrive it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_permanently_rejected_alert_is_recorded_and_does_not_wedge_the_queue() {
+async fn a_rejected_alert_is_not_acknowledged_and_lands_in_the_dead_letter_queue() {
     let aws = Aws::new().await;
-    let (queue, _) = aws.queue(None).await;
+    let (queue, dlq) = aws.queue(Some(2)).await;
+    let dlq = dlq.unwrap();
     aws.send(&queue, &root_call("rejected")).await;
     let hook = Webhook::start(|_| (StatusCode::BAD_REQUEST, vec![])).await;
-    let d = Daemon::start(&sqs_to_webhook(&queue, 30, &hook.url(), ""), &aws.config).await;
+    let d = Daemon::start(&sqs_to_webhook(&queue, 1, &hook.url(), ""), &aws.config).await;
     eventually(
-        Duration::from_secs(20),
-        "rejected once, message deleted",
-        || async { hook.requests().len() == 1 && aws.depth(&queue).await == 0 },
+        Duration::from_secs(45),
+        "the rejected message in the dead-letter queue",
+        || async { aws.depth(&dlq).await == 1 && aws.depth(&queue).await == 0 },
     )
     .await;
     d.stop().await;
-    assert_eq!(hook.requests().len(), 1, "a 400 is not retried");
+    let n = hook.requests().len();
+    assert!(
+        n == 2,
+        "one rejected attempt per receive, no retry loop inside a receive: {n}"
+    );
+    assert!(hook.delivered().is_empty());
+}
+
+/// Two sinks, one of which refuses the alert until it is fixed: the message
+/// comes back (visibility timeout) and only the refusing sink is sent the
+/// alert again; the sink that took it the first time gets it exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_message_alerts_only_the_sink_that_refused_it() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let aws = Aws::new().await;
+    let (queue, dlq) = aws.queue(Some(10)).await;
+    let dlq = dlq.unwrap();
+    aws.send(&queue, &eventbridge(&root_call("two-sinks")))
+        .await;
+    let ok = Webhook::ok().await;
+    let fixed = std::sync::Arc::new(AtomicBool::new(false));
+    let f = std::sync::Arc::clone(&fixed);
+    let flaky = Webhook::start(move |_| {
+        if f.load(Ordering::SeqCst) {
+            (StatusCode::OK, vec![])
+        } else {
+            (StatusCode::GONE, vec![])
+        }
+    })
+    .await;
+    let config = format!(
+        "{}[[sinks]]\ntype = \"webhook\"\nname = \"soc-ok\"\nurl = \"{}\"\n[[sinks]]\ntype = \"slack\"\nname = \"slack-rotated\"\nurl = \"{}\"\n[server]\nlisten = \"\"\n",
+        sqs_source(&queue, 1),
+        ok.url(),
+        flaky.url()
+    );
+    let d = Daemon::start(&config, &aws.config).await;
+    eventually(
+        Duration::from_secs(30),
+        "refused twice: the message came back",
+        || async { flaky.requests().len() >= 2 },
+    )
+    .await;
+    assert_eq!(ok.delivered().len(), 1, "the OK sink got it once");
+    assert_eq!(aws.depth(&queue).await, 1, "not deleted while refused");
+    fixed.store(true, Ordering::SeqCst);
+    eventually(
+        Duration::from_secs(30),
+        "delivered to the fixed sink, then deleted",
+        || async { flaky.delivered().len() == 1 && aws.depth(&queue).await == 0 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.stop().await;
+    assert_eq!(ok.delivered().len(), 1, "the OK sink got it exactly once");
+    assert_eq!(ok.requests().len(), 1);
+    assert_eq!(flaky.delivered().len(), 1);
+    assert_eq!(aws.depth(&dlq).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

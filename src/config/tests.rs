@@ -455,3 +455,40 @@ fn two_sources_cannot_share_a_checkpoint_file() {
         "`sources[1].checkpoint_path`: `/var/lib/rootwatch/cwl.json` is used by another source"
     );
 }
+
+#[test]
+fn dead_letter_paths() {
+    let c = cwl("log_groups = [\"a\"]\n");
+    assert_eq!(
+        c.dead_letter_path,
+        PathBuf::from("/var/lib/rootwatch/cwl.dead-letter.jsonl"),
+        "next to the checkpoint by default"
+    );
+    let c = cwl("log_groups = [\"a\"]\ndead_letter_path = \"/data/dl.jsonl\"\n");
+    assert_eq!(c.dead_letter_path, PathBuf::from("/data/dl.jsonl"));
+    let file = |extra: &str| {
+        let s = load_str(&format!(
+            "[[sources]]\ntype = \"file\"\npaths = [\"/in\"]\n{extra}"
+        ))
+        .unwrap();
+        match &s.sources[0] {
+            SourceSettings::File(f) => f.dead_letter_path.clone(),
+            _ => unreachable!(),
+        }
+    };
+    assert_eq!(file(""), None, "none by default for a file source");
+    assert_eq!(
+        file("dead_letter_path = \"/data/dl.jsonl\"\n"),
+        Some(PathBuf::from("/data/dl.jsonl"))
+    );
+    assert_eq!(
+        err("[[sources]]\ntype = \"file\"\npaths = [\"/in\"]\ndead_letter_path = \"\"\n"),
+        "`sources[0].dead_letter_path`: is empty"
+    );
+    assert_eq!(
+        err(
+            "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\ncheckpoint_path = \"/c.json\"\ndead_letter_path = \"/data/\"\n"
+        ),
+        "`sources[0].dead_letter_path`: `/data/` is a directory; name the dead-letter file"
+    );
+}

@@ -25,8 +25,9 @@ pub enum SendError {
         retry_after: Option<Duration>,
     },
     /// The receiver refused the alert; sending it again would not help.
+    /// `status` is the HTTP status, when there was one.
     #[error("{error}")]
-    Permanent { error: String },
+    Permanent { error: String, status: Option<u16> },
 }
 
 pub trait Sink: Send + Sync {

@@ -15,10 +15,13 @@ pub fn classify_status(status: u16, retry_after: Option<&str>, body: &str) -> Op
         return None;
     }
     let snippet: String = body.chars().take(200).collect();
-    let error = if snippet.trim().is_empty() {
+    // A receiver's error page may echo its own URL, which can carry a
+    // token: no URL from the body goes into the error text.
+    let snippet = crate::dead_letter::scrub(snippet.trim(), &[]);
+    let error = if snippet.is_empty() {
         format!("HTTP {status}")
     } else {
-        format!("HTTP {status}: {}", snippet.trim())
+        format!("HTTP {status}: {snippet}")
     };
     if status == 408 || status == 429 || (500..600).contains(&status) {
         Some(SendError::Retriable {
@@ -26,7 +29,10 @@ pub fn classify_status(status: u16, retry_after: Option<&str>, body: &str) -> Op
             retry_after: retry_after.and_then(parse_retry_after),
         })
     } else {
-        Some(SendError::Permanent { error })
+        Some(SendError::Permanent {
+            error,
+            status: Some(status),
+        })
     }
 }
 
@@ -69,10 +75,31 @@ impl Policy {
     }
 }
 
+/// The wait before the next attempt, or `None` when that attempt would
+/// start past the deadline: then retrying ends now, as a failure. A
+/// receiver's `Retry-After` is honoured but cannot stretch the deadline
+/// (a header of `u64::MAX` seconds or a date centuries ahead must end
+/// retrying, not overflow the clock arithmetic).
+pub fn next_wait(
+    elapsed: Duration,
+    retry_after: Option<Duration>,
+    backoff: Duration,
+    policy: &Policy,
+) -> Option<Duration> {
+    let wait = retry_after
+        .map(|r| r.min(policy.deadline.saturating_add(Duration::from_secs(1))))
+        .unwrap_or_default()
+        .max(backoff);
+    match elapsed.checked_add(wait) {
+        Some(next) if next <= policy.deadline => Some(wait),
+        _ => None,
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
-    #[error("rejected: {0}")]
-    Rejected(String),
+    #[error("rejected: {error}")]
+    Rejected { error: String, status: Option<u16> },
     #[error("gave up after {attempts} attempt(s): {last}")]
     GaveUp { attempts: u32, last: String },
     #[error("cancelled by shutdown after {attempts} attempt(s)")]
@@ -99,21 +126,25 @@ pub async fn send_with_retry(
         };
         let err = match result {
             Ok(()) => return Ok(attempt),
-            Err(SendError::Permanent { error }) => return Err(DeliveryError::Rejected(error)),
+            Err(SendError::Permanent { error, status }) => {
+                return Err(DeliveryError::Rejected { error, status });
+            }
             Err(e) => e,
         };
         let SendError::Retriable { retry_after, .. } = &err else {
             unreachable!()
         };
-        let wait = retry_after
-            .unwrap_or_default()
-            .max(policy.backoff(attempt - 1));
-        if started.elapsed() + wait > policy.deadline {
+        let Some(wait) = next_wait(
+            started.elapsed(),
+            *retry_after,
+            policy.backoff(attempt - 1),
+            policy,
+        ) else {
             return Err(DeliveryError::GaveUp {
                 attempts: attempt,
                 last: err.to_string(),
             });
-        }
+        };
         on_retry(attempt, wait, &err);
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -156,10 +187,19 @@ mod tests {
             })
         );
         let long = "x".repeat(1000);
-        let Some(SendError::Permanent { error }) = classify_status(400, None, &long) else {
+        let Some(SendError::Permanent { error, status }) = classify_status(400, None, &long) else {
             panic!()
         };
         assert!(error.len() < 220);
+        assert_eq!(status, Some(400));
+        let Some(SendError::Permanent { error, .. }) = classify_status(
+            404,
+            None,
+            "no such hook https://hooks.example.com/services/T0/B0/secret",
+        ) else {
+            panic!()
+        };
+        assert_eq!(error, "HTTP 404: no such hook [url]");
     }
 
     #[test]
@@ -170,6 +210,43 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(Duration::from_secs(u64::MAX))
+        );
+        let far = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT").unwrap();
+        assert!(far > Duration::from_secs(3600 * 24 * 365 * 7000), "{far:?}");
+    }
+
+    #[test]
+    fn a_wait_past_the_deadline_ends_retrying() {
+        let p = Policy::with_deadline(Duration::from_secs(60));
+        let b = Duration::from_millis(300);
+        assert_eq!(
+            next_wait(Duration::ZERO, None, b, &p),
+            Some(b),
+            "backoff alone"
+        );
+        assert_eq!(
+            next_wait(Duration::from_secs(1), Some(Duration::from_secs(7)), b, &p),
+            Some(Duration::from_secs(7)),
+            "Retry-After honoured inside the deadline"
+        );
+        assert_eq!(
+            next_wait(
+                Duration::from_secs(50),
+                Some(Duration::from_secs(11)),
+                b,
+                &p
+            ),
+            None,
+            "Retry-After past the deadline"
+        );
+        for huge in [Duration::from_secs(u64::MAX), Duration::MAX] {
+            assert_eq!(next_wait(Duration::from_secs(1), Some(huge), b, &p), None);
+            assert_eq!(next_wait(Duration::MAX, Some(huge), b, &p), None);
+        }
+        assert_eq!(next_wait(Duration::MAX, None, b, &p), None);
     }
 
     #[test]

@@ -161,6 +161,8 @@ pub struct Unsettled {
     pub ts: i64,
     /// Kept to retry a failed event without reading it again.
     pub message: String,
+    /// Delivery rounds so far, this one included.
+    pub attempts: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -289,7 +291,19 @@ impl Progress {
 
     /// An event whose findings were dispatched; [`Progress::settle`] follows.
     pub fn dispatched(&mut self, id: String, ts: i64, message: String) {
-        self.in_flight.insert(id, Unsettled { ts, message });
+        self.dispatched_again(id, ts, message, 1);
+    }
+
+    /// An event dispatched for the `attempts`-th time.
+    pub fn dispatched_again(&mut self, id: String, ts: i64, message: String, attempts: u32) {
+        self.in_flight.insert(
+            id,
+            Unsettled {
+                ts,
+                message,
+                attempts,
+            },
+        );
     }
 
     pub fn settle(&mut self, id: &str, outcome: Outcome) -> Settled {

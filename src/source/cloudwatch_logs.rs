@@ -29,6 +29,7 @@ use super::checkpoint::{
 use super::{SourceError, backoff};
 use crate::ack::{Outcome, Unit};
 use crate::config::{CloudwatchLogsSettings, LogGroups, Start};
+use crate::dead_letter::{DeadLetterFile, Target};
 use crate::detect::{DetectSettings, Scope};
 use crate::pipeline::{Pipeline, Scan};
 use crate::telemetry;
@@ -55,6 +56,14 @@ const DISCOVERY_SLACK_MS: i64 = 60_000;
 const DESCRIBE_PAGE: i32 = 50;
 const ALLOWLIST_RULE: &str = "source-ip-not-allowed";
 const IAM_LOGIN_RULE: &str = "iam-console-login-without-mfa";
+/// Delivery rounds for an event whose alerts ran out of retry time (each
+/// round is a sink's whole `retry_max_secs`), after which its undelivered
+/// findings go to the dead-letter file. Without a bound, one sink down for
+/// good would hold the group's checkpoint back forever and fill its
+/// in-flight budget; five rounds ride out an outage of five retry periods
+/// plus polls. A rejection is dead-lettered at once: sending the same
+/// alert again cannot change the answer.
+pub const DELIVERY_ATTEMPTS: u32 = 5;
 
 // ---------------------------------------------------------------- decisions
 
@@ -192,6 +201,7 @@ enum Update {
 }
 
 struct Shared {
+    dead_letter: Arc<DeadLetterFile>,
     settings: CloudwatchLogsSettings,
     client: aws_sdk_cloudwatchlogs::Client,
     pipeline: Arc<Pipeline>,
@@ -259,6 +269,7 @@ impl CloudwatchLogsSource {
             groups: Vec::new(),
             listed_at: None,
             shared: Arc::new(Shared {
+                dead_letter: Arc::new(DeadLetterFile::new(&settings.dead_letter_path, &name)),
                 limiter: RateLimiter::new(settings.max_requests_per_sec),
                 lookback_ms: settings.lookback.as_millis() as i64,
                 settings,
@@ -723,7 +734,7 @@ impl Shared {
             return false;
         }
         telemetry::message_received(self.name(), &id);
-        self.dispatch(group, id, ts, message.to_owned(), progress, tx, true);
+        self.dispatch(group, id, ts, message.to_owned(), progress, tx, 1);
         true
     }
 
@@ -737,11 +748,11 @@ impl Shared {
         message: String,
         progress: &mut Progress,
         tx: &mpsc::UnboundedSender<(String, Outcome)>,
-        first: bool,
+        attempt: u32,
     ) {
         let mut scan = Scan::default();
         self.pipeline.scan_body(&message, &mut scan);
-        if first {
+        if attempt == 1 {
             // Reading the event again cannot change it: reported once, and
             // its records that did decode still alert (as the file source).
             for e in &scan.errors {
@@ -762,13 +773,22 @@ impl Shared {
             progress.handled_quietly(id, ts);
             return;
         }
-        progress.dispatched(id.clone(), ts, message);
+        progress.dispatched_again(id.clone(), ts, message, attempt);
         let tx = tx.clone();
+        let target = Target {
+            file: Arc::clone(&self.dead_letter),
+            input: format!("{group}/{id}").into(),
+            deadline_too: attempt >= DELIVERY_ATTEMPTS,
+        };
         let unit_id = id;
-        let unit = Unit::new(move |outcome| {
-            let _ = tx.send((unit_id, outcome));
-        });
+        let unit = Unit::with_dead_letter(
+            move |outcome| {
+                let _ = tx.send((unit_id, outcome));
+            },
+            target,
+        );
         self.pipeline.dispatch(&unit, scan.groups);
+        unit.done();
     }
 
     fn retry_failed(
@@ -778,8 +798,9 @@ impl Shared {
         tx: &mpsc::UnboundedSender<(String, Outcome)>,
     ) {
         for (id, u) in progress.take_failed() {
-            tracing::info!(source = self.name(), log_group = %group, event_id = %id, "retrying an event whose alerts were not delivered");
-            self.dispatch(group, id, u.ts, u.message, progress, tx, false);
+            let attempt = u.attempts.saturating_add(1);
+            tracing::info!(source = self.name(), log_group = %group, event_id = %id, attempt, "retrying an event whose alerts were not delivered");
+            self.dispatch(group, id, u.ts, u.message, progress, tx, attempt);
         }
     }
 
@@ -791,7 +812,7 @@ impl Shared {
                 log_group = %group,
                 event_id = %id,
                 reason,
-                "not every alert of this event was delivered: the checkpoint stays before it and it is retried on the next poll"
+                "not every alert of this event was delivered: the checkpoint stays before it and it is retried on the next poll (undeliverable alerts go to the dead-letter file after the last round)"
             ),
             Settled::Released => tracing::info!(
                 source = self.name(),

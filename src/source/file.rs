@@ -3,6 +3,11 @@
 //! hosts that receive log files by other means. A file whose deliveries
 //! failed is read again on the next poll; one that is still being written
 //! (modified in the last second) waits for the next poll.
+//!
+//! With `dead_letter_path`, a finding that a sink refused or that ran out
+//! of retry time is written there (the file source has no other retry: a
+//! file is read once, or again only when it changes), and the file counts
+//! as handled once every finding was delivered or written down.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::{Outcome, Unit};
 use crate::config::FileSettings;
+use crate::dead_letter::{DeadLetterFile, Target};
 use crate::pipeline::{Pipeline, Scan};
 use crate::telemetry;
 
@@ -32,11 +38,20 @@ enum State {
 pub struct FileSource {
     settings: FileSettings,
     pipeline: Arc<Pipeline>,
+    dead_letter: Option<Arc<DeadLetterFile>>,
 }
 
 impl FileSource {
     pub fn new(settings: FileSettings, pipeline: Arc<Pipeline>) -> Self {
-        FileSource { settings, pipeline }
+        let dead_letter = settings
+            .dead_letter_path
+            .as_ref()
+            .map(|p| Arc::new(DeadLetterFile::new(p, &settings.name)));
+        FileSource {
+            settings,
+            pipeline,
+            dead_letter,
+        }
     }
 
     fn list(&self) -> Vec<PathBuf> {
@@ -154,10 +169,22 @@ impl FileSource {
         }
         telemetry::events_processed(&name, scan.events);
         let tx = tx.clone();
-        let unit = Unit::new(move |outcome| {
+        let on_done = move |outcome| {
             let _ = tx.send((path, outcome));
-        });
+        };
+        let unit = match &self.dead_letter {
+            Some(file) => Unit::with_dead_letter(
+                on_done,
+                Target {
+                    file: Arc::clone(file),
+                    input: id.into(),
+                    deadline_too: true,
+                },
+            ),
+            None => Unit::new(on_done),
+        };
         self.pipeline.dispatch(&unit, scan.groups);
+        unit.done();
     }
 }
 

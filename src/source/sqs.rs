@@ -259,6 +259,7 @@ impl SqsSource {
         }
         telemetry::events_processed(self.name(), scan.events);
         self.pipeline.dispatch(&unit, scan.groups);
+        unit.done();
     }
 
     /// Deletes done messages in batches; leaves failed ones for redrive;
