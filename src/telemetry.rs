@@ -147,10 +147,12 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         counter!(MESSAGES_RECEIVED, "source" => s.clone()).absolute(0);
         counter!(MESSAGES_DELETED, "source" => s.clone()).absolute(0);
         counter!(EVENTS_PROCESSED, "source" => s.clone()).absolute(0);
-        for reason in ["decode", "s3", "delivery", "shutdown"] {
+        for reason in ["decode", "s3", "delivery", "shutdown", "panic", "refused"] {
             counter!(MESSAGES_REDRIVE, "source" => s.clone(), "reason" => reason).absolute(0);
         }
-        counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => "receive").absolute(0);
+        for kind in ["receive", "worker_panic"] {
+            counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => kind).absolute(0);
+        }
         gauge!(IN_FLIGHT, "source" => s).set(0.0);
     }
     for &sink in sinks {
@@ -212,6 +214,19 @@ pub fn message_left_for_redrive(
 pub fn source_error(source: &str, kind: &'static str, error: &dyn std::fmt::Display) {
     tracing::warn!(source, kind, error = %error, "source error");
     counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => kind).increment(1);
+}
+
+/// A source worker task panicked; `restarted` says whether another took
+/// its place (not when the source is already stopping).
+pub fn worker_panicked(source: &str, detail: &str, restarted: bool) {
+    tracing::error!(
+        source,
+        kind = "worker_panic",
+        error = detail,
+        restarted,
+        "source worker panicked; its unhandled messages are left for redrive"
+    );
+    counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => "worker_panic").increment(1);
 }
 
 pub fn events_processed(source: &str, n: u64) {
