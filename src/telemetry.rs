@@ -150,7 +150,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         for reason in ["decode", "s3", "delivery", "shutdown", "panic", "refused"] {
             counter!(MESSAGES_REDRIVE, "source" => s.clone(), "reason" => reason).absolute(0);
         }
-        for kind in ["receive", "worker_panic"] {
+        for kind in ["receive", "worker_panic", "bucket_not_allowed"] {
             counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => kind).absolute(0);
         }
         gauge!(IN_FLIGHT, "source" => s).set(0.0);
@@ -177,6 +177,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "unknown_envelope",
         "too_deep",
         "io",
+        "too_large",
     ] {
         counter!(DECODE_ERRORS, "kind" => kind).absolute(0);
     }
@@ -227,6 +228,19 @@ pub fn worker_panicked(source: &str, detail: &str, restarted: bool) {
         "source worker panicked; its unhandled messages are left for redrive"
     );
     counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => "worker_panic").increment(1);
+}
+
+/// A notification named an object in a bucket the source may not read.
+pub fn object_refused(source: &str, message_id: &str, object: &str) {
+    tracing::warn!(
+        source,
+        message_id,
+        object,
+        kind = "bucket_not_allowed",
+        "object refused: its bucket is not in allowed_buckets; the message is left for redrive"
+    );
+    counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => "bucket_not_allowed")
+        .increment(1);
 }
 
 pub fn events_processed(source: &str, n: u64) {

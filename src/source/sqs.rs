@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 use super::{SourceError, backoff, s3};
 use crate::ack::{Outcome, Unit};
 use crate::config::SqsSettings;
-use crate::pipeline::{Pipeline, Scan};
+use crate::decode::ObjectRef;
+use crate::pipeline::{EventFindings, Pipeline, Scan};
 use crate::telemetry;
 
 /// Most messages one ReceiveMessage returns (an SQS limit), and most entries
@@ -43,6 +44,37 @@ struct InFlight {
 /// again (after its visibility lapsed, or from a second consumer) is its own
 /// receive with its own receipt, and only that receipt can extend or delete it.
 type Registry = Arc<Mutex<HashMap<String, InFlight>>>;
+
+/// Events with findings read from S3 objects whose deliveries may be in
+/// progress at once, per source: an object full of findings waits for
+/// deliveries instead of holding them all in memory.
+const MAX_OBJECT_EVENTS_IN_FLIGHT: usize = 10_000;
+
+/// Dispatches `groups` found in an object under a unit nested in the
+/// message's `unit`, holding one permit of `room` per event until their
+/// deliveries end. Blocks until there is room: call it from a blocking
+/// thread of the runtime.
+fn dispatch_bounded(
+    pipeline: &Arc<Pipeline>,
+    unit: &Unit,
+    room: &Arc<Semaphore>,
+    groups: Vec<EventFindings>,
+) {
+    let n = groups.len().min(MAX_OBJECT_EVENTS_IN_FLIGHT) as u32;
+    let permit = tokio::runtime::Handle::current()
+        .block_on(Arc::clone(room).acquire_many_owned(n))
+        .expect("never closed");
+    let parent = unit.clone();
+    let chunk = Unit::new(move |outcome| {
+        drop(permit);
+        match outcome {
+            Outcome::Done => {}
+            Outcome::Failed(reason) => parent.fail(reason),
+            Outcome::Released => parent.release(),
+        }
+    });
+    pipeline.dispatch(&chunk, groups);
+}
 
 /// A message received and registered, with the unit that decides its fate.
 struct Received {
@@ -87,6 +119,8 @@ pub struct SqsSource {
     sqs: aws_sdk_sqs::Client,
     s3: aws_sdk_s3::Client,
     pipeline: Arc<Pipeline>,
+    /// Events with findings from S3 objects that are still being delivered.
+    findings_room: Arc<Semaphore>,
 }
 
 impl SqsSource {
@@ -105,6 +139,7 @@ impl SqsSource {
             sqs: aws_sdk_sqs::Client::new(aws),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             pipeline,
+            findings_room: Arc::new(Semaphore::new(MAX_OBJECT_EVENTS_IN_FLIGHT)),
         }
     }
 
@@ -143,6 +178,9 @@ impl SqsSource {
         let has_redrive = out
             .attributes()
             .is_some_and(|a| a.contains_key(&QueueAttributeName::RedrivePolicy));
+        if self.settings.allowed_buckets.is_none() {
+            tracing::warn!(source = self.name(), queue_url = %self.settings.queue_url, "no allowed_buckets: whoever can send to this queue chooses which S3 objects rootwatch reads with its credentials");
+        }
         if !has_redrive {
             tracing::warn!(source = self.name(), queue_url = %self.settings.queue_url, "queue has no redrive policy: messages that cannot be handled will be received again and again instead of moving to a dead-letter queue");
         }
@@ -294,24 +332,23 @@ impl SqsSource {
         self.pipeline
             .scan_body(body.as_deref().unwrap_or(""), &mut scan);
         let objects = std::mem::take(&mut scan.objects);
-        for object in &objects {
-            match s3::scan_object(&self.s3, object, &self.pipeline).await {
-                Ok(mut s) => {
-                    scan.events += s.events;
-                    scan.skipped += s.skipped;
-                    scan.groups.append(&mut s.groups);
-                    scan.errors.append(&mut s.errors);
-                    if !s.objects.is_empty() {
-                        scan.errors.push(crate::decode::DecodeError::Malformed {
-                            envelope: crate::decode::Envelope::Records,
-                            problem: format!("{object} names further objects; not followed"),
-                        });
-                    }
-                }
-                Err(e) => {
-                    telemetry::source_error(self.name(), "s3", &e);
-                    unit.fail("s3");
-                }
+        let limits = self.settings.limits;
+        if objects.len() > limits.max_objects_per_message {
+            // Refused whole: reading some of them would hide the rest.
+            telemetry::decode_error(
+                self.name(),
+                &id,
+                "too_large",
+                &format!(
+                    "the message names {} S3 objects: over max_objects_per_message = {}; none read",
+                    objects.len(),
+                    limits.max_objects_per_message
+                ),
+            );
+            unit.fail("decode");
+        } else {
+            for object in &objects {
+                self.scan_object(&id, object, &unit, &mut scan).await;
             }
         }
         for e in &scan.errors {
@@ -320,6 +357,57 @@ impl SqsSource {
         }
         telemetry::events_processed(self.name(), scan.events);
         self.pipeline.dispatch(&unit, scan.groups);
+    }
+
+    /// Reads one object the message names, if its bucket is allowed, into
+    /// `scan`; failures mark `unit`.
+    async fn scan_object(&self, id: &str, object: &ObjectRef, unit: &Unit, scan: &mut Scan) {
+        if let Some(allowed) = &self.settings.allowed_buckets
+            && !allowed.contains(&object.bucket)
+        {
+            telemetry::object_refused(self.name(), id, &object.to_string());
+            unit.fail("refused");
+            return;
+        }
+        let dispatch = {
+            let (pipeline, unit, room) = (
+                Arc::clone(&self.pipeline),
+                unit.clone(),
+                Arc::clone(&self.findings_room),
+            );
+            move |groups: Vec<EventFindings>| dispatch_bounded(&pipeline, &unit, &room, groups)
+        };
+        let result = s3::scan_object(
+            &self.s3,
+            object,
+            self.settings.expected_bucket_owner.as_deref(),
+            self.settings.limits,
+            &self.pipeline,
+            dispatch,
+        )
+        .await;
+        match result {
+            Ok(mut s) => {
+                scan.events += s.events;
+                scan.skipped += s.skipped;
+                scan.groups.append(&mut s.groups);
+                scan.errors.append(&mut s.errors);
+                if !s.objects.is_empty() {
+                    scan.errors.push(crate::decode::DecodeError::Malformed {
+                        envelope: crate::decode::Envelope::Records,
+                        problem: format!("{object} names further objects; not followed"),
+                    });
+                }
+            }
+            Err(e @ s3::FetchError::TooLarge { .. }) => {
+                telemetry::decode_error(self.name(), id, "too_large", &e);
+                unit.fail("decode");
+            }
+            Err(e) => {
+                telemetry::source_error(self.name(), "s3", &e);
+                unit.fail("s3");
+            }
+        }
     }
 
     /// Deletes done messages in batches; leaves failed ones for redrive;
