@@ -164,6 +164,22 @@ pub enum RawSource {
         visibility_timeout_secs: u64,
         #[serde(default = "default_max_in_flight")]
         max_in_flight_messages: usize,
+        /// Decompressed bytes one S3 object may hold.
+        #[serde(default = "default_max_object_bytes")]
+        max_object_bytes: u64,
+        /// Bytes one record (or one JSON document that is not a `Records`
+        /// file) may take in an S3 object.
+        #[serde(default = "default_max_record_bytes")]
+        max_record_bytes: u64,
+        /// S3 objects one message may name.
+        #[serde(default = "default_max_objects_per_message")]
+        max_objects_per_message: usize,
+        /// The only buckets notifications may send rootwatch to; unset:
+        /// any bucket the credentials can read.
+        allowed_buckets: Option<Vec<String>>,
+        /// The account that must own every bucket read (S3 refuses the
+        /// GetObject otherwise).
+        expected_bucket_owner: Option<String>,
     },
     File {
         name: Option<String>,
@@ -228,6 +244,25 @@ fn default_visibility() -> u64 {
 }
 fn default_max_in_flight() -> usize {
     10_000
+}
+/// CloudTrail writes a log file per account and region about every five
+/// minutes; even busy accounts' files are tens of MB uncompressed. 256 MiB
+/// leaves ample room for them while a gzip bomb stops after at most this
+/// much decompression work (memory never holds the object either way).
+fn default_max_object_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+/// CloudTrail records are a few KB and EventBridge events at most 256 KB.
+/// The largest document that legitimately comes whole is a CloudWatch Logs
+/// subscription batch (up to 1 MiB of messages, each escaped as a JSON
+/// string, which adds to it), hence 2 MiB.
+fn default_max_record_bytes() -> u64 {
+    2 * 1024 * 1024
+}
+/// An S3 event notification names one object, CloudTrail's own SNS notice
+/// a handful.
+fn default_max_objects_per_message() -> usize {
+    100
 }
 fn default_poll() -> u64 {
     2
@@ -327,6 +362,18 @@ pub struct SqsSettings {
     pub wait_time: Duration,
     pub visibility_timeout: Duration,
     pub max_in_flight: NonZeroUsize,
+    pub limits: ObjectLimits,
+    /// `None`: any bucket (a warning is logged at start).
+    pub allowed_buckets: Option<HashSet<String>>,
+    pub expected_bucket_owner: Option<String>,
+}
+
+/// Bounds on what one SQS message may make rootwatch read from S3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLimits {
+    pub max_object_bytes: u64,
+    pub max_record_bytes: u64,
+    pub max_objects_per_message: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -719,6 +766,66 @@ fn name_or(key: &str, name: &Option<String>, default: String) -> Result<String, 
     }
 }
 
+fn object_limits(
+    key: &str,
+    max_object_bytes: u64,
+    max_record_bytes: u64,
+    max_objects_per_message: usize,
+) -> Result<ObjectLimits, ConfigError> {
+    const MIB: u64 = 1024 * 1024;
+    if !(MIB..=64 * 1024 * MIB).contains(&max_object_bytes) {
+        return Err(invalid(
+            format!("{key}.max_object_bytes"),
+            format!("{max_object_bytes} is out of range (1 MiB = {MIB} to 64 GiB)"),
+        ));
+    }
+    if max_record_bytes < 64 * 1024 || max_record_bytes > max_object_bytes {
+        return Err(invalid(
+            format!("{key}.max_record_bytes"),
+            format!(
+                "{max_record_bytes} is out of range (64 KiB = 65536 to max_object_bytes = {max_object_bytes})"
+            ),
+        ));
+    }
+    Ok(ObjectLimits {
+        max_object_bytes,
+        max_record_bytes,
+        max_objects_per_message: nonzero(
+            &format!("{key}.max_objects_per_message"),
+            max_objects_per_message,
+            10_000,
+        )?
+        .get(),
+    })
+}
+
+/// S3 bucket names: 3 to 63 lowercase letters, digits, `.` and `-`,
+/// beginning and ending with a letter or digit.
+fn bucket_names(key: &str, list: &[String]) -> Result<HashSet<String>, ConfigError> {
+    if list.is_empty() {
+        return Err(invalid(
+            key,
+            "is empty: it would refuse every object; leave it out to allow any bucket",
+        ));
+    }
+    let mut set = HashSet::new();
+    for (j, b) in list.iter().enumerate() {
+        let ok = (3..=63).contains(&b.len())
+            && b.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'-')
+            && b.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && b.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(invalid(
+                format!("{key}[{j}]"),
+                format!("`{b}` is not an S3 bucket name"),
+            ));
+        }
+        set.insert(b.clone());
+    }
+    Ok(set)
+}
+
 fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings, ConfigError> {
     Ok(match s {
         RawSource::Sqs {
@@ -728,6 +835,11 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             wait_time_secs,
             visibility_timeout_secs,
             max_in_flight_messages,
+            max_object_bytes,
+            max_record_bytes,
+            max_objects_per_message,
+            allowed_buckets,
+            expected_bucket_owner,
         } => {
             let url = reqwest::Url::parse(queue_url).map_err(|e| {
                 invalid(
@@ -763,6 +875,25 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     *max_in_flight_messages,
                     100_000,
                 )?,
+                limits: object_limits(
+                    key,
+                    *max_object_bytes,
+                    *max_record_bytes,
+                    *max_objects_per_message,
+                )?,
+                allowed_buckets: match allowed_buckets {
+                    None => None,
+                    Some(list) => Some(bucket_names(&format!("{key}.allowed_buckets"), list)?),
+                },
+                expected_bucket_owner: match expected_bucket_owner {
+                    Some(a) if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) => {
+                        return Err(invalid(
+                            format!("{key}.expected_bucket_owner"),
+                            format!("`{a}` is not an AWS account id (12 digits)"),
+                        ));
+                    }
+                    a => a.clone(),
+                },
             })
         }
         RawSource::File {

@@ -133,6 +133,25 @@ impl Pipeline {
         }
     }
 
+    /// Like [`Pipeline::scan_reader`], calling `after` after each item, so
+    /// the caller can take findings out as they are found (and bound how
+    /// many are in flight) rather than hold a whole object's, and can
+    /// track where each record ended in the stream.
+    pub fn scan_reader_with(
+        &self,
+        reader: impl Read,
+        scan: &mut Scan,
+        after: &mut dyn FnMut(&mut Scan),
+    ) {
+        let now = SystemTime::now();
+        if let Err(e) = decode::decode_reader(reader, &mut |item| {
+            self.scan_item(item, now, scan);
+            after(scan);
+        }) {
+            scan.errors.push(e);
+        }
+    }
+
     /// `now` is read once per input, not once per record.
     fn scan_item(&self, item: Result<Item<'_>, DecodeError>, now: SystemTime, scan: &mut Scan) {
         match item {

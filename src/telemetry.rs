@@ -198,10 +198,14 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
             "abandoned",
             "dead_letter",
             "shutdown",
+            "panic",
+            "refused",
         ] {
             counter!(MESSAGES_REDRIVE, "source" => s.clone(), "reason" => reason).absolute(0);
         }
-        counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => "receive").absolute(0);
+        for kind in ["receive", "worker_panic", "bucket_not_allowed"] {
+            counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => kind).absolute(0);
+        }
         let _ = histogram!(INGESTION_DELAY, "source" => s.clone());
         gauge!(IN_FLIGHT, "source" => s).set(0.0);
     }
@@ -235,6 +239,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "invalid_utf8",
         "too_large",
         "io",
+        "too_large",
     ] {
         counter!(DECODE_ERRORS, "kind" => kind).absolute(0);
     }
@@ -279,6 +284,32 @@ pub fn message_left_for_redrive(
 pub fn source_error(source: &str, kind: &'static str, error: &dyn std::fmt::Display) {
     tracing::warn!(source, kind, error = %error, "source error");
     counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => kind).increment(1);
+}
+
+/// A source worker task panicked; `restarted` says whether another took
+/// its place (not when the source is already stopping).
+pub fn worker_panicked(source: &str, detail: &str, restarted: bool) {
+    tracing::error!(
+        source,
+        kind = "worker_panic",
+        error = detail,
+        restarted,
+        "source worker panicked; its unhandled messages are left for redrive"
+    );
+    counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => "worker_panic").increment(1);
+}
+
+/// A notification named an object in a bucket the source may not read.
+pub fn object_refused(source: &str, message_id: &str, object: &str) {
+    tracing::warn!(
+        source,
+        message_id,
+        object,
+        kind = "bucket_not_allowed",
+        "object refused: its bucket is not in allowed_buckets; the message is left for redrive"
+    );
+    counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => "bucket_not_allowed")
+        .increment(1);
 }
 
 pub fn events_processed(source: &str, n: u64) {

@@ -340,3 +340,43 @@ async fn a_receiver_that_recovers_within_the_retries_leaves_no_dead_letter() {
             .contains(r#"rootwatch_messages_deleted_total{source="recovers"} 1"#)
     );
 }
+
+/// A receiver that answers 404 with a page echoing the request path, query
+/// and headers, as many web servers do: none of the sink's secrets may
+/// reach the error text that is logged.
+#[tokio::test]
+async fn error_text_from_an_echoing_receiver_holds_no_secret() {
+    use axum::http::{HeaderMap, StatusCode, Uri};
+    let app = axum::Router::new().fallback(|uri: Uri, headers: HeaderMap| async move {
+        let mut page = format!("Cannot POST {uri}\n");
+        for (k, v) in &headers {
+            page.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("")));
+        }
+        page.push_str(&"x".repeat(100_000));
+        (StatusCode::NOT_FOUND, page)
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let token = "XoXoTokenPart0123456789";
+    let query = "sigQuerySecret987654";
+    let toml = format!(
+        "[[sinks]]\ntype = \"webhook\"\nurl = \"http://{addr}/services/T0000/B0000/{token}?sig={query}\"\nbearer_token = \"BearerSecret55555\"\nhmac_secret = \"HmacSecret4444\"\nheaders = {{ \"X-Api-Key\" = \"HeaderSecret3333\" }}\n"
+    );
+    let settings =
+        rootwatch::config::validate(&rootwatch::config::parse(&toml, &|_| None).unwrap()).unwrap();
+    let sink = rootwatch::sink::build(&settings.sinks[0], &rootwatch::sink::http_client());
+    let finding = finding();
+    let err = sink.send(&finding).await.unwrap_err().to_string();
+    assert!(err.starts_with("HTTP 404: Cannot POST"), "{err}");
+    for secret in [
+        token,
+        query,
+        "BearerSecret55555",
+        "HeaderSecret3333",
+        "T0000/B0000",
+    ] {
+        assert!(!err.contains(secret), "{secret} in {err}");
+    }
+    assert!(err.contains("<redacted>"), "{err}");
+}

@@ -492,3 +492,82 @@ fn dead_letter_paths() {
         "`sources[0].dead_letter_path`: `/data/` is a directory; name the dead-letter file"
     );
 }
+
+const SQS: &str =
+    "[[sources]]\ntype = \"sqs\"\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/1/q\"\n";
+
+fn sqs(extra: &str) -> Result<SqsSettings, ConfigError> {
+    let s = load_str(&format!("{SQS}{extra}"))?;
+    let SourceSettings::Sqs(q) = s.sources.into_iter().next().unwrap() else {
+        panic!("not an SQS source")
+    };
+    Ok(q)
+}
+
+#[test]
+fn sqs_object_limits_default_and_bounds() {
+    let q = sqs("").unwrap();
+    assert_eq!(
+        q.limits,
+        ObjectLimits {
+            max_object_bytes: 256 * 1024 * 1024,
+            max_record_bytes: 2 * 1024 * 1024,
+            max_objects_per_message: 100,
+        }
+    );
+    assert_eq!(q.allowed_buckets, None);
+    assert_eq!(q.expected_bucket_owner, None);
+    let q =
+        sqs("max_object_bytes = 4194304\nmax_record_bytes = 65536\nmax_objects_per_message = 3\n")
+            .unwrap();
+    assert_eq!(q.limits.max_object_bytes, 4_194_304);
+    assert_eq!(q.limits.max_record_bytes, 65_536);
+    assert_eq!(q.limits.max_objects_per_message, 3);
+    for (extra, key) in [
+        ("max_object_bytes = 1000\n", "sources[0].max_object_bytes"),
+        ("max_record_bytes = 100\n", "sources[0].max_record_bytes"),
+        (
+            "max_object_bytes = 2097152\nmax_record_bytes = 4194304\n",
+            "sources[0].max_record_bytes",
+        ),
+        (
+            "max_objects_per_message = 0\n",
+            "sources[0].max_objects_per_message",
+        ),
+    ] {
+        let e = sqs(extra).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("`{key}`: ")), "{extra}: {e}");
+    }
+}
+
+#[test]
+fn sqs_allowed_buckets_and_owner() {
+    let q = sqs("allowed_buckets = [\"org-trail\", \"audit.logs-2\"]\nexpected_bucket_owner = \"111122223333\"\n")
+        .unwrap();
+    let allowed = q.allowed_buckets.unwrap();
+    assert!(allowed.contains("org-trail") && allowed.contains("audit.logs-2"));
+    assert_eq!(allowed.len(), 2);
+    assert_eq!(q.expected_bucket_owner.as_deref(), Some("111122223333"));
+    for (extra, key) in [
+        ("allowed_buckets = []\n", "sources[0].allowed_buckets"),
+        (
+            "allowed_buckets = [\"ok-bucket\", \"Bad_Bucket\"]\n",
+            "sources[0].allowed_buckets[1]",
+        ),
+        (
+            "allowed_buckets = [\"-x-\"]\n",
+            "sources[0].allowed_buckets[0]",
+        ),
+        (
+            "expected_bucket_owner = \"1111\"\n",
+            "sources[0].expected_bucket_owner",
+        ),
+        (
+            "expected_bucket_owner = \"11112222333a\"\n",
+            "sources[0].expected_bucket_owner",
+        ),
+    ] {
+        let e = sqs(extra).unwrap_err().to_string();
+        assert!(e.starts_with(&format!("`{key}`: ")), "{extra}: {e}");
+    }
+}

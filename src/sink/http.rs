@@ -21,6 +21,9 @@ pub enum Format {
 
 pub struct HttpSink {
     client: reqwest::Client,
+    /// Every configured secret and the parts of the URL that may be one,
+    /// longest first, to be replaced in error text.
+    secrets: Vec<String>,
     url: Secret,
     headers: HeaderMap,
     timeout: Duration,
@@ -36,8 +39,13 @@ fn json_headers() -> HeaderMap {
 impl HttpSink {
     /// A Slack, PagerDuty or Teams sink: JSON body, no extra headers.
     pub fn new(client: reqwest::Client, url: Secret, format: Format, timeout: Duration) -> Self {
+        let mut extra = Vec::new();
+        if let Format::PagerDuty { routing_key } = &format {
+            extra.push(routing_key.expose().to_owned());
+        }
         HttpSink {
             client,
+            secrets: secrets_of(&url, extra),
             url,
             headers: json_headers(),
             timeout,
@@ -57,8 +65,21 @@ impl HttpSink {
                 headers.insert(n, v);
             }
         }
+        let mut extra: Vec<String> = s
+            .headers
+            .iter()
+            .map(|(_, v)| v.expose().to_owned())
+            .collect();
+        // `Bearer <token>`: the token alone too.
+        extra.extend(
+            s.headers
+                .iter()
+                .filter_map(|(_, v)| v.expose().split_once(' ').map(|(_, t)| t.to_owned())),
+        );
+        extra.extend(s.hmac_secret.iter().map(|h| h.expose().to_owned()));
         HttpSink {
             client,
+            secrets: secrets_of(&s.url, extra),
             url: s.url.clone(),
             headers,
             timeout,
@@ -66,6 +87,17 @@ impl HttpSink {
                 hmac_secret: s.hmac_secret.clone(),
             },
         }
+    }
+
+    /// `text` with every secret replaced.
+    fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for s in &self.secrets {
+            if out.contains(s.as_str()) {
+                out = out.replace(s.as_str(), "<redacted>");
+            }
+        }
+        out
     }
 
     fn body(&self, f: &Finding) -> Vec<u8> {
@@ -107,7 +139,7 @@ impl Sink for HttpSink {
                 .await
                 .map_err(|e| SendError::Retriable {
                     // The URL may carry a token: never let it into an error.
-                    error: e.without_url().to_string(),
+                    error: self.scrub(&e.without_url().to_string()),
                     retry_after: None,
                 })?;
             let status = resp.status().as_u16();
@@ -119,11 +151,59 @@ impl Sink for HttpSink {
             if (200..300).contains(&status) {
                 return Ok(());
             }
-            let text = resp.text().await.unwrap_or_default();
+            let text = self.scrub(&error_body(resp).await);
             match classify_status(status, retry_after.as_deref(), &text) {
                 None => Ok(()),
                 Some(e) => Err(e),
             }
         })
     }
+}
+
+/// Most bytes of an error body read: enough for a receiver's message, not
+/// a way for a receiver to make rootwatch hold a large page.
+pub const MAX_ERROR_BODY: usize = 4096;
+
+/// The start of an error response's body, read chunk by chunk and no
+/// further than [`MAX_ERROR_BODY`].
+async fn error_body(mut resp: reqwest::Response) -> String {
+    let mut buf = Vec::new();
+    while buf.len() < MAX_ERROR_BODY {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = MAX_ERROR_BODY - buf.len();
+                buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// The strings to scrub for a sink: the URL whole, its path, each path
+/// segment and query value long enough to be a token, and `extra`.
+fn secrets_of(url: &Secret, extra: Vec<String>) -> Vec<String> {
+    // Short segments (`hook`, `v2`) are not secrets; scrubbing them would
+    // garble ordinary words in error text.
+    const MIN: usize = 8;
+    let mut out = vec![url.expose().to_owned()];
+    if let Ok(u) = reqwest::Url::parse(url.expose()) {
+        out.push(u.path().to_owned());
+        if let Some(q) = u.query() {
+            out.push(q.to_owned());
+        }
+        out.extend(u.path_segments().into_iter().flatten().map(str::to_owned));
+        out.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+        out.extend(
+            u.query()
+                .into_iter()
+                .flat_map(|q| q.split('&'))
+                .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_owned())),
+        );
+    }
+    out.extend(extra);
+    out.retain(|s| s.len() >= MIN);
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
 }

@@ -4,7 +4,7 @@
 //! never deleted: the queue's redrive policy moves it to its dead-letter
 //! queue after `maxReceiveCount` receives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,19 +20,93 @@ use tokio_util::sync::CancellationToken;
 use super::{SourceError, backoff, s3};
 use crate::ack::{Outcome, Unit};
 use crate::config::SqsSettings;
-use crate::pipeline::{Pipeline, Scan};
+use crate::decode::ObjectRef;
+use crate::pipeline::{EventFindings, Pipeline, Scan};
 use crate::telemetry;
 
 /// Most messages one ReceiveMessage returns (an SQS limit), and most entries
 /// in one batch request.
 const BATCH: usize = 10;
 
+/// ChangeMessageVisibilityBatch calls in progress at once: 10,000 messages
+/// in flight are 1,000 calls, which must all be done well inside the
+/// visibility timeout, without flooding the SQS endpoint.
+const EXTEND_CONCURRENCY: usize = 16;
+
+/// A received message whose visibility is kept extended until it is
+/// deleted, left or released.
 struct InFlight {
-    receipt: String,
+    message_id: String,
     extended_at: Instant,
 }
 
+/// Keyed by receipt handle, not message id: a copy of a message received
+/// again (after its visibility lapsed, or from a second consumer) is its own
+/// receive with its own receipt, and only that receipt can extend or delete it.
 type Registry = Arc<Mutex<HashMap<String, InFlight>>>;
+
+/// Events with findings read from S3 objects whose deliveries may be in
+/// progress at once, per source: an object full of findings waits for
+/// deliveries instead of holding them all in memory.
+const MAX_OBJECT_EVENTS_IN_FLIGHT: usize = 10_000;
+
+/// Dispatches `groups` found in an object under a unit nested in the
+/// message's `unit`, holding one permit of `room` per event until their
+/// deliveries end. Blocks until there is room: call it from a blocking
+/// thread of the runtime.
+fn dispatch_bounded(
+    pipeline: &Arc<Pipeline>,
+    unit: &Unit,
+    room: &Arc<Semaphore>,
+    groups: Vec<EventFindings>,
+) {
+    let n = groups.len().min(MAX_OBJECT_EVENTS_IN_FLIGHT) as u32;
+    let permit = tokio::runtime::Handle::current()
+        .block_on(Arc::clone(room).acquire_many_owned(n))
+        .expect("never closed");
+    let parent = unit.clone();
+    let chunk = Unit::new(move |outcome| {
+        drop(permit);
+        parent.end(outcome);
+    });
+    pipeline.dispatch(&chunk, groups);
+    chunk.done();
+}
+
+/// The message's unit as the blocking S3 reader holds it. The reader's own
+/// failures mark the unit where they happen, so a reader that finishes ends
+/// its handle as done; one that unwinds from a panic leaves it unsettled,
+/// which fails the message as abandoned.
+struct ReaderHold(Option<Unit>);
+
+impl Drop for ReaderHold {
+    fn drop(&mut self) {
+        if let Some(unit) = self.0.take()
+            && !std::thread::panicking()
+        {
+            unit.done();
+        }
+    }
+}
+
+/// A message received and registered, with the unit that decides its fate.
+struct Received {
+    id: String,
+    body: Option<String>,
+    unit: Unit,
+}
+
+/// The messages of one receive not yet handled. Dropped with some left (a
+/// panic unwinding the worker), those are failed: never deleted unread.
+struct Batch(VecDeque<Received>);
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        for r in self.0.drain(..) {
+            r.unit.fail("panic");
+        }
+    }
+}
 
 struct Ack {
     id: String,
@@ -46,6 +120,8 @@ pub struct SqsSource {
     sqs: aws_sdk_sqs::Client,
     s3: aws_sdk_s3::Client,
     pipeline: Arc<Pipeline>,
+    /// Events with findings from S3 objects that are still being delivered.
+    findings_room: Arc<Semaphore>,
 }
 
 impl SqsSource {
@@ -64,6 +140,7 @@ impl SqsSource {
             sqs: aws_sdk_sqs::Client::new(aws),
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             pipeline,
+            findings_room: Arc::new(Semaphore::new(MAX_OBJECT_EVENTS_IN_FLIGHT)),
         }
     }
 
@@ -102,6 +179,9 @@ impl SqsSource {
         let has_redrive = out
             .attributes()
             .is_some_and(|a| a.contains_key(&QueueAttributeName::RedrivePolicy));
+        if self.settings.allowed_buckets.is_none() {
+            tracing::warn!(source = self.name(), queue_url = %self.settings.queue_url, "no allowed_buckets: whoever can send to this queue chooses which S3 objects rootwatch reads with its credentials");
+        }
         if !has_redrive {
             tracing::warn!(source = self.name(), queue_url = %self.settings.queue_url, "queue has no redrive policy: messages that cannot be handled will be received again and again instead of moving to a dead-letter queue");
         }
@@ -120,17 +200,16 @@ impl SqsSource {
                 .extender(Arc::clone(&registry), extender_stop.clone()),
         );
         let permits = Arc::new(Semaphore::new(self.settings.max_in_flight.get()));
-        let mut workers = JoinSet::new();
-        for _ in 0..self.settings.concurrency.get() {
-            workers.spawn(self.clone().worker(
+        let worker = || {
+            self.clone().worker(
                 stop.clone(),
                 Arc::clone(&permits),
                 ack_tx.clone(),
                 Arc::clone(&registry),
-            ));
-        }
+            )
+        };
+        supervise(self.name(), &stop, self.settings.concurrency.get(), worker).await;
         drop(ack_tx);
-        while workers.join_next().await.is_some() {}
         tracing::info!(
             source = self.name(),
             "stopped receiving; finishing messages in flight"
@@ -183,20 +262,32 @@ impl SqsSource {
                     }
                 }
             };
+            // Every message of the batch is registered for visibility
+            // extension now, not when its turn comes: the ones behind a slow
+            // S3 object would otherwise reappear and be received again.
+            let mut batch = Batch(VecDeque::with_capacity(messages.len()));
             for m in messages {
                 let permit = room.split(1).expect("one permit per message received");
-                self.handle(m, permit, &acks, &registry).await;
+                if let Some(r) = self.register(m, permit, &acks, &registry) {
+                    batch.0.push_back(r);
+                }
+            }
+            while let Some(r) = batch.0.pop_front() {
+                self.handle(r).await;
             }
         }
     }
 
-    async fn handle(
+    /// Registers a received message in the in-flight registry and makes its
+    /// unit; `None` for a message without a receipt handle (nothing can be
+    /// done with it).
+    fn register(
         &self,
         m: Message,
         permit: tokio::sync::OwnedSemaphorePermit,
         acks: &mpsc::UnboundedSender<Ack>,
         registry: &Registry,
-    ) {
+    ) -> Option<Received> {
         let id = m.message_id.unwrap_or_default();
         let Some(receipt) = m.receipt_handle else {
             telemetry::source_error(
@@ -204,15 +295,15 @@ impl SqsSource {
                 "receive",
                 &format!("message {id} has no receipt handle"),
             );
-            return;
+            return None;
         };
         telemetry::message_received(self.name(), &id);
         {
             let mut r = registry.lock().expect("registry lock");
             r.insert(
-                id.clone(),
+                receipt.clone(),
                 InFlight {
-                    receipt: receipt.clone(),
+                    message_id: id.clone(),
                     extended_at: Instant::now(),
                 },
             );
@@ -228,29 +319,38 @@ impl SqsSource {
                 outcome,
             });
         });
+        Some(Received {
+            id,
+            body: m.body,
+            unit,
+        })
+    }
 
+    async fn handle(&self, r: Received) {
+        // A panic half-way drops `unit` without an outcome: the message
+        // fails as abandoned, never taken as handled.
+        let Received { id, body, unit } = r;
         let mut scan = Scan::default();
         self.pipeline
-            .scan_body(m.body.as_deref().unwrap_or(""), &mut scan);
+            .scan_body(body.as_deref().unwrap_or(""), &mut scan);
         let objects = std::mem::take(&mut scan.objects);
-        for object in &objects {
-            match s3::scan_object(&self.s3, object, &self.pipeline).await {
-                Ok(mut s) => {
-                    scan.events += s.events;
-                    scan.skipped += s.skipped;
-                    scan.groups.append(&mut s.groups);
-                    scan.errors.append(&mut s.errors);
-                    if !s.objects.is_empty() {
-                        scan.errors.push(crate::decode::DecodeError::Malformed {
-                            envelope: crate::decode::Envelope::Records,
-                            problem: format!("{object} names further objects; not followed"),
-                        });
-                    }
-                }
-                Err(e) => {
-                    telemetry::source_error(self.name(), "s3", &e);
-                    unit.fail("s3");
-                }
+        let limits = self.settings.limits;
+        if objects.len() > limits.max_objects_per_message {
+            // Refused whole: reading some of them would hide the rest.
+            telemetry::decode_error(
+                self.name(),
+                &id,
+                "too_large",
+                &format!(
+                    "the message names {} S3 objects: over max_objects_per_message = {}; none read",
+                    objects.len(),
+                    limits.max_objects_per_message
+                ),
+            );
+            unit.fail("decode");
+        } else {
+            for object in &objects {
+                self.scan_object(&id, object, &unit, &mut scan).await;
             }
         }
         for e in &scan.errors {
@@ -260,6 +360,61 @@ impl SqsSource {
         telemetry::events_processed(self.name(), scan.events);
         self.pipeline.dispatch(&unit, scan.groups);
         unit.done();
+    }
+
+    /// Reads one object the message names, if its bucket is allowed, into
+    /// `scan`; failures mark `unit`.
+    async fn scan_object(&self, id: &str, object: &ObjectRef, unit: &Unit, scan: &mut Scan) {
+        if let Some(allowed) = &self.settings.allowed_buckets
+            && !allowed.contains(&object.bucket)
+        {
+            telemetry::object_refused(self.name(), id, &object.to_string());
+            unit.fail("refused");
+            return;
+        }
+        let dispatch = {
+            let (pipeline, hold, room) = (
+                Arc::clone(&self.pipeline),
+                ReaderHold(Some(unit.clone())),
+                Arc::clone(&self.findings_room),
+            );
+            move |groups: Vec<EventFindings>| {
+                if let Some(unit) = &hold.0 {
+                    dispatch_bounded(&pipeline, unit, &room, groups)
+                }
+            }
+        };
+        let result = s3::scan_object(
+            &self.s3,
+            object,
+            self.settings.expected_bucket_owner.as_deref(),
+            self.settings.limits,
+            &self.pipeline,
+            dispatch,
+        )
+        .await;
+        match result {
+            Ok(mut s) => {
+                scan.events += s.events;
+                scan.skipped += s.skipped;
+                scan.groups.append(&mut s.groups);
+                scan.errors.append(&mut s.errors);
+                if !s.objects.is_empty() {
+                    scan.errors.push(crate::decode::DecodeError::Malformed {
+                        envelope: crate::decode::Envelope::Records,
+                        problem: format!("{object} names further objects; not followed"),
+                    });
+                }
+            }
+            Err(e @ s3::FetchError::TooLarge { .. }) => {
+                telemetry::decode_error(self.name(), id, "too_large", &e);
+                unit.fail("decode");
+            }
+            Err(e) => {
+                telemetry::source_error(self.name(), "s3", &e);
+                unit.fail("s3");
+            }
+        }
     }
 
     /// Deletes done messages in batches; leaves failed ones for redrive;
@@ -277,7 +432,7 @@ impl SqsSource {
                     Outcome::Done => done.push(ack),
                     Outcome::Released => released.push(ack),
                     Outcome::Failed(reason) => {
-                        self.forget(&registry, &ack.id);
+                        self.forget(&registry, &ack.receipt);
                         telemetry::message_left_for_redrive(
                             self.name(),
                             &ack.id,
@@ -304,15 +459,18 @@ impl SqsSource {
             let batch: Vec<Ack> = done.drain(..done.len().min(BATCH)).collect();
             self.delete(&batch).await;
             for a in &batch {
-                self.forget(registry, &a.id);
+                self.forget(registry, &a.receipt);
             }
         }
         while !released.is_empty() {
             let batch: Vec<Ack> = released.drain(..released.len().min(BATCH)).collect();
-            let receipts: Vec<&str> = batch.iter().map(|a| a.receipt.as_str()).collect();
+            let receipts: Vec<(String, String)> = batch
+                .iter()
+                .map(|a| (a.id.clone(), a.receipt.clone()))
+                .collect();
             self.set_visibility(&receipts, 0, "release").await;
             for a in &batch {
-                self.forget(registry, &a.id);
+                self.forget(registry, &a.receipt);
                 telemetry::message_left_for_redrive(
                     self.name(),
                     &a.id,
@@ -395,17 +553,20 @@ impl SqsSource {
         }
     }
 
-    fn forget(&self, registry: &Registry, id: &str) {
+    fn forget(&self, registry: &Registry, receipt: &str) {
         let mut r = registry.lock().expect("registry lock");
-        r.remove(id);
+        r.remove(receipt);
         telemetry::in_flight(self.name(), r.len());
     }
 
     /// Keeps messages that are still being worked on invisible to other
-    /// consumers, so a slow delivery does not turn into a duplicate.
+    /// consumers, so a slow delivery does not turn into a duplicate. A
+    /// message is extended once a quarter of the timeout has passed since
+    /// its last extension, so even a tick that just misses it leaves half
+    /// the timeout to spare.
     async fn extender(self, registry: Registry, stop: CancellationToken) {
         let visibility = self.settings.visibility_timeout;
-        let period = (visibility / 3).max(Duration::from_secs(1));
+        let period = (visibility / 4).max(Duration::from_millis(250));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
@@ -416,28 +577,44 @@ impl SqsSource {
                 let now = Instant::now();
                 r.iter_mut()
                     .filter(|(_, f)| now.duration_since(f.extended_at) >= period)
-                    .map(|(id, f)| {
+                    .map(|(receipt, f)| {
                         f.extended_at = now;
-                        (id.clone(), f.receipt.clone())
+                        (f.message_id.clone(), receipt.clone())
                     })
                     .collect()
             };
-            for chunk in due.chunks(BATCH) {
-                let receipts: Vec<&str> = chunk.iter().map(|(_, r)| r.as_str()).collect();
-                self.set_visibility(&receipts, visibility.as_secs() as i32, "extend_visibility")
-                    .await;
+            if due.is_empty() {
+                continue;
             }
+            tracing::debug!(
+                source = self.name(),
+                count = due.len(),
+                "extending visibility"
+            );
+            let secs = visibility.as_secs() as i32;
+            let mut calls = JoinSet::new();
+            for chunk in due.chunks(BATCH) {
+                if calls.len() >= EXTEND_CONCURRENCY {
+                    calls.join_next().await;
+                }
+                let (me, receipts) = (self.clone(), chunk.to_vec());
+                calls.spawn(async move {
+                    me.set_visibility(&receipts, secs, "extend_visibility")
+                        .await
+                });
+            }
+            while calls.join_next().await.is_some() {}
         }
     }
 
-    /// ChangeMessageVisibilityBatch for up to ten receipts. Entries that
-    /// fail (the message is already gone) are logged; a failed call is
-    /// counted as a source error of `kind`.
-    async fn set_visibility(&self, receipts: &[&str], secs: i32, kind: &'static str) {
-        let entries = receipts.iter().enumerate().map(|(i, receipt)| {
+    /// ChangeMessageVisibilityBatch for up to ten (message id, receipt)
+    /// pairs. Entries that fail (the message is already gone) are logged; a
+    /// failed call is counted as a source error of `kind`.
+    async fn set_visibility(&self, receipts: &[(String, String)], secs: i32, kind: &'static str) {
+        let entries = receipts.iter().enumerate().map(|(i, (_, receipt))| {
             ChangeMessageVisibilityBatchRequestEntry::builder()
                 .id(format!("m{i}"))
-                .receipt_handle(*receipt)
+                .receipt_handle(receipt)
                 .visibility_timeout(secs)
                 .build()
                 .expect("id and receipt are set")
@@ -452,9 +629,16 @@ impl SqsSource {
         {
             Ok(out) => {
                 for f in out.failed() {
+                    let message_id = f
+                        .id()
+                        .strip_prefix('m')
+                        .and_then(|n| n.parse::<usize>().ok())
+                        .and_then(|i| receipts.get(i))
+                        .map_or("", |(id, _)| id.as_str());
                     tracing::debug!(
                         source = self.name(),
                         kind,
+                        message_id,
                         code = f.code(),
                         "visibility not changed (message already gone?)"
                     );
@@ -469,5 +653,105 @@ impl SqsSource {
             }
             Err(e) => telemetry::source_error(self.name(), kind, &DisplayErrorContext(&e)),
         }
+    }
+}
+
+/// Runs `count` workers made by `worker` until each returns (they return
+/// once `stop` is cancelled). A worker that panics is logged and counted,
+/// and replaced while the source is still receiving: a panic must not
+/// silently shrink the source to nothing.
+async fn supervise<F, Fut>(source: &str, stop: &CancellationToken, count: usize, worker: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut workers = JoinSet::new();
+    for _ in 0..count {
+        workers.spawn(worker());
+    }
+    while let Some(result) = workers.join_next().await {
+        let Err(e) = result else { continue };
+        if !e.is_panic() {
+            continue;
+        }
+        let payload = e.into_panic();
+        let detail = payload
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let restart = !stop.is_cancelled();
+        telemetry::worker_panicked(source, &detail, restart);
+        if restart {
+            workers.spawn(worker());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn a_panicking_worker_is_replaced_until_stop() {
+        telemetry::prometheus();
+        let stop = CancellationToken::new();
+        let started = Arc::new(AtomicUsize::new(0));
+        let (s, st) = (Arc::clone(&started), stop.clone());
+        let worker = move || {
+            let n = s.fetch_add(1, Ordering::SeqCst);
+            let st = st.clone();
+            async move {
+                if n < 3 {
+                    panic!("worker {n} fails");
+                }
+                // The replacement of the third panic ends the source.
+                st.cancel();
+            }
+        };
+        supervise("supervise-test", &stop, 2, worker).await;
+        // Two started, three panicked and were replaced; the first
+        // replacement that returns ends it, and the last one still runs to
+        // its end before supervise returns.
+        assert!(started.load(Ordering::SeqCst) >= 4, "{started:?}");
+        let text = telemetry::prometheus().render();
+        assert!(
+            text.contains(
+                r#"rootwatch_source_errors_total{source="supervise-test",kind="worker_panic"} 3"#
+            ),
+            "{text}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panic_after_stop_is_not_replaced() {
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let started = Arc::new(AtomicUsize::new(0));
+        let s = Arc::clone(&started);
+        supervise("supervise-stopped", &stop, 1, move || {
+            s.fetch_add(1, Ordering::SeqCst);
+            async { panic!("late") }
+        })
+        .await;
+        assert_eq!(started.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn unhandled_messages_of_a_dropped_batch_fail() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut batch = Batch(VecDeque::new());
+        for i in 0..2 {
+            let tx = tx.clone();
+            batch.0.push_back(Received {
+                id: format!("m{i}"),
+                body: None,
+                unit: Unit::new(move |o| tx.send(o).unwrap()),
+            });
+        }
+        drop(batch);
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Failed("panic"));
+        assert_eq!(rx.try_recv().unwrap(), Outcome::Failed("panic"));
     }
 }
