@@ -394,8 +394,7 @@ pub fn cloudtrail_event_url(f: &Finding) -> Option<String> {
 }
 
 /// Is `url` a link [`cloudtrail_event_url`] could have made (https, on an
-/// AWS console domain)? For tests of every format.
-#[cfg(test)]
+/// AWS console domain)? For the payload checks of every format.
 pub(crate) fn is_console_url(url: &str) -> bool {
     let Some(rest) = url.strip_prefix("https://") else {
         return false;

@@ -1,0 +1,110 @@
+//! The bodies of the fuzz targets, shared with the regression test that
+//! replays every kept input on stable (`tests/fuzz_regressions.rs` includes
+//! this file). Each one panics on a broken invariant; libFuzzer records the
+//! input as a crash.
+
+use std::sync::OnceLock;
+
+use rootwatch::decode::{self, DecodeError, Item};
+use rootwatch::detect::{AllowList, CidrSet, Context, DetectSettings, Detector, Scope};
+use rootwatch::finding::{Finding, Severity, Summary};
+use rootwatch::sink::format::check;
+use serde_json::value::RawValue;
+
+/// Every rule on, with an allow list so the IP rule fires too.
+fn detector() -> &'static Detector {
+    static D: OnceLock<Detector> = OnceLock::new();
+    D.get_or_init(|| {
+        Detector::new(DetectSettings {
+            context: Context {
+                allowlist: AllowList {
+                    cidrs: CidrSet::new([
+                        "203.0.113.0/24".parse().expect("a CIDR"),
+                        "2001:db8::/32".parse().expect("a CIDR"),
+                    ]),
+                    scope: Scope::All,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    })
+}
+
+/// Checks one finding the way every sink would see it.
+fn check_finding(f: &Finding) {
+    if let Err(e) = check::all_formats(f) {
+        panic!("{e}\nfinding: {}", f.to_json());
+    }
+    let again: Finding = serde_json::from_str(&f.to_json()).expect("a finding's JSON reads back");
+    assert_eq!(again.finding_id, f.finding_id);
+}
+
+/// Any bytes, as every input path decodes them (a message body, a stream
+/// that may be gzip, JSON lines): decoding never panics, every record can
+/// be evaluated by every rule, and every finding formats for every sink
+/// within its limits.
+pub fn decode_detect(data: &[u8]) {
+    let mut evaluate = |item: Result<Item<'_>, DecodeError>| {
+        if let Ok(Item::Record(r)) = item {
+            let mut findings = Vec::new();
+            detector().evaluate(&r, &mut findings);
+            findings.iter().for_each(check_finding);
+        }
+    };
+    if let Ok(body) = std::str::from_utf8(data) {
+        decode::decode_body(body, &mut evaluate);
+    }
+    let _ = decode::decode_reader(data, &mut evaluate);
+    let _ = decode::decode_lines(data, &mut |_, item| evaluate(item));
+}
+
+/// Any finding: every field an event controls is taken from the input
+/// (fields separated by NUL bytes, read as lossy UTF-8), and every format
+/// must stay within its service's limits and show nothing active.
+pub fn formats(data: &[u8]) {
+    let (&flags, rest) = data.split_first().unwrap_or((&0, &[]));
+    let mut parts = rest
+        .split(|&b| b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    let mut field = || parts.next();
+    let severity = [
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+        Severity::Critical,
+    ][usize::from(flags & 3)];
+    let mut f = Finding {
+        rule: "root-api-call".into(),
+        severity,
+        title: "Root API call".into(),
+        reason: field().unwrap_or_default(),
+        finding_id: "0123456789abcdef0123456789abcdef".into(),
+        event_id: field(),
+        event_time: field(),
+        event_name: field(),
+        event_source: field(),
+        account_id: field(),
+        region: field(),
+        principal_type: field(),
+        principal_arn: field(),
+        user_name: field(),
+        source_ip: field(),
+        user_agent: field(),
+        error_code: field(),
+        mfa: [None, Some(true), Some(false)][usize::from((flags >> 2) % 3)],
+        summary: None,
+        event: RawValue::from_string("{}".into()).expect("valid JSON"),
+    };
+    if flags & 0x40 != 0 {
+        let names: Vec<String> = std::iter::from_fn(&mut field).collect();
+        f.summary = Some(Summary {
+            count: u64::from(flags),
+            first_event_time: f.event_time.clone(),
+            last_event_time: names.first().cloned(),
+            event_names: names,
+            window_secs: 300,
+        });
+    }
+    check_finding(&f);
+}
