@@ -325,7 +325,8 @@ check_promtool() {
   "$PY" - <<'EOF'
 import sys, yaml
 want = {"RootwatchDown", "RootwatchDeliveriesFailing", "RootwatchEventLagHigh",
-        "RootwatchDecodeErrors", "RootwatchNoEventsReceived", "RootwatchCheckpointStale"}
+        "RootwatchDecodeErrors", "RootwatchNoEventsReceived", "RootwatchCheckpointStale",
+        "RootwatchSourceDown"}
 got = {r["alert"] for g in yaml.safe_load(open("deploy/prometheus/alerts.yaml"))["groups"] for r in g["rules"] if "alert" in r}
 missing = want - got
 print("alerts:", ", ".join(sorted(got)))
@@ -470,7 +471,7 @@ counters_gauges = {
     "rootwatch_decode_errors_total", "rootwatch_findings_total", "rootwatch_alerts_delivered_total",
     "rootwatch_alerts_retried_total", "rootwatch_alerts_failed_total", "rootwatch_dedup_suppressed_total",
     "rootwatch_throttle_suppressed_total", "rootwatch_in_flight_messages",
-    "rootwatch_cloudwatch_checkpoint_age_seconds",
+    "rootwatch_cloudwatch_checkpoint_age_seconds", "rootwatch_source_up",
 }
 histograms = {"rootwatch_delivery_duration_seconds", "rootwatch_event_lag_seconds"}
 known = counters_gauges | {h + s for h in histograms for s in ("_bucket", "_sum", "_count")}

@@ -121,7 +121,7 @@ async fn run_sources(
     // A signal while sources are still starting (a slow AWS endpoint) ends
     // the start: nothing has been received yet, so nothing is in flight.
     let starting = tokio::select! {
-        s = start_sources(settings, aws.as_ref(), &pipeline) => s?,
+        s = start_sources(settings, aws.as_ref(), &pipeline, readiness) => s?,
         _ = &mut shutdown => {
             tracing::info!("stopped before every source had started");
             return Ok(());
@@ -223,6 +223,7 @@ async fn start_sources(
     settings: &Settings,
     aws: Option<&aws_config::SdkConfig>,
     pipeline: &Arc<Pipeline>,
+    readiness: &Readiness,
 ) -> Result<Vec<Starting>, RunError> {
     let mut starting = Vec::new();
     for source in &settings.sources {
@@ -232,7 +233,8 @@ async fn start_sources(
                     s.clone(),
                     aws.expect("loaded for SQS"),
                     Arc::clone(pipeline),
-                );
+                )
+                .with_health(readiness.health());
                 src.check().await?;
                 starting.push(Starting::Sqs(src));
             }

@@ -302,6 +302,9 @@ pub struct RawSink {
     pub retry_max_secs: u64,
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Lets `url` be plain `http://` to a host that is not loopback.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 // ---------------------------------------------------------------- settings
@@ -601,7 +604,12 @@ fn check_rule(key: &str, id: &str, known: &[&str]) -> Result<(), ConfigError> {
     }
 }
 
-fn http_url(key: &str, s: &str) -> Result<Secret, ConfigError> {
+/// An http(s) URL with a host. Plain `http://` only to a loopback host
+/// (a sidecar or a local relay) unless `allow_insecure` says otherwise:
+/// alerts, and the tokens webhook URLs and headers carry, would otherwise
+/// cross the network readable by anyone on the path. The error never
+/// quotes the URL, which may hold a token.
+fn http_url(key: &str, s: &str, allow_insecure: bool) -> Result<Secret, ConfigError> {
     let url = reqwest::Url::parse(s).map_err(|e| invalid(key, format!("not a URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid(
@@ -609,7 +617,27 @@ fn http_url(key: &str, s: &str) -> Result<Secret, ConfigError> {
             format!("`{}://…` is not an http(s) URL with a host", url.scheme()),
         ));
     }
+    if url.scheme() == "http" && !allow_insecure && !is_loopback(&url) {
+        return Err(invalid(
+            key,
+            "plain http:// is only allowed to a loopback host (127.0.0.0/8, ::1, localhost): alerts and the URL's secrets would cross the network unencrypted; use https://, or set allow_insecure_http = true on this sink",
+        ));
+    }
     Ok(Secret::new(s))
+}
+
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback(),
+        Ok(std::net::IpAddr::V6(ip)) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => host.trim_end_matches('.').eq_ignore_ascii_case("localhost"),
+    }
 }
 
 /// Validates a raw config into settings.
@@ -1094,11 +1122,17 @@ fn validate_sink(
         SinkType::Stdout => ("stdout", &[]),
         SinkType::Webhook => (
             "webhook",
-            &["url", "hmac_secret", "bearer_token", "headers"],
+            &[
+                "url",
+                "allow_insecure_http",
+                "hmac_secret",
+                "bearer_token",
+                "headers",
+            ],
         ),
-        SinkType::Slack => ("slack", &["url"]),
-        SinkType::Pagerduty => ("pagerduty", &["url", "routing_key"]),
-        SinkType::Teams => ("teams", &["url"]),
+        SinkType::Slack => ("slack", &["url", "allow_insecure_http"]),
+        SinkType::Pagerduty => ("pagerduty", &["url", "allow_insecure_http", "routing_key"]),
+        SinkType::Teams => ("teams", &["url", "allow_insecure_http"]),
     };
     for (field, set) in [
         ("url", s.url.is_some()),
@@ -1106,6 +1140,7 @@ fn validate_sink(
         ("bearer_token", s.bearer_token.is_some()),
         ("headers", s.headers.is_some()),
         ("routing_key", s.routing_key.is_some()),
+        ("allow_insecure_http", s.allow_insecure_http),
     ] {
         if set && !allowed.contains(&field) {
             return Err(invalid(
@@ -1124,6 +1159,7 @@ fn validate_sink(
             )),
         }
     };
+    let http_url = |key: &str, url: &str| http_url(key, url, s.allow_insecure_http);
     let kind = match s.kind {
         SinkType::Stdout => SinkKind::Stdout,
         SinkType::Webhook => {

@@ -1,7 +1,7 @@
 //! The admin HTTP server: `/metrics` (Prometheus text), `/healthz` (the
-//! process answers), `/readyz` (config loaded, every source started, not
-//! draining). It runs on its own task, so it answers while the pipeline is
-//! saturated.
+//! process answers), `/readyz` (config loaded, every source started and
+//! reaching its upstream, not draining). It runs on its own task, so it
+//! answers while the pipeline is saturated.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,9 +14,19 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-/// Readiness as the orchestrator sees it.
+use crate::source::health::SourceHealth;
+
+/// Readiness as the orchestrator sees it: the daemon's own state, and
+/// whether its sources reach their upstreams. A degraded source makes the
+/// daemon not ready without restarting anything (that is liveness's job,
+/// and `/healthz` stays 200): the orchestrator sees the outage, the
+/// workers keep retrying, and readiness returns with the first successful
+/// receive.
 #[derive(Debug, Default)]
-pub struct Readiness(AtomicU8);
+pub struct Readiness {
+    state: AtomicU8,
+    health: Arc<SourceHealth>,
+}
 
 const STARTING: u8 = 0;
 const READY: u8 = 1;
@@ -24,26 +34,33 @@ const DRAINING: u8 = 2;
 const FAILED: u8 = 3;
 
 impl Readiness {
+    /// Where sources report whether they reach their upstream.
+    pub fn health(&self) -> Arc<SourceHealth> {
+        Arc::clone(&self.health)
+    }
     pub fn set_ready(&self) {
         let _ = self
-            .0
+            .state
             .compare_exchange(STARTING, READY, Ordering::AcqRel, Ordering::Acquire);
     }
     /// Draining, unless a task already failed (that stays visible).
     pub fn set_draining(&self) {
         let _ = self
-            .0
+            .state
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
                 (s != FAILED).then_some(DRAINING)
             });
     }
     /// A task the daemon needs died: not ready, for good.
     pub fn set_failed(&self) {
-        self.0.store(FAILED, Ordering::Release);
+        self.state.store(FAILED, Ordering::Release);
     }
+    /// `degraded` when running but a source cannot reach its upstream;
+    /// starting, draining and failed say more and come first.
     pub fn state(&self) -> &'static str {
-        match self.0.load(Ordering::Acquire) {
+        match self.state.load(Ordering::Acquire) {
             STARTING => "starting",
+            READY if self.health.is_degraded() => "degraded",
             READY => "ready",
             DRAINING => "draining",
             _ => "failed",
@@ -66,7 +83,14 @@ async fn readyz(State(r): State<Arc<Readiness>>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, format!("{state}\n"))
+    let mut body = format!("{state}\n");
+    if state == "degraded" {
+        for problem in r.health.problems(std::time::Instant::now()) {
+            body.push_str(&problem);
+            body.push('\n');
+        }
+    }
+    (code, body)
 }
 
 async fn metrics() -> impl IntoResponse {

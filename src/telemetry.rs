@@ -33,6 +33,7 @@ pub const ALERTS_DEAD_LETTERED: &str = "rootwatch_alerts_dead_lettered_total";
 pub const DEAD_LETTER_ERRORS: &str = "rootwatch_dead_letter_errors_total";
 pub const ACKS_ABANDONED: &str = "rootwatch_acks_abandoned_total";
 pub const TASK_FAILURES: &str = "rootwatch_task_failures_total";
+pub const SOURCE_UP: &str = "rootwatch_source_up";
 
 /// Every metric name, for tests that check dashboards against exports.
 pub const ALL: &[&str] = &[
@@ -60,6 +61,7 @@ pub const ALL: &[&str] = &[
     DEAD_LETTER_ERRORS,
     ACKS_ABANDONED,
     TASK_FAILURES,
+    SOURCE_UP,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -185,8 +187,13 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         TASK_FAILURES,
         "Daemon tasks that ended by panicking or being cancelled, by task."
     );
+    describe_gauge!(
+        SOURCE_UP,
+        "1 while the source's receive calls succeed, 0 once several in a row failed (its upstream is unreachable or refuses it), by source."
+    );
     for &source in sources {
         let s = source.to_owned();
+        gauge!(SOURCE_UP, "source" => s.clone()).set(1.0);
         counter!(MESSAGES_RECEIVED, "source" => s.clone()).absolute(0);
         counter!(MESSAGES_DELETED, "source" => s.clone()).absolute(0);
         counter!(EVENTS_PROCESSED, "source" => s.clone()).absolute(0);
@@ -458,4 +465,27 @@ pub fn ack_abandoned() {
 pub fn task_failed(task: &'static str, name: &str, error: &dyn std::fmt::Display) {
     tracing::error!(task, name, error = %error, "task failed");
     counter!(TASK_FAILURES, "task" => task).increment(1);
+}
+
+/// A source's receive calls failed `failures` times in a row: it is
+/// degraded (`/readyz` 503) until one succeeds.
+pub fn source_degraded(source: &str, failures: u32, error: &str) {
+    tracing::error!(
+        source,
+        failures,
+        error,
+        "source degraded: its receive calls keep failing; not ready until one succeeds (retrying with backoff)"
+    );
+    gauge!(SOURCE_UP, "source" => source.to_owned()).set(0.0);
+}
+
+/// A degraded source received again.
+pub fn source_recovered(source: &str, failures: u32, down_for: Duration) {
+    tracing::info!(
+        source,
+        failures,
+        down_secs = down_for.as_secs(),
+        "source recovered: receiving again"
+    );
+    gauge!(SOURCE_UP, "source" => source.to_owned()).set(1.0);
 }

@@ -285,3 +285,42 @@ fn check_config() {
         .unwrap();
     assert_eq!(out.status.code(), Some(78));
 }
+
+/// A plain http:// sink to a host that is not loopback stops both
+/// `check-config` and `run` with exit 78 and a message naming the key, not
+/// the URL; `allow_insecure_http = true` lets it through.
+#[test]
+fn plain_http_sinks_are_refused_unless_loopback_or_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sinks = "[[sinks]]\ntype = \"stdout\"\n[[sinks]]\ntype = \"slack\"\nurl = \"http://hooks.internal.example/services/T0/B0/tokenInUrl123\"\n";
+    let insecure = write(dir.path(), "insecure.toml", sinks.as_bytes());
+    for command in ["check-config", "run"] {
+        let mut cmd = bin();
+        if command == "run" {
+            cmd.args(["run", "--config"]);
+        } else {
+            cmd.arg(command);
+        }
+        let out = cmd.arg(&insecure).output().unwrap();
+        assert_eq!(out.status.code(), Some(78), "{command}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains("`sinks[1].url`: plain http:// is only allowed to a loopback host")
+                && err.contains("set allow_insecure_http = true"),
+            "{command}: {err}"
+        );
+        assert!(!err.contains("tokenInUrl123"), "{command}: {err}");
+    }
+    let allowed = write(
+        dir.path(),
+        "allowed.toml",
+        format!("{sinks}allow_insecure_http = true\n[[sinks]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:8080/hook\"\n").as_bytes(),
+    );
+    let out = bin().arg("check-config").arg(&allowed).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .contains("allow_insecure_http = true")
+    );
+}

@@ -6,10 +6,6 @@ mod common;
 
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, Uri};
-use axum::response::IntoResponse;
 use common::*;
 
 /// A counter's value for `source` from the process-wide /metrics text.
@@ -30,73 +26,10 @@ fn received(source: &str) -> u64 {
     )
 }
 
-#[derive(Clone)]
-struct Proxy {
-    client: reqwest::Client,
-    upstream: String,
-    delay: Duration,
-}
-
-/// A proxy on 127.0.0.1 in front of the emulator that holds back the
-/// answer to every GET whose path contains `slow` by `delay`.
-async fn slow_proxy(delay: Duration) -> String {
-    let state = Proxy {
-        client: reqwest::Client::new(),
-        upstream: endpoint(),
-        delay,
-    };
-    let app = axum::Router::new().fallback(forward).with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
-async fn forward(
-    State(p): State<Proxy>,
-    method: Method,
-    uri: Uri,
-    mut headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    headers.remove(axum::http::header::HOST);
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let resp = p
-        .client
-        .request(method.clone(), format!("{}{path}", p.upstream))
-        .headers(headers)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let mut out = resp.headers().clone();
-    out.remove(axum::http::header::TRANSFER_ENCODING);
-    out.remove(axum::http::header::CONTENT_LENGTH);
-    let bytes = resp.bytes().await.unwrap();
-    if method == Method::GET && uri.path().contains("slow") {
-        tokio::time::sleep(p.delay).await;
-    }
-    (status, out, bytes)
-}
-
-fn s3_notification(bucket: &str, key: &str) -> String {
-    format!(
-        r#"{{"Records":[{{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2024-05-01T12:00:00.000Z","eventName":"ObjectCreated:Put","s3":{{"s3SchemaVersion":"1.0","bucket":{{"name":"{bucket}","arn":"arn:aws:s3:::{bucket}"}},"object":{{"key":"{key}","size":10}}}}}}]}}"#
-    )
-}
-
 async fn bucket(aws: &Aws) -> String {
     let b = unique("trail");
     aws.s3.create_bucket().bucket(&b).send().await.unwrap();
     b
-}
-
-fn named(config: String, name: &str) -> String {
-    config.replace(
-        "type = \"sqs\"",
-        &format!("type = \"sqs\"\nname = \"{name}\""),
-    )
 }
 
 /// Messages 2 to 10 of a batch wait while message 1's object is fetched:
@@ -118,11 +51,12 @@ async fn a_slow_object_does_not_expose_the_rest_of_its_batch() {
     for i in 0..9 {
         aws.send(&queue, &root_call(&format!("batch-{i}"))).await;
     }
-    let proxy = slow_proxy(Duration::from_secs(6)).await;
+    let proxy = FaultProxy::start().await;
+    proxy.slow_get("slow", Duration::from_secs(6));
     let hook = Webhook::ok().await;
     let name = unique("batch").replace('-', "_");
     let config = named(sqs_to_webhook(&queue, 2, &hook.url(), ""), &name);
-    let d = Daemon::start(&config, &aws_at(&proxy).await).await;
+    let d = Daemon::start(&config, &aws_at(&proxy.url).await).await;
     eventually(
         Duration::from_secs(40),
         "ten alerts and an empty queue",

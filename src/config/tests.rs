@@ -571,3 +571,65 @@ fn sqs_allowed_buckets_and_owner() {
         assert!(e.starts_with(&format!("`{key}`: ")), "{extra}: {e}");
     }
 }
+
+/// Plain http:// leaves alerts and the URL's tokens readable on the
+/// network: refused for every sink kind with a URL unless the host is
+/// loopback or the sink opts in, and the error never quotes the URL.
+#[test]
+fn plain_http_sinks_only_to_loopback_unless_allowed() {
+    let key = "0123456789abcdef0123456789abcdef";
+    let kinds = [
+        ("webhook", String::new()),
+        ("slack", String::new()),
+        ("teams", String::new()),
+        ("pagerduty", format!("routing_key = \"{key}\"\n")),
+    ];
+    for (kind, extra) in &kinds {
+        let sink = |url: &str, more: &str| {
+            format!("[[sinks]]\ntype = \"{kind}\"\nurl = \"{url}\"\n{extra}{more}")
+        };
+        for url in [
+            "http://soc.example.com/hooks/tok3nInPath",
+            "http://10.0.0.8:8080/hook",
+            "http://[2001:db8::1]/hook",
+            "http://localhost.example.com/hook",
+            "http://128.0.0.1/hook",
+        ] {
+            let e = err(&format!("[[sinks]]\ntype = \"stdout\"\n{}", sink(url, "")));
+            assert!(
+                e.starts_with("`sinks[1].url`: plain http:// is only allowed to a loopback host"),
+                "{kind} {url}: {e}"
+            );
+            assert!(e.contains("allow_insecure_http = true"), "{e}");
+            assert!(!e.contains("tok3nInPath") && !e.contains("example"), "{e}");
+            let s = load_str(&sink(url, "allow_insecure_http = true\n"))
+                .unwrap_or_else(|e| panic!("{kind} {url} with allow_insecure_http: {e}"));
+            assert_eq!(s.sinks[0].kind.type_name(), *kind);
+        }
+        for url in [
+            "http://127.0.0.1:8080/hook",
+            "http://127.9.8.7/hook",
+            "http://[::1]:9000/hook",
+            "http://localhost/hook",
+            "http://LOCALHOST./hook",
+            "https://soc.example.com/hook",
+            "https://10.0.0.8/hook",
+        ] {
+            load_str(&sink(url, "")).unwrap_or_else(|e| panic!("{kind} {url}: {e}"));
+        }
+    }
+    // Only sinks with a URL take the setting.
+    assert_eq!(
+        err("[[sinks]]\ntype = \"stdout\"\nallow_insecure_http = true\n"),
+        "`sinks[0].allow_insecure_http`: does not apply to a stdout sink"
+    );
+    // check-config's effective config shows it and parses again.
+    let raw = parse(
+        "[[sinks]]\ntype = \"webhook\"\nurl = \"http://relay.internal/hook\"\nallow_insecure_http = true\n",
+        &env,
+    )
+    .unwrap();
+    let text = render_effective(&raw);
+    assert!(text.contains("allow_insecure_http = true"), "{text}");
+    validate(&parse(&text, &env).unwrap()).unwrap();
+}

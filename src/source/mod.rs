@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod cloudwatch_logs;
 pub mod file;
+pub mod health;
 pub mod s3;
 pub mod sqs;
 

@@ -17,6 +17,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::health::SourceHealth;
 use super::{SourceError, backoff, s3};
 use crate::ack::{Outcome, Unit};
 use crate::config::SqsSettings;
@@ -122,6 +123,8 @@ pub struct SqsSource {
     pipeline: Arc<Pipeline>,
     /// Events with findings from S3 objects that are still being delivered.
     findings_room: Arc<Semaphore>,
+    /// Where receive successes and failures are reported, for `/readyz`.
+    health: Arc<SourceHealth>,
 }
 
 impl SqsSource {
@@ -141,7 +144,15 @@ impl SqsSource {
             s3: aws_sdk_s3::Client::from_conf(s3.build()),
             pipeline,
             findings_room: Arc::new(Semaphore::new(MAX_OBJECT_EVENTS_IN_FLIGHT)),
+            health: Arc::default(),
         }
+    }
+
+    /// Reports receive successes and failures to `health` (the daemon's
+    /// readiness) instead of a private record.
+    pub fn with_health(mut self, health: Arc<SourceHealth>) -> Self {
+        self.health = health;
+        self
     }
 
     fn name(&self) -> &str {
@@ -250,11 +261,15 @@ impl SqsSource {
             let messages = match result {
                 Ok(out) => {
                     errors = 0;
+                    self.health.receive_ok(self.name(), Instant::now());
                     out.messages.unwrap_or_default()
                 }
                 Err(e) => {
                     errors += 1;
-                    telemetry::source_error(self.name(), "receive", &DisplayErrorContext(&e));
+                    let error = DisplayErrorContext(&e);
+                    telemetry::source_error(self.name(), "receive", &error);
+                    self.health
+                        .receive_failed(self.name(), &error.to_string(), Instant::now());
                     let wait = backoff(errors, Duration::from_millis(500), Duration::from_secs(60));
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => continue,

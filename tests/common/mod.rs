@@ -531,3 +531,294 @@ pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32
     let _ = child.wait();
     panic!("rootwatch did not exit within {limit:?}");
 }
+
+// ------------------------------------------------------------ fault proxy
+
+/// What the proxy does to the calls it sees.
+#[derive(Default)]
+struct Faults {
+    /// Every SQS call answers 500 while set.
+    sqs_down: std::sync::atomic::AtomicBool,
+    /// S3 GETs whose path contains one of these answer 403 AccessDenied.
+    denied: Mutex<Vec<String>>,
+    /// S3 GETs whose path contains the text are answered after the delay.
+    slow: Mutex<Option<(String, Duration)>>,
+    /// Answers given, by (action, status): SQS actions by name, S3 GETs
+    /// as `GetObject`.
+    answers: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
+}
+
+#[derive(Clone)]
+struct ProxyState {
+    client: reqwest::Client,
+    upstream: String,
+    faults: Arc<Faults>,
+}
+
+/// A proxy on 127.0.0.1 in front of the emulator that fails calls on
+/// demand: every SQS call (an outage), GETs of chosen S3 objects (403), or
+/// holds back chosen GETs. It counts every answer by action and status, so
+/// a test can prove the faults it injected were met.
+pub struct FaultProxy {
+    pub url: String,
+    faults: Arc<Faults>,
+}
+
+impl FaultProxy {
+    pub async fn start() -> FaultProxy {
+        let faults = Arc::new(Faults::default());
+        let state = ProxyState {
+            client: reqwest::Client::new(),
+            upstream: endpoint(),
+            faults: Arc::clone(&faults),
+        };
+        let app = axum::Router::new().fallback(forward).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FaultProxy {
+            url: format!("http://{addr}"),
+            faults,
+        }
+    }
+
+    /// Every SQS call (receive, delete, visibility) answers 500 while `down`.
+    pub fn set_sqs_down(&self, down: bool) {
+        self.faults
+            .sqs_down
+            .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// GETs whose path contains `part` answer 403 AccessDenied.
+    pub fn deny_get(&self, part: &str) {
+        self.faults.denied.lock().unwrap().push(part.to_owned());
+    }
+
+    pub fn allow_get(&self, part: &str) {
+        self.faults.denied.lock().unwrap().retain(|p| p != part);
+    }
+
+    /// GETs whose path contains `part` are answered `delay` late.
+    pub fn slow_get(&self, part: &str, delay: Duration) {
+        *self.faults.slow.lock().unwrap() = Some((part.to_owned(), delay));
+    }
+
+    /// How many `action` calls were answered with `status`.
+    pub fn answers(&self, action: &str, status: u16) -> u64 {
+        self.faults
+            .answers
+            .lock()
+            .unwrap()
+            .get(&(action.to_owned(), status))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The SQS action of a request: the JSON protocol names it in
+/// `X-Amz-Target`, the query protocol in the form body.
+fn sqs_action(headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    if let Some(t) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        return t.strip_prefix("AmazonSQS.").map(str::to_owned);
+    }
+    let text = std::str::from_utf8(body).ok()?;
+    text.split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
+        .map(str::to_owned)
+}
+
+async fn forward(
+    State(p): State<ProxyState>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    mut headers: HeaderMap,
+    body: Bytes,
+) -> axum::response::Response {
+    use std::sync::atomic::Ordering;
+    let sqs = sqs_action(&headers, &body);
+    let action = match (&sqs, &method) {
+        (Some(a), _) => a.clone(),
+        (None, &axum::http::Method::GET) => "GetObject".to_owned(),
+        (None, m) => m.to_string(),
+    };
+    let path = uri.path().to_owned();
+    let count = |status: u16| {
+        *p.faults
+            .answers
+            .lock()
+            .unwrap()
+            .entry((action.clone(), status))
+            .or_default() += 1;
+    };
+    if sqs.is_some() && p.faults.sqs_down.load(Ordering::SeqCst) {
+        count(500);
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [("content-type", "application/x-amz-json-1.0")],
+            r#"{"__type":"com.amazonaws.sqs#InternalError","message":"injected outage"}"#,
+        )
+            .into_response();
+    }
+    if action == "GetObject"
+        && p.faults
+            .denied
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|d| path.contains(d.as_str()))
+    {
+        count(403);
+        return (
+            StatusCode::FORBIDDEN,
+            [("content-type", "application/xml")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
+        )
+            .into_response();
+    }
+    headers.remove(axum::http::header::HOST);
+    let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let resp = p
+        .client
+        .request(method.clone(), format!("{}{path_and_query}", p.upstream))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let mut out = resp.headers().clone();
+    out.remove(axum::http::header::TRANSFER_ENCODING);
+    out.remove(axum::http::header::CONTENT_LENGTH);
+    let bytes = resp.bytes().await.unwrap();
+    let slow = p.faults.slow.lock().unwrap().clone();
+    if let Some((part, delay)) = slow
+        && action == "GetObject"
+        && path.contains(part.as_str())
+    {
+        tokio::time::sleep(delay).await;
+    }
+    count(status.as_u16());
+    (status, out, bytes).into_response()
+}
+
+// ------------------------------------------------------------ gated receiver
+
+/// A webhook receiver on 127.0.0.1 that holds every request until the gate
+/// opens, then answers 200: deliveries stay pending for as long as a test
+/// needs them to.
+pub struct GatedHook {
+    pub addr: SocketAddr,
+    arrived: Arc<std::sync::atomic::AtomicUsize>,
+    delivered: Arc<Mutex<Vec<serde_json::Value>>>,
+    gate: tokio::sync::watch::Sender<bool>,
+}
+
+#[derive(Clone)]
+struct GateState {
+    arrived: Arc<std::sync::atomic::AtomicUsize>,
+    delivered: Arc<Mutex<Vec<serde_json::Value>>>,
+    gate: tokio::sync::watch::Receiver<bool>,
+}
+
+impl GatedHook {
+    pub async fn start() -> GatedHook {
+        let (gate, rx) = tokio::sync::watch::channel(false);
+        let state = GateState {
+            arrived: Arc::default(),
+            delivered: Arc::default(),
+            gate: rx,
+        };
+        let (arrived, delivered) = (Arc::clone(&state.arrived), Arc::clone(&state.delivered));
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(gated))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        GatedHook {
+            addr,
+            arrived,
+            delivered,
+            gate,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Requests received so far, answered or still held.
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// Findings answered 200.
+    pub fn delivered(&self) -> Vec<serde_json::Value> {
+        self.delivered.lock().unwrap().clone()
+    }
+}
+
+async fn gated(State(s): State<GateState>, body: Bytes) -> StatusCode {
+    s.arrived.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let mut gate = s.gate.clone();
+    if gate.wait_for(|open| *open).await.is_err() {
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    s.delivered
+        .lock()
+        .unwrap()
+        .push(serde_json::from_slice(&body).unwrap());
+    StatusCode::OK
+}
+
+/// How many times each event id was delivered.
+pub fn deliveries_by_event(
+    findings: &[serde_json::Value],
+) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for f in findings {
+        *m.entry(f["event_id"].as_str().unwrap_or("").to_owned())
+            .or_default() += 1;
+    }
+    m
+}
+
+/// A counter or gauge from Prometheus `text`, 0 when absent.
+pub fn metric_in(text: &str, name: &str, labels: &str) -> f64 {
+    let prefix = format!("{name}{{{labels}}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// GET `path` on an admin server: (status, body).
+pub async fn admin_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    match client.get(format!("http://{addr}{path}")).send().await {
+        Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+        Err(e) => (0, e.to_string()),
+    }
+}
+
+/// An S3 event notification for one object, as S3 sends it to SQS.
+pub fn s3_notification(bucket: &str, key: &str) -> String {
+    format!(
+        r#"{{"Records":[{{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventTime":"2024-05-01T12:00:00.000Z","eventName":"ObjectCreated:Put","s3":{{"s3SchemaVersion":"1.0","bucket":{{"name":"{bucket}","arn":"arn:aws:s3:::{bucket}"}},"object":{{"key":"{key}","size":10}}}}}}]}}"#
+    )
+}
+
+/// `config` with its SQS source named `name`.
+pub fn named(config: String, name: &str) -> String {
+    config.replace(
+        "type = \"sqs\"",
+        &format!("type = \"sqs\"\nname = \"{name}\""),
+    )
+}
