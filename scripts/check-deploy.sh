@@ -241,15 +241,10 @@ if vals["config"] != open("deploy/kubernetes/rootwatch.toml").read():
     errors.append("helm values.yaml config differs from deploy/kubernetes/rootwatch.toml")
 if ecs != k8s:
     errors.append("deploy/ecs/rootwatch.toml differs (beyond comments) from the kubernetes one")
-grace = k8s.get("shutdown", {}).get("grace_secs", 25)
 if k8s.get("server", {}).get("listen", "0.0.0.0:9102") != "0.0.0.0:9102":
     errors.append("server.listen must be 0.0.0.0:9102")
 dep = [d for d in yaml.safe_load_all(open("deploy/kubernetes/deployment.yaml")) if d][0]
-tgps = dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
 td = json.load(open("deploy/ecs/task-definition.json"))
-stop = td["containerDefinitions"][0]["stopTimeout"]
-if not (grace < tgps and grace < stop and vals["terminationGracePeriodSeconds"] > grace):
-    errors.append(f"grace_secs {grace} must be below terminationGracePeriodSeconds {tgps} and stopTimeout {stop}")
 env_needed = {"SLACK_WEBHOOK_URL", "PD_ROUTING_KEY", "SOC_WEBHOOK_URL", "ROOTWATCH_HMAC_SECRET"}
 import re
 live = "".join(l for l in open("deploy/kubernetes/rootwatch.toml") if not l.lstrip().startswith("#"))
@@ -263,7 +258,7 @@ for where, got in (("Deployment", k8s_env), ("ECS task", ecs_env)):
         errors.append(f"{where} secrets {sorted(got)} != {sorted(env_needed)}")
 for e in errors:
     print("error:", e)
-print(f"TOML parses; grace_secs={grace} < terminationGracePeriodSeconds={tgps}, stopTimeout={stop}")
+print("TOML parses; the copies agree; secrets as expected")
 sys.exit(1 if errors else 0)
 EOF
 }
@@ -357,7 +352,6 @@ m = re.fullmatch(r"(\d+)(?::(\d+))?", user)
 req(bool(m) and int(m.group(1)) != 0, f"user must be a numeric non-root uid, got {user!r}")
 req(any(p.get("containerPort") == 9102 for p in c.get("portMappings", [])), "portMappings must expose 9102")
 req("healthCheck" not in c, "healthCheck must not be used")
-req(c.get("stopTimeout") == 30, "stopTimeout must be 30")
 req(c.get("logConfiguration", {}).get("logDriver") == "awslogs", "logConfiguration must use awslogs")
 req(all(s["valueFrom"].startswith("arn:aws:secretsmanager:") for s in c.get("secrets", [])), "secrets must come from Secrets Manager ARNs")
 vols = {v["name"] for v in td.get("volumes", [])}
@@ -393,6 +387,97 @@ for st in ex["Statement"]:
 for e in errors:
     print("error:", e)
 print(f"task definition: {c['image']} as user {user}, readonlyRootFilesystem, port 9102; policy actions: {len(got)}")
+sys.exit(1 if errors else 0)
+EOF
+}
+
+check_shutdown_margins() {
+  # After SIGTERM rootwatch takes up to [shutdown] grace_secs to finish
+  # deliveries and deletes, then up to HAND_BACK (src/app.rs) to hand
+  # unfinished SQS messages back. The orchestrator's SIGKILL must come at
+  # least MARGIN seconds after both, in every shipped manifest.
+  "$PY" - "$PY" <<'EOF'
+import glob, json, re, subprocess, sys, tomllib, yaml
+MARGIN = 5
+ECS_MAX_STOP_TIMEOUT = 120
+errors = []
+app = open("src/app.rs").read()
+m = re.search(r"const HAND_BACK: Duration = Duration::from_secs\((\d+)\);", app)
+if not m:
+    print("error: HAND_BACK not found in src/app.rs"); sys.exit(1)
+hand_back = int(m.group(1))
+m = re.search(r"RawShutdown \{ grace_secs: (\d+) \}", open("src/config.rs").read())
+if not m:
+    print("error: the default grace_secs not found in src/config.rs"); sys.exit(1)
+default_grace = int(m.group(1))
+
+def grace_of(toml_text):
+    return tomllib.loads(toml_text).get("shutdown", {}).get("grace_secs", default_grace)
+
+def check(where, config_name, grace, timeout_name, timeout):
+    need = grace + hand_back + MARGIN
+    verdict = "ok" if timeout >= need else "TOO SHORT"
+    print(f"{where}: {config_name} grace_secs {grace} + hand-back {hand_back} + margin {MARGIN} = {need} <= {timeout_name} {timeout}: {verdict}")
+    if timeout < need:
+        errors.append(f"{where}: {timeout_name} {timeout} < grace_secs {grace} + {hand_back} + {MARGIN}")
+
+# Kubernetes (kustomize base); the pod default is 30 s.
+dep = [d for d in yaml.safe_load_all(open("deploy/kubernetes/deployment.yaml")) if d and d.get("kind") == "Deployment"][0]
+check("kustomize", "deploy/kubernetes/rootwatch.toml", grace_of(open("deploy/kubernetes/rootwatch.toml").read()),
+      "terminationGracePeriodSeconds", dep["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30))
+
+# Helm: the defaults, a config with a longer grace, and an explicit value
+# that leaves no margin (the chart must refuse it).
+def helm(*args):
+    return subprocess.run([sys.argv[1], "scripts/render_helm.py", "render", "deploy/helm/rootwatch", *args],
+                          capture_output=True, text=True)
+def helm_tgps(out):
+    for d in yaml.safe_load_all(out):
+        if d and d.get("kind") == "Deployment":
+            return d["spec"]["template"]["spec"].get("terminationGracePeriodSeconds", 30)
+vals = yaml.safe_load(open("deploy/helm/rootwatch/values.yaml"))
+r = helm()
+if r.returncode:
+    errors.append(f"helm render failed: {r.stderr.strip()}")
+else:
+    check("helm (defaults)", "values config", grace_of(vals["config"]), "terminationGracePeriodSeconds", helm_tgps(r.stdout))
+import tempfile, os
+with tempfile.TemporaryDirectory() as tmp:
+    longer = os.path.join(tmp, "longer.yaml")
+    with open(longer, "w") as fh:
+        yaml.safe_dump({"config": vals["config"].replace("grace_secs = 25", "grace_secs = 90")}, fh)
+    r = helm("-f", longer)
+    if r.returncode:
+        errors.append(f"helm render with grace_secs = 90 failed: {r.stderr.strip()}")
+    else:
+        check("helm (grace_secs = 90)", "values config", 90, "terminationGracePeriodSeconds", helm_tgps(r.stdout))
+r = helm("--set", f"terminationGracePeriodSeconds={grace_of(vals['config']) + hand_back}")
+if r.returncode == 0 or "terminationGracePeriodSeconds must be at least" not in r.stderr:
+    errors.append("helm: an explicit terminationGracePeriodSeconds without margin must fail the render")
+else:
+    print("helm: an explicit terminationGracePeriodSeconds without margin fails the render")
+
+# ECS: stopTimeout defaults to 30 s and can be at most 120 s.
+def ecs_check(where, stop):
+    check(where, "deploy/ecs/rootwatch.toml", grace_of(open("deploy/ecs/rootwatch.toml").read()), "stopTimeout", stop)
+    if stop > ECS_MAX_STOP_TIMEOUT:
+        errors.append(f"{where}: stopTimeout {stop} is over ECS's maximum {ECS_MAX_STOP_TIMEOUT}")
+td = json.load(open("deploy/ecs/task-definition.json"))
+for c in td["containerDefinitions"]:
+    if c["name"] == "rootwatch":
+        ecs_check("ECS task definition", c.get("stopTimeout", 30))
+
+# CloudFormation templates that define an ECS task for rootwatch.
+class L(yaml.SafeLoader): pass
+L.add_multi_constructor("!", lambda l, s, n: None)
+for path in sorted(glob.glob("deploy/aws/*.yaml")):
+    t = yaml.load(open(path), Loader=L) or {}
+    for name, res in (t.get("Resources") or {}).items():
+        if res.get("Type") == "AWS::ECS::TaskDefinition":
+            for c in res.get("Properties", {}).get("ContainerDefinitions", []):
+                ecs_check(f"{path} {name}", c.get("StopTimeout", 30))
+for e in errors:
+    print("error:", e)
 sys.exit(1 if errors else 0)
 EOF
 }
@@ -514,7 +599,8 @@ run_check "kustomize build + kubernetes-validate --strict" check_kustomize
 run_check "render_helm.py rejects template syntax it does not implement" check_render_helm_honest
 run_check "helm chart (defaults) render + kubernetes-validate + same objects as kustomize" check_helm_default
 run_check "helm chart (ServiceMonitor, PrometheusRule, KEDA) render + checks" check_helm_optional
-run_check "rootwatch.toml copies agree; grace period below stop timeouts" check_configs
+run_check "rootwatch.toml copies agree" check_configs
+run_check "shutdown: grace_secs + hand-back + margin end before SIGKILL" check_shutdown_margins
 
 echo "==> rootwatch check-config (built binary)"
 set +e

@@ -10,7 +10,7 @@ chart uses, and nothing more:
   fields (.Values.a.b, .Release.*, .Chart.*, .Files.Get, "."),
   string and integer literals, parenthesised pipelines, "|" pipes, and the
   functions include, default, quote, toYaml, indent, nindent, trunc,
-  trimSuffix, sha256sum, not, eq.
+  trimSuffix, sha256sum, not, eq, lt, int, atoi, add, regexFind, fail.
 
 Anything else (range, with, variables, else if, other functions, printing a
 missing value, a map or a float) is an error, so a chart change that this
@@ -431,11 +431,50 @@ class Renderer:
                 raise TemplateError(f"{where}: eq of {type(a).__name__} and {type(b).__name__}")
             return a == b
 
+        def f_lt(args, where):
+            need(args, 2, "lt", where)
+            return int_arg(args[0], where) < int_arg(args[1], where)
+
+        def f_int(args, where):
+            # Sprig's int: helm reads numbers in values as floats.
+            need(args, 1, "int", where)
+            v = args[0]
+            if isinstance(v, float) and v.is_integer():
+                return int(v)
+            return int_arg(v, where)
+
+        def f_atoi(args, where):
+            # Sprig's atoi: 0 for text that is not a number.
+            need(args, 1, "atoi", where)
+            text = to_text(args[0], where).strip()
+            return int(text) if re.fullmatch(r"-?[0-9]+", text) else 0
+
+        def f_add(args, where):
+            if not args:
+                raise TemplateError(f"{where}: add takes at least one argument")
+            return sum(int_arg(a, where) for a in args)
+
+        def f_regexfind(args, where):
+            # Go's RE2 and Python's re agree on the plain patterns this
+            # chart uses (classes, anchors, (?m)); anything fancier is refused.
+            need(args, 2, "regexFind", where)
+            pattern, text = to_text(args[0], where), to_text(args[1], where)
+            if re.search(r"\(\?[^m]|\\[0-9]|\(\?<", pattern):
+                raise TemplateError(f"{where}: regexFind pattern {pattern!r} is beyond what is supported")
+            m = re.search(pattern, text)
+            return m.group(0) if m else ""
+
+        def f_fail(args, where):
+            need(args, 1, "fail", where)
+            raise TemplateError(f"{where}: fail: {to_text(args[0], where)}")
+
         return {
             "include": f_include, "default": f_default, "quote": f_quote,
             "toYaml": f_toyaml, "indent": f_indent, "nindent": f_nindent,
             "trunc": f_trunc, "trimSuffix": f_trimsuffix,
             "sha256sum": f_sha256sum, "not": f_not, "eq": f_eq,
+            "lt": f_lt, "int": f_int, "atoi": f_atoi, "add": f_add,
+            "regexFind": f_regexfind, "fail": f_fail,
         }
 
     def resolve_field(self, path, dot, where):

@@ -822,3 +822,280 @@ pub fn named(config: String, name: &str) -> String {
         &format!("type = \"sqs\"\nname = \"{name}\""),
     )
 }
+
+// ------------------------------------------------------------ fault tests
+
+/// A webhook receiver on 127.0.0.1 whose behaviour changes while it runs:
+/// the status it answers, a delay before each answer, holding every answer
+/// until released, and going down (connections refused) and up again on
+/// the same port. A finding counts as accepted only once its 2xx answer is
+/// about to be sent: a request whose sender went away while it was delayed
+/// or held is not counted (the sender did not learn it was delivered).
+pub struct Receiver {
+    pub addr: SocketAddr,
+    shared: Arc<ReceiverShared>,
+    server: Mutex<
+        Option<(
+            tokio_util::sync::CancellationToken,
+            tokio::task::JoinHandle<()>,
+        )>,
+    >,
+}
+
+struct ReceiverShared {
+    status: std::sync::atomic::AtomicU16,
+    delay_ms: std::sync::atomic::AtomicU64,
+    held: tokio::sync::watch::Sender<bool>,
+    arrived: std::sync::atomic::AtomicUsize,
+    /// (event_id, finding_id) of every accepted alert, in order.
+    accepted: Mutex<Vec<(String, String)>>,
+}
+
+impl Receiver {
+    /// Answers 200 at once until told otherwise.
+    pub async fn start() -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = Receiver {
+            addr: listener.local_addr().unwrap(),
+            shared: Arc::new(ReceiverShared {
+                status: 200.into(),
+                delay_ms: 0.into(),
+                held: tokio::sync::watch::Sender::new(false),
+                arrived: 0.into(),
+                accepted: Mutex::new(Vec::new()),
+            }),
+            server: Mutex::new(None),
+        };
+        r.serve(listener);
+        r
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let app = axum::Router::new()
+            .route("/hook", axum::routing::post(receive))
+            .with_state(Arc::clone(&self.shared));
+        let s = stop.clone();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { s.cancelled().await })
+                .await;
+        });
+        *self.server.lock().unwrap() = Some((stop, task));
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    pub fn set_status(&self, status: u16) {
+        self.shared
+            .status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        self.shared.delay_ms.store(
+            delay.as_millis() as u64,
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
+    /// Holds every answer (those waiting and those to come) until `release`.
+    pub fn hold(&self) {
+        self.shared.held.send_replace(true);
+    }
+
+    pub fn release(&self) {
+        self.shared.held.send_replace(false);
+    }
+
+    /// Stops listening: new connections are refused until `up`.
+    pub async fn down(&self) {
+        let server = self.server.lock().unwrap().take();
+        if let Some((stop, mut task)) = server {
+            stop.cancel();
+            if tokio::time::timeout(Duration::from_secs(10), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn up(&self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
+
+    /// Requests that arrived, answered or not.
+    pub fn arrived(&self) -> usize {
+        self.shared
+            .arrived
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn accepted(&self) -> Vec<(String, String)> {
+        self.shared.accepted.lock().unwrap().clone()
+    }
+
+    /// event_id -> how many alerts for it were accepted.
+    pub fn accepted_by_event(&self) -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for (event, _) in self.accepted() {
+            *m.entry(event).or_default() += 1;
+        }
+        m
+    }
+
+    /// Distinct finding ids accepted.
+    pub fn finding_ids(&self) -> std::collections::BTreeSet<String> {
+        self.accepted().into_iter().map(|(_, f)| f).collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.release();
+        if let Some((stop, _)) = self.server.lock().unwrap().take() {
+            stop.cancel();
+        }
+    }
+}
+
+async fn receive(State(s): State<Arc<ReceiverShared>>, body: Bytes) -> StatusCode {
+    use std::sync::atomic::Ordering;
+    s.arrived.fetch_add(1, Ordering::SeqCst);
+    let mut held = s.held.subscribe();
+    let _ = held.wait_for(|h| !*h).await;
+    let delay = Duration::from_millis(s.delay_ms.load(Ordering::SeqCst));
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let status = s.status.load(Ordering::SeqCst);
+    if (200..300).contains(&status) {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+        s.accepted
+            .lock()
+            .unwrap()
+            .push((text("event_id"), text("finding_id")));
+    }
+    StatusCode::from_u16(status).unwrap()
+}
+
+/// Each event id of `expected` with how many alerts for it `got` has
+/// (0 when missing), and the ids not expected at all.
+pub fn tally(
+    expected: &[String],
+    got: &std::collections::BTreeMap<String, usize>,
+) -> (std::collections::BTreeMap<String, usize>, Vec<String>) {
+    let counts = expected
+        .iter()
+        .map(|id| (id.clone(), got.get(id).copied().unwrap_or(0)))
+        .collect();
+    let unexpected = got
+        .keys()
+        .filter(|k| !expected.contains(k))
+        .cloned()
+        .collect();
+    (counts, unexpected)
+}
+
+impl Aws {
+    /// SendMessageBatch, ten bodies a call.
+    pub async fn send_all(&self, url: &str, bodies: &[String]) {
+        use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+        for chunk in bodies.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, b)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(format!("e{i}"))
+                        .message_body(b)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            let out = self
+                .sqs
+                .send_message_batch()
+                .queue_url(url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .unwrap();
+            assert!(out.failed().is_empty(), "{:?}", out.failed());
+        }
+    }
+
+    /// (ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible).
+    pub async fn visible_and_hidden(&self, url: &str) -> (u64, u64) {
+        let a = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .unwrap();
+        let attrs = a.attributes().unwrap();
+        let n = |k: QueueAttributeName| {
+            attrs
+                .get(&k)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (
+            n(QueueAttributeName::ApproximateNumberOfMessages),
+            n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+        )
+    }
+}
+
+/// A loopback port free at the time of the call, for a spawned daemon's
+/// admin server.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS` in /proc/PID/status).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Sends SIGTERM to the spawned daemon.
+pub fn sigterm(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A sample's value from the Prometheus text of a daemon's /metrics
+/// (`series` is the name with its labels, as printed).
+pub async fn scrape(admin: SocketAddr, series: &str) -> Option<f64> {
+    let text = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
