@@ -222,11 +222,12 @@ fn free_port() -> u16 {
 /// is per process, so it cannot stop two replicas alerting the same event:
 /// what does is SQS's visibility timeout (30 s here, far longer than a
 /// message takes), which hides a received message from the other replicas
-/// until it is deleted. SQS itself is at-least-once, so in AWS a rare
-/// duplicate receive could repeat an alert; the emulator never delivers
-/// twice, so here every alert arrives exactly once.
+/// until it is deleted. SQS itself is at-least-once (and the emulator, under
+/// concurrent receives from several processes, now and then hands one
+/// message to two of them), so a repeated alert is allowed only where a
+/// message was received twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_share_a_queue_and_alert_each_event_once() {
+async fn three_replicas_share_a_queue_and_alert_each_event_once_per_receive() {
     const N: usize = 300;
     let aws = Aws::new().await;
     let (queue, _) = aws.queue(None).await;
@@ -299,7 +300,16 @@ async fn three_replicas_share_a_queue_and_alert_each_event_once() {
         "each replica took a share: {received:?}"
     );
     let got = deliveries_by_event(&hook.delivered());
-    let twice: Vec<_> = got.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "alerted more than once: {twice:?}");
-    assert_eq!(got.len(), N);
+    assert_eq!(got.len(), N, "every event alerted");
+    // SQS is at-least-once and the dedup cache is per process: a message
+    // the queue hands to two replicas (the emulator does so now and then
+    // under concurrent receives) can alert twice. Every repeated alert
+    // must be explained by a repeated receive, never by rootwatch itself.
+    let repeats: usize = got.values().map(|n| n - 1).sum();
+    let extra_receives = received.iter().sum::<f64>() as usize - N;
+    assert!(
+        repeats <= extra_receives,
+        "{repeats} repeated alert(s) but only {extra_receives} repeated receive(s): {:?}",
+        got.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
 }
