@@ -118,10 +118,13 @@ fn custom_details(f: &Finding) -> Value {
 pub fn body(f: &Finding, routing_key: &str) -> Value {
     let account = value(&f.account_id, limit::VALUE);
     let region = value(&f.region, limit::VALUE);
-    let source = match (&account, &region) {
-        (Some(a), Some(r)) => format!("{a}/{r}"),
-        (Some(a), None) => a.clone(),
-        (None, _) => "rootwatch".to_owned(),
+    // Joined from the raw values and made inert as a whole: two values that
+    // are harmless apart (`x http:` and `/evil.example`) can join into a link.
+    let source = match (&f.account_id, &f.region) {
+        (Some(a), Some(r)) if account.is_some() && region.is_some() => {
+            escape::display(&format!("{a}/{r}"), SOURCE_MAX)
+        }
+        _ => account.clone().unwrap_or_else(|| "rootwatch".to_owned()),
     };
     let mut payload = json!({
         "summary": summary(f, account.as_deref(), region.as_deref()),
