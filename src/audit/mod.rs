@@ -3,13 +3,18 @@
 //! `reader` talks to IAM and STS; `state` decides what to alert again and
 //! what was resolved; `runner` schedules audits and delivers findings.
 
+pub mod reader;
 pub mod report;
 pub mod rules;
+pub mod runner;
+pub mod settings;
+pub mod state;
 
 pub use report::{CredentialRow, ReportError, Stamp};
 pub use rules::{
     Evaluation, Inventory, RULE_IDS, RootCredentials, Thresholds, VirtualMfa, evaluate,
 };
+pub use settings::{AccountTarget, AuditSettings};
 
 #[cfg(test)]
 mod tests;
