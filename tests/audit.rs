@@ -232,3 +232,177 @@ fn rootwatch_audit_prints_findings_and_a_summary() {
     assert_eq!(mine(&s.two_keys, USER_TWO_ACTIVE_KEYS), 1);
     assert_eq!(mine(&s.clean, USER_CONSOLE_WITHOUT_MFA), 0);
 }
+
+/// Findings the receiver accepted about `user`, by rule.
+fn delivered_about(hook: &Webhook, user: &str) -> Vec<String> {
+    let mut v: Vec<String> = hook
+        .delivered()
+        .iter()
+        .filter(|f| f["user_name"] == user)
+        .map(|f| f["rule"].as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn an_undelivered_posture_alert_is_sent_again_and_a_delivered_one_waits_for_realert() {
+    use std::sync::atomic::Ordering;
+    let aws = aws().await;
+    let s = seed(&aws_sdk_iam::Client::new(&aws)).await;
+    let (hook, up) = Webhook::switchable(false).await;
+    let settings = settings(&format!(
+        r#"
+[audit]
+report_timeout_secs = 60
+[[sinks]]
+type = "webhook"
+url = "{}"
+retry_max_secs = 1
+rules = ["posture-user-console-without-mfa"]
+"#,
+        hook.url()
+    ));
+    let abort = tokio_util::sync::CancellationToken::new();
+    let pipeline = std::sync::Arc::new(rootwatch::pipeline::Pipeline::new(&settings, abort));
+    let state = Default::default();
+    let idle = || async {
+        eventually(Duration::from_secs(30), "deliveries end", || async {
+            pipeline.deliveries_in_progress() == 0
+        })
+        .await
+    };
+
+    // The receiver is down: the alert fails and is not marked sent.
+    rootwatch::audit::runner::audit_round(&settings.audit, &aws, &pipeline, &state).await;
+    idle().await;
+    let tries = hook
+        .requests()
+        .iter()
+        .filter(|r| r.json()["user_name"] == s.console.as_str())
+        .count();
+    assert!(tries >= 1);
+    assert!(delivered_about(&hook, &s.console).is_empty());
+
+    // Up again: the next audit sends it, routed to this sink by rule.
+    up.store(true, Ordering::SeqCst);
+    rootwatch::audit::runner::audit_round(&settings.audit, &aws, &pipeline, &state).await;
+    idle().await;
+    assert_eq!(
+        delivered_about(&hook, &s.console),
+        [USER_CONSOLE_WITHOUT_MFA]
+    );
+    assert!(
+        delivered_about(&hook, &s.two_keys).is_empty(),
+        "not routed here"
+    );
+
+    // Delivered: the next audit, inside the realert period, stays quiet.
+    let before = hook.requests().len();
+    rootwatch::audit::runner::audit_round(&settings.audit, &aws, &pipeline, &state).await;
+    idle().await;
+    let again = hook.requests()[before..]
+        .iter()
+        .filter(|r| r.json()["user_name"] == s.console.as_str())
+        .count();
+    assert_eq!(again, 0);
+}
+
+#[tokio::test]
+async fn the_daemon_audits_posture_and_exports_the_violation_gauge() {
+    let aws = aws().await;
+    let s = seed(&aws_sdk_iam::Client::new(&aws)).await;
+    let hook = Webhook::ok().await;
+    let toml = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+[audit]
+enabled = true
+report_timeout_secs = 60
+[[sinks]]
+type = "webhook"
+url = "{}"
+"#,
+        hook.url()
+    );
+    let (daemon, admin) = Daemon::with_admin(&toml, Some(aws), None).await;
+    eventually(
+        Duration::from_secs(60),
+        "posture alerts delivered",
+        || async { delivered_about(&hook, &s.two_keys).contains(&USER_TWO_ACTIVE_KEYS.to_owned()) },
+    )
+    .await;
+    let metrics = reqwest::get(format!("http://{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let gauge = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("rootwatch_posture_violations{")
+                && l.contains(r#"check="posture-user-two-active-keys""#)
+                && l.contains(r#"account="123456789012""#)
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    let n: f64 = gauge.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 1.0, "{gauge}");
+    assert!(
+        metrics.contains(r#"rootwatch_posture_violations{check="posture-root-access-key",account="123456789012"} 0"#),
+        "{metrics}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn member_accounts_are_audited_through_assume_role() {
+    let aws = aws().await;
+    // Seed a user in a member account, through the role the audit assumes.
+    let member = rootwatch::audit::AccountTarget {
+        name: "member".into(),
+        role_arn: "arn:aws:iam::111111111111:role/rootwatch-audit".into(),
+        external_id: Some(rootwatch::config::Secret::new("ext-1")),
+    };
+    let assumed = aws_config::sts::AssumeRoleProvider::builder(&member.role_arn)
+        .session_name("seed")
+        .configure(&aws)
+        .build()
+        .await;
+    let member_aws = aws
+        .to_builder()
+        .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(assumed))
+        .build();
+    let s = seed(&aws_sdk_iam::Client::new(&member_aws)).await;
+    let other = rootwatch::audit::AccountTarget {
+        name: "other".into(),
+        role_arn: "arn:aws:iam::222222222222:role/rootwatch-audit".into(),
+        external_id: None,
+    };
+    let settings = rootwatch::audit::AuditSettings {
+        accounts: vec![member, other],
+        concurrency: std::num::NonZeroUsize::new(1).unwrap(),
+        ..Default::default()
+    };
+    let results = rootwatch::audit::runner::audit_all(&settings, &aws, Utc::now).await;
+    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["member", "other"]);
+    let member = results[0].result.as_ref().unwrap();
+    assert_eq!(member.account_id, "111111111111");
+    assert!(
+        member
+            .findings
+            .iter()
+            .any(|f| f.user_name.as_deref() == Some(s.console.as_str())
+                && f.account_id.as_deref() == Some("111111111111"))
+    );
+    let other = results[1].result.as_ref().unwrap();
+    assert_eq!(other.account_id, "222222222222");
+    assert!(
+        !other
+            .findings
+            .iter()
+            .any(|f| f.user_name.as_deref() == Some(s.console.as_str()))
+    );
+}
