@@ -78,11 +78,11 @@ pub async fn run_with(
     let sinks: Vec<&str> = settings.sinks.iter().map(|s| s.name.as_str()).collect();
     telemetry::register(&sources, &sinks, &crate::detect::rule_ids());
     if settings.audit.enabled {
-        let accounts: Vec<&str> = settings
+        let accounts: Vec<(&str, &str)> = settings
             .audit
             .accounts
             .iter()
-            .map(|a| a.name.as_str())
+            .map(|a| (a.name.as_str(), a.account_id.as_str()))
             .collect();
         telemetry::register_audit(&accounts);
     }

@@ -36,7 +36,6 @@ pub const TASK_FAILURES: &str = "rootwatch_task_failures_total";
 pub const POSTURE_VIOLATIONS: &str = "rootwatch_posture_violations";
 pub const POSTURE_AUDITS: &str = "rootwatch_posture_audits_total";
 pub const POSTURE_RESOLVED: &str = "rootwatch_posture_resolved_total";
-pub const POSTURE_REPORT_AGE: &str = "rootwatch_posture_report_age_seconds";
 
 /// Every metric name, for tests that check dashboards against exports.
 pub const ALL: &[&str] = &[
@@ -67,7 +66,6 @@ pub const ALL: &[&str] = &[
     POSTURE_VIOLATIONS,
     POSTURE_AUDITS,
     POSTURE_RESOLVED,
-    POSTURE_REPORT_AGE,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -468,10 +466,11 @@ pub fn task_failed(task: &'static str, name: &str, error: &dyn std::fmt::Display
     counter!(TASK_FAILURES, "task" => task).increment(1);
 }
 
-/// Describes the posture audit's metrics and zeroes its counters for the
-/// configured accounts (names from config: bounded). Accounts audited
-/// without a configured name (rootwatch's own) appear on first audit.
-pub fn register_audit(accounts: &[&str]) {
+/// Describes the posture audit's metrics and zeroes them for the
+/// configured accounts, `(name, account id)` (from config: bounded), so
+/// they exist before the first audit. rootwatch's own account (audited
+/// when none is configured) appears with its first audit.
+pub fn register_audit(accounts: &[(&str, &str)]) {
     use metrics::{describe_counter, describe_gauge};
     prometheus();
     describe_gauge!(
@@ -486,14 +485,14 @@ pub fn register_audit(accounts: &[&str]) {
         POSTURE_RESOLVED,
         "Posture violations no longer found by an audit, by check."
     );
-    describe_gauge!(
-        POSTURE_REPORT_AGE,
-        "Age of the credential report the last audit read (IAM caches it up to 4 hours), by account."
-    );
-    for &account in accounts {
+    for &(name, account_id) in accounts {
         for outcome in ["ok", "failed"] {
-            counter!(POSTURE_AUDITS, "account" => account.to_owned(), "outcome" => outcome)
+            counter!(POSTURE_AUDITS, "account" => name.to_owned(), "outcome" => outcome)
                 .absolute(0);
+        }
+        for &check in crate::audit::RULE_IDS.iter() {
+            gauge!(POSTURE_VIOLATIONS, "check" => check, "account" => account_id.to_owned())
+                .set(0.0);
         }
     }
     for &check in crate::audit::RULE_IDS.iter() {
@@ -512,10 +511,11 @@ pub fn posture_audited(
     generated: chrono::DateTime<chrono::Utc>,
     findings: usize,
 ) {
+    // IAM hands out a cached report for up to four hours: the log says
+    // how old the evidence is.
     let age = (chrono::Utc::now() - generated).num_seconds().max(0);
     tracing::info!(account, account_id, report_generated = %generated.to_rfc3339(), report_age_secs = age, findings, "posture audit done");
     counter!(POSTURE_AUDITS, "account" => account.to_owned(), "outcome" => "ok").increment(1);
-    gauge!(POSTURE_REPORT_AGE, "account" => account_id.to_owned()).set(age as f64);
 }
 
 pub fn posture_audit_failed(account: &str, error: &dyn std::fmt::Display) {

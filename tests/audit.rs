@@ -362,6 +362,7 @@ async fn member_accounts_are_audited_through_assume_role() {
     // Seed a user in a member account, through the role the audit assumes.
     let member = rootwatch::audit::AccountTarget {
         name: "member".into(),
+        account_id: "111111111111".into(),
         role_arn: "arn:aws:iam::111111111111:role/rootwatch-audit".into(),
         external_id: Some(rootwatch::config::Secret::new("ext-1")),
     };
@@ -377,6 +378,7 @@ async fn member_accounts_are_audited_through_assume_role() {
     let s = seed(&aws_sdk_iam::Client::new(&member_aws)).await;
     let other = rootwatch::audit::AccountTarget {
         name: "other".into(),
+        account_id: "222222222222".into(),
         role_arn: "arn:aws:iam::222222222222:role/rootwatch-audit".into(),
         external_id: None,
     };

@@ -42,6 +42,8 @@ pub struct AccountTarget {
     /// For logs, metrics and the summary: the configured name, or the
     /// account id from the role ARN.
     pub name: String,
+    /// From the role ARN.
+    pub account_id: String,
     pub role_arn: String,
     pub external_id: Option<crate::config::Secret>,
 }

@@ -100,7 +100,7 @@ pub fn validate(raw: &RawAudit) -> Result<AuditSettings, ConfigError> {
             }
         };
         let name = match &a.name {
-            None => account,
+            None => account.clone(),
             Some(n)
                 if !n.is_empty()
                     && n.len() <= 64
@@ -124,6 +124,7 @@ pub fn validate(raw: &RawAudit) -> Result<AuditSettings, ConfigError> {
         }
         accounts.push(AccountTarget {
             name,
+            account_id: account,
             role_arn: a.role_arn.clone(),
             external_id,
         });
