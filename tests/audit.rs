@@ -408,3 +408,31 @@ async fn member_accounts_are_audited_through_assume_role() {
             .any(|f| f.user_name.as_deref() == Some(s.console.as_str()))
     );
 }
+
+#[test]
+fn rootwatch_audit_exits_69_with_a_clear_message_when_it_cannot_audit() {
+    // Nothing listens on port 9 of loopback (discard, never served here).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rootwatch.toml");
+    std::fs::write(&path, "[audit]\nreport_timeout_secs = 10\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rootwatch"))
+        .args(["audit", "--config"])
+        .arg(&path)
+        .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .env_remove("AWS_PROFILE")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(69), "{stderr}");
+    assert!(
+        stderr
+            .contains("could not be audited: cannot tell which account the credentials belong to"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -208,3 +208,42 @@ pub async fn audit_round(
 pub fn rule_ids() -> &'static [&'static str] {
     &RULE_IDS
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_account_is_reported_and_the_others_still_printed() {
+        let generated = "2024-05-31T22:00:00Z".parse().unwrap();
+        let results = vec![
+            AccountResult {
+                name: "prod".into(),
+                result: Err(AuditError::ReportTimeout {
+                    waited_secs: 300,
+                    last: "INPROGRESS".into(),
+                }),
+            },
+            AccountResult {
+                name: "dev".into(),
+                result: Ok(Evaluation {
+                    account_id: "444455556666".into(),
+                    generated,
+                    users: 2,
+                    root: RootCredentials::Absent,
+                    findings: Vec::new(),
+                }),
+            },
+        ];
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let all_ok = write_results(&results, &mut out, &mut err).unwrap();
+        assert!(!all_ok);
+        let err = String::from_utf8(err).unwrap();
+        assert_eq!(
+            err,
+            "audit: account prod: could not be audited: the credential report was not ready after 300 s (last state: INPROGRESS)\n\
+             audit: account 444455556666 (dev): report generated 2024-05-31T22:00:00Z, 2 IAM user(s), root credentials absent, 0 finding(s)\n"
+        );
+        assert!(out.is_empty());
+    }
+}

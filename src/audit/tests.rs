@@ -604,3 +604,26 @@ fn posture_findings_keep_the_finding_json_contract() {
     let ids: std::collections::HashSet<_> = e.findings.iter().map(|f| &f.finding_id).collect();
     assert_eq!(ids.len(), e.findings.len());
 }
+
+#[test]
+fn every_alert_format_takes_posture_findings() {
+    // User names come from IAM and may carry `+=,.@-`: formats escape them
+    // like event text.
+    let mut u = user("eve+ops@example.com");
+    u.password_enabled = "true";
+    u.password_last_used = "no_information".into();
+    u.password_last_changed = ago(400, 0);
+    u.keys = [
+        ("true", ago(2000, 0), "N/A".into()),
+        ("true", ago(30, 0), ago(1, 0)),
+    ];
+    let mut r = root();
+    r.password_last_used = ago(1, 0);
+    r.mfa = "false";
+    r.keys[0] = ("true", ago(700, 0), ago(0, 60));
+    let e = evaluate(&inventory(&[r, u], &[]), &Thresholds::default(), now());
+    assert!(e.findings.len() >= 8, "{:?}", e.findings);
+    for f in &e.findings {
+        crate::sink::format::check::all_formats(f).unwrap_or_else(|m| panic!("{}: {m}", f.rule));
+    }
+}
