@@ -557,6 +557,8 @@ counters_gauges = {
     "rootwatch_alerts_retried_total", "rootwatch_alerts_failed_total", "rootwatch_dedup_suppressed_total",
     "rootwatch_throttle_suppressed_total", "rootwatch_in_flight_messages",
     "rootwatch_cloudwatch_checkpoint_age_seconds", "rootwatch_source_up",
+    "rootwatch_posture_violations", "rootwatch_posture_audits_total",
+    "rootwatch_posture_resolved_total",
 }
 histograms = {"rootwatch_delivery_duration_seconds", "rootwatch_event_lag_seconds"}
 known = counters_gauges | {h + s for h in histograms for s in ("_bucket", "_sum", "_count")}

@@ -67,7 +67,8 @@ pub async fn run_with(
     opts: Options,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
-    if settings.sources.is_empty() {
+    // A daemon that only audits posture needs no event source.
+    if settings.sources.is_empty() && !settings.audit.enabled {
         return Err(RunError::NoSources);
     }
     if settings.sinks.is_empty() {
@@ -76,6 +77,15 @@ pub async fn run_with(
     let sources: Vec<&str> = settings.sources.iter().map(|s| s.name()).collect();
     let sinks: Vec<&str> = settings.sinks.iter().map(|s| s.name.as_str()).collect();
     telemetry::register(&sources, &sinks, &crate::detect::rule_ids());
+    if settings.audit.enabled {
+        let accounts: Vec<(&str, &str)> = settings
+            .audit
+            .accounts
+            .iter()
+            .map(|a| (a.name.as_str(), a.account_id.as_str()))
+            .collect();
+        telemetry::register_audit(&accounts);
+    }
     let readiness = opts.readiness.unwrap_or_default();
     let server_stop = CancellationToken::new();
     if let Some(addr) = settings.server_listen {
@@ -101,12 +111,13 @@ async fn run_sources(
 ) -> Result<(), RunError> {
     let abort = CancellationToken::new();
     let pipeline = Arc::new(Pipeline::new(settings, abort.clone()));
-    let needs_aws = settings.sources.iter().any(|s| {
-        matches!(
-            s,
-            SourceSettings::Sqs(_) | SourceSettings::CloudwatchLogs(_)
-        )
-    });
+    let needs_aws = settings.audit.enabled
+        || settings.sources.iter().any(|s| {
+            matches!(
+                s,
+                SourceSettings::Sqs(_) | SourceSettings::CloudwatchLogs(_)
+            )
+        });
     let aws = match (aws, needs_aws) {
         (Some(c), _) => Some(c),
         (None, true) => {
@@ -141,6 +152,14 @@ async fn run_sources(
         };
         names.insert(handle.id(), name.to_owned());
     }
+    let audit = settings.audit.enabled.then(|| {
+        tokio::spawn(crate::audit::runner::run_schedule(
+            settings.audit.clone(),
+            aws.clone().expect("loaded for the audit"),
+            Arc::clone(&pipeline),
+            stop.clone(),
+        ))
+    });
     readiness.set_ready();
     tracing::info!(
         sources = settings.sources.len(),
@@ -166,6 +185,12 @@ async fn run_sources(
     );
     if let Err(e) = throttle.await {
         telemetry::task_failed("throttle", "throttle", &e);
+    }
+    if let Some(Err(e)) = match audit {
+        Some(a) => Some(a.await),
+        None => None,
+    } {
+        telemetry::task_failed("audit", "audit", &e);
     }
     let finished =
         tokio::time::timeout(settings.shutdown_grace, join_all(&mut tasks, &names)).await;

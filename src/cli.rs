@@ -31,6 +31,14 @@ pub enum Command {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Audit IAM posture once (the CIS section 1 credential checks) for
+    /// every account in `[audit]`: findings as JSON lines on stdout, a
+    /// summary on stderr. Exit 0 when every account was audited, whatever
+    /// it found; 69 when an account could not be audited.
+    Audit {
+        #[arg(long, short, env = "ROOTWATCH_CONFIG")]
+        config: PathBuf,
+    },
     /// Validate a config file and print the effective configuration (secrets redacted).
     CheckConfig { config: PathBuf },
 }

@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::detect::{self, AllowList, CidrSet, Context, DetectSettings, Glob, Scope, Suppression};
 use crate::finding::Severity;
 
+mod audit;
+pub use audit::{RawAudit, RawAuditAccount};
+
 /// A configuration problem, naming the key and what is wrong with its value.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -47,6 +50,7 @@ pub struct RawConfig {
     pub shutdown: RawShutdown,
     pub sources: Vec<RawSource>,
     pub sinks: Vec<RawSink>,
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -338,6 +342,7 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub sources: Vec<SourceSettings>,
     pub sinks: Vec<SinkSettings>,
+    pub audit: crate::audit::AuditSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -752,11 +757,17 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         }
         sources.push(src);
     }
+    // Sinks route posture findings by rule id too.
+    let sink_rules: Vec<&str> = known
+        .iter()
+        .copied()
+        .chain(crate::audit::RULE_IDS)
+        .collect();
     let mut sink_names = HashSet::new();
     let mut sinks = Vec::new();
     for (i, s) in raw.sinks.iter().enumerate() {
         let key = format!("sinks[{i}]");
-        let sink = validate_sink(&key, i, s, &known)?;
+        let sink = validate_sink(&key, i, s, &sink_rules)?;
         if !sink_names.insert(sink.name.clone()) {
             return Err(invalid(
                 format!("{key}.name"),
@@ -773,6 +784,7 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         shutdown_grace,
         sources,
         sinks,
+        audit: audit::validate(&raw.audit)?,
     })
 }
 
@@ -1256,6 +1268,9 @@ pub fn render_effective(raw: &RawConfig) -> String {
             *s = "<redacted>".into();
         }
     };
+    for a in &mut raw.audit.accounts {
+        a.external_id.iter_mut().for_each(redact);
+    }
     for sink in &mut raw.sinks {
         sink.url.iter_mut().for_each(redact_url);
         sink.hmac_secret.iter_mut().for_each(redact);

@@ -96,6 +96,28 @@ pub struct Finding {
     pub event: Box<RawValue>,
 }
 
+/// What a posture finding is about.
+#[derive(Debug, Clone)]
+pub struct PostureSubject<'a> {
+    pub rule: &'a str,
+    pub title: String,
+    pub severity: Severity,
+    pub reason: String,
+    pub account_id: &'a str,
+    /// `Root` or `IAMUser`.
+    pub principal_type: &'a str,
+    pub principal_arn: &'a str,
+    pub user_name: Option<&'a str>,
+    /// What the finding id is derived from besides rule and account: the
+    /// principal and, for per-credential rules, the credential.
+    pub subject: &'a str,
+    /// When the evidence was observed.
+    pub observed: chrono::DateTime<chrono::Utc>,
+    pub mfa: Option<bool>,
+    /// The evidence, carried as the finding's `event`.
+    pub evidence: serde_json::Value,
+}
+
 fn owned(s: Option<&str>) -> Option<String> {
     s.map(str::to_owned)
 }
@@ -145,6 +167,48 @@ impl Finding {
             user_agent: owned(rec.user_agent.get()),
             error_code: owned(rec.error_code.non_empty()),
             mfa,
+            summary: None,
+            event,
+        }
+    }
+
+    /// Builds a finding that comes from a posture audit rather than a
+    /// CloudTrail record. The event fields that do not apply are null;
+    /// `event_time` is when the evidence was observed (the credential
+    /// report's GeneratedTime) and `event` holds that evidence. The finding
+    /// id hashes the rule with the account and subject, so an open problem
+    /// keeps its id from one audit to the next.
+    pub fn posture(p: PostureSubject<'_>) -> Finding {
+        let mut h = Sha256::new();
+        for part in [p.rule, p.account_id, p.subject] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        let finding_id = hex::encode(&h.finalize()[..16]);
+        let event =
+            RawValue::from_string(p.evidence.to_string()).expect("a JSON value serialises as JSON");
+        Finding {
+            rule: p.rule.to_owned(),
+            severity: p.severity,
+            title: p.title,
+            reason: p.reason,
+            finding_id,
+            event_id: None,
+            event_time: Some(
+                p.observed
+                    .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            ),
+            event_name: None,
+            event_source: None,
+            account_id: Some(p.account_id.to_owned()),
+            region: None,
+            principal_type: Some(p.principal_type.to_owned()),
+            principal_arn: Some(p.principal_arn.to_owned()),
+            user_name: p.user_name.map(str::to_owned),
+            source_ip: None,
+            user_agent: None,
+            error_code: None,
+            mfa: p.mfa,
             summary: None,
             event,
         }

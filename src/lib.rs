@@ -4,6 +4,7 @@
 
 pub mod ack;
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod dead_letter;

@@ -30,6 +30,10 @@ fn main() -> ExitCode {
                 Err(e) => config_error(config.as_deref().unwrap_or("(defaults)".as_ref()), &e),
             }
         }
+        Command::Audit { config } => match config::load(&config) {
+            Ok((_, settings)) => audit(settings),
+            Err(e) => config_error(&config, &e),
+        },
         Command::Run { config } => match config::load(&config) {
             Ok((_, settings)) => run(settings),
             Err(e) => config_error(&config, &e),
@@ -66,6 +70,38 @@ fn replay(settings: config::Settings, paths: &[std::path::PathBuf]) -> i32 {
         exit::DATA_ERR
     } else {
         0
+    }
+}
+
+fn audit(settings: config::Settings) -> i32 {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("rootwatch: cannot start the runtime: {e}");
+            return exit::SOFTWARE;
+        }
+    };
+    let results = runtime.block_on(async {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        rootwatch::audit::runner::audit_all(&settings.audit, &aws, chrono::Utc::now).await
+    });
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let stderr = io::stderr();
+    let mut err = stderr.lock();
+    match rootwatch::audit::runner::write_results(&results, &mut out, &mut err)
+        .and_then(|ok| out.flush().map(|_| ok))
+    {
+        Ok(true) => 0,
+        Ok(false) => exit::UNAVAILABLE,
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            let _ = writeln!(err, "rootwatch: audit failed: {e}");
+            exit::SOFTWARE
+        }
     }
 }
 

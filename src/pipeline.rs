@@ -239,9 +239,23 @@ impl Pipeline {
         }
     }
 
+    /// Sends a posture finding (from an audit, not an event) to every sink
+    /// that takes it, holding `unit` until each delivery ended. No event
+    /// dedup or throttling: the audit's state decides when an open problem
+    /// alerts again, so an earlier delivery of the same finding id does
+    /// not stop this one.
+    pub fn deliver_posture(self: &Arc<Self>, finding: Finding, unit: &Unit) {
+        telemetry::finding(&finding);
+        self.send_with(finding, vec![unit.clone()], Resend::Always);
+    }
+
     /// Starts a delivery of `finding` to every sink that takes it. Each
     /// delivery gets its own handles on `guards` and ends them.
     fn send(self: &Arc<Self>, finding: Finding, guards: Vec<Unit>) {
+        self.send_with(finding, guards, Resend::NotToSinksThatHaveIt)
+    }
+
+    fn send_with(self: &Arc<Self>, finding: Finding, guards: Vec<Unit>, resend: Resend) {
         let finding = Arc::new(finding);
         for (i, runner) in self.sinks.iter().enumerate() {
             if !runner.settings.accepts(&finding.rule, finding.severity) {
@@ -249,7 +263,7 @@ impl Pipeline {
             }
             let (me, finding, held) = (Arc::clone(self), Arc::clone(&finding), guards.clone());
             self.deliveries
-                .spawn(async move { me.deliver(i, finding, held).await });
+                .spawn(async move { me.deliver(i, finding, held, resend).await });
         }
         guards.into_iter().for_each(Unit::done);
     }
@@ -282,10 +296,10 @@ impl Pipeline {
         }
     }
 
-    async fn deliver(&self, sink: usize, finding: Arc<Finding>, guards: Vec<Unit>) {
+    async fn deliver(&self, sink: usize, finding: Arc<Finding>, guards: Vec<Unit>, resend: Resend) {
         let runner = &self.sinks[sink];
         let name = runner.settings.name.as_str();
-        if self.sent.contains(&finding.finding_id, sink) {
+        if resend == Resend::NotToSinksThatHaveIt && self.sent.contains(&finding.finding_id, sink) {
             telemetry::alert_already_delivered(name, &finding.finding_id);
             guards.into_iter().for_each(Unit::done);
             return;
@@ -398,6 +412,15 @@ impl Pipeline {
     pub fn deliveries_in_progress(&self) -> usize {
         self.deliveries.len()
     }
+}
+
+/// Whether a finding already delivered to a sink goes to it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resend {
+    /// A returning input alerts only the sinks that did not take it.
+    NotToSinksThatHaveIt,
+    /// A posture realert: the same finding id, alerted again on purpose.
+    Always,
 }
 
 /// The sink's URL and credentials: removed from any error text that is

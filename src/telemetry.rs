@@ -34,6 +34,9 @@ pub const DEAD_LETTER_ERRORS: &str = "rootwatch_dead_letter_errors_total";
 pub const ACKS_ABANDONED: &str = "rootwatch_acks_abandoned_total";
 pub const TASK_FAILURES: &str = "rootwatch_task_failures_total";
 pub const SOURCE_UP: &str = "rootwatch_source_up";
+pub const POSTURE_VIOLATIONS: &str = "rootwatch_posture_violations";
+pub const POSTURE_AUDITS: &str = "rootwatch_posture_audits_total";
+pub const POSTURE_RESOLVED: &str = "rootwatch_posture_resolved_total";
 
 /// Every metric name, for tests that check dashboards against exports.
 pub const ALL: &[&str] = &[
@@ -62,6 +65,9 @@ pub const ALL: &[&str] = &[
     ACKS_ABANDONED,
     TASK_FAILURES,
     SOURCE_UP,
+    POSTURE_VIOLATIONS,
+    POSTURE_AUDITS,
+    POSTURE_RESOLVED,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -488,4 +494,76 @@ pub fn source_recovered(source: &str, failures: u32, down_for: Duration) {
         "source recovered: receiving again"
     );
     gauge!(SOURCE_UP, "source" => source.to_owned()).set(1.0);
+}
+
+/// Describes the posture audit's metrics and zeroes them for the
+/// configured accounts, `(name, account id)` (from config: bounded), so
+/// they exist before the first audit. rootwatch's own account (audited
+/// when none is configured) appears with its first audit.
+pub fn register_audit(accounts: &[(&str, &str)]) {
+    use metrics::{describe_counter, describe_gauge};
+    prometheus();
+    describe_gauge!(
+        POSTURE_VIOLATIONS,
+        "Open posture violations found by the last audit, by check (rule id) and account."
+    );
+    describe_counter!(
+        POSTURE_AUDITS,
+        "Posture audits of an account, by outcome (ok, failed)."
+    );
+    describe_counter!(
+        POSTURE_RESOLVED,
+        "Posture violations no longer found by an audit, by check."
+    );
+    for &(name, account_id) in accounts {
+        for outcome in ["ok", "failed"] {
+            counter!(POSTURE_AUDITS, "account" => name.to_owned(), "outcome" => outcome)
+                .absolute(0);
+        }
+        for &check in crate::audit::RULE_IDS.iter() {
+            gauge!(POSTURE_VIOLATIONS, "check" => check, "account" => account_id.to_owned())
+                .set(0.0);
+        }
+    }
+    for &check in crate::audit::RULE_IDS.iter() {
+        counter!(POSTURE_RESOLVED, "check" => check).absolute(0);
+        for severity in crate::finding::Severity::ALL {
+            counter!(FINDINGS, "rule" => check, "severity" => severity.as_str()).absolute(0);
+        }
+    }
+    counter!(TASK_FAILURES, "task" => "audit").absolute(0);
+}
+
+/// An account was audited; `account` is its name in config (or its id).
+pub fn posture_audited(
+    account: &str,
+    account_id: &str,
+    generated: chrono::DateTime<chrono::Utc>,
+    findings: usize,
+) {
+    // IAM hands out a cached report for up to four hours: the log says
+    // how old the evidence is.
+    let age = (chrono::Utc::now() - generated).num_seconds().max(0);
+    tracing::info!(account, account_id, report_generated = %generated.to_rfc3339(), report_age_secs = age, findings, "posture audit done");
+    counter!(POSTURE_AUDITS, "account" => account.to_owned(), "outcome" => "ok").increment(1);
+}
+
+pub fn posture_audit_failed(account: &str, error: &dyn std::fmt::Display) {
+    tracing::error!(account, error = %error, "posture audit failed");
+    counter!(POSTURE_AUDITS, "account" => account.to_owned(), "outcome" => "failed").increment(1);
+}
+
+pub fn posture_violations(check: &'static str, account_id: &str, n: u64) {
+    gauge!(POSTURE_VIOLATIONS, "check" => check, "account" => account_id.to_owned()).set(n as f64);
+}
+
+pub fn posture_resolved(account_id: &str, check: &str, principal: &str, finding_id: &str) {
+    tracing::info!(
+        account_id,
+        rule = check,
+        principal,
+        finding_id,
+        "posture violation resolved"
+    );
+    counter!(POSTURE_RESOLVED, "check" => check.to_owned()).increment(1);
 }

@@ -86,7 +86,7 @@ async fn metrics_cover_every_name_the_dashboard_and_alerts_use() {
         .await
         .unwrap();
     let config = format!(
-        "[[sources]]\ntype = \"file\"\nname = \"metrics-files\"\npaths = [\"{dir}\"]\n[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"{group}\"]\npoll_interval_secs = 1\ncheckpoint_path = \"{dir}/cwl.json\"\n[[sinks]]\ntype = \"webhook\"\nname = \"metrics-hook\"\nurl = \"{hook}\"\n[server]\nlisten = \"127.0.0.1:0\"\n",
+        "[[sources]]\ntype = \"file\"\nname = \"metrics-files\"\npaths = [\"{dir}\"]\n[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"{group}\"]\npoll_interval_secs = 1\ncheckpoint_path = \"{dir}/cwl.json\"\n[[sinks]]\ntype = \"webhook\"\nname = \"metrics-hook\"\nurl = \"{hook}\"\n[server]\nlisten = \"127.0.0.1:0\"\n[audit]\nenabled = true\naccounts = [{{ name = \"metrics\", role_arn = \"arn:aws:iam::000000004242:role/audit\" }}]\n",
         dir = dir.path().display(),
         hook = hook.url()
     );
