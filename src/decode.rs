@@ -124,7 +124,7 @@ pub enum DecodeError {
     TooDeep,
     #[error("{envelope}: not a CloudTrail record (keys: {keys})")]
     NotARecord { envelope: Envelope, keys: String },
-    #[error("{envelope}: element {index}: {error}")]
+    #[error("{envelope}, element {index}: {}", error.detail())]
     Element {
         envelope: Envelope,
         index: usize,
@@ -153,6 +153,19 @@ impl DecodeError {
             DecodeError::InvalidUtf8 { .. } => "invalid_utf8",
             DecodeError::LineTooLong => "too_large",
             DecodeError::Io(_) => "io",
+        }
+    }
+
+    /// The message without its envelope, for an error inside one that is
+    /// already named.
+    fn detail(&self) -> String {
+        match self {
+            DecodeError::Json { source, .. } => format!("not valid JSON: {source}"),
+            DecodeError::Malformed { problem, .. } => problem.clone(),
+            DecodeError::NotARecord { keys, .. } => {
+                format!("not a CloudTrail record (keys: {keys})")
+            }
+            other => other.to_string(),
         }
     }
 

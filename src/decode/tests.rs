@@ -272,7 +272,7 @@ fn records_elements_that_are_not_records_are_errors_with_their_index() {
     });
     assert_eq!(messages.len(), 1);
     assert!(
-        messages[0].contains("element 0") && messages[0].contains("not a CloudTrail record"),
+        messages[0] == "Records array, element 0: not a CloudTrail record (keys: none)",
         "{}",
         messages[0]
     );
