@@ -210,14 +210,6 @@ async fn an_object_not_yet_readable_is_retried_not_deleted_and_alerts_once() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Three `rootwatch run` processes on one queue. The delivered-event cache
 /// is per process, so it cannot stop two replicas alerting the same event:
 /// what does is SQS's visibility timeout (30 s here, far longer than a

@@ -789,11 +789,15 @@ pub fn deliveries_by_event(
 
 /// A counter or gauge from Prometheus `text`, 0 when absent.
 pub fn metric_in(text: &str, name: &str, labels: &str) -> f64 {
-    let prefix = format!("{name}{{{labels}}} ");
+    series_value(text, &format!("{name}{{{labels}}}")).unwrap_or(0.0)
+}
+
+/// The value of one series (`name{labels}` as exported) in a /metrics text.
+pub fn series_value(text: &str, series: &str) -> Option<f64> {
+    let prefix = format!("{series} ");
     text.lines()
         .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// GET `path` on an admin server: (status, body).
@@ -1088,14 +1092,9 @@ pub fn sigterm(child: &std::process::Child) {
 /// A sample's value from the Prometheus text of a daemon's /metrics
 /// (`series` is the name with its labels, as printed).
 pub async fn scrape(admin: SocketAddr, series: &str) -> Option<f64> {
-    let text = reqwest::get(format!("http://{admin}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let prefix = format!("{series} ");
-    text.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
+    let (status, text) = admin_get(admin, "/metrics").await;
+    if status != 200 {
+        return None;
+    }
+    series_value(&text, series)
 }
