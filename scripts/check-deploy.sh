@@ -351,7 +351,12 @@ user = str(c.get("user", ""))
 m = re.fullmatch(r"(\d+)(?::(\d+))?", user)
 req(bool(m) and int(m.group(1)) != 0, f"user must be a numeric non-root uid, got {user!r}")
 req(any(p.get("containerPort") == 9102 for p in c.get("portMappings", [])), "portMappings must expose 9102")
-req("healthCheck" not in c, "healthCheck must not be used")
+hc = c.get("healthCheck", {})
+# The distroless image has no shell and no curl: the binary checks itself.
+req(hc.get("command") == ["CMD", "/usr/local/bin/rootwatch", "healthcheck"],
+    "healthCheck.command must be [CMD, /usr/local/bin/rootwatch, healthcheck]")
+req(2 < hc.get("timeout", 0) <= hc.get("interval", 0), "healthCheck.timeout must exceed the 2 s request timeout and not the interval")
+req(hc.get("retries", 0) >= 2 and hc.get("startPeriod", 0) >= 30, "healthCheck needs retries >= 2 and startPeriod >= 30")
 req(c.get("logConfiguration", {}).get("logDriver") == "awslogs", "logConfiguration must use awslogs")
 req(all(s["valueFrom"].startswith("arn:aws:secretsmanager:") for s in c.get("secrets", [])), "secrets must come from Secrets Manager ARNs")
 vols = {v["name"] for v in td.get("volumes", [])}
