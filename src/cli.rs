@@ -41,6 +41,17 @@ pub enum Command {
     },
     /// Validate a config file and print the effective configuration (secrets redacted).
     CheckConfig { config: PathBuf },
+    /// Exit 0 when the daemon's /readyz answers 200 within 2 s, 69 otherwise
+    /// (one line on stderr naming the URL); for container health checks in
+    /// images without a shell.
+    Healthcheck {
+        /// Defaults to http://127.0.0.1:9102/readyz, or to the `[server] listen`
+        /// address of --config.
+        #[arg(long, conflicts_with = "config")]
+        url: Option<String>,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 /// sysexits.h codes, so scripts and orchestrators can tell failures apart.

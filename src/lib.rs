@@ -13,6 +13,7 @@ pub mod dedup;
 pub mod detect;
 pub mod event;
 pub mod finding;
+pub mod healthcheck;
 pub mod pipeline;
 pub mod replay;
 pub mod server;

@@ -34,6 +34,7 @@ fn main() -> ExitCode {
             Ok((_, settings)) => audit(settings),
             Err(e) => config_error(&config, &e),
         },
+        Command::Healthcheck { url, config } => healthcheck(url, config.as_deref()),
         Command::Run { config } => match config::load(&config) {
             Ok((_, settings)) => run(settings),
             Err(e) => config_error(&config, &e),
@@ -45,6 +46,42 @@ fn main() -> ExitCode {
 fn config_error(path: &std::path::Path, e: &config::ConfigError) -> i32 {
     eprintln!("rootwatch: config error in {}: {e}", path.display());
     exit::CONFIG
+}
+
+fn healthcheck(url: Option<String>, config: Option<&std::path::Path>) -> i32 {
+    use rootwatch::healthcheck;
+    let url = match (url, config) {
+        (Some(url), _) => url,
+        (None, None) => healthcheck::DEFAULT_URL.to_owned(),
+        (None, Some(path)) => match config::load(path) {
+            Ok((_, settings)) => match settings.server_listen {
+                Some(listen) => healthcheck::readyz_url(listen),
+                None => {
+                    eprintln!(
+                        "rootwatch: config error in {}: server.listen is empty, so there is no /readyz to check",
+                        path.display()
+                    );
+                    return exit::CONFIG;
+                }
+            },
+            Err(e) => return config_error(path, &e),
+        },
+    };
+    match healthcheck::check(&url, healthcheck::TIMEOUT) {
+        Ok(()) => 0,
+        Err(e) => {
+            // The innermost cause ("connection refused", "timed out") is what
+            // an operator reading the task's health output needs.
+            let mut line = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                line.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            eprintln!("rootwatch: healthcheck failed: {line}");
+            exit::UNAVAILABLE
+        }
+    }
 }
 
 fn replay(settings: config::Settings, paths: &[std::path::PathBuf]) -> i32 {

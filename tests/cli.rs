@@ -1,4 +1,4 @@
-//! The `rootwatch` binary as a user runs it: `replay` and `check-config`.
+//! The `rootwatch` binary as a user runs it: `replay`, `check-config` and `healthcheck`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -323,4 +323,89 @@ fn plain_http_sinks_are_refused_unless_loopback_or_allowed() {
             .unwrap()
             .contains("allow_insecure_http = true")
     );
+}
+
+/// Answers every connection on a loopback port with `status`, and returns
+/// the port; the thread ends with the test process.
+fn answering(status: &'static str) -> u16 {
+    use std::io::{BufRead, BufReader};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            // Read the request head up to its blank line before answering.
+            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+                if line == "\r\n" {
+                    break;
+                }
+                line.clear();
+            }
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    port
+}
+
+#[test]
+fn healthcheck_ready_exits_0() {
+    let port = answering("200 OK");
+    let out = bin()
+        .args(["healthcheck", "--url"])
+        .arg(format!("http://127.0.0.1:{port}/readyz"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn healthcheck_not_ready_exits_69_naming_url_and_status() {
+    let port = answering("503 Service Unavailable");
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let out = bin().args(["healthcheck", "--url", &url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&url) && err.contains("503"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn healthcheck_nothing_listening_exits_69() {
+    // Bind then drop: the port is free and nothing answers on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}/readyz");
+    let out = bin().args(["healthcheck", "--url", &url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&url), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn healthcheck_derives_url_from_config_listen() {
+    let port = answering("200 OK");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rootwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nlisten = \"0.0.0.0:{port}\"\n\n[[sinks]]\ntype = \"stdout\"\n\n[[sources]]\ntype = \"file\"\npaths = [\"/dev/null\"]\n"
+        ),
+    )
+    .unwrap();
+    let out = bin()
+        .args(["healthcheck", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }

@@ -1,7 +1,5 @@
-{{/* Keep these helpers to plain field access, include, default, trunc,
-     trimSuffix, quote, toYaml, nindent, lt, int, atoi, add, regexFind, fail
-     and if/else: scripts/render_helm.py renders the chart without helm and
-     rejects anything else. */}}
+{{/* scripts/check-deploy.sh renders and lints this chart with the Helm v4
+     SDK (scripts/helm_chart.py); values.schema.json rejects unknown keys. */}}
 
 {{- define "rootwatch.fullname" -}}
 {{- default .Release.Name .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
