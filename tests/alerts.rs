@@ -184,26 +184,15 @@ async fn eventbridge_events_from_sqs_alert_as_the_bare_records_do() {
     }
     assert!(want.len() > 100, "{}", want.len());
 
-    for chunk in records.chunks(10) {
-        let entries = chunk.iter().enumerate().map(|(i, r)| {
+    let bodies: Vec<String> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
             let body = eventbridge_as_aws(r);
-            let body = if i % 2 == 1 { sns_wrap(&body) } else { body };
-            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                .id(format!("m{i}"))
-                .message_body(body)
-                .build()
-                .unwrap()
-        });
-        let sent = aws
-            .sqs
-            .send_message_batch()
-            .queue_url(&queue)
-            .set_entries(Some(entries.collect()))
-            .send()
-            .await
-            .unwrap();
-        assert!(sent.failed().is_empty());
-    }
+            if i % 2 == 1 { sns_wrap(&body) } else { body }
+        })
+        .collect();
+    aws.send_all(&queue, &bodies).await;
 
     let d = Daemon::start(&config, &aws.config).await;
     let expected: usize = want.values().sum();

@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use common::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -22,55 +21,6 @@ fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .unwrap()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-struct Group {
-    logs: aws_sdk_cloudwatchlogs::Client,
-    name: String,
-}
-
-impl Group {
-    async fn create(aws: &Aws, name: String) -> Group {
-        let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.config);
-        logs.create_log_group()
-            .log_group_name(&name)
-            .send()
-            .await
-            .unwrap();
-        logs.create_log_stream()
-            .log_group_name(&name)
-            .log_stream_name("trail")
-            .send()
-            .await
-            .unwrap();
-        Group { logs, name }
-    }
-
-    async fn new(aws: &Aws) -> Group {
-        Group::create(aws, unique("group")).await
-    }
-
-    /// Puts root API calls `(timestamp, eventID)`; PutLogEvents wants them
-    /// in time order.
-    async fn put(&self, events: &[(i64, &str)]) {
-        let mut events = events.to_vec();
-        events.sort();
-        let mut put = self
-            .logs
-            .put_log_events()
-            .log_group_name(&self.name)
-            .log_stream_name("trail");
-        for (ts, id) in events {
-            put = put.log_events(
-                InputLogEvent::builder()
-                    .timestamp(ts)
-                    .message(root_call(id))
-                    .build()
-                    .unwrap(),
-            );
-        }
-        put.send().await.unwrap();
-    }
 }
 
 struct Conf {
@@ -91,7 +41,7 @@ impl Conf {
     }
 }
 
-fn source(group: &Group, checkpoint: &Path, start_ms: i64) -> String {
+fn source(group: &LogGroup, checkpoint: &Path, start_ms: i64) -> String {
     format!(
         "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"{}\"]\npoll_interval_secs = 1\nlookback_secs = 300\ncheckpoint_path = \"{}\"\nstart = \"{}\"\n",
         group.name,
@@ -128,7 +78,7 @@ fn checkpoint(path: &Path) -> serde_json::Value {
 }
 
 /// `(position_ms, number of handled ids)` of `group` in the file.
-fn position(path: &Path, group: &Group) -> (i64, usize) {
+fn position(path: &Path, group: &LogGroup) -> (i64, usize) {
     let c = checkpoint(path);
     let g = &c["groups"][&group.name];
     (
@@ -140,7 +90,7 @@ fn position(path: &Path, group: &Group) -> (i64, usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_alert_once_including_those_put_while_running() {
     let aws = Aws::new().await;
-    let g = Group::new(&aws).await;
+    let g = LogGroup::new(&aws).await;
     let hook = Webhook::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
@@ -184,7 +134,7 @@ async fn events_alert_once_including_those_put_while_running() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_alerts_exactly_the_events_put_while_it_was_down() {
     let aws = Aws::new().await;
-    let g = Group::new(&aws).await;
+    let g = LogGroup::new(&aws).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
     let t = now_ms();
@@ -235,7 +185,7 @@ async fn a_restart_alerts_exactly_the_events_put_while_it_was_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_event_older_than_the_last_poll_alerts_once() {
     let aws = Aws::new().await;
-    let g = Group::new(&aws).await;
+    let g = LogGroup::new(&aws).await;
     let hook = Webhook::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
@@ -269,7 +219,7 @@ async fn a_late_event_older_than_the_last_poll_alerts_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_holds_the_checkpoint_and_a_restart_during_it_still_alerts() {
     let aws = Aws::new().await;
-    let g = Group::new(&aws).await;
+    let g = LogGroup::new(&aws).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
     let (hook, up) = Webhook::switchable(true).await;
@@ -333,7 +283,7 @@ async fn an_outage_holds_the_checkpoint_and_a_restart_during_it_still_alerts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_event_is_retried_on_a_later_poll_while_running() {
     let aws = Aws::new().await;
-    let g = Group::new(&aws).await;
+    let g = LogGroup::new(&aws).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
     let (hook, up) = Webhook::switchable(false).await;
@@ -371,7 +321,7 @@ async fn a_failed_event_is_retried_on_a_later_poll_while_running() {
 async fn groups_matching_the_prefix_are_found_while_running() {
     let aws = Aws::new().await;
     let prefix = format!("{}/", unique("trail"));
-    let a = Group::create(&aws, format!("{prefix}a")).await;
+    let a = LogGroup::create(&aws, format!("{prefix}a")).await;
     let hook = Webhook::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
@@ -387,7 +337,7 @@ async fn groups_matching_the_prefix_are_found_while_running() {
         alerts(&hook).len() == 1
     })
     .await;
-    let b = Group::create(&aws, format!("{prefix}b")).await;
+    let b = LogGroup::create(&aws, format!("{prefix}b")).await;
     b.put(&[(now_ms() - 1_000, "cw-prefix-b")]).await;
     eventually(LIMIT, "the new group's event", || async {
         alerts(&hook).len() == 2
@@ -441,7 +391,7 @@ async fn a_missing_log_group_fails_fast() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_checkpoint_is_a_config_error_and_stays_untouched() {
     let aws = Aws::new().await;
-    let g = Group::new(&aws).await;
+    let g = LogGroup::new(&aws).await;
     let hook = Webhook::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
@@ -507,7 +457,7 @@ fn dead_letters(path: &Path) -> Vec<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rejected_alert_is_dead_lettered_and_the_checkpoint_moves_on() {
     let aws = Aws::new().await;
-    let g = Group::new(&aws).await;
+    let g = LogGroup::new(&aws).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
     let dead = dir.path().join("checkpoints.dead-letter.jsonl");
@@ -550,7 +500,7 @@ async fn a_rejected_alert_is_dead_lettered_and_the_checkpoint_moves_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_alert_out_of_retry_rounds_is_dead_lettered() {
     let aws = Aws::new().await;
-    let g = Group::new(&aws).await;
+    let g = LogGroup::new(&aws).await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
     let dead = dir.path().join("dead.jsonl");
@@ -604,7 +554,7 @@ async fn an_alert_out_of_retry_rounds_is_dead_lettered() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_from_30_days_back_reaches_todays_events_within_seconds() {
     let aws = Aws::new().await;
-    let g = Group::new(&aws).await;
+    let g = LogGroup::new(&aws).await;
     let hook = Webhook::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");

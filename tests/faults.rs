@@ -14,7 +14,6 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use common::*;
 
 /// An SQS source and a webhook sink for the spawned binary: `source_extra`
@@ -223,74 +222,52 @@ async fn kill_9_mid_stream_then_restart_loses_no_sqs_alert() {
     }
 }
 
-struct Group {
-    logs: aws_sdk_cloudwatchlogs::Client,
-    name: String,
+/// A log group holding root calls `ids`, 100 ms apart from `first_ms`.
+async fn group_with_root_calls(aws: &Aws, ids: &[String], first_ms: i64) -> LogGroup {
+    let group = LogGroup::create(aws, unique("fault-group")).await;
+    let events: Vec<(i64, &str)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (first_ms + i as i64 * 100, id.as_str()))
+        .collect();
+    group.put(&events).await;
+    group
 }
 
-impl Group {
-    async fn with_root_calls(aws: &Aws, ids: &[String], first_ms: i64) -> Group {
-        let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.config);
-        let name = unique("fault-group");
-        logs.create_log_group()
-            .log_group_name(&name)
+/// CloudWatch Logs event id -> the CloudTrail eventID in its message.
+async fn event_ids(group: &LogGroup) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut token = None;
+    loop {
+        let page = group
+            .logs
+            .filter_log_events()
+            .log_group_name(&group.name)
+            .set_next_token(token.take())
             .send()
             .await
             .unwrap();
-        logs.create_log_stream()
-            .log_group_name(&name)
-            .log_stream_name("trail")
-            .send()
-            .await
-            .unwrap();
-        let mut put = logs
-            .put_log_events()
-            .log_group_name(&name)
-            .log_stream_name("trail");
-        for (i, id) in ids.iter().enumerate() {
-            put = put.log_events(
-                InputLogEvent::builder()
-                    .timestamp(first_ms + i as i64 * 100)
-                    .message(root_call(id))
-                    .build()
-                    .unwrap(),
+        for e in page.events() {
+            let v: serde_json::Value = serde_json::from_str(e.message().unwrap()).unwrap();
+            out.insert(
+                e.event_id().unwrap().to_owned(),
+                v["eventID"].as_str().unwrap().to_owned(),
             );
         }
-        put.send().await.unwrap();
-        Group { logs, name }
-    }
-
-    /// CloudWatch Logs event id -> the CloudTrail eventID in its message.
-    async fn event_ids(&self) -> BTreeMap<String, String> {
-        let mut out = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .logs
-                .filter_log_events()
-                .log_group_name(&self.name)
-                .set_next_token(token.take())
-                .send()
-                .await
-                .unwrap();
-            for e in page.events() {
-                let v: serde_json::Value = serde_json::from_str(e.message().unwrap()).unwrap();
-                out.insert(
-                    e.event_id().unwrap().to_owned(),
-                    v["eventID"].as_str().unwrap().to_owned(),
-                );
-            }
-            match page.next_token() {
-                Some(t) => token = Some(t.to_owned()),
-                None => return out,
-            }
+        match page.next_token() {
+            Some(t) => token = Some(t.to_owned()),
+            None => return out,
         }
     }
 }
 
 /// The CloudTrail eventIDs the checkpoint file records as handled, after
 /// checking the file is whole, valid JSON.
-fn checkpointed(path: &Path, group: &Group, cw_ids: &BTreeMap<String, String>) -> BTreeSet<String> {
+fn checkpointed(
+    path: &Path,
+    group: &LogGroup,
+    cw_ids: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
     let bytes = std::fs::read(path).unwrap();
     let c: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
         panic!(
@@ -322,8 +299,8 @@ async fn kill_9_mid_stream_then_restart_loses_no_cloudwatch_logs_alert() {
     let aws = Aws::new().await;
     let expected = ids("kill-cw", 80);
     let now = chrono::Utc::now().timestamp_millis();
-    let group = Group::with_root_calls(&aws, &expected, now - 120_000).await;
-    let cw_ids = group.event_ids().await;
+    let group = group_with_root_calls(&aws, &expected, now - 120_000).await;
+    let cw_ids = event_ids(&group).await;
     assert_eq!(cw_ids.len(), expected.len());
     let hook = Receiver::start().await;
     hook.set_delay(Duration::from_millis(700));

@@ -243,24 +243,12 @@ async fn three_replicas_share_a_queue_and_alert_each_event_once_per_receive() {
         .await;
     }
     let ids: Vec<String> = (0..N).map(|i| format!("replica-{i}")).collect();
-    for (c, chunk) in ids.chunks(10).enumerate() {
-        let entries = chunk.iter().enumerate().map(|(j, id)| {
-            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
-                .id(format!("e{j}"))
-                .message_body(message(c * 10 + j, id))
-                .build()
-                .unwrap()
-        });
-        let out = aws
-            .sqs
-            .send_message_batch()
-            .queue_url(&queue)
-            .set_entries(Some(entries.collect()))
-            .send()
-            .await
-            .unwrap();
-        assert!(out.failed().is_empty());
-    }
+    let bodies: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| message(i, id))
+        .collect();
+    aws.send_all(&queue, &bodies).await;
     eventually(
         Duration::from_secs(120),
         "every alert and an empty queue",

@@ -193,24 +193,8 @@ impl Aws {
 
     /// Visible plus in-flight messages.
     pub async fn depth(&self, url: &str) -> u64 {
-        let a = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .send()
-            .await
-            .unwrap();
-        let attrs = a.attributes().unwrap();
-        let n = |k: QueueAttributeName| {
-            attrs
-                .get(&k)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0)
-        };
-        n(QueueAttributeName::ApproximateNumberOfMessages)
-            + n(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        let (visible, hidden) = self.visible_and_hidden(url).await;
+        visible + hidden
     }
 }
 
@@ -1097,4 +1081,54 @@ pub async fn scrape(admin: SocketAddr, series: &str) -> Option<f64> {
         return None;
     }
     series_value(&text, series)
+}
+
+/// A CloudWatch Logs group with one stream, `trail`, in the emulator.
+pub struct LogGroup {
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub name: String,
+}
+
+impl LogGroup {
+    pub async fn create(aws: &Aws, name: String) -> LogGroup {
+        let logs = aws_sdk_cloudwatchlogs::Client::new(&aws.config);
+        logs.create_log_group()
+            .log_group_name(&name)
+            .send()
+            .await
+            .unwrap();
+        logs.create_log_stream()
+            .log_group_name(&name)
+            .log_stream_name("trail")
+            .send()
+            .await
+            .unwrap();
+        LogGroup { logs, name }
+    }
+
+    pub async fn new(aws: &Aws) -> LogGroup {
+        LogGroup::create(aws, unique("group")).await
+    }
+
+    /// Puts root API calls `(timestamp, eventID)`; PutLogEvents wants them
+    /// in time order.
+    pub async fn put(&self, events: &[(i64, &str)]) {
+        let mut events = events.to_vec();
+        events.sort();
+        let mut put = self
+            .logs
+            .put_log_events()
+            .log_group_name(&self.name)
+            .log_stream_name("trail");
+        for (ts, id) in events {
+            put = put.log_events(
+                aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                    .timestamp(ts)
+                    .message(root_call(id))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        put.send().await.unwrap();
+    }
 }
