@@ -111,15 +111,9 @@ fn replay(settings: config::Settings, paths: &[std::path::PathBuf]) -> i32 {
 }
 
 fn audit(settings: config::Settings) -> i32 {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("rootwatch: cannot start the runtime: {e}");
-            return exit::SOFTWARE;
-        }
+        Err(code) => return code,
     };
     let results = runtime.block_on(async {
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -140,6 +134,18 @@ fn audit(settings: config::Settings) -> i32 {
             exit::SOFTWARE
         }
     }
+}
+
+/// The multi-threaded runtime `run` and `audit` use; a failure to build it
+/// is reported and mapped to its exit code.
+fn runtime() -> Result<tokio::runtime::Runtime, i32> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("rootwatch: cannot start the runtime: {e}");
+            exit::SOFTWARE
+        })
 }
 
 fn init_logs() {
@@ -163,15 +169,9 @@ fn init_logs() {
 
 fn run(settings: config::Settings) -> i32 {
     init_logs();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("rootwatch: cannot start the runtime: {e}");
-            return exit::SOFTWARE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(rootwatch::app::run(settings, rootwatch::shutdown::signal())) {
         Ok(()) => 0,
