@@ -133,6 +133,14 @@ fn inert(v: &Value) -> Result<(), String> {
         if let Some(c) = s.chars().find(|&c| is_dangerous(c)) {
             return Err(format!("character U+{:04X} in {s:.200}", c as u32));
         }
+    }
+    links_are_console_only(v)
+}
+
+/// Every URL in the strings of `v` is an AWS console link (or the Adaptive
+/// Card schema).
+pub fn links_are_console_only(v: &Value) -> Result<(), String> {
+    for s in strings(v) {
         for url in urls(s) {
             if url != ADAPTIVE_CARD_SCHEMA && !is_console_url(url) {
                 return Err(format!("a link that is not a console link: {url:.200}"));

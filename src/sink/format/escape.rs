@@ -703,20 +703,7 @@ pub(crate) mod testing {
         f
     }
 
-    /// Every string in `v`, object keys excluded.
-    pub fn strings(v: &Value) -> Vec<&str> {
-        let mut out = Vec::new();
-        fn walk<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
-            match v {
-                Value::String(s) => out.push(s),
-                Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
-                Value::Object(o) => o.values().for_each(|x| walk(x, out)),
-                _ => {}
-            }
-        }
-        walk(v, &mut out);
-        out
-    }
+    pub use crate::sink::format::check::strings;
 
     /// The host of every `scheme://host` in `s`, lowercased, without user
     /// info or port.
@@ -735,12 +722,9 @@ pub(crate) mod testing {
             .collect()
     }
 
-    /// The one URL rootwatch writes that is not a console link: the Adaptive
-    /// Card `$schema`.
-    const ADAPTIVE_CARD_SCHEMA: &str = "http://adaptivecards.io/schemas/adaptive-card.json";
-
     /// Asserts no URL anywhere in `v` points at the hostile host, and every
-    /// URL is a console link (or the card schema).
+    /// URL is a console link (or the card schema): the payload check of
+    /// [`crate::sink::format::check`].
     pub fn assert_no_hostile_urls(v: &Value) {
         for s in strings(v) {
             for host in url_hosts(s) {
@@ -749,22 +733,9 @@ pub(crate) mod testing {
                     "URL with host {host} in {s:.200}"
                 );
             }
-            for (i, _) in s.match_indices("://") {
-                let start = s[..i]
-                    .rfind(|c: char| !c.is_ascii_alphanumeric())
-                    .map_or(0, |p| p + 1);
-                let url_end = s[start..]
-                    .find(|c: char| c.is_whitespace() || "|<>\"".contains(c))
-                    .map_or(s.len(), |e| start + e);
-                let url = &s[start..url_end];
-                if url == ADAPTIVE_CARD_SCHEMA {
-                    continue;
-                }
-                assert!(
-                    super::is_console_url(url),
-                    "URL that is not a console link: {url:.200}"
-                );
-            }
+        }
+        if let Err(e) = crate::sink::format::check::links_are_console_only(v) {
+            panic!("{e}");
         }
     }
 
