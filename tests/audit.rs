@@ -198,15 +198,8 @@ fn rootwatch_audit_prints_findings_and_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rootwatch.toml");
     std::fs::write(&path, "[audit]\nreport_timeout_secs = 60\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rootwatch"))
-        .args(["audit", "--config"])
+    let out = rootwatch_at_emulator(&["audit", "--config"])
         .arg(&path)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -415,16 +408,10 @@ fn rootwatch_audit_exits_69_with_a_clear_message_when_it_cannot_audit() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rootwatch.toml");
     std::fs::write(&path, "[audit]\nreport_timeout_secs = 10\n").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rootwatch"))
-        .args(["audit", "--config"])
+    let out = rootwatch_at_emulator(&["audit", "--config"])
         .arg(&path)
         .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("AWS_MAX_ATTEMPTS", "1")
-        .env_remove("AWS_PROFILE")
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

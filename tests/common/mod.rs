@@ -480,21 +480,28 @@ pub fn sqs_to_webhook(queue: &str, visibility: u64, url: &str, extra: &str) -> S
     )
 }
 
+/// The `rootwatch` binary with `args`, its AWS clients pointed at the
+/// emulator with test credentials and no profile or instance metadata.
+pub fn rootwatch_at_emulator(args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_rootwatch"));
+    c.args(args)
+        .env("AWS_ENDPOINT_URL", endpoint())
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE");
+    c
+}
+
 /// Starts the `rootwatch run` binary on `config` (written to `dir`), pointed
 /// at the emulator, its log in `dir/rootwatch.log`.
 pub fn spawn_rootwatch(config: &str, dir: &std::path::Path) -> std::process::Child {
     let path = dir.join("rootwatch.toml");
     std::fs::write(&path, config).unwrap();
     let log = std::fs::File::create(dir.join("rootwatch.log")).unwrap();
-    std::process::Command::new(env!("CARGO_BIN_EXE_rootwatch"))
-        .args(["run", "--config"])
+    rootwatch_at_emulator(&["run", "--config"])
         .arg(&path)
-        .env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("AWS_PROFILE")
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(log)
