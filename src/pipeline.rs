@@ -111,10 +111,7 @@ impl Pipeline {
     /// Decodes a stream (an S3 object, a file), one record at a time.
     /// Blocking: call it from a blocking thread.
     pub fn scan_reader(&self, reader: impl Read, scan: &mut Scan) {
-        let now = SystemTime::now();
-        if let Err(e) = decode::decode_reader(reader, &mut |item| self.scan_item(item, now, scan)) {
-            scan.errors.push(e);
-        }
+        self.scan_reader_with(reader, scan, &mut |_| {})
     }
 
     /// Decodes JSON lines, one body per line; errors carry their line
