@@ -367,8 +367,10 @@ req(bool(m) and int(m.group(1)) != 0, f"user must be a numeric non-root uid, got
 req(any(p.get("containerPort") == 9102 for p in c.get("portMappings", [])), "portMappings must expose 9102")
 hc = c.get("healthCheck", {})
 # The distroless image has no shell and no curl: the binary checks itself.
-req(hc.get("command") == ["CMD", "/usr/local/bin/rootwatch", "healthcheck"],
-    "healthCheck.command must be [CMD, /usr/local/bin/rootwatch, healthcheck]")
+# ECS replaces an unhealthy task; during an upstream outage a new task would
+# not reach the queue either, so a degraded daemon counts as healthy.
+req(hc.get("command") == ["CMD", "/usr/local/bin/rootwatch", "healthcheck", "--allow-degraded"],
+    "healthCheck.command must be [CMD, /usr/local/bin/rootwatch, healthcheck, --allow-degraded]")
 req(2 < hc.get("timeout", 0) <= hc.get("interval", 0), "healthCheck.timeout must exceed the 2 s request timeout and not the interval")
 req(hc.get("retries", 0) >= 2 and hc.get("startPeriod", 0) >= 30, "healthCheck needs retries >= 2 and startPeriod >= 30")
 req(c.get("logConfiguration", {}).get("logDriver") == "awslogs", "logConfiguration must use awslogs")

@@ -51,6 +51,11 @@ pub enum Command {
         url: Option<String>,
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Also pass when /readyz says `degraded` (a source cannot reach its
+        /// upstream and keeps retrying), for orchestrators that replace
+        /// unhealthy tasks (ECS).
+        #[arg(long)]
+        allow_degraded: bool,
     },
 }
 

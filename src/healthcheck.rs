@@ -38,8 +38,23 @@ pub fn readyz_url(listen: SocketAddr) -> String {
     format!("http://{}/readyz", SocketAddr::new(ip, listen.port()))
 }
 
-/// One GET of `url`; `Ok` only for a 200 within `timeout` (connect included).
-pub fn check(url: &str, timeout: Duration) -> Result<(), HealthError> {
+/// What a passing check saw.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Healthy {
+    /// `/readyz` answered 200.
+    Ready,
+    /// `/readyz` answered 503 `degraded` (a source cannot reach its upstream
+    /// and keeps retrying), accepted with `allow_degraded`; the problem
+    /// lines the daemon gave.
+    Degraded(Vec<String>),
+}
+
+/// One GET of `url` within `timeout` (connect included). `Ok` for a 200,
+/// and with `allow_degraded` also for a 503 whose body says `degraded`:
+/// replacing a task does not bring back a queue it cannot reach, so an
+/// orchestrator that only knows "healthy or replace" (ECS) should wait an
+/// upstream outage out. `starting`, `draining` and `failed` never pass.
+pub fn check(url: &str, timeout: Duration, allow_degraded: bool) -> Result<Healthy, HealthError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -58,12 +73,25 @@ pub fn check(url: &str, timeout: Duration) -> Result<(), HealthError> {
             .build()
             .map_err(request)?;
         let response = client.get(url).send().await.map_err(request)?;
-        match response.status().as_u16() {
-            200 => Ok(()),
-            status => Err(HealthError::Status {
-                url: url.to_owned(),
-                status,
-            }),
+        let status = response.status().as_u16();
+        if status == 200 {
+            return Ok(Healthy::Ready);
+        }
+        let refused = HealthError::Status {
+            url: url.to_owned(),
+            status,
+        };
+        if !(allow_degraded && status == 503) {
+            return Err(refused);
+        }
+        // The body is a few short lines; an unreadable one is not degraded.
+        let Ok(body) = response.text().await else {
+            return Err(refused);
+        };
+        let mut lines = body.lines();
+        match lines.next() {
+            Some("degraded") => Ok(Healthy::Degraded(lines.map(str::to_owned).collect())),
+            _ => Err(refused),
         }
     })
 }

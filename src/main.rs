@@ -34,7 +34,11 @@ fn main() -> ExitCode {
             Ok((_, settings)) => audit(settings),
             Err(e) => config_error(&config, &e),
         },
-        Command::Healthcheck { url, config } => healthcheck(url, config.as_deref()),
+        Command::Healthcheck {
+            url,
+            config,
+            allow_degraded,
+        } => healthcheck(url, config.as_deref(), allow_degraded),
         Command::Run { config } => match config::load(&config) {
             Ok((_, settings)) => run(settings),
             Err(e) => config_error(&config, &e),
@@ -48,7 +52,7 @@ fn config_error(path: &std::path::Path, e: &config::ConfigError) -> i32 {
     exit::CONFIG
 }
 
-fn healthcheck(url: Option<String>, config: Option<&std::path::Path>) -> i32 {
+fn healthcheck(url: Option<String>, config: Option<&std::path::Path>, allow_degraded: bool) -> i32 {
     use rootwatch::healthcheck;
     let url = match (url, config) {
         (Some(url), _) => url,
@@ -67,8 +71,15 @@ fn healthcheck(url: Option<String>, config: Option<&std::path::Path>) -> i32 {
             Err(e) => return config_error(path, &e),
         },
     };
-    match healthcheck::check(&url, healthcheck::TIMEOUT) {
-        Ok(()) => 0,
+    match healthcheck::check(&url, healthcheck::TIMEOUT, allow_degraded) {
+        Ok(healthcheck::Healthy::Ready) => 0,
+        Ok(healthcheck::Healthy::Degraded(problems)) => {
+            eprintln!("rootwatch: healthcheck: {url} is degraded (passing with --allow-degraded)");
+            for problem in problems {
+                eprintln!("rootwatch: healthcheck: {problem}");
+            }
+            0
+        }
         Err(e) => {
             // The innermost cause ("connection refused", "timed out") is what
             // an operator reading the task's health output needs.

@@ -328,6 +328,11 @@ fn plain_http_sinks_are_refused_unless_loopback_or_allowed() {
 /// Answers every connection on a loopback port with `status`, and returns
 /// the port; the thread ends with the test process.
 fn answering(status: &'static str) -> u16 {
+    answering_with(status, "")
+}
+
+/// As `answering`, with `body` after the head.
+fn answering_with(status: &'static str, body: &'static str) -> u16 {
     use std::io::{BufRead, BufReader};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -345,7 +350,8 @@ fn answering(status: &'static str) -> u16 {
             }
             let _ = write!(
                 stream,
-                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
             );
         }
     });
@@ -372,6 +378,39 @@ fn healthcheck_not_ready_exits_69_naming_url_and_status() {
     let err = stderr(&out);
     assert!(err.contains(&url) && err.contains("503"), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn healthcheck_allow_degraded_passes_a_degraded_daemon_only() {
+    let degraded = answering_with(
+        "503 Service Unavailable",
+        "degraded\nsqs queue 'main': ReceiveMessage failed 3 times in a row\n",
+    );
+    let url = format!("http://127.0.0.1:{degraded}/readyz");
+    // Without the flag a degraded daemon is not healthy...
+    let out = bin().args(["healthcheck", "--url", &url]).output().unwrap();
+    assert_eq!(out.status.code(), Some(69), "{}", stderr(&out));
+    // ...with it, it is, and the problem is still shown.
+    let out = bin()
+        .args(["healthcheck", "--allow-degraded", "--url", &url])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ReceiveMessage failed"),
+        "{}",
+        stderr(&out)
+    );
+
+    for state in ["failed\n", "draining\n", "starting\n", ""] {
+        let port = answering_with("503 Service Unavailable", state);
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        let out = bin()
+            .args(["healthcheck", "--allow-degraded", "--url", &url])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(69), "{state:?}: {}", stderr(&out));
+    }
 }
 
 #[test]
