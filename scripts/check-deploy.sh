@@ -24,7 +24,7 @@ declare -A CHECKOV_ACCEPTED=(
   [CKV_K8S_43]="the base pins a release tag; overlays pin a digest with 'kustomize edit set image' / image.tag"
   [CKV_K8S_35]="rootwatch interpolates \${ENV} secrets into its config, so the webhook secrets are env vars from a Secret"
   [CKV_K8S_15]="immutable release tags with IfNotPresent: restarting the detector must not depend on the registry being reachable"
-  [CKV_AWS_27]="both queues use SQS-managed SSE (SqsManagedSseEnabled); checkov only recognises KMS keys, and the AWS-managed SQS KMS key would block EventBridge"
+  [CKV_AWS_27]="the queues EventBridge writes to use SQS-managed SSE (SqsManagedSseEnabled); checkov only recognises KMS keys, and the AWS-managed SQS KMS key would block EventBridge"
   [CKV_DOCKER_2]="no HEALTHCHECK by design: Kubernetes probes /healthz and /readyz, ECS relies on the load balancer (distroless has no shell or curl)"
   [CKV_DOCKER_7]="deploy/ecs/Dockerfile takes its base image as a build argument whose default is a pinned release tag"
 )
@@ -547,28 +547,153 @@ check_cfn() {
   cfn-lint deploy/aws/*.yaml
   "$PY" - <<'EOF'
 import sys, yaml
+# Short-form intrinsics as their long form: !Ref X -> {"Ref": "X"},
+# !GetAtt A.B -> {"Fn::GetAtt": "A.B"}, !If [...] -> {"Fn::If": [...]}.
 class L(yaml.SafeLoader): pass
-L.add_multi_constructor("!", lambda l, s, n: None)
-t = yaml.load(open("deploy/aws/cloudtrail-to-sqs.yaml"), Loader=L)
-r = t["Resources"]
+def intrinsic(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {("Ref" if suffix in ("Ref", "Condition") else "Fn::" + suffix): value}
+L.add_multi_constructor("!", intrinsic)
+def load(path):
+    return yaml.load(open(path), Loader=L)
 errors = []
-q = r["Queue"]["Properties"]
-if q.get("VisibilityTimeout") != 120 or q.get("ReceiveMessageWaitTimeSeconds") != 20:
-    errors.append("queue must have VisibilityTimeout 120 and ReceiveMessageWaitTimeSeconds 20")
-if t["Parameters"]["MaxReceiveCount"]["Default"] != 5:
-    errors.append("MaxReceiveCount default must be 5")
-if r["DeadLetterQueue"]["Properties"].get("MessageRetentionPeriod") != 1209600:
-    errors.append("DLQ retention must be 14 days")
+def req(cond, msg):
+    if not cond:
+        errors.append(msg)
+def as_list(x):
+    return x if isinstance(x, list) else [x]
+def statements(doc):
+    out = []
+    for st in as_list(doc["Statement"]):
+        if isinstance(st, dict) and "Fn::If" in st:
+            out += [b for b in st["Fn::If"][1:] if isinstance(b, dict) and "Ref" not in b]
+        else:
+            out.append(st)
+    return out
+def actions(doc):
+    return {a for st in statements(doc) for a in as_list(st["Action"])}
+def queue_pair(where, r, queue, dlq):
+    q = r[queue]["Properties"]
+    req(q.get("VisibilityTimeout") == 120 and q.get("ReceiveMessageWaitTimeSeconds") == 20,
+        f"{where}: {queue} must have VisibilityTimeout 120 and ReceiveMessageWaitTimeSeconds 20")
+    req(q.get("RedrivePolicy", {}).get("deadLetterTargetArn") == {"Fn::GetAtt": f"{dlq}.Arn"},
+        f"{where}: {queue} must redrive to {dlq}")
+    req(r[dlq]["Properties"].get("MessageRetentionPeriod") == 1209600, f"{where}: {dlq} retention must be 14 days")
+def alarms(where, r, queue, dlq):
+    got = {(a["Properties"]["MetricName"], a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"],
+            a["Properties"]["ComparisonOperator"])
+           for a in r.values() if a["Type"] == "AWS::CloudWatch::Alarm"}
+    if dlq:
+        req(("ApproximateNumberOfMessagesVisible", f"{dlq}.QueueName", "GreaterThanThreshold") in got,
+            f"{where}: no alarm on {dlq} depth")
+        req(any(a["Properties"].get("Threshold") == 0 for a in r.values()
+                if a["Type"] == "AWS::CloudWatch::Alarm"
+                and a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"),
+            f"{where}: the DLQ depth alarm must fire above 0")
+    if queue:
+        req(("ApproximateAgeOfOldestMessage", f"{queue}.QueueName", "GreaterThanThreshold") in got,
+            f"{where}: no alarm on the age of {queue}'s oldest message")
+DETAIL_TYPES = ["AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail"]
+
+# The single-account template.
+t = load("deploy/aws/cloudtrail-to-sqs.yaml")
+r = t["Resources"]
+queue_pair("cloudtrail-to-sqs", r, "Queue", "DeadLetterQueue")
+req(t["Parameters"]["MaxReceiveCount"]["Default"] == 5, "cloudtrail-to-sqs: MaxReceiveCount default must be 5")
 dt = r["CloudTrailRule"]["Properties"]["EventPattern"]["detail-type"]
-if sorted(dt) != ["AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail"]:
-    errors.append(f"rule detail-types {dt}")
-if not {"QueueUrl", "QueueArn", "DLQ"} <= set(t["Outputs"]):
-    errors.append("outputs QueueUrl, QueueArn, DLQ required")
+req(sorted(dt) == DETAIL_TYPES, f"cloudtrail-to-sqs: rule detail-types {dt}")
+req({"QueueUrl", "QueueArn", "DLQ"} <= set(t["Outputs"]), "cloudtrail-to-sqs: outputs QueueUrl, QueueArn, DLQ required")
+
+# Layout A: organisation trail bucket -> SQS in the log-archive account.
+w = "org-trail-log-archive"
+t = load("deploy/aws/org-trail-log-archive.yaml")
+r = t["Resources"]
+queue_pair(w, r, "Queue", "DeadLetterQueue")
+alarms(w, r, "Queue", "DeadLetterQueue")
+allow = [s for s in statements(r["QueuePolicy"]["Properties"]["PolicyDocument"]) if s["Effect"] == "Allow"]
+req(len(allow) == 1 and allow[0]["Principal"] == {"Service": "s3.amazonaws.com"} and allow[0]["Action"] == "sqs:SendMessage"
+    and "TrailBucketName" in str(allow[0]["Condition"]["ArnEquals"]["aws:SourceArn"])
+    and allow[0]["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"},
+    f"{w}: the queue policy must let only the trail bucket of this account send")
+role = r["ReaderRole"]["Properties"]
+trust = statements(role["AssumeRolePolicyDocument"])
+req(len(trust) == 1 and trust[0]["Principal"] == {"AWS": {"Ref": "RootwatchPrincipalArn"}}
+    and trust[0]["Condition"]["StringEquals"]["sts:ExternalId"] == {"Ref": "ExternalId"},
+    f"{w}: the reader role must trust only RootwatchPrincipalArn, with sts:ExternalId")
+req(t["Parameters"]["ExternalId"].get("NoEcho") is True, f"{w}: ExternalId must be NoEcho")
+pol = role["Policies"][0]["PolicyDocument"]
+req(actions(pol) == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                     "sqs:GetQueueAttributes", "s3:GetObject", "kms:Decrypt"}, f"{w}: reader actions {sorted(actions(pol))}")
+for st in statements(pol):
+    if st["Action"] == "kms:Decrypt":
+        req("kms:ViaService" in st.get("Condition", {}).get("StringEquals", {}), f"{w}: kms:Decrypt only via a service")
+req({"QueueUrl", "ReaderRoleArn", "DLQ"} <= set(t["Outputs"]), f"{w}: outputs QueueUrl, ReaderRoleArn, DLQ required")
+
+# Layout B, member side (StackSet).
+w = "member-events-stackset"
+t = load("deploy/aws/member-events-stackset.yaml")
+r = t["Resources"]
+rule = r["ForwardRule"]["Properties"]
+req(rule["EventBusName"] == "default", f"{w}: the rule must be on the default bus")
+root_only, everything = rule["EventPattern"]["Fn::If"][1:]
+req(rule["EventPattern"]["Fn::If"][0] == "Root", f"{w}: the pattern must depend on RootOnly")
+req(sorted(everything["detail-type"]) == DETAIL_TYPES and set(everything) == {"detail-type"}, f"{w}: full pattern {everything}")
+req(sorted(root_only["detail-type"]) == DETAIL_TYPES and root_only.get("detail") == {"userIdentity": {"type": ["Root"]}},
+    f"{w}: root-only pattern {root_only}")
+tgt = rule["Targets"][0]
+req(tgt["Arn"] == {"Ref": "CentralEventBusArn"} and tgt["RoleArn"] == {"Fn::GetAtt": "ForwardRole.Arn"}
+    and "DeadLetterConfig" in tgt, f"{w}: the target must be the central bus, through ForwardRole, with a DLQ")
+fpol = r["ForwardRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+req(actions(fpol) == {"events:PutEvents"} and all(s["Resource"] == {"Ref": "CentralEventBusArn"} for s in statements(fpol)),
+    f"{w}: the forward role may only PutEvents on the central bus")
+req(not any("RoleName" in x.get("Properties", {}) or "QueueName" in x.get("Properties", {}) for x in r.values()),
+    f"{w}: no fixed names (a StackSet deploys it in several Regions of one account)")
+alarms(w, r, None, "ForwardDeadLetterQueue")
+
+# Layout B, central side.
+w = "central-events"
+t = load("deploy/aws/central-events.yaml")
+r = t["Resources"]
+queue_pair(w, r, "Queue", "DeadLetterQueue")
+alarms(w, r, "Queue", "DeadLetterQueue")
+bp = r["EventBusPolicy"]["Properties"]["Statement"]
+req(bp["Action"] == "events:PutEvents" and bp["Condition"]["StringEquals"]["aws:PrincipalOrgID"] == {"Ref": "OrganizationId"},
+    f"{w}: the bus policy must allow PutEvents to the organisation only")
+crule = r["CentralRule"]["Properties"]
+req(crule["EventBusName"] == {"Ref": "EventBus"}, f"{w}: the rule must be on the central bus")
+req(sorted(crule["EventPattern"]["detail-type"]) == DETAIL_TYPES, f"{w}: rule detail-types")
+req(crule["Targets"][0]["Arn"] == {"Fn::GetAtt": "Queue.Arn"}
+    and crule["Targets"][0]["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": "DeadLetterQueue.Arn"},
+    f"{w}: the rule must target the queue, with the DLQ")
+req({"EventBusArn", "QueueUrl", "QueueArn", "DLQ"} <= set(t["Outputs"]), f"{w}: outputs EventBusArn, QueueUrl, QueueArn, DLQ")
+
+# DynamoDB checkpoints.
+w = "checkpoint-table"
+t = load("deploy/aws/checkpoint-table.yaml")
+r = t["Resources"]
+tb = r["Table"]["Properties"]
+req(tb["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    and tb["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}],
+    f"{w}: the only key must be the string partition key pk")
+req(tb["BillingMode"] == "PAY_PER_REQUEST", f"{w}: PAY_PER_REQUEST")
+req(tb["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, f"{w}: point-in-time recovery")
+req(tb["SSESpecification"]["SSEEnabled"] is True, f"{w}: SSE")
+req(r["Table"].get("DeletionPolicy") == "Retain", f"{w}: the table must be retained")
+tp = r["RootwatchCheckpointPolicy"]["Properties"]["PolicyDocument"]
+req(actions(tp) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                    "dynamodb:Query", "dynamodb:Scan"}, f"{w}: policy actions {sorted(actions(tp))}")
+req(all(s["Resource"] == {"Fn::GetAtt": "Table.Arn"} for s in statements(tp)), f"{w}: the policy must name the table only")
+
 for e in errors:
     print("error:", e)
 sys.exit(1 if errors else 0)
 EOF
-  echo "cfn-lint: no findings; queue, DLQ, rule and outputs as required"
+  echo "cfn-lint: no findings; queues, DLQs, rules, bus policy, roles, alarms, table and outputs as required"
 }
 
 check_promtool() {
