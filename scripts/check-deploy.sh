@@ -179,6 +179,7 @@ check_helm_lint_schema() {
               'serviceAccount.annotation.a=b' 'existingSecretName=x' 'extraenv[0].name=X' \
               'networkPolicy.enable=false' 'networkPolicy.extraEgres[0].ports[0].port=80' \
               'podDisruptionBudget.enable=true' 'podDisruptionBudget.maxUnavailable=one' \
+              'tolerations[0].operater=Exists' 'affinity.nodeAfinity.x=y' \
               'serviceMonitor.enbled=true' 'prometheusRule.label.a=b' 'prometheusRule.thresholds.eventLag=60' \
               'grafanaDashboard.label.a=b' 'tests.enable=false' 'resources.limit.cpu=1' \
               'containerSecurityContext.readOnlyRootFileSystem=true' 'keda.queueUrl=x' \
@@ -317,6 +318,7 @@ topologySpreadConstraints:
 podDisruptionBudget:
   enabled: true
   minAvailable: 1
+  unhealthyPodEvictionPolicy: AlwaysAllow
 networkPolicy:
   extraEgress:
     - to: [{ipBlock: {cidr: 169.254.170.23/32}}]
@@ -386,7 +388,9 @@ req((spec.get("topologySpreadConstraints") or [{}])[0].get("topologyKey") == "to
     "topologySpreadConstraints missing")
 pdb = by.get("PodDisruptionBudget", [])
 req(len(pdb) == 1 and pdb[0]["spec"].get("minAvailable") == 1 and "maxUnavailable" not in pdb[0]["spec"]
-    and pdb[0]["spec"]["selector"] == dep["spec"]["selector"], "podDisruptionBudget: minAvailable 1 on the Deployment's selector")
+    and pdb[0]["spec"]["selector"] == dep["spec"]["selector"]
+    and pdb[0]["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow",
+    "podDisruptionBudget: minAvailable 1 and AlwaysAllow on the Deployment's selector")
 nps = {n["metadata"]["name"]: n for n in by["NetworkPolicy"]}
 for name in ("rootwatch", "rootwatch-test-alert"):
     cidrs = [t["ipBlock"]["cidr"] for r in nps[name]["spec"]["egress"] for t in r.get("to", [])]
