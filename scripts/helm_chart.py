@@ -18,6 +18,9 @@ Subcommands:
       PrometheusRule, ScaledObject, TriggerAuthentication), which have no
       schema in kubernetes-validate; writes PrometheusRule groups to
       --rules-out for promtool
+  check-test-hook HELM.yaml [--sink NAME]
+      the `helm test` pod runs `rootwatch test-alert` with the Deployment's
+      config, environment, volumes and service account
 """
 
 import argparse
@@ -131,9 +134,15 @@ def pod_view(dep, renames):
     return view
 
 
+def is_hook(obj):
+    return "helm.sh/hook" in (obj["metadata"].get("annotations") or {})
+
+
 def compare(kust_path, helm_path):
     kobjs, renames = index(load_objects(kust_path), strip_hash=True)
-    hobjs, _ = index(load_objects(helm_path), strip_hash=False)
+    # Hooks (the `helm test` pod) run on demand; they are not part of the
+    # installed release the kustomize base describes.
+    hobjs, _ = index([o for o in load_objects(helm_path) if not is_hook(o)], strip_hash=False)
     problems = []
     if set(kobjs) != set(hobjs):
         problems.append(f"objects differ: kustomize {sorted(kobjs)} vs helm {sorted(hobjs)}")
@@ -219,15 +228,16 @@ def check_crds(helm_path, rules_out, expect):
             md = trig.get("metadata", {})
             if trig.get("type") != "aws-sqs-queue":
                 problems.append(f"{kind}/{name}: trigger type {trig.get('type')}")
-            for field in ("queueURL", "queueLength", "awsRegion", "identityOwner"):
+            for field in ("queueURL", "queueLength", "awsRegion", "scaleOnInFlight"):
                 if not isinstance(md.get(field), str) or not md.get(field):
                     problems.append(f"{kind}/{name}: trigger metadata.{field} must be a non-empty string")
-            if md.get("identityOwner") not in ("pod", "operator"):
-                problems.append(f"{kind}/{name}: identityOwner must be pod or operator")
-            if md.get("identityOwner") == "pod":
-                ref = (trig.get("authenticationRef") or {}).get("name")
-                if not any(x["kind"] == "TriggerAuthentication" and x["metadata"]["name"] == ref for x in objs):
-                    problems.append(f"{kind}/{name}: identityOwner pod needs a TriggerAuthentication")
+            if md.get("scaleOnInFlight") not in ("true", "false"):
+                problems.append(f"{kind}/{name}: scaleOnInFlight must be \"true\" or \"false\"")
+            if "identityOwner" in md:
+                problems.append(f"{kind}/{name}: identityOwner belongs in the TriggerAuthentication's podIdentity")
+            ref = (trig.get("authenticationRef") or {}).get("name")
+            if not any(x["kind"] == "TriggerAuthentication" and x["metadata"]["name"] == ref for x in objs):
+                problems.append(f"{kind}/{name}: authenticationRef {ref!r} names no rendered TriggerAuthentication")
             mn, mx = spec.get("minReplicaCount"), spec.get("maxReplicaCount")
             if not (isinstance(mn, int) and isinstance(mx, int) and 0 <= mn <= mx):
                 problems.append(f"{kind}/{name}: bad min/max replica counts")
@@ -236,8 +246,13 @@ def check_crds(helm_path, rules_out, expect):
                     problems.append(f"Deployment/{d['metadata']['name']}: sets replicas while KEDA scales it")
         elif kind == "TriggerAuthentication":
             seen.add(kind)
-            if spec.get("podIdentity", {}).get("provider") != "aws":
+            pid = spec.get("podIdentity", {})
+            if pid.get("provider") != "aws":
                 problems.append(f"{kind}/{name}: podIdentity.provider must be aws")
+            if pid.get("identityOwner") not in ("keda", "workload"):
+                problems.append(f"{kind}/{name}: podIdentity.identityOwner must be keda or workload")
+            if "roleArn" in pid and pid.get("identityOwner") != "keda":
+                problems.append(f"{kind}/{name}: podIdentity.roleArn only goes with identityOwner keda")
     for kind in expect:
         if kind not in seen:
             problems.append(f"expected a {kind} in the render")
@@ -245,6 +260,51 @@ def check_crds(helm_path, rules_out, expect):
         print(f"  problem: {p}")
     if not problems:
         print(f"  custom resources OK: {', '.join(sorted(seen)) or 'none'}")
+    return 0 if not problems else 1
+
+
+# --------------------------------------------------------------------------
+# The `helm test` hook
+# --------------------------------------------------------------------------
+
+def check_test_hook(helm_path, sink):
+    """The test pod runs `rootwatch test-alert` with what the Deployment
+    runs with: config volume, environment, envFrom, service account,
+    security contexts and extra volumes."""
+    objs = load_objects(helm_path)
+    problems = []
+    deps = [o for o in objs if o["kind"] == "Deployment"]
+    pods = [o for o in objs if o["kind"] == "Pod"]
+    if len(deps) != 1 or len(pods) != 1:
+        print(f"  problem: expected one Deployment and one test Pod, got {len(deps)} and {len(pods)}")
+        return 1
+    dep, pod = deps[0]["spec"]["template"]["spec"], pods[0]
+    anns = pod["metadata"].get("annotations") or {}
+    if anns.get("helm.sh/hook") != "test":
+        problems.append("test Pod lacks the helm.sh/hook: test annotation")
+    spec = pod["spec"]
+    if spec.get("restartPolicy") != "Never":
+        problems.append("test Pod must not restart (restartPolicy Never)")
+    for key in ("serviceAccountName", "automountServiceAccountToken", "securityContext",
+                "priorityClassName", "nodeSelector", "tolerations", "affinity"):
+        if spec.get(key) != dep.get(key):
+            problems.append(f"test Pod {key} {spec.get(key)!r} != Deployment's {dep.get(key)!r}")
+    if spec.get("volumes") != dep.get("volumes"):
+        problems.append("test Pod volumes differ from the Deployment's")
+    c, d = spec["containers"][0], dep["containers"][0]
+    want_args = ["test-alert", "--config", "/etc/rootwatch/rootwatch.toml"] + (["--sink", sink] if sink else [])
+    if c.get("args") != want_args:
+        problems.append(f"test container args {c.get('args')} != {want_args}")
+    for key in ("image", "env", "envFrom", "volumeMounts", "securityContext"):
+        if c.get(key) != d.get(key):
+            problems.append(f"test container {key} differs from the Deployment's")
+    sel = (deps[0]["spec"]["selector"] or {}).get("matchLabels", {})
+    if set(sel.items()) <= set((pod["metadata"].get("labels") or {}).items()):
+        problems.append("test Pod matches the Deployment's selector (the Service would route to it)")
+    for p in problems:
+        print(f"  problem: {p}")
+    if not problems:
+        print(f"  test hook runs {' '.join(want_args)} with the Deployment's config, env, volumes and service account")
     return 0 if not problems else 1
 
 
@@ -266,6 +326,9 @@ def main(argv):
     k.add_argument("helm")
     k.add_argument("--rules-out")
     k.add_argument("--expect", action="append", default=[])
+    t = sub.add_parser("check-test-hook")
+    t.add_argument("helm")
+    t.add_argument("--sink", default="")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "render":
@@ -277,6 +340,8 @@ def main(argv):
             return lint_chart(args.chart, user_values(args.values, args.set))
         if args.cmd == "compare":
             return compare(args.kustomize, args.helm)
+        if args.cmd == "check-test-hook":
+            return check_test_hook(args.helm, args.sink)
         return check_crds(args.helm, args.rules_out, args.expect)
     except HelmError as exc:
         print(f"helm: error: {str(exc).strip()}", file=sys.stderr)

@@ -53,3 +53,79 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- add (atoi (include "rootwatch.graceSecs" .)) 20 -}}
 {{- end -}}
 {{- end -}}
+
+{{- define "rootwatch.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ default .Chart.AppVersion .Values.image.tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* The config without its comment lines: what rootwatch parses. */}}
+{{- define "rootwatch.liveConfig" -}}
+{{- range splitList "\n" .Values.config }}
+{{- if not (hasPrefix "#" (trim .)) }}
+{{ . }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The environment variables the config interpolates (${VAR}; `$$` is a
+     literal dollar), in order of first use, less those the chart or
+     extraEnv already set: a JSON list. */}}
+{{- define "rootwatch.configVars" -}}
+{{- $live := replace "$$" "" (include "rootwatch.liveConfig" .) -}}
+{{- $given := list "AWS_REGION" "RUST_LOG" -}}
+{{- range .Values.extraEnv }}{{ $given = append $given .name }}{{ end -}}
+{{- $vars := list -}}
+{{- range regexFindAll "\\$\\{[A-Za-z0-9_]+\\}" $live -1 -}}
+{{- $v := trimSuffix "}" (trimPrefix "${" .) -}}
+{{- if not (or (has $v $given) (has $v $vars)) }}{{ $vars = append $vars $v }}{{ end -}}
+{{- end -}}
+{{- toJson $vars -}}
+{{- end -}}
+
+{{/* The container environment, shared by the Deployment and the test pod.
+     Secrets are optional: only the variables the config uses are taken
+     from existingSecret, and without existingSecret they must come from
+     envFrom or extraEnv. */}}
+{{- define "rootwatch.env" -}}
+- name: AWS_REGION
+  value: {{ .Values.awsRegion | quote }}
+- name: RUST_LOG
+  value: {{ .Values.logLevel | quote }}
+{{- $vars := include "rootwatch.configVars" . | fromJsonArray }}
+{{- if and $vars .Values.existingSecret }}
+{{- range $vars }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $.Values.existingSecret }}
+      key: {{ . }}
+{{- end }}
+{{- else if and $vars (not .Values.envFrom) }}
+{{- fail (printf "config interpolates %s, which nothing supplies: set existingSecret to the Secret holding them, or supply them with envFrom or extraEnv" (join ", " $vars)) }}
+{{- end }}
+{{- with .Values.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* KEDA adds and removes replicas at any time. A CloudWatch Logs source
+     that keeps its checkpoints in a file (checkpoint_path, or no
+     checkpoint_table) must run as exactly one replica: every replica would
+     poll the same log groups and keep its own checkpoints. A source with a
+     DynamoDB checkpoint_table shares checkpoints and leases, so it scales. */}}
+{{- define "rootwatch.checkKeda" -}}
+{{- if .Values.keda.enabled -}}
+{{- range regexSplit "(?m)^[ \\t]*\\[" (include "rootwatch.liveConfig" .) -1 -}}
+{{- if and (hasPrefix "[sources]]" .) (regexMatch "(?m)^[ \\t]*type[ \\t]*=[ \\t]*[\"']cloudwatch_logs[\"']" .) (not (regexMatch "(?m)^[ \\t]*checkpoint_table[ \\t]*=" .)) -}}
+{{- fail "keda.enabled cannot be used with a cloudwatch_logs source that keeps file checkpoints: every replica would poll the same log groups. Give the source a DynamoDB checkpoint_table, or disable KEDA and run one replica" -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.keda.podIdentity.roleArn (eq .Values.keda.podIdentity.identityOwner "workload") -}}
+{{- fail "keda.podIdentity.roleArn is for identityOwner keda; with identityOwner workload KEDA uses the service account's role" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
