@@ -278,6 +278,11 @@ fn default_timeout() -> u64 {
     10
 }
 
+/// PagerDuty's Events API v2 endpoint, used when a `pagerduty` sink sets no
+/// `url`. The default lives with the validation that applies it, so the
+/// config never reaches into a sink for a value.
+pub const PAGERDUTY_DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkType {
@@ -1210,7 +1215,7 @@ fn validate_sink(
         },
         SinkType::Pagerduty => {
             let url = match &s.url {
-                None => crate::sink::format::pagerduty::DEFAULT_URL.to_owned(),
+                None => PAGERDUTY_DEFAULT_URL.to_owned(),
                 Some(_) => http_url(&format!("{key}.url"), &required("url", &s.url)?)?
                     .expose()
                     .to_owned(),

@@ -23,7 +23,6 @@ use serde_json::{Map, Value, json};
 use super::escape::{self, limit};
 use crate::finding::{Finding, Severity};
 
-pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 pub const SUMMARY_MAX: usize = 1024;
 pub const DEDUP_KEY_MAX: usize = 255;
 /// `source` has no documented limit; an account and a region need far less.
@@ -114,7 +113,8 @@ fn custom_details(f: &Finding) -> Value {
     Value::Object(d)
 }
 
-/// The request body for PagerDuty's Events API v2 ([`DEFAULT_URL`]).
+/// The request body for PagerDuty's Events API v2
+/// ([`crate::config::PAGERDUTY_DEFAULT_URL`] unless the sink sets a `url`).
 pub fn body(f: &Finding, routing_key: &str) -> Value {
     let account = value(&f.account_id, limit::VALUE);
     let region = value(&f.region, limit::VALUE);
