@@ -94,6 +94,15 @@ fn custom_details(f: &Finding) -> Value {
     put("user_agent", value(&f.user_agent, limit::USER_AGENT));
     put("error_code", value(&f.error_code, limit::VALUE));
     put("mfa", Some(escape::mfa_word(f.mfa).to_owned()));
+    if let Some(t) = &f.mitre_attack {
+        d.insert(
+            "mitre_attack".to_owned(),
+            json!({
+                "id": escape::display(&t.id, limit::VALUE),
+                "name": escape::display(&t.name, limit::VALUE),
+            }),
+        );
+    }
     if let Some(s) = &f.summary {
         let (mut names, more) = escape::burst_event_names(s);
         if more > 0 {
