@@ -422,7 +422,7 @@ enum Resend {
 
 /// The sink's URL and credentials: removed from any error text that is
 /// written down.
-fn secrets(kind: &SinkKind) -> Vec<&str> {
+pub(crate) fn secrets(kind: &SinkKind) -> Vec<&str> {
     match kind {
         SinkKind::Stdout => vec![],
         SinkKind::Webhook(w) => {

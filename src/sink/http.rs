@@ -161,7 +161,7 @@ impl Sink for HttpSink {
                 .await
                 .map_err(|e| SendError::Retriable {
                     // The URL may carry a token: never let it into an error.
-                    error: self.scrub(&e.without_url().to_string()),
+                    error: self.scrub(&with_causes(e.without_url())),
                     retry_after: None,
                 })?;
             let status = resp.status().as_u16();
@@ -180,6 +180,23 @@ impl Sink for HttpSink {
             }
         })
     }
+}
+
+/// `error` and its chain of causes, `: `-joined, each cause once: reqwest
+/// says only "error sending request"; whether the connection was refused,
+/// timed out or failed TLS is in the causes, and is what an operator needs.
+fn with_causes(error: reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Most bytes of an error body read: enough for a receiver's message, not
