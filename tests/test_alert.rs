@@ -194,3 +194,27 @@ async fn a_receiver_answering_503_has_failed_after_two_attempts() {
     assert_eq!(out.status.code(), Some(78));
     assert!(text(&out.stderr).contains("sinks[0].api_key"));
 }
+
+/// A receiver that takes the connection and never answers: the sink's
+/// timeout ends the attempt, and since a retry would start past the budget
+/// (the same timeout), it is unreachable after one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_never_answers_is_unreachable_after_its_timeout() {
+    // Bound but never accepted from: the kernel completes the connection,
+    // nothing reads the request or answers it.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let config = format!(
+        "[[sinks]]\ntype = \"teams\"\nname = \"quiet\"\nurl = \"http://{addr}/wf\"\ntimeout_secs = 1\n"
+    );
+    let out = test_alert(&config, &[]).await;
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(69), "{stdout}");
+    let quiet = line(&stdout, "quiet");
+    assert!(
+        quiet.starts_with("quiet (teams): unreachable after 1 attempt: "),
+        "{quiet}"
+    );
+    assert!(quiet.contains("timed out"), "{quiet}");
+    drop(silent);
+}
