@@ -39,6 +39,26 @@ pub enum Command {
         #[arg(long, short, env = "ROOTWATCH_CONFIG")]
         config: PathBuf,
     },
+    /// Send one synthetic finding (rule `rootwatch-test`, title starting
+    /// `[TEST]`) through the configured sinks and print, per sink, whether
+    /// it was delivered, rejected, failed or unreachable. Each sink gets at
+    /// most 2 attempts within its timeout_secs. Exit 0 when every sink sent
+    /// to delivered; 69 when one did not; 78 for a config error or an
+    /// unknown --sink.
+    TestAlert {
+        #[arg(long, short, env = "ROOTWATCH_CONFIG")]
+        config: PathBuf,
+        /// Only this sink (by name); repeat for several. Default: every sink.
+        #[arg(long = "sink", value_name = "NAME")]
+        sinks: Vec<String>,
+        /// The test finding's severity.
+        #[arg(long, default_value = "low")]
+        severity: crate::finding::Severity,
+        /// Skip sinks whose min_severity or rules do not take the test
+        /// finding (by default routing is ignored, so every sink is tested).
+        #[arg(long)]
+        respect_routing: bool,
+    },
     /// Validate a config file and print the effective configuration (secrets redacted).
     CheckConfig { config: PathBuf },
     /// Exit 0 when the daemon's /readyz answers 200 within 2 s, 69 otherwise

@@ -278,6 +278,15 @@ fn default_timeout() -> u64 {
     10
 }
 
+/// PagerDuty's Events API v2 endpoint, used when a `pagerduty` sink sets no
+/// `url`. The default lives with the validation that applies it, so the
+/// config never reaches into a sink for a value.
+pub const PAGERDUTY_DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// Opsgenie's Alert API v2 endpoint (US instance), used when an `opsgenie`
+/// sink sets no `url`; EU accounts set `https://api.eu.opsgenie.com/v2/alerts`.
+pub const OPSGENIE_DEFAULT_URL: &str = "https://api.opsgenie.com/v2/alerts";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SinkType {
@@ -286,6 +295,7 @@ pub enum SinkType {
     Slack,
     Pagerduty,
     Teams,
+    Opsgenie,
 }
 
 /// One sink. Fields that do not apply to its `type` are rejected by name.
@@ -300,6 +310,8 @@ pub struct RawSink {
     pub bearer_token: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
     pub routing_key: Option<String>,
+    /// Opsgenie API integration key.
+    pub api_key: Option<String>,
     pub min_severity: Option<String>,
     pub rules: Option<Vec<String>>,
     #[serde(default = "default_retry_max")]
@@ -464,6 +476,11 @@ pub enum SinkKind {
     Teams {
         url: Secret,
     },
+    /// Opsgenie Alert API v2.
+    Opsgenie {
+        url: Secret,
+        api_key: Secret,
+    },
 }
 
 impl SinkKind {
@@ -474,6 +491,7 @@ impl SinkKind {
             SinkKind::Slack { .. } => "slack",
             SinkKind::PagerDuty { .. } => "pagerduty",
             SinkKind::Teams { .. } => "teams",
+            SinkKind::Opsgenie { .. } => "opsgenie",
         }
     }
 }
@@ -1145,6 +1163,7 @@ fn validate_sink(
         SinkType::Slack => ("slack", &["url", "allow_insecure_http"]),
         SinkType::Pagerduty => ("pagerduty", &["url", "allow_insecure_http", "routing_key"]),
         SinkType::Teams => ("teams", &["url", "allow_insecure_http"]),
+        SinkType::Opsgenie => ("opsgenie", &["url", "allow_insecure_http", "api_key"]),
     };
     for (field, set) in [
         ("url", s.url.is_some()),
@@ -1152,6 +1171,7 @@ fn validate_sink(
         ("bearer_token", s.bearer_token.is_some()),
         ("headers", s.headers.is_some()),
         ("routing_key", s.routing_key.is_some()),
+        ("api_key", s.api_key.is_some()),
         ("allow_insecure_http", s.allow_insecure_http),
     ] {
         if set && !allowed.contains(&field) {
@@ -1210,7 +1230,7 @@ fn validate_sink(
         },
         SinkType::Pagerduty => {
             let url = match &s.url {
-                None => crate::sink::format::pagerduty::DEFAULT_URL.to_owned(),
+                None => PAGERDUTY_DEFAULT_URL.to_owned(),
                 Some(_) => http_url(&format!("{key}.url"), &required("url", &s.url)?)?
                     .expose()
                     .to_owned(),
@@ -1226,6 +1246,25 @@ fn validate_sink(
             SinkKind::PagerDuty {
                 url,
                 routing_key: Secret::new(routing_key),
+            }
+        }
+        SinkType::Opsgenie => {
+            let url = match &s.url {
+                None => Secret::new(OPSGENIE_DEFAULT_URL),
+                Some(_) => http_url(&format!("{key}.url"), &required("url", &s.url)?)?,
+            };
+            let api_key = required("api_key", &s.api_key)?;
+            // Opsgenie API integration keys are UUIDs; anything else would
+            // only be refused (401) at the first alert.
+            if !is_uuid(&api_key) {
+                return Err(invalid(
+                    format!("{key}.api_key"),
+                    "is not an Opsgenie API integration key (a UUID: 8-4-4-4-12 hex digits)",
+                ));
+            }
+            SinkKind::Opsgenie {
+                url,
+                api_key: Secret::new(api_key),
             }
         }
     };
@@ -1259,6 +1298,16 @@ fn validate_sink(
     })
 }
 
+/// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, hex digits in either case.
+fn is_uuid(s: &str) -> bool {
+    let groups: Vec<&str> = s.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// The effective configuration as TOML, defaults filled in and secrets
 /// replaced, for `check-config`.
 pub fn render_effective(raw: &RawConfig) -> String {
@@ -1275,6 +1324,7 @@ pub fn render_effective(raw: &RawConfig) -> String {
         sink.url.iter_mut().for_each(redact_url);
         sink.hmac_secret.iter_mut().for_each(redact);
         sink.routing_key.iter_mut().for_each(redact);
+        sink.api_key.iter_mut().for_each(redact);
         sink.bearer_token.iter_mut().for_each(redact);
         sink.headers
             .iter_mut()

@@ -1,6 +1,7 @@
 //! Findings: what a rule reports about one event, and the finding JSON that
 //! every sink and `replay` emit. Pure.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -65,6 +66,32 @@ pub struct Summary {
     pub window_secs: u64,
 }
 
+/// A MITRE ATT&CK technique (attack.mitre.org/techniques/), so a SOC can
+/// file the alert under its own ATT&CK mapping. Written by rootwatch, never
+/// taken from the event.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Technique {
+    /// `T1078.004`: technique, then sub-technique after the dot.
+    pub id: Cow<'static, str>,
+    /// `Valid Accounts: Cloud Accounts`: technique, then sub-technique.
+    pub name: Cow<'static, str>,
+}
+
+impl Technique {
+    pub const fn new(id: &'static str, name: &'static str) -> Technique {
+        Technique {
+            id: Cow::Borrowed(id),
+            name: Cow::Borrowed(name),
+        }
+    }
+}
+
+impl fmt::Display for Technique {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.id, self.name)
+    }
+}
+
 /// One finding. Its JSON form is the contract the sinks and `replay` share.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
@@ -92,6 +119,10 @@ pub struct Finding {
     pub mfa: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub summary: Option<Summary>,
+    /// The rule's ATT&CK technique; absent for posture findings, which
+    /// report an exposure rather than an observed action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mitre_attack: Option<Technique>,
     /// The raw CloudTrail record.
     pub event: Box<RawValue>,
 }
@@ -168,8 +199,15 @@ impl Finding {
             error_code: owned(rec.error_code.non_empty()),
             mfa,
             summary: None,
+            mitre_attack: None,
             event,
         }
+    }
+
+    /// The finding with the ATT&CK technique of its rule.
+    pub fn with_technique(mut self, technique: Technique) -> Finding {
+        self.mitre_attack = Some(technique);
+        self
     }
 
     /// Builds a finding that comes from a posture audit rather than a
@@ -210,6 +248,7 @@ impl Finding {
             error_code: None,
             mfa: p.mfa,
             summary: None,
+            mitre_attack: None,
             event,
         }
     }

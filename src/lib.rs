@@ -21,4 +21,5 @@ pub mod shutdown;
 pub mod sink;
 pub mod source;
 pub mod telemetry;
+pub mod test_alert;
 pub mod throttle;

@@ -39,6 +39,22 @@ fn main() -> ExitCode {
             config,
             allow_degraded,
         } => healthcheck(url, config.as_deref(), allow_degraded),
+        Command::TestAlert {
+            config,
+            sinks,
+            severity,
+            respect_routing,
+        } => match config::load(&config) {
+            Ok((_, settings)) => test_alert(
+                &settings,
+                rootwatch::test_alert::Selection {
+                    names: sinks,
+                    respect_routing,
+                },
+                severity,
+            ),
+            Err(e) => config_error(&config, &e),
+        },
         Command::Run { config } => match config::load(&config) {
             Ok((_, settings)) => run(settings),
             Err(e) => config_error(&config, &e),
@@ -144,6 +160,43 @@ fn audit(settings: config::Settings) -> i32 {
             let _ = writeln!(err, "rootwatch: audit failed: {e}");
             exit::SOFTWARE
         }
+    }
+}
+
+fn test_alert(
+    settings: &config::Settings,
+    selection: rootwatch::test_alert::Selection,
+    severity: rootwatch::finding::Severity,
+) -> i32 {
+    use rootwatch::test_alert;
+    let sinks = match test_alert::select(&settings.sinks, &selection) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("rootwatch: test-alert: {e}");
+            return exit::CONFIG;
+        }
+    };
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let finding = test_alert::finding(severity, chrono::Utc::now(), rand::random());
+    let outcomes = runtime.block_on(test_alert::run(&sinks, &finding, selection.respect_routing));
+    let mut out = io::stdout().lock();
+    for (sink, outcome) in sinks.iter().zip(&outcomes) {
+        let _ = writeln!(out, "{} ({}): {outcome}", sink.name, sink.kind.type_name());
+    }
+    let _ = out.flush();
+    if test_alert::all_delivered(&outcomes) {
+        0
+    } else if outcomes.iter().all(|o| *o == test_alert::Outcome::Skipped) {
+        eprintln!(
+            "rootwatch: test-alert: no chosen sink takes a {severity} `{}` finding under its routing",
+            test_alert::RULE
+        );
+        exit::CONFIG
+    } else {
+        exit::UNAVAILABLE
     }
 }
 

@@ -422,7 +422,7 @@ enum Resend {
 
 /// The sink's URL and credentials: removed from any error text that is
 /// written down.
-fn secrets(kind: &SinkKind) -> Vec<&str> {
+pub(crate) fn secrets(kind: &SinkKind) -> Vec<&str> {
     match kind {
         SinkKind::Stdout => vec![],
         SinkKind::Webhook(w) => {
@@ -433,6 +433,7 @@ fn secrets(kind: &SinkKind) -> Vec<&str> {
         }
         SinkKind::Slack { url } | SinkKind::Teams { url } => vec![url.expose()],
         SinkKind::PagerDuty { url, routing_key } => vec![url.as_str(), routing_key.expose()],
+        SinkKind::Opsgenie { url, api_key } => vec![url.expose(), api_key.expose()],
     }
 }
 

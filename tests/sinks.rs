@@ -14,6 +14,7 @@ use rootwatch::sink::retry::{DeliveryError, Policy, send_with_retry};
 use tokio_util::sync::CancellationToken;
 
 const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
+const GENIE_KEY: &str = "eb243592-faa2-4ba2-a551-1afdf565c889";
 
 fn finding() -> Finding {
     let raw = root_call("sink-test");
@@ -33,6 +34,9 @@ fn sink_toml(kind: &str, url: &str) -> String {
         "pagerduty" => format!(
             "[[sinks]]\ntype = \"pagerduty\"\nurl = \"{url}\"\nrouting_key = \"{ROUTING_KEY}\"\n"
         ),
+        "opsgenie" => {
+            format!("[[sinks]]\ntype = \"opsgenie\"\nurl = \"{url}\"\napi_key = \"{GENIE_KEY}\"\n")
+        }
         other => format!("[[sinks]]\ntype = \"{other}\"\nurl = \"{url}\"\n"),
     }
 }
@@ -42,9 +46,10 @@ fn build(kind: &str, url: &str) -> Box<dyn rootwatch::sink::Sink> {
     rootwatch::sink::build(&s.sinks[0], &rootwatch::sink::http_client())
 }
 
-const KINDS: [&str; 4] = ["webhook", "slack", "pagerduty", "teams"];
+const KINDS: [&str; 5] = ["webhook", "slack", "pagerduty", "teams", "opsgenie"];
 
-fn check_body(kind: &str, body: &serde_json::Value, f: &Finding) {
+fn check_body(kind: &str, req: &Request, f: &Finding) {
+    let body = &req.json();
     match kind {
         "webhook" => assert_eq!(body["finding_id"], f.finding_id.as_str()),
         "slack" => assert!(
@@ -61,6 +66,20 @@ fn check_body(kind: &str, body: &serde_json::Value, f: &Finding) {
             body["attachments"][0]["contentType"],
             "application/vnd.microsoft.card.adaptive"
         ),
+        "opsgenie" => {
+            assert_eq!(
+                req.headers["authorization"],
+                format!("GenieKey {GENIE_KEY}").as_str()
+            );
+            assert_eq!(body["alias"], f.finding_id.as_str());
+            assert_eq!(body["priority"], "P2");
+            assert!(
+                body["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("Root user API call")
+            );
+        }
         _ => unreachable!(),
     }
 }
@@ -93,8 +112,8 @@ async fn retries_429_honouring_retry_after() {
         );
         let reqs = hook.requests();
         assert_eq!(reqs.len(), 2);
-        check_body(kind, &reqs[1].json(), &f);
-        check_body(kind, &reqs[0].json(), &f);
+        check_body(kind, &reqs[1], &f);
+        check_body(kind, &reqs[0], &f);
     }
 }
 
@@ -162,7 +181,7 @@ async fn retries_5xx_until_it_succeeds() {
         assert_eq!(attempts.unwrap(), 3, "{kind}");
         assert_eq!(retries.len(), 2);
         assert!(retries[0].1.contains("503"), "{retries:?}");
-        check_body(kind, &hook.requests()[2].json(), &f);
+        check_body(kind, &hook.requests()[2], &f);
     }
 }
 
@@ -379,4 +398,50 @@ async fn error_text_from_an_echoing_receiver_holds_no_secret() {
         assert!(!err.contains(secret), "{secret} in {err}");
     }
     assert!(err.contains("<redacted>"), "{err}");
+}
+
+/// Opsgenie answers 202 for a queued alert; a 401 (a wrong or revoked key)
+/// whose page echoes the request headers is a rejection, and the key is
+/// not in the error text.
+#[tokio::test]
+async fn opsgenie_202_delivers_and_an_echoed_key_is_scrubbed() {
+    use axum::http::{HeaderMap, StatusCode};
+    let hook = Webhook::start(|_| (StatusCode::ACCEPTED, vec![])).await;
+    let r = send_with_retry(
+        build("opsgenie", &hook.url()).as_ref(),
+        &finding(),
+        &Policy::with_deadline(Duration::from_secs(10)),
+        &CancellationToken::new(),
+        |_, _, _| {},
+    )
+    .await;
+    assert_eq!(r.unwrap(), 1);
+
+    let app = axum::Router::new().fallback(|headers: HeaderMap| async move {
+        let auth = headers["authorization"].to_str().unwrap().to_owned();
+        (
+            StatusCode::UNAUTHORIZED,
+            format!("{{\"message\":\"Key is not valid: {auth}\",\"took\":0.001}}"),
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let r = send_with_retry(
+        build("opsgenie", &format!("http://{addr}/v2/alerts")).as_ref(),
+        &finding(),
+        &Policy::with_deadline(Duration::from_secs(10)),
+        &CancellationToken::new(),
+        |_, _, _| {},
+    )
+    .await;
+    let Err(DeliveryError::Rejected { error, status }) = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(status, Some(401));
+    assert!(!error.contains(GENIE_KEY), "{error}");
+    assert!(
+        error.contains("Key is not valid: GenieKey <redacted>"),
+        "{error}"
+    );
 }

@@ -94,6 +94,7 @@ pub fn formats(data: &[u8]) {
         error_code: field(),
         mfa: [None, Some(true), Some(false)][usize::from((flags >> 2) % 3)],
         summary: None,
+        mitre_attack: (flags & 0x80 != 0).then_some(rootwatch::detect::mitre::VALID_CLOUD_ACCOUNTS),
         event: RawValue::from_string("{}".into()).expect("valid JSON"),
     };
     if flags & 0x40 != 0 {

@@ -206,6 +206,65 @@ fn routing_filters() {
 }
 
 #[test]
+fn opsgenie_sink() {
+    let key = "eb243592-faa2-4ba2-a551-1afdf565c889";
+    let s = load_str(&format!(
+        "[[sinks]]\ntype = \"opsgenie\"\napi_key = \"{key}\"\n[[sinks]]\ntype = \"opsgenie\"\nname = \"eu\"\napi_key = \"{key}\"\nurl = \"https://api.eu.opsgenie.com/v2/alerts\"\n"
+    ))
+    .unwrap();
+    assert_eq!(s.sinks[0].name, "opsgenie-0");
+    let SinkKind::Opsgenie { url, api_key } = &s.sinks[0].kind else {
+        panic!()
+    };
+    assert_eq!(url.expose(), "https://api.opsgenie.com/v2/alerts");
+    assert_eq!(api_key.expose(), key);
+    let SinkKind::Opsgenie { url, .. } = &s.sinks[1].kind else {
+        panic!()
+    };
+    assert_eq!(url.expose(), "https://api.eu.opsgenie.com/v2/alerts");
+    assert_eq!(s.sinks[1].kind.type_name(), "opsgenie");
+
+    assert_eq!(
+        err("[[sinks]]\ntype = \"opsgenie\"\n"),
+        "`sinks[0].api_key`: is required for a opsgenie sink"
+    );
+    for bad in [
+        "",
+        "short",
+        "eb243592faa24ba2a5511afdf565c889",
+        "zb243592-faa2-4ba2-a551-1afdf565c889",
+    ] {
+        let e = err(&format!(
+            "[[sinks]]\ntype = \"opsgenie\"\napi_key = \"{bad}\"\n"
+        ));
+        assert!(e.starts_with("`sinks[0].api_key`: is"), "{bad}: {e}");
+    }
+    assert_eq!(
+        err(&format!(
+            "[[sinks]]\ntype = \"opsgenie\"\napi_key = \"{key}\"\nrouting_key = \"x\"\n"
+        )),
+        "`sinks[0].routing_key`: does not apply to a opsgenie sink"
+    );
+    assert_eq!(
+        err("[[sinks]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/x\"\napi_key = \"k\"\n"),
+        "`sinks[0].api_key`: does not apply to a slack sink"
+    );
+    let e = err(&format!(
+        "[[sinks]]\ntype = \"opsgenie\"\napi_key = \"{key}\"\nurl = \"http://opsgenie.example/v2/alerts\"\n"
+    ));
+    assert!(e.starts_with("`sinks[0].url`: plain http://"), "{e}");
+    // check-config shows no key.
+    let raw = crate::config::parse(
+        &format!("[[sinks]]\ntype = \"opsgenie\"\napi_key = \"{key}\"\n"),
+        &|_| None,
+    )
+    .unwrap();
+    let shown = crate::config::render_effective(&raw);
+    assert!(!shown.contains(key), "{shown}");
+    assert!(shown.contains("api_key = \"<redacted>\""), "{shown}");
+}
+
+#[test]
 fn chat_and_paging_sinks() {
     let key = "0123456789abcdef0123456789ABCDEF";
     let s = load_str(&format!(

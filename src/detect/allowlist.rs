@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixSet;
 
-use super::{Context, Hit, Rule};
+use super::{Context, Hit, Rule, mitre};
 use crate::event::Record;
-use crate::finding::Severity;
+use crate::finding::{Severity, Technique};
 
 #[derive(Clone, Default)]
 pub struct CidrSet {
@@ -112,6 +112,9 @@ impl Rule for SourceIpNotAllowed {
     }
     fn fields(&self) -> &'static str {
         "sourceIPAddress, eventType, userIdentity.type, userIdentity.invokedBy"
+    }
+    fn technique(&self) -> Technique {
+        mitre::VALID_CLOUD_ACCOUNTS
     }
     fn evaluate(&self, rec: &Record<'_>, ctx: &Context) -> Option<Hit> {
         let list = &ctx.allowlist;

@@ -2,6 +2,7 @@
 //! record. Pure: no clock, no I/O.
 
 pub mod allowlist;
+pub mod mitre;
 pub mod rules;
 pub mod suppress;
 
@@ -11,7 +12,7 @@ pub use allowlist::{AllowList, CidrSet, Scope};
 pub use suppress::{Glob, Suppression};
 
 use crate::event::Record;
-use crate::finding::{Finding, Severity};
+use crate::finding::{Finding, Severity, Technique};
 
 /// What a rule says when it fires; the detector turns it into a [`Finding`].
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +38,9 @@ pub trait Rule: Send + Sync {
     fn default_severity(&self) -> Severity;
     /// The record fields the rule reads, for the documentation.
     fn fields(&self) -> &'static str;
+    /// The MITRE ATT&CK technique the rule's findings are evidence of
+    /// (constants in [`mitre`], each choice explained there).
+    fn technique(&self) -> Technique;
     fn evaluate(&self, rec: &Record<'_>, ctx: &Context) -> Option<Hit>;
 }
 
@@ -58,6 +62,15 @@ pub fn builtin_rules() -> Vec<Box<dyn Rule>> {
 
 pub fn rule_ids() -> Vec<&'static str> {
     builtin_rules().iter().map(|r| r.id()).collect()
+}
+
+/// The ATT&CK technique of the built-in rule `id`; `None` for any other id
+/// (posture rules among them).
+pub fn technique_of(id: &str) -> Option<Technique> {
+    builtin_rules()
+        .into_iter()
+        .find(|r| r.id() == id)
+        .map(|r| r.technique())
 }
 
 /// Validated detection settings.
@@ -121,14 +134,10 @@ impl Detector {
                 continue;
             }
             let severity = e.severity.unwrap_or(hit.severity);
-            out.push(Finding::new(
-                rec,
-                id,
-                e.rule.title(),
-                severity,
-                hit.reason,
-                hit.mfa,
-            ));
+            out.push(
+                Finding::new(rec, id, e.rule.title(), severity, hit.reason, hit.mfa)
+                    .with_technique(e.rule.technique()),
+            );
             eval.findings += 1;
         }
         eval

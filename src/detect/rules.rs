@@ -1,8 +1,8 @@
 //! The root-user and console-login rules (DESIGN section 3).
 
-use super::{Context, Hit, Rule};
+use super::{Context, Hit, Rule, mitre};
 use crate::event::Record;
-use crate::finding::Severity;
+use crate::finding::{Severity, Technique};
 
 fn who(rec: &Record<'_>) -> String {
     match (
@@ -49,6 +49,9 @@ impl Rule for RootConsoleLogin {
     fn fields(&self) -> &'static str {
         "eventName, userIdentity.type, responseElements.ConsoleLogin, additionalEventData.MFAUsed"
     }
+    fn technique(&self) -> Technique {
+        mitre::VALID_CLOUD_ACCOUNTS
+    }
     fn evaluate(&self, rec: &Record<'_>, _: &Context) -> Option<Hit> {
         if !root_login(rec, "Success") {
             return None;
@@ -81,6 +84,9 @@ impl Rule for RootConsoleLoginFailure {
     fn fields(&self) -> &'static str {
         "eventName, userIdentity.type, responseElements.ConsoleLogin"
     }
+    fn technique(&self) -> Technique {
+        mitre::BRUTE_FORCE
+    }
     fn evaluate(&self, rec: &Record<'_>, _: &Context) -> Option<Hit> {
         if !root_login(rec, "Failure") {
             return None;
@@ -107,6 +113,9 @@ impl Rule for RootConsoleLoginWithoutMfa {
     }
     fn fields(&self) -> &'static str {
         "eventName, userIdentity.type, responseElements.ConsoleLogin, additionalEventData.MFAUsed"
+    }
+    fn technique(&self) -> Technique {
+        mitre::VALID_CLOUD_ACCOUNTS
     }
     fn evaluate(&self, rec: &Record<'_>, _: &Context) -> Option<Hit> {
         if !root_login(rec, "Success") || rec.console_mfa_used() == Some(true) {
@@ -137,6 +146,9 @@ impl Rule for IamConsoleLoginWithoutMfa {
     }
     fn fields(&self) -> &'static str {
         "eventName, userIdentity.type, responseElements.ConsoleLogin, additionalEventData.MFAUsed, additionalEventData.SamlProviderArn"
+    }
+    fn technique(&self) -> Technique {
+        mitre::VALID_CLOUD_ACCOUNTS
     }
     fn evaluate(&self, rec: &Record<'_>, _: &Context) -> Option<Hit> {
         if !rec.is_console_login()
@@ -200,6 +212,9 @@ impl Rule for RootApiCall {
     fn fields(&self) -> &'static str {
         "userIdentity.type, eventName, eventType, userIdentity.invokedBy, userIdentity.sessionContext.assumedRoot, readOnly, errorCode"
     }
+    fn technique(&self) -> Technique {
+        mitre::VALID_CLOUD_ACCOUNTS
+    }
     fn evaluate(&self, rec: &Record<'_>, ctx: &Context) -> Option<Hit> {
         if !root_api_call(rec, ctx) {
             return None;
@@ -233,6 +248,9 @@ impl Rule for RootApiCallWithoutMfa {
     fn fields(&self) -> &'static str {
         "as root-api-call, plus userIdentity.sessionContext.attributes.mfaAuthenticated"
     }
+    fn technique(&self) -> Technique {
+        mitre::VALID_CLOUD_ACCOUNTS
+    }
     fn evaluate(&self, rec: &Record<'_>, ctx: &Context) -> Option<Hit> {
         if !root_api_call(rec, ctx) || rec.session_mfa() == Some(true) {
             return None;
@@ -262,6 +280,9 @@ impl Rule for RootAccessKeyUsed {
     }
     fn fields(&self) -> &'static str {
         "as root-api-call, plus userIdentity.accessKeyId (long-term keys start AKIA)"
+    }
+    fn technique(&self) -> Technique {
+        mitre::VALID_CLOUD_ACCOUNTS
     }
     fn evaluate(&self, rec: &Record<'_>, ctx: &Context) -> Option<Hit> {
         if !root_api_call(rec, ctx) {
@@ -296,6 +317,9 @@ impl Rule for RootAccessKeyCreated {
     }
     fn fields(&self) -> &'static str {
         "eventName, userIdentity.type, requestParameters.userName, errorCode"
+    }
+    fn technique(&self) -> Technique {
+        mitre::ADDITIONAL_CLOUD_CREDENTIALS
     }
     fn evaluate(&self, rec: &Record<'_>, _: &Context) -> Option<Hit> {
         if !rec.is_root() || !rec.event_name.is("CreateAccessKey") {
@@ -344,6 +368,9 @@ impl Rule for RootPrivilegedSession {
     }
     fn fields(&self) -> &'static str {
         "userIdentity.type, userIdentity.sessionContext.assumedRoot, eventName"
+    }
+    fn technique(&self) -> Technique {
+        mitre::TEMPORARY_ELEVATED_CLOUD_ACCESS
     }
     fn evaluate(&self, rec: &Record<'_>, _: &Context) -> Option<Hit> {
         if !rec.is_root() || !rec.is_assumed_root() {

@@ -386,3 +386,64 @@ fn findings_through_an_envelope_carry_the_record() {
     assert_eq!(f.mfa, Some(true));
     assert_eq!(f.event.get(), ROOT_CALL);
 }
+
+/// Every rule names its ATT&CK technique, and the finding carries it, on
+/// AWS's own example records: root sign-in and root calls are use of valid
+/// cloud credentials (T1078.004); root creating its own access key adds a
+/// cloud credential (T1098.001).
+#[test]
+fn findings_carry_their_mitre_technique() {
+    for r in builtin_rules() {
+        let t = r.technique();
+        let (base, sub) = t.id.split_once('.').unwrap_or((&t.id, "001"));
+        assert!(
+            base.len() == 5
+                && base.starts_with('T')
+                && base[1..].bytes().all(|b| b.is_ascii_digit())
+                && sub.len() == 3
+                && sub.bytes().all(|b| b.is_ascii_digit()),
+            "{}: {}",
+            r.id(),
+            t.id
+        );
+        assert!(!t.name.is_empty(), "{}", r.id());
+        assert_eq!(technique_of(r.id()), Some(t));
+    }
+    assert_eq!(technique_of("posture-root-no-mfa"), None);
+    let d = detector(DetectSettings::default());
+    let docs: Vec<serde_json::Value> = DOC_EXAMPLES
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut seen = std::collections::BTreeMap::new();
+    for doc in &docs {
+        let raw = doc["record"].to_string();
+        let rec = Record::parse(&raw).unwrap();
+        let mut out = Vec::new();
+        d.evaluate(&rec, &mut out);
+        for f in out {
+            let t = f
+                .mitre_attack
+                .clone()
+                .expect("every detection finding has one");
+            seen.insert(f.rule.clone(), t.id.to_string());
+            let json: serde_json::Value = serde_json::from_str(&f.to_json()).unwrap();
+            assert_eq!(json["mitre_attack"]["id"], t.id.as_ref());
+            assert_eq!(json["mitre_attack"]["name"], t.name.as_ref());
+        }
+    }
+    assert_eq!(seen["root-console-login"], "T1078.004");
+    assert_eq!(seen["root-console-login-without-mfa"], "T1078.004");
+    assert_eq!(seen["root-api-call"], "T1078.004");
+    let created = r#"{"eventVersion":"1.09","userIdentity":{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333","accessKeyId":"ASIAEXAMPLE0000000001"},"eventTime":"2024-05-14T09:02:11Z","eventSource":"iam.amazonaws.com","eventName":"CreateAccessKey","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.23","userAgent":"AWS Internal","requestParameters":null,"responseElements":{"accessKey":{"accessKeyId":"AKIAIOSFODNN7EXAMPLE","status":"Active","userName":"root"}},"eventID":"0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333"}"#;
+    let rec = Record::parse(created).unwrap();
+    let mut out = Vec::new();
+    d.evaluate(&rec, &mut out);
+    let f = out
+        .iter()
+        .find(|f| f.rule == "root-access-key-created")
+        .unwrap();
+    let t = f.mitre_attack.as_ref().unwrap();
+    assert_eq!(t.id, "T1098.001");
+    assert_eq!(t.name, "Account Manipulation: Additional Cloud Credentials");
+}

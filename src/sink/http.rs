@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
-use super::format::{pagerduty, slack, teams, webhook};
+use super::format::{opsgenie, pagerduty, slack, teams, webhook};
 use super::retry::classify_status;
 use super::{BoxFuture, SendError, Sink};
 use crate::config::{Secret, WebhookSettings};
@@ -13,10 +13,18 @@ use crate::finding::Finding;
 
 /// The receiver's request format.
 pub enum Format {
-    Webhook { hmac_secret: Option<Secret> },
+    Webhook {
+        hmac_secret: Option<Secret>,
+    },
     Slack,
-    PagerDuty { routing_key: Secret },
+    PagerDuty {
+        routing_key: Secret,
+    },
     Teams,
+    /// `Authorization: GenieKey <api_key>`.
+    Opsgenie {
+        api_key: Secret,
+    },
 }
 
 pub struct HttpSink {
@@ -37,17 +45,30 @@ fn json_headers() -> HeaderMap {
 }
 
 impl HttpSink {
-    /// A Slack, PagerDuty or Teams sink: JSON body, no extra headers.
+    /// A Slack, PagerDuty, Teams or Opsgenie sink: JSON body, and the
+    /// Opsgenie key in its header.
     pub fn new(client: reqwest::Client, url: Secret, format: Format, timeout: Duration) -> Self {
         let mut extra = Vec::new();
-        if let Format::PagerDuty { routing_key } = &format {
-            extra.push(routing_key.expose().to_owned());
+        let mut headers = json_headers();
+        match &format {
+            Format::PagerDuty { routing_key } => extra.push(routing_key.expose().to_owned()),
+            Format::Opsgenie { api_key } => {
+                // The key was checked to be a UUID with the config, so it is
+                // a valid header value.
+                if let Ok(mut v) = HeaderValue::from_str(&format!("GenieKey {}", api_key.expose()))
+                {
+                    v.set_sensitive(true);
+                    headers.insert(AUTHORIZATION, v);
+                }
+                extra.push(api_key.expose().to_owned());
+            }
+            _ => {}
         }
         HttpSink {
             client,
             secrets: secrets_of(&url, extra),
             url,
-            headers: json_headers(),
+            headers,
             timeout,
             format,
         }
@@ -106,6 +127,7 @@ impl HttpSink {
             Format::Slack => slack::body(f),
             Format::PagerDuty { routing_key } => pagerduty::body(f, routing_key.expose()),
             Format::Teams => teams::body(f),
+            Format::Opsgenie { .. } => opsgenie::body(f),
         };
         serde_json::to_vec(&value).expect("a JSON value always serialises")
     }
@@ -139,7 +161,7 @@ impl Sink for HttpSink {
                 .await
                 .map_err(|e| SendError::Retriable {
                     // The URL may carry a token: never let it into an error.
-                    error: self.scrub(&e.without_url().to_string()),
+                    error: self.scrub(&with_causes(e.without_url())),
                     retry_after: None,
                 })?;
             let status = resp.status().as_u16();
@@ -158,6 +180,23 @@ impl Sink for HttpSink {
             }
         })
     }
+}
+
+/// `error` and its chain of causes, `: `-joined, each cause once: reqwest
+/// says only "error sending request"; whether the connection was refused,
+/// timed out or failed TLS is in the causes, and is what an operator needs.
+fn with_causes(error: reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(c) = cause {
+        let s = c.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// Most bytes of an error body read: enough for a receiver's message, not

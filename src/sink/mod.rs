@@ -61,6 +61,14 @@ pub fn build(settings: &SinkSettings, client: &reqwest::Client) -> Box<dyn Sink>
             },
             settings.timeout,
         )),
+        SinkKind::Opsgenie { url, api_key } => Box::new(http::HttpSink::new(
+            client.clone(),
+            url.clone(),
+            http::Format::Opsgenie {
+                api_key: api_key.clone(),
+            },
+            settings.timeout,
+        )),
     }
 }
 

@@ -53,6 +53,10 @@ pub struct Policy {
     pub deadline: Duration,
     pub initial: Duration,
     pub max: Duration,
+    /// Give up after this many attempts even inside the deadline; `None`
+    /// for no such cap. The daemon uses none: its deadline is the budget.
+    /// `test-alert` caps attempts so a dead receiver is reported quickly.
+    pub max_attempts: Option<u32>,
 }
 
 impl Policy {
@@ -61,6 +65,7 @@ impl Policy {
             deadline,
             initial: Duration::from_millis(250),
             max: Duration::from_secs(30),
+            max_attempts: None,
         }
     }
 
@@ -134,12 +139,14 @@ pub async fn send_with_retry(
         let SendError::Retriable { retry_after, .. } = &err else {
             unreachable!()
         };
-        let Some(wait) = next_wait(
+        let capped = policy.max_attempts.is_some_and(|max| attempt >= max);
+        let wait = next_wait(
             started.elapsed(),
             *retry_after,
             policy.backoff(attempt - 1),
             policy,
-        ) else {
+        );
+        let (false, Some(wait)) = (capped, wait) else {
             return Err(DeliveryError::GaveUp {
                 attempts: attempt,
                 last: err.to_string(),
@@ -247,6 +254,44 @@ mod tests {
             assert_eq!(next_wait(Duration::MAX, Some(huge), b, &p), None);
         }
         assert_eq!(next_wait(Duration::MAX, None, b, &p), None);
+    }
+
+    /// Fails every attempt with a retriable error, counting them.
+    struct AlwaysBusy(std::sync::atomic::AtomicU32);
+
+    impl Sink for AlwaysBusy {
+        fn send<'a>(&'a self, _: &'a Finding) -> crate::sink::BoxFuture<'a, Result<(), SendError>> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async {
+                Err(SendError::Retriable {
+                    error: "HTTP 503".into(),
+                    retry_after: None,
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_attempt_cap_ends_retrying_inside_the_deadline() {
+        let rec = crate::event::Record::parse(r#"{"eventID":"e"}"#).unwrap();
+        let f = Finding::new(
+            &rec,
+            "r",
+            "t",
+            crate::finding::Severity::Low,
+            "r".into(),
+            None,
+        );
+        let sink = AlwaysBusy(Default::default());
+        let mut policy = Policy::with_deadline(Duration::from_secs(60));
+        policy.initial = Duration::from_millis(1);
+        policy.max_attempts = Some(2);
+        let r = send_with_retry(&sink, &f, &policy, &CancellationToken::new(), |_, _, _| {}).await;
+        assert!(
+            matches!(r, Err(DeliveryError::GaveUp { attempts: 2, ref last }) if last == "HTTP 503"),
+            "{r:?}"
+        );
+        assert_eq!(sink.0.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::escape::is_console_url;
-use super::{pagerduty, slack, teams, webhook};
+use super::{opsgenie, pagerduty, slack, teams, webhook};
 use crate::finding::Finding;
 
 /// The one URL rootwatch writes that is not a console link: the Adaptive
@@ -24,6 +24,7 @@ pub fn all_formats(f: &Finding) -> Result<(), String> {
     slack_body(&slack::body(f)).map_err(|e| format!("slack: {e}"))?;
     pagerduty_body(&pagerduty::body(f, ROUTING_KEY)).map_err(|e| format!("pagerduty: {e}"))?;
     teams_body(&teams::body(f)).map_err(|e| format!("teams: {e}"))?;
+    opsgenie_body(&opsgenie::body(f)).map_err(|e| format!("opsgenie: {e}"))?;
     webhook_body(f, &webhook::body(f)).map_err(|e| format!("webhook: {e}"))
 }
 
@@ -94,6 +95,49 @@ pub fn pagerduty_body(v: &Value) -> Result<(), String> {
     let size = v.to_string().len();
     if size > 512 * 1024 {
         return Err(format!("{size} bytes, more than 512 KB"));
+    }
+    inert(v)
+}
+
+/// Opsgenie Alert API v2 limits (docs.opsgenie.com, "Create Alert"):
+/// message 130 characters, alias 512, description 15,000, at most 20 tags
+/// of 50, details 8,000 in total with string values, entity 512, source and
+/// user 100, priority P1..P5.
+pub fn opsgenie_body(v: &Value) -> Result<(), String> {
+    let message = chars(&v["message"], "message")?;
+    if message == 0 || message > opsgenie::MESSAGE_MAX {
+        return Err(format!("message has {message} characters"));
+    }
+    at_most(&v["alias"], opsgenie::ALIAS_MAX, "alias")?;
+    at_most(&v["description"], opsgenie::DESCRIPTION_MAX, "description")?;
+    let tags = v["tags"].as_array().ok_or("tags is not a list")?;
+    if tags.len() > opsgenie::MAX_TAGS {
+        return Err(format!("{} tags", tags.len()));
+    }
+    for t in tags {
+        at_most(t, opsgenie::TAG_MAX, "a tag")?;
+    }
+    let details = v["details"].as_object().ok_or("details is not an object")?;
+    let mut total = 0;
+    for (k, d) in details {
+        total += k.chars().count() + chars(d, &format!("details.{k}"))?;
+    }
+    if total > opsgenie::DETAILS_MAX {
+        return Err(format!(
+            "details hold {total} characters, more than {}",
+            opsgenie::DETAILS_MAX
+        ));
+    }
+    if v.get("entity").is_some() {
+        at_most(&v["entity"], opsgenie::ENTITY_MAX, "entity")?;
+    }
+    at_most(&v["source"], opsgenie::SOURCE_MAX, "source")?;
+    at_most(&v["user"], opsgenie::USER_MAX, "user")?;
+    if !v["priority"]
+        .as_str()
+        .is_some_and(|p| opsgenie::PRIORITIES.contains(&p))
+    {
+        return Err(format!("priority {}", v["priority"]));
     }
     inert(v)
 }
@@ -214,5 +258,36 @@ mod tests {
         slack_body(&console).unwrap();
         let pd = serde_json::json!({"dedup_key": "k", "payload": {"summary": "s".repeat(1025)}});
         assert!(pagerduty_body(&pd).unwrap_err().contains("1025"));
+        let og = |tags: Value, details: Value| {
+            serde_json::json!({"message": "m", "alias": "a", "description": "d", "tags": tags,
+                "details": details, "source": "rootwatch", "user": "rootwatch", "priority": "P1"})
+        };
+        opsgenie_body(&og(serde_json::json!(["a"]), serde_json::json!({"k": "v"}))).unwrap();
+        let many: Vec<String> = (0..21).map(|i| i.to_string()).collect();
+        assert!(
+            opsgenie_body(&og(serde_json::json!(many), serde_json::json!({})))
+                .unwrap_err()
+                .contains("21 tags")
+        );
+        assert!(
+            opsgenie_body(&og(
+                serde_json::json!(["t".repeat(51)]),
+                serde_json::json!({})
+            ))
+            .unwrap_err()
+            .contains("51")
+        );
+        let big = serde_json::json!({"a": "x".repeat(4000), "b": "y".repeat(4000)});
+        assert!(
+            opsgenie_body(&og(serde_json::json!([]), big))
+                .unwrap_err()
+                .contains("8002")
+        );
+        let link = serde_json::json!({"k": "see http://evil.example/"});
+        assert!(
+            opsgenie_body(&og(serde_json::json!([]), link))
+                .unwrap_err()
+                .contains("evil.example")
+        );
     }
 }

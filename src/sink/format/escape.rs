@@ -26,7 +26,7 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::finding::{Finding, Severity, Summary};
+use crate::finding::{Finding, Severity, Summary, Technique};
 
 /// Appended wherever a value was cut.
 pub const TRUNCATED: &str = "…[truncated]";
@@ -466,7 +466,7 @@ pub fn facts(f: &Finding) -> Vec<Fact> {
         event.push_str(&display(code, limit::VALUE));
     }
     let fact = |label, value| Fact { label, value };
-    vec![
+    let mut facts = vec![
         fact("Severity", severity_label(f.severity)),
         fact("Rule", display(&f.rule, limit::VALUE)),
         fact("Account", shown(&f.account_id, limit::VALUE)),
@@ -476,7 +476,17 @@ pub fn facts(f: &Finding) -> Vec<Fact> {
         fact("Event", event),
         fact("MFA", mfa_word(f.mfa).to_owned()),
         fact("User agent", shown(&f.user_agent, limit::USER_AGENT)),
-    ]
+    ];
+    if let Some(t) = &f.mitre_attack {
+        facts.push(fact("MITRE ATT&CK", technique(t)));
+    }
+    facts
+}
+
+/// `T1078.004 Valid Accounts: Cloud Accounts`, displayed (rootwatch's own
+/// text, but it goes through the same path as every value).
+pub fn technique(t: &Technique) -> String {
+    display(&t.to_string(), limit::VALUE)
 }
 
 /// The event ID, displayed, or `unknown`.
@@ -596,7 +606,11 @@ pub(crate) mod testing {
         mfa: Option<bool>,
     ) -> Finding {
         let rec = Record::parse(raw).expect("test records are valid JSON");
-        Finding::new(&rec, rule, title, severity, reason.to_owned(), mfa)
+        let f = Finding::new(&rec, rule, title, severity, reason.to_owned(), mfa);
+        match crate::detect::technique_of(rule) {
+            Some(t) => f.with_technique(t),
+            None => f,
+        }
     }
 
     /// The golden cases: (file name, finding). Titles and reasons are worded
@@ -675,6 +689,7 @@ pub(crate) mod testing {
             error_code: h(),
             mfa: None,
             summary: None,
+            mitre_attack: Some(crate::detect::mitre::VALID_CLOUD_ACCOUNTS),
             event: RawValue::from_string("{}".into()).unwrap(),
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod escape;
+pub mod opsgenie;
 pub mod pagerduty;
 pub mod slack;
 pub mod teams;

@@ -23,7 +23,6 @@ use serde_json::{Map, Value, json};
 use super::escape::{self, limit};
 use crate::finding::{Finding, Severity};
 
-pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 pub const SUMMARY_MAX: usize = 1024;
 pub const DEDUP_KEY_MAX: usize = 255;
 /// `source` has no documented limit; an account and a region need far less.
@@ -95,6 +94,15 @@ fn custom_details(f: &Finding) -> Value {
     put("user_agent", value(&f.user_agent, limit::USER_AGENT));
     put("error_code", value(&f.error_code, limit::VALUE));
     put("mfa", Some(escape::mfa_word(f.mfa).to_owned()));
+    if let Some(t) = &f.mitre_attack {
+        d.insert(
+            "mitre_attack".to_owned(),
+            json!({
+                "id": escape::display(&t.id, limit::VALUE),
+                "name": escape::display(&t.name, limit::VALUE),
+            }),
+        );
+    }
     if let Some(s) = &f.summary {
         let (mut names, more) = escape::burst_event_names(s);
         if more > 0 {
@@ -114,7 +122,8 @@ fn custom_details(f: &Finding) -> Value {
     Value::Object(d)
 }
 
-/// The request body for PagerDuty's Events API v2 ([`DEFAULT_URL`]).
+/// The request body for PagerDuty's Events API v2
+/// ([`crate::config::PAGERDUTY_DEFAULT_URL`] unless the sink sets a `url`).
 pub fn body(f: &Finding, routing_key: &str) -> Value {
     let account = value(&f.account_id, limit::VALUE);
     let region = value(&f.region, limit::VALUE);
