@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinError, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Settings, SourceSettings};
+use crate::config::{Settings, SinkKind, SourceSettings};
 use crate::pipeline::Pipeline;
 use crate::server::{self, Readiness};
 use crate::source::SourceError;
@@ -110,14 +110,17 @@ async fn run_sources(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let abort = CancellationToken::new();
-    let pipeline = Arc::new(Pipeline::new(settings, abort.clone()));
     let needs_aws = settings.audit.enabled
         || settings.sources.iter().any(|s| {
             matches!(
                 s,
                 SourceSettings::Sqs(_) | SourceSettings::CloudwatchLogs(_)
             )
-        });
+        })
+        || settings
+            .sinks
+            .iter()
+            .any(|s| matches!(s.kind, SinkKind::Sns(_) | SinkKind::EventBridge(_)));
     let aws = match (aws, needs_aws) {
         (Some(c), _) => Some(c),
         (None, true) => {
@@ -125,6 +128,7 @@ async fn run_sources(
         }
         (None, false) => None,
     };
+    let pipeline = Arc::new(Pipeline::with_aws(settings, abort.clone(), aws.as_ref()));
 
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();

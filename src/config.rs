@@ -286,6 +286,8 @@ pub enum SinkType {
     Slack,
     Pagerduty,
     Teams,
+    Sns,
+    Eventbridge,
 }
 
 /// One sink. Fields that do not apply to its `type` are rejected by name.
@@ -300,6 +302,13 @@ pub struct RawSink {
     pub bearer_token: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
     pub routing_key: Option<String>,
+    /// `json` (the finding JSON, the default) or `ocsf`.
+    pub format: Option<String>,
+    pub topic_arn: Option<String>,
+    pub event_bus: Option<String>,
+    /// The AWS region of an SNS or EventBridge sink, when it is not the
+    /// process's own (nor the one its ARN names).
+    pub region: Option<String>,
     pub min_severity: Option<String>,
     pub rules: Option<Vec<String>>,
     #[serde(default = "default_retry_max")]
@@ -464,6 +473,24 @@ pub enum SinkKind {
     Teams {
         url: Secret,
     },
+    Sns(SnsSettings),
+    EventBridge(EventBridgeSettings),
+}
+
+/// Amazon SNS `Publish` to a topic.
+#[derive(Debug, Clone)]
+pub struct SnsSettings {
+    pub topic_arn: String,
+    pub region: Option<String>,
+    pub format: crate::sink::format::Payload,
+}
+
+/// Amazon EventBridge `PutEvents` to a bus (a name or an ARN).
+#[derive(Debug, Clone)]
+pub struct EventBridgeSettings {
+    pub event_bus: String,
+    pub region: Option<String>,
+    pub format: crate::sink::format::Payload,
 }
 
 impl SinkKind {
@@ -474,6 +501,8 @@ impl SinkKind {
             SinkKind::Slack { .. } => "slack",
             SinkKind::PagerDuty { .. } => "pagerduty",
             SinkKind::Teams { .. } => "teams",
+            SinkKind::Sns(_) => "sns",
+            SinkKind::EventBridge(_) => "eventbridge",
         }
     }
 }
@@ -483,6 +512,7 @@ pub struct WebhookSettings {
     pub url: Secret,
     pub hmac_secret: Option<Secret>,
     pub headers: Vec<(String, Secret)>,
+    pub format: crate::sink::format::Payload,
 }
 
 // ---------------------------------------------------------------- loading
@@ -1140,11 +1170,14 @@ fn validate_sink(
                 "hmac_secret",
                 "bearer_token",
                 "headers",
+                "format",
             ],
         ),
         SinkType::Slack => ("slack", &["url", "allow_insecure_http"]),
         SinkType::Pagerduty => ("pagerduty", &["url", "allow_insecure_http", "routing_key"]),
         SinkType::Teams => ("teams", &["url", "allow_insecure_http"]),
+        SinkType::Sns => ("sns", &["topic_arn", "region", "format"]),
+        SinkType::Eventbridge => ("eventbridge", &["event_bus", "region", "format"]),
     };
     for (field, set) in [
         ("url", s.url.is_some()),
@@ -1153,6 +1186,10 @@ fn validate_sink(
         ("headers", s.headers.is_some()),
         ("routing_key", s.routing_key.is_some()),
         ("allow_insecure_http", s.allow_insecure_http),
+        ("format", s.format.is_some()),
+        ("topic_arn", s.topic_arn.is_some()),
+        ("event_bus", s.event_bus.is_some()),
+        ("region", s.region.is_some()),
     ] {
         if set && !allowed.contains(&field) {
             return Err(invalid(
@@ -1172,6 +1209,31 @@ fn validate_sink(
         }
     };
     let http_url = |key: &str, url: &str| http_url(key, url, s.allow_insecure_http);
+    let format = match s.format.as_deref() {
+        None => crate::sink::format::Payload::default(),
+        Some(f) => crate::sink::format::Payload::parse(f).ok_or_else(|| {
+            invalid(
+                format!("{key}.format"),
+                format!(
+                    "`{f}` is not a payload format ({})",
+                    crate::sink::format::Payload::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
+    let region = match &s.region {
+        None => None,
+        Some(_) => {
+            let r = required("region", &s.region)?;
+            if !crate::sink::format::escape::is_aws_region(&r) {
+                return Err(invalid(
+                    format!("{key}.region"),
+                    format!("`{r}` is not an AWS region name (like eu-west-1)"),
+                ));
+            }
+            Some(r)
+        }
+    };
     let kind = match s.kind {
         SinkType::Stdout => SinkKind::Stdout,
         SinkType::Webhook => {
@@ -1200,6 +1262,7 @@ fn validate_sink(
                 url,
                 hmac_secret,
                 headers,
+                format,
             })
         }
         SinkType::Slack => SinkKind::Slack {
@@ -1208,6 +1271,42 @@ fn validate_sink(
         SinkType::Teams => SinkKind::Teams {
             url: http_url(&format!("{key}.url"), &required("url", &s.url)?)?,
         },
+        SinkType::Sns => {
+            let topic_arn = required("topic_arn", &s.topic_arn)?;
+            if !is_arn_of(&topic_arn, "sns", |name| !name.contains('/')) {
+                return Err(invalid(
+                    format!("{key}.topic_arn"),
+                    "is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+                ));
+            }
+            SinkKind::Sns(SnsSettings {
+                topic_arn,
+                region,
+                format,
+            })
+        }
+        SinkType::Eventbridge => {
+            let event_bus = required("event_bus", &s.event_bus)?;
+            let ok = if event_bus.starts_with("arn:") {
+                is_arn_of(&event_bus, "events", |r| r.starts_with("event-bus/"))
+            } else {
+                event_bus.len() <= 256
+                    && event_bus
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+            };
+            if !ok {
+                return Err(invalid(
+                    format!("{key}.event_bus"),
+                    "is not an event bus name or ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME)",
+                ));
+            }
+            SinkKind::EventBridge(EventBridgeSettings {
+                event_bus,
+                region,
+                format,
+            })
+        }
         SinkType::Pagerduty => {
             let url = match &s.url {
                 None => crate::sink::format::pagerduty::DEFAULT_URL.to_owned(),
@@ -1257,6 +1356,20 @@ fn validate_sink(
         )?,
         timeout: secs(&format!("{key}.timeout_secs"), s.timeout_secs, 1, 300)?,
     })
+}
+
+/// `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE` with a region, a
+/// 12-digit account and a resource that `resource_ok` accepts.
+fn is_arn_of(arn: &str, service: &str, resource_ok: impl Fn(&str) -> bool) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, svc, region, account, resource]
+        if partition.starts_with("aws")
+            && *svc == service
+            && crate::sink::format::escape::is_aws_region(region)
+            && account.len() == 12
+            && account.chars().all(|c| c.is_ascii_digit())
+            && !resource.is_empty()
+            && resource_ok(resource))
 }
 
 /// The effective configuration as TOML, defaults filled in and secrets

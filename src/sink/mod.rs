@@ -1,9 +1,12 @@
 //! Sinks: where findings go. Each sink sends one finding per call; the retry
 //! loop around it (retry.rs) decides what to do with failures.
 
+pub mod aws;
+pub mod eventbridge;
 pub mod format;
 pub mod http;
 pub mod retry;
+pub mod sns;
 pub mod stdout;
 
 use std::future::Future;
@@ -34,9 +37,36 @@ pub trait Sink: Send + Sync {
     fn send<'a>(&'a self, finding: &'a Finding) -> BoxFuture<'a, Result<(), SendError>>;
 }
 
-/// Builds the sink a config entry describes.
+/// Builds the sink a config entry describes (not an SNS or EventBridge
+/// one: those need the AWS configuration, see [`build_with`]).
 pub fn build(settings: &SinkSettings, client: &reqwest::Client) -> Box<dyn Sink> {
+    build_with(settings, client, None)
+}
+
+/// Builds the sink a config entry describes; SNS and EventBridge sinks
+/// build their clients from `aws`.
+///
+/// # Panics
+///
+/// When an SNS or EventBridge sink is given no AWS configuration: `run`
+/// loads it whenever a sink needs it.
+pub fn build_with(
+    settings: &SinkSettings,
+    client: &reqwest::Client,
+    aws: Option<&aws_config::SdkConfig>,
+) -> Box<dyn Sink> {
+    const NEEDS_AWS: &str = "the AWS configuration is loaded for AWS sinks";
     match &settings.kind {
+        SinkKind::Sns(s) => Box::new(sns::SnsSink::new(
+            aws.expect(NEEDS_AWS),
+            s,
+            settings.timeout,
+        )),
+        SinkKind::EventBridge(s) => Box::new(eventbridge::EventBridgeSink::new(
+            aws.expect(NEEDS_AWS),
+            s,
+            settings.timeout,
+        )),
         SinkKind::Stdout => Box::new(stdout::StdoutSink),
         SinkKind::Webhook(w) => {
             Box::new(http::HttpSink::webhook(client.clone(), w, settings.timeout))
