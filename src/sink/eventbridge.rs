@@ -102,7 +102,24 @@ impl Sink for EventBridgeSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::format::escape::testing::hostile;
+    use crate::sink::format::escape::testing::{check_golden, golden_findings, hostile};
+
+    /// The PutEvents entry per golden finding and format, its detail
+    /// parsed.
+    #[test]
+    fn golden() {
+        for (name, f) in golden_findings() {
+            for (p, suffix) in [(Payload::Json, "json"), (Payload::Ocsf, "ocsf")] {
+                let d = detail(&f, p, 1_700_000_000_000).unwrap();
+                let v = serde_json::json!({
+                    "Source": SOURCE,
+                    "DetailType": DETAIL_TYPE,
+                    "Detail": serde_json::from_str::<serde_json::Value>(&d).unwrap(),
+                });
+                check_golden("eventbridge", &format!("{name}.{suffix}"), &v);
+            }
+        }
+    }
 
     #[test]
     fn the_entry_stays_under_the_limit() {

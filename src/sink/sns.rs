@@ -101,7 +101,7 @@ impl Sink for SnsSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::format::escape::testing::{golden_findings, hostile};
+    use crate::sink::format::escape::testing::{check_golden, golden_findings, hostile};
 
     #[test]
     fn attributes_are_filterable_and_inert() {
@@ -121,6 +121,31 @@ mod tests {
         let mut blank = h.clone();
         blank.account_id = Some(" ".into());
         assert_eq!(attributes(&blank).len(), 2);
+    }
+
+    /// What a Publish carries, per golden finding and format: the message
+    /// (parsed) and the attributes.
+    #[test]
+    fn golden() {
+        for (name, f) in golden_findings() {
+            for (p, suffix) in [(Payload::Json, "json"), (Payload::Ocsf, "ocsf")] {
+                let m = message(&f, p, 1_700_000_000_000).unwrap();
+                let attrs: serde_json::Map<String, serde_json::Value> = attributes(&f)
+                    .into_iter()
+                    .map(|(k, v)| {
+                        (
+                            k.to_owned(),
+                            serde_json::json!({"DataType": "String", "StringValue": v}),
+                        )
+                    })
+                    .collect();
+                let v = serde_json::json!({
+                    "Message": serde_json::from_str::<serde_json::Value>(&m).unwrap(),
+                    "MessageAttributes": attrs,
+                });
+                check_golden("sns", &format!("{name}.{suffix}"), &v);
+            }
+        }
     }
 
     #[test]
