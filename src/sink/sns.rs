@@ -40,16 +40,27 @@ impl SnsSink {
     }
 }
 
-/// The message attributes of `f`, as (name, value). Values from the event
-/// (the account) are made one line and cut; an empty value is left out,
-/// since SNS refuses one.
+/// The message attributes of `f`, as (name, value). The account comes
+/// from the event: it is made one line, cut, and kept to printable ASCII
+/// (account ids are digits; SNS refuses some characters in attribute
+/// values, and a refused publish would hold back the alert); an empty
+/// value is left out, since SNS refuses one too.
 pub fn attributes(f: &Finding) -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("rule", f.rule.clone()),
         ("severity", f.severity.as_str().to_owned()),
     ];
     if let Some(a) = &f.account_id {
-        let a = escape::truncate(&escape::one_line(a), limit::VALUE);
+        let a: String = escape::truncate(&escape::one_line(a), limit::VALUE)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_graphic() || c == ' ' {
+                    c
+                } else {
+                    '?'
+                }
+            })
+            .collect();
         if !a.trim().is_empty() {
             out.push(("account_id", a));
         }
@@ -118,6 +129,7 @@ mod tests {
         let account = &attributes(&h)[2].1;
         assert!(!account.contains('\n'));
         assert!(account.chars().count() <= limit::VALUE);
+        assert!(account.chars().all(|c| c.is_ascii_graphic() || c == ' '));
         let mut blank = h.clone();
         blank.account_id = Some(" ".into());
         assert_eq!(attributes(&blank).len(), 2);
