@@ -322,7 +322,7 @@ async fn a_malformed_entry_or_access_denied_is_a_rejection() {
         (StatusCode::OK, entry_failed("MalformedDetail")),
         (
             StatusCode::BAD_REQUEST,
-            r#"{"__type":"AccessDeniedException","message":"User is not authorized to perform: events:PutEvents"}"#.to_owned(),
+            r#"{"__type":"AccessDeniedException","message":"User is not authorized to perform: events:PutEvents (see https://relay.example/T0/s3cr3t-t0ken)"}"#.to_owned(),
         ),
         (
             StatusCode::BAD_REQUEST,
@@ -341,7 +341,18 @@ async fn a_malformed_entry_or_access_denied_is_a_rejection() {
         )
         .await
         .unwrap_err();
-        assert!(matches!(err, DeliveryError::Rejected { .. }), "{body}: {err:?}");
+        let DeliveryError::Rejected { error, .. } = &err else {
+            panic!("{body}: {err:?}")
+        };
+        // A URL the service's message echoes never reaches logs or dead
+        // letters.
+        assert!(!error.contains("s3cr3t"), "{error}");
+        assert!(
+            ["MalformedDetail", "AccessDeniedException: User is not authorized", "ResourceNotFoundException"]
+                .iter()
+                .any(|c| error.contains(c)),
+            "the error names the code: {error}"
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1, "{body}");
     }
 }
