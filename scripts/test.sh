@@ -8,11 +8,17 @@ cd "$(dirname "$0")/.."
 venv="${ROOTWATCH_TEST_VENV:-$PWD/.venv-test}"
 step() { printf '\n== %s\n' "$*"; }
 
-step "moto (AWS emulator) in $venv"
-if ! "$venv/bin/python" -c 'import moto, flask, flask_cors' 2>/dev/null; then
+step "moto (AWS emulator) and the OCSF validator in $venv"
+# (Re)installed whenever the requirements file differs from the one the
+# virtualenv was last installed from, so a new or re-pinned package lands.
+stamp="$venv/.rootwatch-requirements"
+if ! cmp -s scripts/test-requirements.txt "$stamp" \
+  || ! "$venv/bin/python" -c 'import moto, flask, flask_cors, ocsf.v1_7_0.events' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
+  cp scripts/test-requirements.txt "$stamp"
 fi
+export ROOTWATCH_TEST_PYTHON="$venv/bin/python"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 moto_log=$(mktemp -t rootwatch-moto.XXXXXX.log)

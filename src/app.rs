@@ -110,14 +110,14 @@ async fn run_sources(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let abort = CancellationToken::new();
-    let pipeline = Arc::new(Pipeline::new(settings, abort.clone()));
     let needs_aws = settings.audit.enabled
         || settings.sources.iter().any(|s| {
             matches!(
                 s,
                 SourceSettings::Sqs(_) | SourceSettings::CloudwatchLogs(_)
             )
-        });
+        })
+        || settings.sinks.iter().any(|s| s.kind.uses_aws());
     let aws = match (aws, needs_aws) {
         (Some(c), _) => Some(c),
         (None, true) => {
@@ -125,6 +125,7 @@ async fn run_sources(
         }
         (None, false) => None,
     };
+    let pipeline = Arc::new(Pipeline::with_aws(settings, abort.clone(), aws.as_ref()));
 
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();

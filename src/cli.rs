@@ -27,6 +27,9 @@ pub enum Command {
     Replay {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Output lines: the finding JSON, or OCSF Detection Findings.
+        #[arg(long, value_enum, default_value_t = ReplayFormat::Json)]
+        format: ReplayFormat,
         /// Files (.json, .jsonl, optionally .gz), directories, or - for stdin.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
@@ -77,6 +80,22 @@ pub enum Command {
         #[arg(long)]
         allow_degraded: bool,
     },
+}
+
+/// What `replay` writes for each finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReplayFormat {
+    Json,
+    Ocsf,
+}
+
+impl From<ReplayFormat> for crate::sink::format::Payload {
+    fn from(f: ReplayFormat) -> Self {
+        match f {
+            ReplayFormat::Json => crate::sink::format::Payload::Json,
+            ReplayFormat::Ocsf => crate::sink::format::Payload::Ocsf,
+        }
+    }
 }
 
 /// sysexits.h codes, so scripts and orchestrators can tell failures apart.

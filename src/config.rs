@@ -296,6 +296,8 @@ pub enum SinkType {
     Pagerduty,
     Teams,
     Opsgenie,
+    Sns,
+    Eventbridge,
 }
 
 /// One sink. Fields that do not apply to its `type` are rejected by name.
@@ -312,6 +314,13 @@ pub struct RawSink {
     pub routing_key: Option<String>,
     /// Opsgenie API integration key.
     pub api_key: Option<String>,
+    /// `json` (the finding JSON, the default) or `ocsf`.
+    pub format: Option<String>,
+    pub topic_arn: Option<String>,
+    pub event_bus: Option<String>,
+    /// The AWS region of an SNS or EventBridge sink, when it is not the
+    /// process's own (nor the one its ARN names).
+    pub region: Option<String>,
     pub min_severity: Option<String>,
     pub rules: Option<Vec<String>>,
     #[serde(default = "default_retry_max")]
@@ -481,9 +490,54 @@ pub enum SinkKind {
         url: Secret,
         api_key: Secret,
     },
+    Sns(SnsSettings),
+    EventBridge(EventBridgeSettings),
+}
+
+/// What the webhook, SNS and EventBridge sinks send (`format`): the
+/// finding JSON (the default) or an OCSF Detection Finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PayloadFormat {
+    #[default]
+    Json,
+    Ocsf,
+}
+
+impl PayloadFormat {
+    pub const NAMES: &[&str] = &["json", "ocsf"];
+
+    pub fn parse(s: &str) -> Option<PayloadFormat> {
+        match s {
+            "json" => Some(PayloadFormat::Json),
+            "ocsf" => Some(PayloadFormat::Ocsf),
+            _ => None,
+        }
+    }
+}
+
+/// Amazon SNS `Publish` to a topic.
+#[derive(Debug, Clone)]
+pub struct SnsSettings {
+    pub topic_arn: String,
+    pub region: Option<String>,
+    pub format: PayloadFormat,
+}
+
+/// Amazon EventBridge `PutEvents` to a bus (a name or an ARN).
+#[derive(Debug, Clone)]
+pub struct EventBridgeSettings {
+    pub event_bus: String,
+    pub region: Option<String>,
+    pub format: PayloadFormat,
 }
 
 impl SinkKind {
+    /// Sends through the AWS SDK (SNS, EventBridge), so it needs the AWS
+    /// configuration.
+    pub fn uses_aws(&self) -> bool {
+        matches!(self, SinkKind::Sns(_) | SinkKind::EventBridge(_))
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             SinkKind::Stdout => "stdout",
@@ -492,6 +546,8 @@ impl SinkKind {
             SinkKind::PagerDuty { .. } => "pagerduty",
             SinkKind::Teams { .. } => "teams",
             SinkKind::Opsgenie { .. } => "opsgenie",
+            SinkKind::Sns(_) => "sns",
+            SinkKind::EventBridge(_) => "eventbridge",
         }
     }
 }
@@ -501,6 +557,7 @@ pub struct WebhookSettings {
     pub url: Secret,
     pub hmac_secret: Option<Secret>,
     pub headers: Vec<(String, Secret)>,
+    pub format: PayloadFormat,
 }
 
 // ---------------------------------------------------------------- loading
@@ -1158,12 +1215,15 @@ fn validate_sink(
                 "hmac_secret",
                 "bearer_token",
                 "headers",
+                "format",
             ],
         ),
         SinkType::Slack => ("slack", &["url", "allow_insecure_http"]),
         SinkType::Pagerduty => ("pagerduty", &["url", "allow_insecure_http", "routing_key"]),
         SinkType::Teams => ("teams", &["url", "allow_insecure_http"]),
         SinkType::Opsgenie => ("opsgenie", &["url", "allow_insecure_http", "api_key"]),
+        SinkType::Sns => ("sns", &["topic_arn", "region", "format"]),
+        SinkType::Eventbridge => ("eventbridge", &["event_bus", "region", "format"]),
     };
     for (field, set) in [
         ("url", s.url.is_some()),
@@ -1173,6 +1233,10 @@ fn validate_sink(
         ("routing_key", s.routing_key.is_some()),
         ("api_key", s.api_key.is_some()),
         ("allow_insecure_http", s.allow_insecure_http),
+        ("format", s.format.is_some()),
+        ("topic_arn", s.topic_arn.is_some()),
+        ("event_bus", s.event_bus.is_some()),
+        ("region", s.region.is_some()),
     ] {
         if set && !allowed.contains(&field) {
             return Err(invalid(
@@ -1192,6 +1256,31 @@ fn validate_sink(
         }
     };
     let http_url = |key: &str, url: &str| http_url(key, url, s.allow_insecure_http);
+    let format = match s.format.as_deref() {
+        None => PayloadFormat::default(),
+        Some(f) => PayloadFormat::parse(f).ok_or_else(|| {
+            invalid(
+                format!("{key}.format"),
+                format!(
+                    "`{f}` is not a payload format ({})",
+                    PayloadFormat::NAMES.join(", ")
+                ),
+            )
+        })?,
+    };
+    let region = match &s.region {
+        None => None,
+        Some(_) => {
+            let r = required("region", &s.region)?;
+            if !is_aws_region(&r) {
+                return Err(invalid(
+                    format!("{key}.region"),
+                    format!("`{r}` is not an AWS region name (like eu-west-1)"),
+                ));
+            }
+            Some(r)
+        }
+    };
     let kind = match s.kind {
         SinkType::Stdout => SinkKind::Stdout,
         SinkType::Webhook => {
@@ -1220,6 +1309,7 @@ fn validate_sink(
                 url,
                 hmac_secret,
                 headers,
+                format,
             })
         }
         SinkType::Slack => SinkKind::Slack {
@@ -1228,6 +1318,42 @@ fn validate_sink(
         SinkType::Teams => SinkKind::Teams {
             url: http_url(&format!("{key}.url"), &required("url", &s.url)?)?,
         },
+        SinkType::Sns => {
+            let topic_arn = required("topic_arn", &s.topic_arn)?;
+            if !is_arn_of(&topic_arn, "sns", |name| !name.contains('/')) {
+                return Err(invalid(
+                    format!("{key}.topic_arn"),
+                    "is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)",
+                ));
+            }
+            SinkKind::Sns(SnsSettings {
+                topic_arn,
+                region,
+                format,
+            })
+        }
+        SinkType::Eventbridge => {
+            let event_bus = required("event_bus", &s.event_bus)?;
+            let ok = if event_bus.starts_with("arn:") {
+                is_arn_of(&event_bus, "events", |r| r.starts_with("event-bus/"))
+            } else {
+                event_bus.len() <= 256
+                    && event_bus
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c))
+            };
+            if !ok {
+                return Err(invalid(
+                    format!("{key}.event_bus"),
+                    "is not an event bus name or ARN (arn:aws:events:REGION:ACCOUNT:event-bus/NAME)",
+                ));
+            }
+            SinkKind::EventBridge(EventBridgeSettings {
+                event_bus,
+                region,
+                format,
+            })
+        }
         SinkType::Pagerduty => {
             let url = match &s.url {
                 None => PAGERDUTY_DEFAULT_URL.to_owned(),
@@ -1308,6 +1434,20 @@ fn is_uuid(s: &str) -> bool {
             .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// `arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE` with a region, a
+/// 12-digit account and a resource that `resource_ok` accepts.
+fn is_arn_of(arn: &str, service: &str, resource_ok: impl Fn(&str) -> bool) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", partition, svc, region, account, resource]
+        if partition.starts_with("aws")
+            && *svc == service
+            && is_aws_region(region)
+            && account.len() == 12
+            && account.chars().all(|c| c.is_ascii_digit())
+            && !resource.is_empty()
+            && resource_ok(resource))
+}
+
 /// The effective configuration as TOML, defaults filled in and secrets
 /// replaced, for `check-config`.
 pub fn render_effective(raw: &RawConfig) -> String {
@@ -1342,6 +1482,26 @@ fn redact_url(url: &mut String) {
     } else {
         *url = "<redacted>".into();
     }
+}
+
+/// `^[a-z]{2}(-[a-z]+)+-\d+$`: `us-east-1`, `ap-southeast-4`, `us-gov-west-1`,
+/// `cn-north-1`. Anything else (`us-east-1.evil.example/`) is not a region.
+pub fn is_aws_region(s: &str) -> bool {
+    if s.len() > 32 {
+        return false;
+    }
+    let parts: Vec<&str> = s.split('-').collect();
+    let lower = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
+    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
+        return false;
+    };
+    parts.len() >= 3
+        && first.len() == 2
+        && lower(first)
+        && parts[1..parts.len() - 1].iter().all(lower)
+        && !last.is_empty()
+        && last.len() <= 3
+        && last.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]

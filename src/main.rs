@@ -20,13 +20,17 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&config, &e),
         },
-        Command::Replay { config, paths } => {
+        Command::Replay {
+            config,
+            format,
+            paths,
+        } => {
             let loaded = match &config {
                 Some(path) => config::load(path).map(|(_, s)| s),
                 None => config::validate(&RawConfig::default()),
             };
             match loaded {
-                Ok(settings) => replay(settings, &paths),
+                Ok(settings) => replay(settings, format.into(), &paths),
                 Err(e) => config_error(config.as_deref().unwrap_or("(defaults)".as_ref()), &e),
             }
         }
@@ -111,9 +115,13 @@ fn healthcheck(url: Option<String>, config: Option<&std::path::Path>, allow_degr
     }
 }
 
-fn replay(settings: config::Settings, paths: &[std::path::PathBuf]) -> i32 {
+fn replay(
+    settings: config::Settings,
+    format: rootwatch::sink::format::Payload,
+    paths: &[std::path::PathBuf],
+) -> i32 {
     let detector = Detector::new(settings.detect);
-    let mut replay = Replay::new(&detector, settings.dedup_capacity);
+    let mut replay = Replay::new(&detector, settings.dedup_capacity).with_format(format);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let stderr = io::stderr();

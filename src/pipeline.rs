@@ -78,13 +78,24 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(settings: &Settings, abort: CancellationToken) -> Pipeline {
+        Self::with_aws(settings, abort, None)
+    }
+
+    /// As [`Pipeline::new`], with the AWS configuration the SNS and
+    /// EventBridge sinks build their clients from (required when the
+    /// settings have such a sink).
+    pub fn with_aws(
+        settings: &Settings,
+        abort: CancellationToken,
+        aws: Option<&aws_config::SdkConfig>,
+    ) -> Pipeline {
         let client = sink::http_client();
         let sinks = settings
             .sinks
             .iter()
             .map(|s| SinkRunner {
                 settings: s.clone(),
-                sink: sink::build(s, &client),
+                sink: sink::build_with(s, &client, aws),
                 policy: Policy::with_deadline(s.retry_max),
                 slots: Semaphore::new(SINK_CONCURRENCY),
             })
@@ -434,6 +445,8 @@ pub(crate) fn secrets(kind: &SinkKind) -> Vec<&str> {
         SinkKind::Slack { url } | SinkKind::Teams { url } => vec![url.expose()],
         SinkKind::PagerDuty { url, routing_key } => vec![url.as_str(), routing_key.expose()],
         SinkKind::Opsgenie { url, api_key } => vec![url.expose(), api_key.expose()],
+        // Credentials come from the AWS chain and never reach error text.
+        SinkKind::Sns(_) | SinkKind::EventBridge(_) => vec![],
     }
 }
 

@@ -69,6 +69,7 @@ pub struct Replay<'a> {
     seen: DeliveredCache,
     summary: ReplaySummary,
     findings: Vec<Finding>,
+    format: crate::sink::format::Payload,
 }
 
 impl<'a> Replay<'a> {
@@ -78,7 +79,14 @@ impl<'a> Replay<'a> {
             seen: DeliveredCache::new(dedup_capacity),
             summary: ReplaySummary::default(),
             findings: Vec::new(),
+            format: crate::sink::format::Payload::Json,
         }
+    }
+
+    /// Writes findings in `format` (the finding JSON by default).
+    pub fn with_format(mut self, format: crate::sink::format::Payload) -> Self {
+        self.format = format;
+        self
     }
 
     pub fn finish(self) -> ReplaySummary {
@@ -204,7 +212,8 @@ impl<'a> Replay<'a> {
                         .findings_by_rule
                         .entry(f.rule.clone())
                         .or_default() += 1;
-                    serde_json::to_writer(&mut *out, f)?;
+                    let now_ms = chrono::Utc::now().timestamp_millis();
+                    out.write_all(&self.format.body(f, now_ms))?;
                     out.write_all(b"\n")?;
                 }
                 if let Some(k) = key {

@@ -212,6 +212,13 @@ pub async fn run(
     respect_routing: bool,
 ) -> Vec<Outcome> {
     let client = crate::sink::http_client();
+    // SNS and EventBridge sinks send through the SDK, with the credential
+    // chain the daemon would use.
+    let aws = if sinks.iter().any(|s| s.kind.uses_aws()) {
+        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+    } else {
+        None
+    };
     let never = CancellationToken::new();
     let mut out = Vec::with_capacity(sinks.len());
     for s in sinks {
@@ -219,7 +226,7 @@ pub async fn run(
             out.push(Outcome::Skipped);
             continue;
         }
-        let sink = crate::sink::build(s, &client);
+        let sink = crate::sink::build_with(s, &client, aws.as_ref());
         let result =
             send_with_retry(sink.as_ref(), finding, &policy(s), &never, |_, _, _| {}).await;
         out.push(outcome(result, &crate::pipeline::secrets(&s.kind)));

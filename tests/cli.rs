@@ -162,6 +162,37 @@ fn duplicates_are_dropped_but_distinct_events_sharing_an_id_are_kept() {
     assert!(stderr(&out).contains("1 duplicate(s)"), "{}", stderr(&out));
 }
 
+/// `--format ocsf`: one OCSF Detection Finding per line, the same
+/// findings as the default output, each naming its rule and finding id.
+#[test]
+fn replay_writes_ocsf_detection_findings() {
+    let json = bin()
+        .arg("replay")
+        .arg(root().join("examples/events"))
+        .output()
+        .unwrap();
+    let out = bin()
+        .args(["replay", "--format", "ocsf"])
+        .arg(root().join("examples/events"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (plain, ocsf) = (findings(&json), findings(&out));
+    assert_eq!(plain.len(), ocsf.len());
+    for (f, o) in plain.iter().zip(&ocsf) {
+        assert_eq!(o["class_uid"], 2004);
+        assert_eq!(o["finding_info"]["uid"], f["finding_id"]);
+        assert_eq!(o["finding_info"]["analytic"]["name"], f["rule"]);
+        let raw: serde_json::Value = serde_json::from_str(o["raw_data"].as_str().unwrap()).unwrap();
+        assert_eq!(raw, f["event"]);
+    }
+    let bad = bin()
+        .args(["replay", "--format", "xml", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
 #[test]
 fn replay_reads_stdin() {
     let mut child = bin()

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use rootwatch::decode::{self, DecodeError, Item};
 use rootwatch::detect::{AllowList, CidrSet, Context, DetectSettings, Detector, Scope};
 use rootwatch::finding::{Finding, Severity, Summary};
-use rootwatch::sink::format::check;
+use rootwatch::sink::format::{Payload, check, fit};
 use serde_json::value::RawValue;
 
 /// Every rule on, with an allow list so the IP rule fires too.
@@ -31,10 +31,18 @@ fn detector() -> &'static Detector {
     })
 }
 
-/// Checks one finding the way every sink would see it.
+/// Checks one finding the way every sink would see it: every format
+/// (Slack, PagerDuty, Teams, webhook, OCSF), and the JSON and OCSF bodies
+/// cut to the SNS and EventBridge limit still valid JSON under it.
 fn check_finding(f: &Finding) {
     if let Err(e) = check::all_formats(f) {
         panic!("{e}\nfinding: {}", f.to_json());
+    }
+    for p in [Payload::Json, Payload::Ocsf] {
+        const MAX: usize = 256 * 1024;
+        let body = fit::fit(f, MAX, |g| p.body(g, 0)).expect("every finding fits once cut");
+        assert!(body.len() <= MAX, "{p:?}: {} bytes", body.len());
+        serde_json::from_slice::<serde_json::Value>(&body).expect("a cut body is JSON");
     }
     let again: Finding = serde_json::from_str(&f.to_json()).expect("a finding's JSON reads back");
     assert_eq!(again.finding_id, f.finding_id);

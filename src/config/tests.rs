@@ -1,3 +1,4 @@
+use super::PayloadFormat as Payload;
 use super::*;
 
 fn env(k: &str) -> Option<String> {
@@ -691,4 +692,101 @@ fn plain_http_sinks_only_to_loopback_unless_allowed() {
     let text = render_effective(&raw);
     assert!(text.contains("allow_insecure_http = true"), "{text}");
     validate(&parse(&text, &env).unwrap()).unwrap();
+}
+
+#[test]
+fn aws_sinks_and_payload_formats() {
+    let s = load_str(
+        r#"
+[[sinks]]
+type = "sns"
+topic_arn = "arn:aws:sns:eu-west-1:111122223333:soc-alerts"
+[[sinks]]
+type = "eventbridge"
+event_bus = "arn:aws:events:us-east-2:111122223333:event-bus/soc"
+region = "us-east-2"
+format = "ocsf"
+[[sinks]]
+type = "eventbridge"
+event_bus = "default"
+[[sinks]]
+type = "webhook"
+url = "https://siem.example.com/ingest"
+format = "ocsf"
+"#,
+    )
+    .unwrap();
+    let SinkKind::Sns(sns) = &s.sinks[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        sns.topic_arn,
+        "arn:aws:sns:eu-west-1:111122223333:soc-alerts"
+    );
+    assert_eq!((sns.region.as_deref(), sns.format), (None, Payload::Json));
+    assert_eq!(s.sinks[0].name, "sns-0");
+    let SinkKind::EventBridge(eb) = &s.sinks[1].kind else {
+        panic!()
+    };
+    assert_eq!(eb.region.as_deref(), Some("us-east-2"));
+    assert_eq!(eb.format, Payload::Ocsf);
+    let SinkKind::Webhook(w) = &s.sinks[3].kind else {
+        panic!()
+    };
+    assert_eq!(w.format, Payload::Ocsf);
+
+    for (sink, key, says) in [
+        ("type = \"sns\"", "sinks[0].topic_arn", "is required"),
+        (
+            "type = \"sns\"\ntopic_arn = \"soc\"",
+            "sinks[0].topic_arn",
+            "not an SNS topic ARN",
+        ),
+        (
+            "type = \"sns\"\ntopic_arn = \"arn:aws:sqs:eu-west-1:111122223333:q\"",
+            "sinks[0].topic_arn",
+            "not an SNS topic ARN",
+        ),
+        (
+            "type = \"eventbridge\"",
+            "sinks[0].event_bus",
+            "is required",
+        ),
+        (
+            "type = \"eventbridge\"\nevent_bus = \"arn:aws:events:eu-west-1:111122223333:rule/x\"",
+            "sinks[0].event_bus",
+            "not an event bus",
+        ),
+        (
+            "type = \"eventbridge\"\nevent_bus = \"soc\"\nregion = \"mars-1\"",
+            "sinks[0].region",
+            "not an AWS region",
+        ),
+        (
+            "type = \"eventbridge\"\nevent_bus = \"soc\"\nformat = \"xml\"",
+            "sinks[0].format",
+            "not a payload format (json, ocsf)",
+        ),
+        (
+            "type = \"slack\"\nurl = \"https://hooks.slack.com/x\"\nformat = \"ocsf\"",
+            "sinks[0].format",
+            "does not apply to a slack sink",
+        ),
+        (
+            "type = \"sns\"\ntopic_arn = \"arn:aws:sns:eu-west-1:111122223333:t\"\nurl = \"https://x.example\"",
+            "sinks[0].url",
+            "does not apply to a sns sink",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"https://x.example\"\ntopic_arn = \"arn:aws:sns:eu-west-1:111122223333:t\"",
+            "sinks[0].topic_arn",
+            "does not apply to a webhook sink",
+        ),
+    ] {
+        let e = err(&format!("[[sinks]]\n{sink}\n"));
+        assert!(
+            e.contains(&format!("`{key}`")) && e.contains(says),
+            "{sink}: {e}"
+        );
+    }
 }

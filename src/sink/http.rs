@@ -15,6 +15,7 @@ use crate::finding::Finding;
 pub enum Format {
     Webhook {
         hmac_secret: Option<Secret>,
+        payload: super::format::Payload,
     },
     Slack,
     PagerDuty {
@@ -106,6 +107,7 @@ impl HttpSink {
             timeout,
             format: Format::Webhook {
                 hmac_secret: s.hmac_secret.clone(),
+                payload: s.format,
             },
         }
     }
@@ -123,7 +125,9 @@ impl HttpSink {
 
     fn body(&self, f: &Finding) -> Vec<u8> {
         let value = match &self.format {
-            Format::Webhook { .. } => return webhook::body(f),
+            Format::Webhook { payload, .. } => {
+                return payload.body(f, chrono::Utc::now().timestamp_millis());
+            }
             Format::Slack => slack::body(f),
             Format::PagerDuty { routing_key } => pagerduty::body(f, routing_key.expose()),
             Format::Teams => teams::body(f),
@@ -145,6 +149,7 @@ impl Sink for HttpSink {
                 .header(webhook::FINDING_ID_HEADER, &finding.finding_id);
             if let Format::Webhook {
                 hmac_secret: Some(secret),
+                ..
             } = &self.format
             {
                 let ts = chrono::Utc::now().timestamp();

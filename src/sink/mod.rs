@@ -1,9 +1,12 @@
 //! Sinks: where findings go. Each sink sends one finding per call; the retry
 //! loop around it (retry.rs) decides what to do with failures.
 
+pub mod aws;
+pub mod eventbridge;
 pub mod format;
 pub mod http;
 pub mod retry;
+pub mod sns;
 pub mod stdout;
 
 use std::future::Future;
@@ -34,9 +37,30 @@ pub trait Sink: Send + Sync {
     fn send<'a>(&'a self, finding: &'a Finding) -> BoxFuture<'a, Result<(), SendError>>;
 }
 
-/// Builds the sink a config entry describes.
+/// Builds the sink a config entry describes. SNS and EventBridge sinks
+/// need the AWS configuration: built here without it, they refuse every
+/// finding (see [`build_with`]).
 pub fn build(settings: &SinkSettings, client: &reqwest::Client) -> Box<dyn Sink> {
+    build_with(settings, client, None)
+}
+
+/// Builds the sink a config entry describes; SNS and EventBridge sinks
+/// build their clients from `aws` (`run` loads it whenever a sink needs
+/// it).
+pub fn build_with(
+    settings: &SinkSettings,
+    client: &reqwest::Client,
+    aws: Option<&aws_config::SdkConfig>,
+) -> Box<dyn Sink> {
     match &settings.kind {
+        SinkKind::Sns(s) => match aws {
+            Some(aws) => Box::new(sns::SnsSink::new(aws, s, settings.timeout)),
+            None => Box::new(NoAwsConfig),
+        },
+        SinkKind::EventBridge(s) => match aws {
+            Some(aws) => Box::new(eventbridge::EventBridgeSink::new(aws, s, settings.timeout)),
+            None => Box::new(NoAwsConfig),
+        },
         SinkKind::Stdout => Box::new(stdout::StdoutSink),
         SinkKind::Webhook(w) => {
             Box::new(http::HttpSink::webhook(client.clone(), w, settings.timeout))
@@ -72,6 +96,22 @@ pub fn build(settings: &SinkSettings, client: &reqwest::Client) -> Box<dyn Sink>
     }
 }
 
+/// An AWS sink built without the AWS configuration: a wiring mistake,
+/// reported as a rejection on every finding rather than a crash, so the
+/// input stays unacknowledged.
+struct NoAwsConfig;
+
+impl Sink for NoAwsConfig {
+    fn send<'a>(&'a self, _: &'a Finding) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async {
+            Err(SendError::Permanent {
+                error: "this AWS sink was built without the AWS configuration".into(),
+                status: None,
+            })
+        })
+    }
+}
+
 /// The shared HTTP client: rustls, connection pooling, no redirects (a
 /// redirect from a SOC endpoint is a misconfiguration, not a place to send
 /// alerts to).
@@ -82,4 +122,30 @@ pub fn http_client() -> reqwest::Client {
         .connect_timeout(Duration::from_secs(5))
         .build()
         .expect("the HTTP client builds with static settings")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::format::escape::testing::golden_findings;
+
+    /// Built without the AWS configuration, an AWS sink refuses (the input
+    /// stays unacknowledged) instead of bringing the process down.
+    #[tokio::test]
+    async fn an_aws_sink_without_aws_configuration_refuses() {
+        let raw = crate::config::parse(
+            "[[sinks]]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:111122223333:t\"\n[[sinks]]\ntype = \"eventbridge\"\nevent_bus = \"default\"\n",
+            &|_| None,
+        )
+        .unwrap();
+        let settings = crate::config::validate(&raw).unwrap();
+        let f = golden_findings().remove(0).1;
+        for s in &settings.sinks {
+            let sink = build(s, &http_client());
+            assert!(matches!(
+                sink.send(&f).await,
+                Err(SendError::Permanent { .. })
+            ));
+        }
+    }
 }

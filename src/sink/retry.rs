@@ -36,6 +36,83 @@ pub fn classify_status(status: u16, retry_after: Option<&str>, body: &str) -> Op
     }
 }
 
+/// AWS error codes worth retrying: throttling, the service's own
+/// failures, and credentials that expired between refreshes.
+const AWS_RETRIABLE_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottled",
+    "RequestThrottledException",
+    "RequestLimitExceeded",
+    "TooManyRequestsException",
+    "ProvisionedThroughputExceededException",
+    "KMSThrottlingException",
+    "SlowDown",
+    "InternalError",
+    "InternalFailure",
+    "InternalFailureException",
+    "InternalException",
+    "ServiceUnavailable",
+    "ServiceUnavailableException",
+    "RequestTimeout",
+    "RequestTimeoutException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "RequestExpired",
+];
+
+/// AWS error codes that end retrying at once: the caller may not, the
+/// target does not exist, or the request is malformed.
+const AWS_PERMANENT_CODES: &[&str] = &[
+    "AccessDenied",
+    "AccessDeniedException",
+    "AuthorizationError",
+    "NotAuthorizedForSourceException",
+    "NotAuthorizedForDetailTypeException",
+    "NotFound",
+    "NotFoundException",
+    "ResourceNotFoundException",
+    "InvalidParameter",
+    "InvalidParameterException",
+    "InvalidParameterValue",
+    "ValidationException",
+    "ValidationError",
+    "MalformedDetail",
+    "InvalidArgument",
+    "KMSDisabled",
+    "KMSNotFound",
+    "KMSAccessDenied",
+];
+
+/// Classifies an AWS service error by its code and HTTP status (when the
+/// error came with a response): throttling, internal errors, 408, 429 and
+/// 5xx are retriable; access denied, a missing topic or bus and validation
+/// errors are permanent, as is any other 4xx.
+pub fn classify_aws(code: Option<&str>, status: Option<u16>, message: &str) -> SendError {
+    let message = crate::dead_letter::scrub(message.trim(), &[]);
+    let message: String = message.chars().take(200).collect();
+    let error = match (code, message.is_empty()) {
+        (Some(c), false) => format!("{c}: {message}"),
+        (Some(c), true) => c.to_owned(),
+        (None, false) => message,
+        (None, true) => status.map_or("AWS error".to_owned(), |s| format!("HTTP {s}")),
+    };
+    let retriable = match code {
+        Some(c) if AWS_RETRIABLE_CODES.contains(&c) => true,
+        Some(c) if AWS_PERMANENT_CODES.contains(&c) => false,
+        _ => status.is_none_or(|s| s == 408 || s == 429 || s >= 500),
+    };
+    if retriable {
+        SendError::Retriable {
+            error,
+            retry_after: None,
+        }
+    } else {
+        SendError::Permanent { error, status }
+    }
+}
+
 /// `Retry-After` as delay seconds or an HTTP date.
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
@@ -207,6 +284,47 @@ mod tests {
             panic!()
         };
         assert_eq!(error, "HTTP 404: no such hook [url]");
+    }
+
+    #[test]
+    fn aws_errors() {
+        let retriable =
+            |c: Option<&str>, s| matches!(classify_aws(c, s, "m"), SendError::Retriable { .. });
+        for c in [
+            "Throttling",
+            "ThrottlingException",
+            "InternalFailure",
+            "ServiceUnavailable",
+        ] {
+            assert!(retriable(Some(c), Some(400)), "{c}");
+        }
+        for c in [
+            "AccessDenied",
+            "AuthorizationError",
+            "NotFound",
+            "ResourceNotFoundException",
+            "ValidationException",
+            "InvalidParameter",
+        ] {
+            assert!(!retriable(Some(c), Some(500)), "{c}");
+        }
+        assert!(retriable(Some("Unheard"), Some(503)));
+        assert!(retriable(Some("Unheard"), Some(429)));
+        assert!(!retriable(Some("Unheard"), Some(400)));
+        // A per-entry failure has no status: unknown codes are retried.
+        assert!(retriable(Some("Unheard"), None));
+        assert!(!retriable(Some("MalformedDetail"), None));
+        assert_eq!(
+            classify_aws(
+                Some("NotFound"),
+                Some(404),
+                "Topic does not exist https://sns.example/x"
+            ),
+            SendError::Permanent {
+                error: "NotFound: Topic does not exist [url]".into(),
+                status: Some(404)
+            }
+        );
     }
 
     #[test]

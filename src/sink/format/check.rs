@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::escape::is_console_url;
-use super::{opsgenie, pagerduty, slack, teams, webhook};
+use super::{ocsf, opsgenie, pagerduty, slack, teams, webhook};
 use crate::finding::Finding;
 
 /// The one URL rootwatch writes that is not a console link: the Adaptive
@@ -25,6 +25,7 @@ pub fn all_formats(f: &Finding) -> Result<(), String> {
     pagerduty_body(&pagerduty::body(f, ROUTING_KEY)).map_err(|e| format!("pagerduty: {e}"))?;
     teams_body(&teams::body(f)).map_err(|e| format!("teams: {e}"))?;
     opsgenie_body(&opsgenie::body(f)).map_err(|e| format!("opsgenie: {e}"))?;
+    ocsf_body(f, &ocsf::body(f, 0)).map_err(|e| format!("ocsf: {e}"))?;
     webhook_body(f, &webhook::body(f)).map_err(|e| format!("webhook: {e}"))
 }
 
@@ -167,6 +168,35 @@ pub fn webhook_body(f: &Finding, body: &[u8]) -> Result<(), String> {
         return Err("finding_id does not round-trip".into());
     }
     Ok(())
+}
+
+/// An OCSF Detection Finding: its classification, the finding id as
+/// `finding_info.uid`, an integer `time`, the raw event as JSON text, and
+/// prose (`message`, `finding_info`) as inert as in the chat formats.
+pub fn ocsf_body(f: &Finding, v: &Value) -> Result<(), String> {
+    for (k, want) in [
+        ("class_uid", ocsf::CLASS_UID),
+        ("category_uid", ocsf::CATEGORY_UID),
+        ("activity_id", ocsf::ACTIVITY_CREATE),
+        ("type_uid", ocsf::TYPE_UID),
+    ] {
+        if v[k].as_u64() != Some(u64::from(want)) {
+            return Err(format!("{k} is {}, not {want}", v[k]));
+        }
+    }
+    if !matches!(v["severity_id"].as_u64(), Some(2..=5)) {
+        return Err(format!("severity_id {}", v["severity_id"]));
+    }
+    if !v["time"].is_i64() {
+        return Err(format!("time {} is not an integer", v["time"]));
+    }
+    if v["finding_info"]["uid"].as_str() != Some(f.finding_id.as_str()) {
+        return Err("finding_info.uid is not the finding id".into());
+    }
+    let raw = v["raw_data"].as_str().ok_or("raw_data is not a string")?;
+    serde_json::from_str::<Value>(raw).map_err(|e| format!("raw_data is not JSON: {e}"))?;
+    inert(&v["message"])?;
+    inert(&v["finding_info"])
 }
 
 /// No string of `v` holds a control character other than a line break, a

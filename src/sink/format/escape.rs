@@ -26,6 +26,7 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::config::is_aws_region;
 use crate::finding::{Finding, Severity, Summary, Technique};
 
 /// Appended wherever a value was cut.
@@ -333,26 +334,6 @@ pub fn teams(s: &str, max: usize) -> String {
 // ---------------------------------------------------------------------------
 // The CloudTrail console link
 // ---------------------------------------------------------------------------
-
-/// `^[a-z]{2}(-[a-z]+)+-\d+$`: `us-east-1`, `ap-southeast-4`, `us-gov-west-1`,
-/// `cn-north-1`. Anything else (`us-east-1.evil.example/`) is not a region.
-pub fn is_aws_region(s: &str) -> bool {
-    if s.len() > 32 {
-        return false;
-    }
-    let parts: Vec<&str> = s.split('-').collect();
-    let lower = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
-    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
-        return false;
-    };
-    parts.len() >= 3
-        && first.len() == 2
-        && lower(first)
-        && parts[1..parts.len() - 1].iter().all(lower)
-        && !last.is_empty()
-        && last.len() <= 3
-        && last.bytes().all(|b| b.is_ascii_digit())
-}
 
 /// The console's domain for the region's partition. The isolated partitions
 /// (`us-iso-east-1`, `us-isob-east-1`, `eu-isoe-west-1`) have no public

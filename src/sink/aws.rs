@@ -1,0 +1,111 @@
+//! What the AWS sinks (SNS, EventBridge) share: their clients built from
+//! the process's AWS configuration, and SDK errors mapped to
+//! retriable or permanent failures (the decision itself is
+//! [`super::retry::classify_aws`]).
+
+use std::error::Error;
+use std::time::Duration;
+
+use aws_sdk_sns::config::http::HttpResponse;
+use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
+
+use super::SendError;
+use super::retry::classify_aws;
+
+/// SNS and EventBridge both take at most 256 KiB per message or entry.
+pub const MAX_BYTES: usize = 256 * 1024;
+
+/// The region an SNS topic or EventBridge bus ARN names
+/// (`arn:aws:sns:eu-west-1:111122223333:alerts` -> `eu-west-1`).
+pub fn arn_region(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_), Some(_), Some(region)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    (!region.is_empty()).then_some(region)
+}
+
+/// An SDK error as a sink failure. Nothing from the request (the message,
+/// the topic's subscribers) is in the text; URLs in the service's message
+/// are replaced.
+pub fn send_error<E>(e: &SdkError<E, HttpResponse>) -> SendError
+where
+    E: ProvideErrorMetadata + Error + 'static,
+{
+    let retriable = |error: String| SendError::Retriable {
+        error: crate::dead_letter::scrub(&error, &[]),
+        retry_after: None,
+    };
+    match e {
+        SdkError::ServiceError(s) => {
+            let err = s.err();
+            classify_aws(
+                err.code(),
+                Some(s.raw().status().as_u16()),
+                err.message().unwrap_or_default(),
+            )
+        }
+        SdkError::TimeoutError(_) => retriable("timed out".into()),
+        SdkError::DispatchFailure(d) => {
+            let kind = if d.is_timeout() {
+                "timed out"
+            } else if d.is_io() {
+                "connection failed"
+            } else {
+                "request not sent"
+            };
+            retriable(format!(
+                "{kind}: {}",
+                aws_sdk_sns::error::DisplayErrorContext(e)
+            ))
+        }
+        // A response that could not be read, or a request that could not
+        // be built (credentials not loaded yet): the next attempt may do.
+        other => retriable(format!(
+            "{}",
+            aws_sdk_sns::error::DisplayErrorContext(other)
+        )),
+    }
+}
+
+/// Runs `call` for at most `timeout`, a deadline overrun being retriable.
+pub async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, SendError>>,
+) -> Result<T, SendError> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(SendError::Retriable {
+                error: format!("no answer within {}s", timeout.as_secs()),
+                retry_after: None,
+            })
+        })
+}
+
+/// The current time in ms since the epoch, for OCSF `time` when an
+/// event's own does not parse.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_of_arns() {
+        assert_eq!(
+            arn_region("arn:aws:sns:eu-west-1:111122223333:alerts"),
+            Some("eu-west-1")
+        );
+        assert_eq!(
+            arn_region("arn:aws:events:us-east-2:111122223333:event-bus/soc"),
+            Some("us-east-2")
+        );
+        assert_eq!(arn_region("soc"), None);
+        assert_eq!(arn_region("arn:aws:iam::111122223333:root"), None);
+    }
+}
