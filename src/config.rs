@@ -184,6 +184,13 @@ pub enum RawSource {
         /// The account that must own every bucket read (S3 refuses the
         /// GetObject otherwise).
         expected_bucket_owner: Option<String>,
+        /// AWS region of the source's clients; default: the one the
+        /// queue URL names, else the credential chain's.
+        region: Option<String>,
+        /// A role assumed through STS for this source's calls.
+        role_arn: Option<String>,
+        external_id: Option<String>,
+        session_name: Option<String>,
     },
     File {
         name: Option<String>,
@@ -218,6 +225,13 @@ pub enum RawSource {
         /// Where undeliverable findings are written; by default next to
         /// the checkpoint.
         dead_letter_path: Option<String>,
+        /// AWS region of the source's clients; default: the credential
+        /// chain's.
+        region: Option<String>,
+        /// A role assumed through STS for this source's calls.
+        role_arn: Option<String>,
+        external_id: Option<String>,
+        session_name: Option<String>,
     },
 }
 
@@ -374,6 +388,8 @@ pub struct SqsSettings {
     /// `None`: any bucket (a warning is logged at start).
     pub allowed_buckets: Option<HashSet<String>>,
     pub expected_bucket_owner: Option<String>,
+    /// Region and role of the queue's (and its S3 fetches') clients.
+    pub aws: crate::aws::AwsSettings,
 }
 
 /// Bounds on what one SQS message may make rootwatch read from S3.
@@ -413,6 +429,7 @@ pub struct CloudwatchLogsSettings {
     /// Undeliverable findings are appended here before the checkpoint
     /// passes their event.
     pub dead_letter_path: PathBuf,
+    pub aws: crate::aws::AwsSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -880,6 +897,10 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             max_objects_per_message,
             allowed_buckets,
             expected_bucket_owner,
+            region,
+            role_arn,
+            external_id,
+            session_name,
         } => {
             let url = reqwest::Url::parse(queue_url).map_err(|e| {
                 invalid(
@@ -899,7 +920,18 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     ),
                 ));
             }
+            let aws = aws_settings(
+                key,
+                RawAws {
+                    region,
+                    role_arn,
+                    external_id,
+                    session_name,
+                },
+                crate::aws::region_from_queue_url(queue_url).map(|r| ("queue_url", r)),
+            )?;
             SourceSettings::Sqs(SqsSettings {
+                aws,
                 name: name_or(key, name, format!("sqs-{i}"))?,
                 queue_url: queue_url.clone(),
                 concurrency: nonzero(&format!("{key}.concurrency"), *concurrency, 64)?,
@@ -974,7 +1006,21 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             max_requests_per_sec,
             filter_pattern,
             dead_letter_path,
+            region,
+            role_arn,
+            external_id,
+            session_name,
         } => {
+            let aws = aws_settings(
+                key,
+                RawAws {
+                    region,
+                    role_arn,
+                    external_id,
+                    session_name,
+                },
+                None,
+            )?;
             // CloudWatch Logs group names: 1 to 512 of [A-Za-z0-9_-/.#].
             let group_name_ok = |n: &str| {
                 !n.is_empty()
@@ -1082,6 +1128,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                 p => p.clone(),
             };
             SourceSettings::CloudwatchLogs(CloudwatchLogsSettings {
+                aws,
                 name: name_or(key, name, format!("cloudwatch_logs-{i}"))?,
                 log_groups: groups,
                 discovery_interval: secs(
@@ -1108,6 +1155,90 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             })
         }
     })
+}
+
+/// A source's AWS keys as written.
+struct RawAws<'a> {
+    region: &'a Option<String>,
+    role_arn: &'a Option<String>,
+    external_id: &'a Option<String>,
+    session_name: &'a Option<String>,
+}
+
+/// `region`, `role_arn`, `external_id`, `session_name` of the source at
+/// `key`. `implied` is the region its resource names (a queue URL), as
+/// (the key naming it, region): the default, and a `region` that differs
+/// from it is an error (the calls would go to the wrong regional endpoint).
+fn aws_settings(
+    key: &str,
+    raw: RawAws<'_>,
+    implied: Option<(&str, String)>,
+) -> Result<crate::aws::AwsSettings, ConfigError> {
+    use crate::aws;
+    let region = match (raw.region, implied) {
+        (Some(r), _) if !aws::is_region(r) => {
+            return Err(invalid(
+                format!("{key}.region"),
+                format!("`{r}` is not an AWS region name such as eu-west-1"),
+            ));
+        }
+        (Some(r), Some((k, implied))) if *r != implied => {
+            return Err(invalid(
+                format!("{key}.region"),
+                format!("`{r}` differs from `{implied}`, the region `{k}` names"),
+            ));
+        }
+        (Some(r), _) => Some(r.clone()),
+        (None, implied) => implied.map(|(_, r)| r),
+    };
+    let role = match raw.role_arn {
+        None => {
+            for (k, v) in [
+                ("external_id", raw.external_id),
+                ("session_name", raw.session_name),
+            ] {
+                if v.is_some() {
+                    return Err(invalid(
+                        format!("{key}.{k}"),
+                        "only applies with `role_arn`",
+                    ));
+                }
+            }
+            None
+        }
+        Some(arn) => {
+            if !aws::is_role_arn(arn) {
+                return Err(invalid(
+                    format!("{key}.role_arn"),
+                    format!("`{arn}` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                ));
+            }
+            if let Some(id) = raw.external_id
+                && !aws::is_external_id(id)
+            {
+                return Err(invalid(
+                    format!("{key}.external_id"),
+                    "must be 2 to 1224 letters, digits or `_+=,.@:/-`",
+                ));
+            }
+            let session_name = match raw.session_name {
+                Some(n) if !aws::is_session_name(n) => {
+                    return Err(invalid(
+                        format!("{key}.session_name"),
+                        format!("`{n}` must be 2 to 64 letters, digits or `_+=,.@-`"),
+                    ));
+                }
+                Some(n) => n.clone(),
+                None => aws::DEFAULT_SESSION_NAME.to_owned(),
+            };
+            Some(aws::Role {
+                arn: arn.clone(),
+                external_id: raw.external_id.clone(),
+                session_name,
+            })
+        }
+    };
+    Ok(aws::AwsSettings { region, role })
 }
 
 /// `dead_letter_path`: a file, not empty, not a directory.
@@ -1270,6 +1401,13 @@ pub fn render_effective(raw: &RawConfig) -> String {
     };
     for a in &mut raw.audit.accounts {
         a.external_id.iter_mut().for_each(redact);
+    }
+    for src in &mut raw.sources {
+        if let RawSource::Sqs { external_id, .. } | RawSource::CloudwatchLogs { external_id, .. } =
+            src
+        {
+            external_id.iter_mut().for_each(redact);
+        }
     }
     for sink in &mut raw.sinks {
         sink.url.iter_mut().for_each(redact_url);

@@ -633,3 +633,122 @@ fn plain_http_sinks_only_to_loopback_unless_allowed() {
     assert!(text.contains("allow_insecure_http = true"), "{text}");
     validate(&parse(&text, &env).unwrap()).unwrap();
 }
+
+// ---------------------------------------------------------------- per-source AWS settings
+
+fn sqs_at(url: &str, extra: &str) -> Result<SqsSettings, ConfigError> {
+    let s = load_str(&format!(
+        "[[sources]]\ntype = \"sqs\"\nqueue_url = \"{url}\"\n{extra}"
+    ))?;
+    match s.sources.into_iter().next() {
+        Some(SourceSettings::Sqs(q)) => Ok(q),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sqs_region_defaults_to_the_queue_urls() {
+    let q = sqs_at("https://sqs.eu-west-1.amazonaws.com/111122223333/ct", "").unwrap();
+    assert_eq!(q.aws.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(q.aws.role, None);
+    let q = sqs_at("https://ap-south-1.queue.amazonaws.com/111122223333/ct", "").unwrap();
+    assert_eq!(q.aws.region.as_deref(), Some("ap-south-1"));
+    // An emulator's URL names no region: the credential chain's applies...
+    let q = sqs_at("http://127.0.0.1:4566/111122223333/ct", "").unwrap();
+    assert_eq!(q.aws.region, None);
+    // ... unless the source names one.
+    let q = sqs_at(
+        "http://127.0.0.1:4566/111122223333/ct",
+        "region = \"eu-central-1\"\n",
+    )
+    .unwrap();
+    assert_eq!(q.aws.region.as_deref(), Some("eu-central-1"));
+}
+
+#[test]
+fn region_errors_name_the_key() {
+    let e = sqs_at(
+        "https://sqs.eu-west-1.amazonaws.com/111122223333/ct",
+        "region = \"us-east-1\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "`sources[0].region`: `us-east-1` differs from `eu-west-1`, the region `queue_url` names"
+    );
+    let e = sqs_at("http://127.0.0.1:4566/1/q", "region = \"Ireland\"\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "`sources[0].region`: `Ireland` is not an AWS region name such as eu-west-1"
+    );
+    let e = cwl_err("log_groups = [\"a\"]\nregion = \"eu-west\"\n");
+    assert!(e.starts_with("`sources[0].region`: `eu-west`"), "{e}");
+}
+
+#[test]
+fn role_settings() {
+    let url = "https://sqs.eu-west-1.amazonaws.com/111122223333/ct";
+    let q = sqs_at(
+        url,
+        "role_arn = \"arn:aws:iam::444455556666:role/rootwatch-reader\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        q.aws.role,
+        Some(crate::aws::Role {
+            arn: "arn:aws:iam::444455556666:role/rootwatch-reader".into(),
+            external_id: None,
+            session_name: "rootwatch".into(),
+        })
+    );
+    let c = cwl(
+        "log_groups = [\"a\"]\nregion = \"us-west-2\"\nrole_arn = \"arn:aws:iam::444455556666:role/r\"\nexternal_id = \"tenant-42\"\nsession_name = \"rootwatch@soc\"\n",
+    );
+    assert_eq!(c.aws.region.as_deref(), Some("us-west-2"));
+    let role = c.aws.role.unwrap();
+    assert_eq!(role.external_id.as_deref(), Some("tenant-42"));
+    assert_eq!(role.session_name, "rootwatch@soc");
+    // `check-config` shows the external id no more than the audit's.
+    let text = format!(
+        "{CWL}log_groups = [\"a\"]\nrole_arn = \"arn:aws:iam::444455556666:role/r\"\nexternal_id = \"tenant-42\"\n"
+    );
+    let shown = render_effective(&parse(&text, &env).unwrap());
+    assert!(
+        !shown.contains("tenant-42") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn role_errors_name_the_key() {
+    let url = "https://sqs.eu-west-1.amazonaws.com/111122223333/ct";
+    let e = |extra: &str| sqs_at(url, extra).unwrap_err().to_string();
+    assert_eq!(
+        e("role_arn = \"arn:aws:iam::444455556666:user/bob\"\n"),
+        "`sources[0].role_arn`: `arn:aws:iam::444455556666:user/bob` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+    );
+    assert_eq!(
+        e("external_id = \"tenant-42\"\n"),
+        "`sources[0].external_id`: only applies with `role_arn`"
+    );
+    assert_eq!(
+        e("session_name = \"rootwatch\"\n"),
+        "`sources[0].session_name`: only applies with `role_arn`"
+    );
+    let role = "role_arn = \"arn:aws:iam::444455556666:role/r\"\n";
+    assert_eq!(
+        e(&format!("{role}session_name = \"has space\"\n")),
+        "`sources[0].session_name`: `has space` must be 2 to 64 letters, digits or `_+=,.@-`"
+    );
+    let long = "x".repeat(65);
+    assert!(
+        e(&format!("{role}session_name = \"{long}\"\n")).starts_with("`sources[0].session_name`:")
+    );
+    assert!(e(&format!("{role}external_id = \"x\"\n")).starts_with("`sources[0].external_id`:"));
+    // A file source has no AWS settings at all.
+    let e = err("[[sources]]\ntype = \"file\"\npaths = [\"/x\"]\nregion = \"eu-west-1\"\n");
+    assert!(e.contains("region"), "{e}");
+}
