@@ -9,9 +9,14 @@ venv="${ROOTWATCH_TEST_VENV:-$PWD/.venv-test}"
 step() { printf '\n== %s\n' "$*"; }
 
 step "moto (AWS emulator) in $venv"
-if ! "$venv/bin/python" -c 'import moto, flask, flask_cors' 2>/dev/null; then
+# Installed again whenever the requirements change (a new moto extra), not
+# only when the venv is missing: the stamp is the requirements' hash.
+want=$(sha256sum scripts/test-requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" != "$want" ] \
+  || ! "$venv/bin/python" -c 'import moto, flask, flask_cors' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
+  echo "$want" >"$venv/.requirements.sha256"
 fi
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

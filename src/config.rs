@@ -214,8 +214,13 @@ pub enum RawSource {
         poll_interval_secs: u64,
         #[serde(default = "default_cwl_lookback")]
         lookback_secs: u64,
-        /// Required; an Option so a missing value names the key.
+        /// A local checkpoint file; exactly one of this and
+        /// `checkpoint_table`. An Option so a missing value names the key.
         checkpoint_path: Option<String>,
+        /// A DynamoDB table shared by replicas, with leases per group.
+        checkpoint_table: Option<String>,
+        #[serde(default = "default_lease_duration")]
+        lease_duration_secs: u64,
         /// "now" or an RFC 3339 time: where a group without a checkpoint begins.
         #[serde(default = "default_cwl_start")]
         start: String,
@@ -246,6 +251,9 @@ fn default_cwl_lookback() -> u64 {
 }
 fn default_cwl_start() -> String {
     "now".into()
+}
+fn default_lease_duration() -> u64 {
+    30
 }
 fn default_cwl_rate() -> u32 {
     4
@@ -421,7 +429,7 @@ pub struct CloudwatchLogsSettings {
     /// How far behind its checkpoint each poll re-reads, for events that
     /// CloudWatch Logs makes searchable late.
     pub lookback: Duration,
-    pub checkpoint_path: PathBuf,
+    pub checkpoint: CheckpointStore,
     pub start: Start,
     /// Shared by every group of the source.
     pub max_requests_per_sec: std::num::NonZeroU32,
@@ -430,6 +438,19 @@ pub struct CloudwatchLogsSettings {
     /// passes their event.
     pub dead_letter_path: PathBuf,
     pub aws: crate::aws::AwsSettings,
+}
+
+/// Where a cloudwatch_logs source keeps its positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointStore {
+    /// A local file, for a single instance.
+    File(PathBuf),
+    /// A DynamoDB table shared by replicas that split the groups between
+    /// them by leases of `lease_duration`.
+    Table {
+        table: String,
+        lease_duration: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -762,14 +783,12 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         }
         // Two sources writing one checkpoint file would overwrite each other.
         if let SourceSettings::CloudwatchLogs(c) = &src
-            && !checkpoints.insert(c.checkpoint_path.clone())
+            && let CheckpointStore::File(path) = &c.checkpoint
+            && !checkpoints.insert(path.clone())
         {
             return Err(invalid(
                 format!("{key}.checkpoint_path"),
-                format!(
-                    "`{}` is used by another source",
-                    c.checkpoint_path.display()
-                ),
+                format!("`{}` is used by another source", path.display()),
             ));
         }
         sources.push(src);
@@ -1002,6 +1021,8 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             poll_interval_secs,
             lookback_secs,
             checkpoint_path,
+            checkpoint_table,
+            lease_duration_secs,
             start,
             max_requests_per_sec,
             filter_pattern,
@@ -1079,21 +1100,59 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     LogGroups::Prefix(prefix.clone())
                 }
             };
-            let checkpoint_path = match checkpoint_path.as_deref() {
-                None => {
+            let checkpoint = match (checkpoint_path.as_deref(), checkpoint_table.as_deref()) {
+                (Some(_), Some(_)) => {
                     return Err(invalid(
-                        format!("{key}.checkpoint_path"),
-                        "is required for a cloudwatch_logs source",
+                        format!("{key}.checkpoint_table"),
+                        "cannot be combined with `checkpoint_path`: set exactly one of them",
                     ));
                 }
-                Some("") => return Err(invalid(format!("{key}.checkpoint_path"), "is empty")),
-                Some(p) if p.ends_with('/') || Path::new(p).file_name().is_none() => {
+                (None, None) => {
+                    return Err(invalid(
+                        format!("{key}.checkpoint_path"),
+                        "is required for a cloudwatch_logs source (or set `checkpoint_table`)",
+                    ));
+                }
+                (Some(""), None) => {
+                    return Err(invalid(format!("{key}.checkpoint_path"), "is empty"));
+                }
+                (Some(p), None) if p.ends_with('/') || Path::new(p).file_name().is_none() => {
                     return Err(invalid(
                         format!("{key}.checkpoint_path"),
                         format!("`{p}` is a directory; name the checkpoint file"),
                     ));
                 }
-                Some(p) => PathBuf::from(p),
+                (Some(p), None) => CheckpointStore::File(PathBuf::from(p)),
+                (None, Some(t)) => {
+                    // DynamoDB table names: 3 to 255 of [A-Za-z0-9_.-].
+                    if !(3..=255).contains(&t.len())
+                        || !t
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    {
+                        return Err(invalid(
+                            format!("{key}.checkpoint_table"),
+                            format!(
+                                "`{t}` is not a DynamoDB table name (3 to 255 letters, digits, `_`, `.` or `-`)"
+                            ),
+                        ));
+                    }
+                    if dead_letter_path.is_none() {
+                        return Err(invalid(
+                            format!("{key}.dead_letter_path"),
+                            "is required with `checkpoint_table`: undeliverable alerts need a durable file (a persistent volume)",
+                        ));
+                    }
+                    CheckpointStore::Table {
+                        table: t.to_owned(),
+                        lease_duration: secs(
+                            &format!("{key}.lease_duration_secs"),
+                            *lease_duration_secs,
+                            10,
+                            3600,
+                        )?,
+                    }
+                }
             };
             let start = match start.trim() {
                 "now" => Start::Now,
@@ -1147,11 +1206,15 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                 start,
                 max_requests_per_sec,
                 filter_pattern,
-                dead_letter_path: match dead_letter(key, dead_letter_path.as_deref())? {
-                    Some(p) => p,
-                    None => checkpoint_path.with_extension("dead-letter.jsonl"),
+                dead_letter_path: match (
+                    dead_letter(key, dead_letter_path.as_deref())?,
+                    &checkpoint,
+                ) {
+                    (Some(p), _) => p,
+                    (None, CheckpointStore::File(path)) => path.with_extension("dead-letter.jsonl"),
+                    (None, CheckpointStore::Table { .. }) => unreachable!("required above"),
                 },
-                checkpoint_path,
+                checkpoint,
             })
         }
     })

@@ -279,8 +279,8 @@ fn cloudwatch_logs_defaults() {
     assert_eq!(c.lookback, Duration::from_secs(300));
     assert_eq!(c.discovery_interval, Duration::from_secs(300));
     assert_eq!(
-        c.checkpoint_path,
-        PathBuf::from("/var/lib/rootwatch/cwl.json")
+        c.checkpoint,
+        CheckpointStore::File(PathBuf::from("/var/lib/rootwatch/cwl.json"))
     );
     assert_eq!(c.start, Start::Now);
     assert_eq!(c.max_requests_per_sec.get(), 4);
@@ -351,7 +351,7 @@ fn cloudwatch_logs_checkpoint_path_errors() {
     let e = err("[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\n");
     assert_eq!(
         e,
-        "`sources[0].checkpoint_path`: is required for a cloudwatch_logs source"
+        "`sources[0].checkpoint_path`: is required for a cloudwatch_logs source (or set `checkpoint_table`)"
     );
     let e = err(
         "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\ncheckpoint_path = \"\"\n",
@@ -751,4 +751,43 @@ fn role_errors_name_the_key() {
     // A file source has no AWS settings at all.
     let e = err("[[sources]]\ntype = \"file\"\npaths = [\"/x\"]\nregion = \"eu-west-1\"\n");
     assert!(e.contains("region"), "{e}");
+}
+
+// ---------------------------------------------------------------- shared checkpoints
+
+#[test]
+fn checkpoint_table_settings() {
+    let base = "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\n";
+    let table = |extra: &str| load_str(&format!("{base}{extra}"));
+    let s = table(
+        "checkpoint_table = \"rootwatch-checkpoints\"\ndead_letter_path = \"/data/dl.jsonl\"\n",
+    )
+    .unwrap();
+    let SourceSettings::CloudwatchLogs(c) = &s.sources[0] else {
+        panic!()
+    };
+    assert_eq!(
+        c.checkpoint,
+        CheckpointStore::Table {
+            table: "rootwatch-checkpoints".into(),
+            lease_duration: Duration::from_secs(30)
+        }
+    );
+    let e = |extra: &str| table(extra).unwrap_err().to_string();
+    assert_eq!(
+        e("checkpoint_table = \"t-1\"\ncheckpoint_path = \"/x.json\"\ndead_letter_path = \"/d\"\n"),
+        "`sources[0].checkpoint_table`: cannot be combined with `checkpoint_path`: set exactly one of them"
+    );
+    assert_eq!(
+        e("checkpoint_table = \"t-1\"\n"),
+        "`sources[0].dead_letter_path`: is required with `checkpoint_table`: undeliverable alerts need a durable file (a persistent volume)"
+    );
+    assert!(
+        e("checkpoint_table = \"no\"\ndead_letter_path = \"/d\"\n")
+            .starts_with("`sources[0].checkpoint_table`: `no` is not a DynamoDB table name")
+    );
+    assert_eq!(
+        e("checkpoint_table = \"t-1\"\ndead_letter_path = \"/d\"\nlease_duration_secs = 5\n"),
+        "`sources[0].lease_duration_secs`: 5 is out of range (10 to 3600 seconds)"
+    );
 }
