@@ -265,12 +265,13 @@ async fn start_sources(
                 Arc::clone(pipeline),
             ))),
             SourceSettings::CloudwatchLogs(s) => {
-                let aws =
-                    crate::aws::sdk_config(aws.expect("loaded for CloudWatch Logs"), &s.aws).await;
+                let base = aws.expect("loaded for CloudWatch Logs");
+                let own = crate::aws::sdk_config(base, &s.aws).await;
                 let mut src = CloudwatchLogsSource::new(
                     s.clone(),
                     &settings.detect,
-                    &aws,
+                    &own,
+                    base,
                     Arc::clone(pipeline),
                 );
                 // The checkpoint is read before any network call, so a

@@ -84,6 +84,19 @@ async fn leases(ddb: &aws_sdk_dynamodb::Client, table: &str) -> HashMap<String, 
         .collect()
 }
 
+/// The replicas, killed if the test ends early (a failed assertion), so
+/// none outlives it.
+struct Replicas(Vec<Option<std::process::Child>>);
+
+impl Drop for Replicas {
+    fn drop(&mut self) {
+        for c in self.0.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn alerts(hook: &Webhook) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for f in hook.delivered() {
@@ -97,6 +110,15 @@ fn alerts(hook: &Webhook) -> BTreeMap<String, usize> {
 /// replica is killed with SIGKILL: the others take its groups over from
 /// their last checkpoints once its leases expire, and every event put
 /// after the kill alerts exactly once too.
+///
+/// moto evaluates a conditional write and applies it without holding off a
+/// concurrent one (DynamoDB serialises writes to an item), so two replicas
+/// asking for the same free lease in the same few milliseconds may both get
+/// it there. The replicas therefore start one after another (a rolling
+/// start: the first takes every group, the others get theirs handed back),
+/// and the jittered lease rounds keep the two survivors from asking for an
+/// expired lease at the same instant. Exactly once is the claim for this
+/// sequence; in general a takeover may repeat an alert, never lose one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_groups_and_take_over_a_killed_ones() {
     let aws = Aws::new().await;
@@ -154,7 +176,8 @@ async fn replicas_share_groups_and_take_over_a_killed_ones() {
 
     // The first replica alone takes every group (its share of one live
     // replica) and alerts what was put before it started.
-    let mut children = vec![spawn(0)];
+    let mut replicas = Replicas(vec![spawn(0)]);
+    let children = &mut replicas.0;
     let limit = Duration::from_secs(60);
     let start = Instant::now();
     loop {

@@ -238,10 +238,15 @@ fn rfc3339(ms: i64) -> String {
 }
 
 impl CloudwatchLogsSource {
+    /// `aws` is the source's configuration (its region and role applied);
+    /// `table_aws` reaches the `checkpoint_table`: the process's own
+    /// credentials and region, since the table lives where rootwatch runs,
+    /// not in the account whose logs a role reads.
     pub fn new(
         settings: CloudwatchLogsSettings,
         detect: &DetectSettings,
         aws: &aws_config::SdkConfig,
+        table_aws: &aws_config::SdkConfig,
         pipeline: Arc<Pipeline>,
     ) -> Self {
         let name = settings.name.clone();
@@ -274,7 +279,7 @@ impl CloudwatchLogsSource {
                 table,
                 lease_duration,
             } => Some(Arc::new(CheckpointTable::new(
-                aws,
+                table_aws,
                 table,
                 &name,
                 table::owner_id(),
