@@ -255,12 +255,9 @@ async fn start_sources(
     for source in &settings.sources {
         match source {
             SourceSettings::Sqs(s) => {
-                let src = SqsSource::new(
-                    s.clone(),
-                    aws.expect("loaded for SQS"),
-                    Arc::clone(pipeline),
-                )
-                .with_health(readiness.health());
+                let aws = crate::aws::sdk_config(aws.expect("loaded for SQS"), &s.aws).await;
+                let src = SqsSource::new(s.clone(), &aws, Arc::clone(pipeline))
+                    .with_health(readiness.health());
                 src.check().await?;
                 starting.push(Starting::Sqs(src));
             }
@@ -269,10 +266,13 @@ async fn start_sources(
                 Arc::clone(pipeline),
             ))),
             SourceSettings::CloudwatchLogs(s) => {
+                let base = aws.expect("loaded for CloudWatch Logs");
+                let own = crate::aws::sdk_config(base, &s.aws).await;
                 let mut src = CloudwatchLogsSource::new(
                     s.clone(),
                     &settings.detect,
-                    aws.expect("loaded for CloudWatch Logs"),
+                    &own,
+                    base,
                     Arc::clone(pipeline),
                 );
                 // The checkpoint is read before any network call, so a

@@ -184,6 +184,13 @@ pub enum RawSource {
         /// The account that must own every bucket read (S3 refuses the
         /// GetObject otherwise).
         expected_bucket_owner: Option<String>,
+        /// AWS region of the source's clients; default: the one the
+        /// queue URL names, else the credential chain's.
+        region: Option<String>,
+        /// A role assumed through STS for this source's calls.
+        role_arn: Option<String>,
+        external_id: Option<String>,
+        session_name: Option<String>,
     },
     File {
         name: Option<String>,
@@ -207,8 +214,13 @@ pub enum RawSource {
         poll_interval_secs: u64,
         #[serde(default = "default_cwl_lookback")]
         lookback_secs: u64,
-        /// Required; an Option so a missing value names the key.
+        /// A local checkpoint file; exactly one of this and
+        /// `checkpoint_table`. An Option so a missing value names the key.
         checkpoint_path: Option<String>,
+        /// A DynamoDB table shared by replicas, with leases per group.
+        checkpoint_table: Option<String>,
+        #[serde(default = "default_lease_duration")]
+        lease_duration_secs: u64,
         /// "now" or an RFC 3339 time: where a group without a checkpoint begins.
         #[serde(default = "default_cwl_start")]
         start: String,
@@ -218,6 +230,13 @@ pub enum RawSource {
         /// Where undeliverable findings are written; by default next to
         /// the checkpoint.
         dead_letter_path: Option<String>,
+        /// AWS region of the source's clients; default: the credential
+        /// chain's.
+        region: Option<String>,
+        /// A role assumed through STS for this source's calls.
+        role_arn: Option<String>,
+        external_id: Option<String>,
+        session_name: Option<String>,
     },
 }
 
@@ -232,6 +251,9 @@ fn default_cwl_lookback() -> u64 {
 }
 fn default_cwl_start() -> String {
     "now".into()
+}
+fn default_lease_duration() -> u64 {
+    30
 }
 fn default_cwl_rate() -> u32 {
     4
@@ -321,6 +343,11 @@ pub struct RawSink {
     /// The AWS region of an SNS or EventBridge sink, when it is not the
     /// process's own (nor the one its ARN names).
     pub region: Option<String>,
+    /// A role the SNS or EventBridge sink acts as (STS AssumeRole), with
+    /// its optional external id and session name.
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
     pub min_severity: Option<String>,
     pub rules: Option<Vec<String>>,
     #[serde(default = "default_retry_max")]
@@ -395,6 +422,8 @@ pub struct SqsSettings {
     /// `None`: any bucket (a warning is logged at start).
     pub allowed_buckets: Option<HashSet<String>>,
     pub expected_bucket_owner: Option<String>,
+    /// Region and role of the queue's (and its S3 fetches') clients.
+    pub aws: crate::aws::AwsSettings,
 }
 
 /// Bounds on what one SQS message may make rootwatch read from S3.
@@ -426,7 +455,7 @@ pub struct CloudwatchLogsSettings {
     /// How far behind its checkpoint each poll re-reads, for events that
     /// CloudWatch Logs makes searchable late.
     pub lookback: Duration,
-    pub checkpoint_path: PathBuf,
+    pub checkpoint: CheckpointStore,
     pub start: Start,
     /// Shared by every group of the source.
     pub max_requests_per_sec: std::num::NonZeroU32,
@@ -434,6 +463,20 @@ pub struct CloudwatchLogsSettings {
     /// Undeliverable findings are appended here before the checkpoint
     /// passes their event.
     pub dead_letter_path: PathBuf,
+    pub aws: crate::aws::AwsSettings,
+}
+
+/// Where a cloudwatch_logs source keeps its positions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointStore {
+    /// A local file, for a single instance.
+    File(PathBuf),
+    /// A DynamoDB table shared by replicas that split the groups between
+    /// them by leases of `lease_duration`.
+    Table {
+        table: String,
+        lease_duration: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -519,7 +562,8 @@ impl PayloadFormat {
 #[derive(Debug, Clone)]
 pub struct SnsSettings {
     pub topic_arn: String,
-    pub region: Option<String>,
+    /// Region (default: the topic ARN's) and role.
+    pub aws: crate::aws::AwsSettings,
     pub format: PayloadFormat,
 }
 
@@ -527,7 +571,8 @@ pub struct SnsSettings {
 #[derive(Debug, Clone)]
 pub struct EventBridgeSettings {
     pub event_bus: String,
-    pub region: Option<String>,
+    /// Region (default: the bus ARN's, else the process's) and role.
+    pub aws: crate::aws::AwsSettings,
     pub format: PayloadFormat,
 }
 
@@ -820,14 +865,12 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         }
         // Two sources writing one checkpoint file would overwrite each other.
         if let SourceSettings::CloudwatchLogs(c) = &src
-            && !checkpoints.insert(c.checkpoint_path.clone())
+            && let CheckpointStore::File(path) = &c.checkpoint
+            && !checkpoints.insert(path.clone())
         {
             return Err(invalid(
                 format!("{key}.checkpoint_path"),
-                format!(
-                    "`{}` is used by another source",
-                    c.checkpoint_path.display()
-                ),
+                format!("`{}` is used by another source", path.display()),
             ));
         }
         sources.push(src);
@@ -955,6 +998,10 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             max_objects_per_message,
             allowed_buckets,
             expected_bucket_owner,
+            region,
+            role_arn,
+            external_id,
+            session_name,
         } => {
             let url = reqwest::Url::parse(queue_url).map_err(|e| {
                 invalid(
@@ -974,7 +1021,18 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     ),
                 ));
             }
+            let aws = aws_settings(
+                key,
+                RawAws {
+                    region,
+                    role_arn,
+                    external_id,
+                    session_name,
+                },
+                crate::aws::region_from_queue_url(queue_url).map(|r| ("queue_url", r)),
+            )?;
             SourceSettings::Sqs(SqsSettings {
+                aws,
                 name: name_or(key, name, format!("sqs-{i}"))?,
                 queue_url: queue_url.clone(),
                 concurrency: nonzero(&format!("{key}.concurrency"), *concurrency, 64)?,
@@ -1045,11 +1103,27 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             poll_interval_secs,
             lookback_secs,
             checkpoint_path,
+            checkpoint_table,
+            lease_duration_secs,
             start,
             max_requests_per_sec,
             filter_pattern,
             dead_letter_path,
+            region,
+            role_arn,
+            external_id,
+            session_name,
         } => {
+            let aws = aws_settings(
+                key,
+                RawAws {
+                    region,
+                    role_arn,
+                    external_id,
+                    session_name,
+                },
+                None,
+            )?;
             // CloudWatch Logs group names: 1 to 512 of [A-Za-z0-9_-/.#].
             let group_name_ok = |n: &str| {
                 !n.is_empty()
@@ -1108,21 +1182,59 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     LogGroups::Prefix(prefix.clone())
                 }
             };
-            let checkpoint_path = match checkpoint_path.as_deref() {
-                None => {
+            let checkpoint = match (checkpoint_path.as_deref(), checkpoint_table.as_deref()) {
+                (Some(_), Some(_)) => {
                     return Err(invalid(
-                        format!("{key}.checkpoint_path"),
-                        "is required for a cloudwatch_logs source",
+                        format!("{key}.checkpoint_table"),
+                        "cannot be combined with `checkpoint_path`: set exactly one of them",
                     ));
                 }
-                Some("") => return Err(invalid(format!("{key}.checkpoint_path"), "is empty")),
-                Some(p) if p.ends_with('/') || Path::new(p).file_name().is_none() => {
+                (None, None) => {
+                    return Err(invalid(
+                        format!("{key}.checkpoint_path"),
+                        "is required for a cloudwatch_logs source (or set `checkpoint_table`)",
+                    ));
+                }
+                (Some(""), None) => {
+                    return Err(invalid(format!("{key}.checkpoint_path"), "is empty"));
+                }
+                (Some(p), None) if p.ends_with('/') || Path::new(p).file_name().is_none() => {
                     return Err(invalid(
                         format!("{key}.checkpoint_path"),
                         format!("`{p}` is a directory; name the checkpoint file"),
                     ));
                 }
-                Some(p) => PathBuf::from(p),
+                (Some(p), None) => CheckpointStore::File(PathBuf::from(p)),
+                (None, Some(t)) => {
+                    // DynamoDB table names: 3 to 255 of [A-Za-z0-9_.-].
+                    if !(3..=255).contains(&t.len())
+                        || !t
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    {
+                        return Err(invalid(
+                            format!("{key}.checkpoint_table"),
+                            format!(
+                                "`{t}` is not a DynamoDB table name (3 to 255 letters, digits, `_`, `.` or `-`)"
+                            ),
+                        ));
+                    }
+                    if dead_letter_path.is_none() {
+                        return Err(invalid(
+                            format!("{key}.dead_letter_path"),
+                            "is required with `checkpoint_table`: undeliverable alerts need a durable file (a persistent volume)",
+                        ));
+                    }
+                    CheckpointStore::Table {
+                        table: t.to_owned(),
+                        lease_duration: secs(
+                            &format!("{key}.lease_duration_secs"),
+                            *lease_duration_secs,
+                            10,
+                            3600,
+                        )?,
+                    }
+                }
             };
             let start = match start.trim() {
                 "now" => Start::Now,
@@ -1157,6 +1269,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                 p => p.clone(),
             };
             SourceSettings::CloudwatchLogs(CloudwatchLogsSettings {
+                aws,
                 name: name_or(key, name, format!("cloudwatch_logs-{i}"))?,
                 log_groups: groups,
                 discovery_interval: secs(
@@ -1175,14 +1288,102 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                 start,
                 max_requests_per_sec,
                 filter_pattern,
-                dead_letter_path: match dead_letter(key, dead_letter_path.as_deref())? {
-                    Some(p) => p,
-                    None => checkpoint_path.with_extension("dead-letter.jsonl"),
+                dead_letter_path: match (
+                    dead_letter(key, dead_letter_path.as_deref())?,
+                    &checkpoint,
+                ) {
+                    (Some(p), _) => p,
+                    (None, CheckpointStore::File(path)) => path.with_extension("dead-letter.jsonl"),
+                    (None, CheckpointStore::Table { .. }) => unreachable!("required above"),
                 },
-                checkpoint_path,
+                checkpoint,
             })
         }
     })
+}
+
+/// A source's or AWS sink's AWS keys as written.
+struct RawAws<'a> {
+    region: &'a Option<String>,
+    role_arn: &'a Option<String>,
+    external_id: &'a Option<String>,
+    session_name: &'a Option<String>,
+}
+
+/// `region`, `role_arn`, `external_id`, `session_name` of the source at
+/// `key`. `implied` is the region its resource names (a queue URL), as
+/// (the key naming it, region): the default, and a `region` that differs
+/// from it is an error (the calls would go to the wrong regional endpoint).
+fn aws_settings(
+    key: &str,
+    raw: RawAws<'_>,
+    implied: Option<(&str, String)>,
+) -> Result<crate::aws::AwsSettings, ConfigError> {
+    use crate::aws;
+    let region = match (raw.region, implied) {
+        (Some(r), _) if !aws::is_region(r) => {
+            return Err(invalid(
+                format!("{key}.region"),
+                format!("`{r}` is not an AWS region name such as eu-west-1"),
+            ));
+        }
+        (Some(r), Some((k, implied))) if *r != implied => {
+            return Err(invalid(
+                format!("{key}.region"),
+                format!("`{r}` differs from `{implied}`, the region `{k}` names"),
+            ));
+        }
+        (Some(r), _) => Some(r.clone()),
+        (None, implied) => implied.map(|(_, r)| r),
+    };
+    let role = match raw.role_arn {
+        None => {
+            for (k, v) in [
+                ("external_id", raw.external_id),
+                ("session_name", raw.session_name),
+            ] {
+                if v.is_some() {
+                    return Err(invalid(
+                        format!("{key}.{k}"),
+                        "only applies with `role_arn`",
+                    ));
+                }
+            }
+            None
+        }
+        Some(arn) => {
+            if !aws::is_role_arn(arn) {
+                return Err(invalid(
+                    format!("{key}.role_arn"),
+                    format!("`{arn}` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                ));
+            }
+            if let Some(id) = raw.external_id
+                && !aws::is_external_id(id)
+            {
+                return Err(invalid(
+                    format!("{key}.external_id"),
+                    "must be 2 to 1224 letters, digits or `_+=,.@:/-`",
+                ));
+            }
+            let session_name = match raw.session_name {
+                Some(n) if !aws::is_session_name(n) => {
+                    return Err(invalid(
+                        format!("{key}.session_name"),
+                        format!("`{n}` must be 2 to 64 letters, digits or `_+=,.@-`"),
+                    ));
+                }
+                Some(n) => n.clone(),
+                None => aws::DEFAULT_SESSION_NAME.to_owned(),
+            };
+            Some(aws::Role {
+                arn: arn.clone(),
+                external_id: raw.external_id.clone(),
+                session_name,
+            })
+        }
+    };
+    Ok(aws::AwsSettings { region, role })
 }
 
 /// `dead_letter_path`: a file, not empty, not a directory.
@@ -1222,8 +1423,28 @@ fn validate_sink(
         SinkType::Pagerduty => ("pagerduty", &["url", "allow_insecure_http", "routing_key"]),
         SinkType::Teams => ("teams", &["url", "allow_insecure_http"]),
         SinkType::Opsgenie => ("opsgenie", &["url", "allow_insecure_http", "api_key"]),
-        SinkType::Sns => ("sns", &["topic_arn", "region", "format"]),
-        SinkType::Eventbridge => ("eventbridge", &["event_bus", "region", "format"]),
+        SinkType::Sns => (
+            "sns",
+            &[
+                "topic_arn",
+                "format",
+                "region",
+                "role_arn",
+                "external_id",
+                "session_name",
+            ],
+        ),
+        SinkType::Eventbridge => (
+            "eventbridge",
+            &[
+                "event_bus",
+                "format",
+                "region",
+                "role_arn",
+                "external_id",
+                "session_name",
+            ],
+        ),
     };
     for (field, set) in [
         ("url", s.url.is_some()),
@@ -1237,6 +1458,9 @@ fn validate_sink(
         ("topic_arn", s.topic_arn.is_some()),
         ("event_bus", s.event_bus.is_some()),
         ("region", s.region.is_some()),
+        ("role_arn", s.role_arn.is_some()),
+        ("external_id", s.external_id.is_some()),
+        ("session_name", s.session_name.is_some()),
     ] {
         if set && !allowed.contains(&field) {
             return Err(invalid(
@@ -1268,18 +1492,29 @@ fn validate_sink(
             )
         })?,
     };
-    let region = match &s.region {
-        None => None,
-        Some(_) => {
-            let r = required("region", &s.region)?;
-            if !is_aws_region(&r) {
-                return Err(invalid(
-                    format!("{key}.region"),
-                    format!("`{r}` is not an AWS region name (like eu-west-1)"),
-                ));
-            }
-            Some(r)
-        }
+    // The region and role of an SNS or EventBridge sink, as for a source;
+    // the region its ARN names is the default.
+    let aws = |arn: &str| {
+        let implied = crate::aws::arn_region(arn).map(str::to_owned);
+        aws_settings(
+            key,
+            RawAws {
+                region: &s.region,
+                role_arn: &s.role_arn,
+                external_id: &s.external_id,
+                session_name: &s.session_name,
+            },
+            implied.map(|r| {
+                (
+                    if arn.contains(":sns:") {
+                        "topic_arn"
+                    } else {
+                        "event_bus"
+                    },
+                    r,
+                )
+            }),
+        )
     };
     let kind = match s.kind {
         SinkType::Stdout => SinkKind::Stdout,
@@ -1327,8 +1562,8 @@ fn validate_sink(
                 ));
             }
             SinkKind::Sns(SnsSettings {
+                aws: aws(&topic_arn)?,
                 topic_arn,
-                region,
                 format,
             })
         }
@@ -1349,8 +1584,8 @@ fn validate_sink(
                 ));
             }
             SinkKind::EventBridge(EventBridgeSettings {
+                aws: aws(&event_bus)?,
                 event_bus,
-                region,
                 format,
             })
         }
@@ -1441,7 +1676,7 @@ fn is_arn_of(arn: &str, service: &str, resource_ok: impl Fn(&str) -> bool) -> bo
     matches!(parts.as_slice(), ["arn", partition, svc, region, account, resource]
         if partition.starts_with("aws")
             && *svc == service
-            && is_aws_region(region)
+            && crate::aws::is_region(region)
             && account.len() == 12
             && account.chars().all(|c| c.is_ascii_digit())
             && !resource.is_empty()
@@ -1460,11 +1695,19 @@ pub fn render_effective(raw: &RawConfig) -> String {
     for a in &mut raw.audit.accounts {
         a.external_id.iter_mut().for_each(redact);
     }
+    for src in &mut raw.sources {
+        if let RawSource::Sqs { external_id, .. } | RawSource::CloudwatchLogs { external_id, .. } =
+            src
+        {
+            external_id.iter_mut().for_each(redact);
+        }
+    }
     for sink in &mut raw.sinks {
         sink.url.iter_mut().for_each(redact_url);
         sink.hmac_secret.iter_mut().for_each(redact);
         sink.routing_key.iter_mut().for_each(redact);
         sink.api_key.iter_mut().for_each(redact);
+        sink.external_id.iter_mut().for_each(redact);
         sink.bearer_token.iter_mut().for_each(redact);
         sink.headers
             .iter_mut()
@@ -1482,26 +1725,6 @@ fn redact_url(url: &mut String) {
     } else {
         *url = "<redacted>".into();
     }
-}
-
-/// `^[a-z]{2}(-[a-z]+)+-\d+$`: `us-east-1`, `ap-southeast-4`, `us-gov-west-1`,
-/// `cn-north-1`. Anything else (`us-east-1.evil.example/`) is not a region.
-pub fn is_aws_region(s: &str) -> bool {
-    if s.len() > 32 {
-        return false;
-    }
-    let parts: Vec<&str> = s.split('-').collect();
-    let lower = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase());
-    let (Some(first), Some(last)) = (parts.first(), parts.last()) else {
-        return false;
-    };
-    parts.len() >= 3
-        && first.len() == 2
-        && lower(first)
-        && parts[1..parts.len() - 1].iter().all(lower)
-        && !last.is_empty()
-        && last.len() <= 3
-        && last.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]

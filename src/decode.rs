@@ -32,6 +32,8 @@ pub enum Item<'a> {
 pub struct ObjectRef {
     pub bucket: String,
     pub key: String,
+    /// The bucket's region, when the notification says it.
+    pub region: Option<String>,
 }
 
 impl fmt::Display for ObjectRef {
@@ -302,6 +304,7 @@ fn decode_eventbridge(detail_type: &str, doc: &Document<'_>, out: &mut Out<'_>) 
             (Some(bucket), Some(key)) => out(Ok(Item::Object(ObjectRef {
                 bucket: bucket.to_owned(),
                 key: key.to_owned(),
+                region: doc.region.non_empty().map(str::to_owned),
             }))),
             _ => out(Err(DecodeError::malformed(
                 Envelope::EventBridgeS3,
@@ -346,7 +349,9 @@ fn decode_records_element(raw: &str, index: usize, out: &mut Out<'_>) {
         Err(source) => return out(Err(at(DecodeError::Json { envelope, source }))),
     };
     match doc.s3 {
-        Some(s3) if doc.event_source.is("aws:s3") => out(s3_notification_ref(s3.get()).map_err(at)),
+        Some(s3) if doc.event_source.is("aws:s3") => {
+            out(s3_notification_ref(s3.get(), doc.aws_region.non_empty()).map_err(at))
+        }
         _ if looks_like_record(&doc) => out(Ok(Item::Record(Record::from_document(raw, doc)))),
         _ => out(Err(at(DecodeError::NotARecord {
             envelope,
@@ -355,7 +360,7 @@ fn decode_records_element(raw: &str, index: usize, out: &mut Out<'_>) {
     }
 }
 
-fn s3_notification_ref(raw: &str) -> Result<Item<'static>, DecodeError> {
+fn s3_notification_ref(raw: &str, region: Option<&str>) -> Result<Item<'static>, DecodeError> {
     let env = Envelope::S3Notification;
     let s3: S3Detail<'_> = serde_json::from_str(raw).map_err(|source| DecodeError::Json {
         envelope: env,
@@ -375,6 +380,7 @@ fn s3_notification_ref(raw: &str) -> Result<Item<'static>, DecodeError> {
                 format!("object key `{key}` is not valid URL-encoded UTF-8"),
             )
         })?,
+        region: region.map(str::to_owned),
     }))
 }
 
@@ -420,6 +426,7 @@ fn decode_cloudtrail_notice(doc: &Document<'_>, out: &mut Out<'_>) {
             Some(k) => out(Ok(Item::Object(ObjectRef {
                 bucket: bucket.to_owned(),
                 key: k.to_owned(),
+                region: None,
             }))),
             None => out(Err(DecodeError::malformed(
                 env,

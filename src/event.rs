@@ -259,6 +259,9 @@ pub(crate) struct Document<'a> {
     pub detail: Option<&'a RawValue>,
     #[serde(borrow)]
     pub source: Text<'a>,
+    /// An EventBridge event's region (where an S3 object was created).
+    #[serde(borrow)]
+    pub region: Text<'a>,
     #[serde(rename = "Type", borrow)]
     pub sns_type: Text<'a>,
     #[serde(rename = "Message", borrow)]

@@ -5,6 +5,7 @@
 pub mod ack;
 pub mod app;
 pub mod audit;
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod dead_letter;

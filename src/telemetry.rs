@@ -37,6 +37,9 @@ pub const SOURCE_UP: &str = "rootwatch_source_up";
 pub const POSTURE_VIOLATIONS: &str = "rootwatch_posture_violations";
 pub const POSTURE_AUDITS: &str = "rootwatch_posture_audits_total";
 pub const POSTURE_RESOLVED: &str = "rootwatch_posture_resolved_total";
+pub const LEASES_HELD: &str = "rootwatch_cloudwatch_leases_held";
+pub const LEASE_TAKEOVERS: &str = "rootwatch_cloudwatch_lease_takeovers_total";
+pub const LEASE_LOSSES: &str = "rootwatch_cloudwatch_lease_losses_total";
 
 /// Every metric name, for tests that check dashboards against exports.
 pub const ALL: &[&str] = &[
@@ -68,6 +71,9 @@ pub const ALL: &[&str] = &[
     POSTURE_VIOLATIONS,
     POSTURE_AUDITS,
     POSTURE_RESOLVED,
+    LEASES_HELD,
+    LEASE_TAKEOVERS,
+    LEASE_LOSSES,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -194,6 +200,18 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "Daemon tasks that ended by panicking or being cancelled, by task."
     );
     describe_gauge!(
+        LEASES_HELD,
+        "CloudWatch Logs log groups whose lease this replica holds (checkpoint_table), by source."
+    );
+    describe_counter!(
+        LEASE_TAKEOVERS,
+        "Log group leases taken over from another replica whose lease had expired, by source."
+    );
+    describe_counter!(
+        LEASE_LOSSES,
+        "Log group leases this replica lost to another (its group stopped here without advancing the checkpoint), by source."
+    );
+    describe_gauge!(
         SOURCE_UP,
         "1 while the source's receive calls succeed, 0 once several in a row failed (its upstream is unreachable or refuses it), by source."
     );
@@ -203,6 +221,10 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         counter!(MESSAGES_RECEIVED, "source" => s.clone()).absolute(0);
         counter!(MESSAGES_DELETED, "source" => s.clone()).absolute(0);
         counter!(EVENTS_PROCESSED, "source" => s.clone()).absolute(0);
+        // Zero for sources without shared checkpoints: none held, none lost.
+        gauge!(LEASES_HELD, "source" => s.clone()).set(0.0);
+        counter!(LEASE_TAKEOVERS, "source" => s.clone()).absolute(0);
+        counter!(LEASE_LOSSES, "source" => s.clone()).absolute(0);
         for reason in [
             "decode",
             "s3",
@@ -418,6 +440,40 @@ pub fn throttle_suppressed(rule: &str, finding_id: &str) {
 
 pub fn in_flight(source: &str, n: usize) {
     gauge!(IN_FLIGHT, "source" => source.to_owned()).set(n as f64);
+}
+
+pub fn leases_held(source: &str, n: usize) {
+    gauge!(LEASES_HELD, "source" => source.to_owned()).set(n as f64);
+}
+
+/// A lease acquired; `from` is the replica whose expired lease it was.
+pub fn lease_acquired(source: &str, log_group: &str, owner: &str, from: Option<&str>) {
+    match from {
+        Some(from) => {
+            tracing::warn!(
+                source,
+                log_group,
+                owner,
+                from,
+                "took over an expired log group lease: reading on from its last checkpoint"
+            );
+            counter!(LEASE_TAKEOVERS, "source" => source.to_owned()).increment(1);
+        }
+        None => tracing::info!(source, log_group, owner, "log group lease acquired"),
+    }
+}
+
+/// A lease held no more: another replica has it, or it could not be
+/// renewed before it expired.
+pub fn lease_lost(source: &str, log_group: &str, owner: &str, why: &dyn std::fmt::Display) {
+    tracing::warn!(
+        source,
+        log_group,
+        owner,
+        error = %why,
+        "log group lease lost: stopped following it here; its checkpoint is not advanced by this replica"
+    );
+    counter!(LEASE_LOSSES, "source" => source.to_owned()).increment(1);
 }
 
 pub fn checkpoint_age(log_group: &str, age: Duration) {

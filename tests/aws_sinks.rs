@@ -445,3 +445,57 @@ async fn test_alert_publishes_to_sns_and_reports_a_missing_topic() {
         "{attrs:?}"
     );
 }
+
+/// An SNS sink with `role_arn` publishes with the role's credentials
+/// (moto's STS answers `AssumeRole` for any role), and never without them:
+/// with STS unreachable, `test-alert` reports the sink undelivered and
+/// nothing is published, while the same sink without the role delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sns_sink_publishes_through_its_role_or_not_at_all() {
+    let aws = Aws::new().await;
+    let (topic, queue) = topic_into_queue(&aws).await;
+    let account = topic.split(':').nth(4).unwrap().to_owned();
+    let sink = format!("type = \"sns\"\ntopic_arn = \"{topic}\"\n");
+    let role = format!(
+        "role_arn = \"arn:aws:iam::{account}:role/rootwatch-publish\"\nexternal_id = \"soc-7781\"\n"
+    );
+    build(&format!("{sink}{role}"), &aws.config)
+        .send(&finding(&root_call("through-role")))
+        .await
+        .unwrap();
+    let (body, _) = one_message(&aws, &queue).await;
+    assert!(body.contains("through-role"), "{body}");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let sts = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let test_alert = |config: String| {
+        let path = dir.path().join("rootwatch.toml");
+        std::fs::write(&path, config).unwrap();
+        rootwatch_at_emulator(&["test-alert", "--config"])
+            .arg(&path)
+            .env("AWS_ENDPOINT_URL_STS", &sts)
+            .output()
+            .unwrap()
+    };
+    let out = tokio::task::block_in_place(|| test_alert(format!("[[sinks]]\n{sink}{role}")));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(69), "{stdout}");
+    assert!(!stdout.contains("delivered"), "{stdout}");
+    let left = aws
+        .sqs
+        .receive_message()
+        .queue_url(&queue)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap();
+    assert!(left.messages().is_empty(), "published without the role");
+
+    let out = tokio::task::block_in_place(|| test_alert(format!("[[sinks]]\n{sink}")));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let (body, _) = one_message(&aws, &queue).await;
+    assert!(body.contains("rootwatch-test"), "{body}");
+}

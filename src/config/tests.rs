@@ -339,8 +339,8 @@ fn cloudwatch_logs_defaults() {
     assert_eq!(c.lookback, Duration::from_secs(300));
     assert_eq!(c.discovery_interval, Duration::from_secs(300));
     assert_eq!(
-        c.checkpoint_path,
-        PathBuf::from("/var/lib/rootwatch/cwl.json")
+        c.checkpoint,
+        CheckpointStore::File(PathBuf::from("/var/lib/rootwatch/cwl.json"))
     );
     assert_eq!(c.start, Start::Now);
     assert_eq!(c.max_requests_per_sec.get(), 4);
@@ -411,7 +411,7 @@ fn cloudwatch_logs_checkpoint_path_errors() {
     let e = err("[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\n");
     assert_eq!(
         e,
-        "`sources[0].checkpoint_path`: is required for a cloudwatch_logs source"
+        "`sources[0].checkpoint_path`: is required for a cloudwatch_logs source (or set `checkpoint_table`)"
     );
     let e = err(
         "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\ncheckpoint_path = \"\"\n",
@@ -723,19 +723,67 @@ format = "ocsf"
         sns.topic_arn,
         "arn:aws:sns:eu-west-1:111122223333:soc-alerts"
     );
-    assert_eq!((sns.region.as_deref(), sns.format), (None, Payload::Json));
+    // The topic ARN's region is the default; no role unless one is named.
+    assert_eq!(
+        (sns.aws.region.as_deref(), sns.format),
+        (Some("eu-west-1"), Payload::Json)
+    );
+    assert_eq!(sns.aws.role, None);
     assert_eq!(s.sinks[0].name, "sns-0");
     let SinkKind::EventBridge(eb) = &s.sinks[1].kind else {
         panic!()
     };
-    assert_eq!(eb.region.as_deref(), Some("us-east-2"));
+    assert_eq!(eb.aws.region.as_deref(), Some("us-east-2"));
+    let SinkKind::EventBridge(named) = &s.sinks[2].kind else {
+        panic!()
+    };
+    assert_eq!(named.aws.region, None, "a bus name names no region");
     assert_eq!(eb.format, Payload::Ocsf);
     let SinkKind::Webhook(w) = &s.sinks[3].kind else {
         panic!()
     };
     assert_eq!(w.format, Payload::Ocsf);
 
+    // A role, as for a source; check-config hides the external id.
+    let text = "[[sinks]]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:eu-west-1:111122223333:soc\"\n\
+                role_arn = \"arn:aws:iam::111122223333:role/rootwatch-publish\"\n\
+                external_id = \"soc-7781\"\nsession_name = \"rootwatch-alerts\"\n";
+    let s = load_str(text).unwrap();
+    let SinkKind::Sns(sns) = &s.sinks[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        sns.aws.role,
+        Some(crate::aws::Role {
+            arn: "arn:aws:iam::111122223333:role/rootwatch-publish".into(),
+            external_id: Some("soc-7781".into()),
+            session_name: "rootwatch-alerts".into(),
+        })
+    );
+    let shown = render_effective(&parse(text, &env).unwrap());
+    assert!(!shown.contains("soc-7781"), "{shown}");
+
     for (sink, key, says) in [
+        (
+            "type = \"sns\"\ntopic_arn = \"arn:aws:sns:eu-west-1:111122223333:t\"\nregion = \"us-east-1\"",
+            "sinks[0].region",
+            "differs from `eu-west-1`, the region `topic_arn` names",
+        ),
+        (
+            "type = \"eventbridge\"\nevent_bus = \"soc\"\nrole_arn = \"arn:aws:iam::111122223333:user/x\"",
+            "sinks[0].role_arn",
+            "is not an IAM role ARN",
+        ),
+        (
+            "type = \"sns\"\ntopic_arn = \"arn:aws:sns:eu-west-1:111122223333:t\"\nexternal_id = \"x1\"",
+            "sinks[0].external_id",
+            "only applies with `role_arn`",
+        ),
+        (
+            "type = \"webhook\"\nurl = \"https://x.example\"\nrole_arn = \"arn:aws:iam::111122223333:role/r\"",
+            "sinks[0].role_arn",
+            "does not apply to a webhook sink",
+        ),
         ("type = \"sns\"", "sinks[0].topic_arn", "is required"),
         (
             "type = \"sns\"\ntopic_arn = \"soc\"",
@@ -789,4 +837,162 @@ format = "ocsf"
             "{sink}: {e}"
         );
     }
+}
+
+// ---------------------------------------------------------------- per-source AWS settings
+
+fn sqs_at(url: &str, extra: &str) -> Result<SqsSettings, ConfigError> {
+    let s = load_str(&format!(
+        "[[sources]]\ntype = \"sqs\"\nqueue_url = \"{url}\"\n{extra}"
+    ))?;
+    match s.sources.into_iter().next() {
+        Some(SourceSettings::Sqs(q)) => Ok(q),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sqs_region_defaults_to_the_queue_urls() {
+    let q = sqs_at("https://sqs.eu-west-1.amazonaws.com/111122223333/ct", "").unwrap();
+    assert_eq!(q.aws.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(q.aws.role, None);
+    let q = sqs_at("https://ap-south-1.queue.amazonaws.com/111122223333/ct", "").unwrap();
+    assert_eq!(q.aws.region.as_deref(), Some("ap-south-1"));
+    // An emulator's URL names no region: the credential chain's applies...
+    let q = sqs_at("http://127.0.0.1:4566/111122223333/ct", "").unwrap();
+    assert_eq!(q.aws.region, None);
+    // ... unless the source names one.
+    let q = sqs_at(
+        "http://127.0.0.1:4566/111122223333/ct",
+        "region = \"eu-central-1\"\n",
+    )
+    .unwrap();
+    assert_eq!(q.aws.region.as_deref(), Some("eu-central-1"));
+}
+
+#[test]
+fn region_errors_name_the_key() {
+    let e = sqs_at(
+        "https://sqs.eu-west-1.amazonaws.com/111122223333/ct",
+        "region = \"us-east-1\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "`sources[0].region`: `us-east-1` differs from `eu-west-1`, the region `queue_url` names"
+    );
+    let e = sqs_at("http://127.0.0.1:4566/1/q", "region = \"Ireland\"\n")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "`sources[0].region`: `Ireland` is not an AWS region name such as eu-west-1"
+    );
+    let e = cwl_err("log_groups = [\"a\"]\nregion = \"eu-west\"\n");
+    assert!(e.starts_with("`sources[0].region`: `eu-west`"), "{e}");
+}
+
+#[test]
+fn role_settings() {
+    let url = "https://sqs.eu-west-1.amazonaws.com/111122223333/ct";
+    let q = sqs_at(
+        url,
+        "role_arn = \"arn:aws:iam::444455556666:role/rootwatch-reader\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        q.aws.role,
+        Some(crate::aws::Role {
+            arn: "arn:aws:iam::444455556666:role/rootwatch-reader".into(),
+            external_id: None,
+            session_name: "rootwatch".into(),
+        })
+    );
+    let c = cwl(
+        "log_groups = [\"a\"]\nregion = \"us-west-2\"\nrole_arn = \"arn:aws:iam::444455556666:role/r\"\nexternal_id = \"tenant-42\"\nsession_name = \"rootwatch@soc\"\n",
+    );
+    assert_eq!(c.aws.region.as_deref(), Some("us-west-2"));
+    let role = c.aws.role.unwrap();
+    assert_eq!(role.external_id.as_deref(), Some("tenant-42"));
+    assert_eq!(role.session_name, "rootwatch@soc");
+    // `check-config` shows the external id no more than the audit's.
+    let text = format!(
+        "{CWL}log_groups = [\"a\"]\nrole_arn = \"arn:aws:iam::444455556666:role/r\"\nexternal_id = \"tenant-42\"\n"
+    );
+    let shown = render_effective(&parse(&text, &env).unwrap());
+    assert!(
+        !shown.contains("tenant-42") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn role_errors_name_the_key() {
+    let url = "https://sqs.eu-west-1.amazonaws.com/111122223333/ct";
+    let e = |extra: &str| sqs_at(url, extra).unwrap_err().to_string();
+    assert_eq!(
+        e("role_arn = \"arn:aws:iam::444455556666:user/bob\"\n"),
+        "`sources[0].role_arn`: `arn:aws:iam::444455556666:user/bob` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+    );
+    assert_eq!(
+        e("external_id = \"tenant-42\"\n"),
+        "`sources[0].external_id`: only applies with `role_arn`"
+    );
+    assert_eq!(
+        e("session_name = \"rootwatch\"\n"),
+        "`sources[0].session_name`: only applies with `role_arn`"
+    );
+    let role = "role_arn = \"arn:aws:iam::444455556666:role/r\"\n";
+    assert_eq!(
+        e(&format!("{role}session_name = \"has space\"\n")),
+        "`sources[0].session_name`: `has space` must be 2 to 64 letters, digits or `_+=,.@-`"
+    );
+    let long = "x".repeat(65);
+    assert!(
+        e(&format!("{role}session_name = \"{long}\"\n")).starts_with("`sources[0].session_name`:")
+    );
+    assert!(e(&format!("{role}external_id = \"x\"\n")).starts_with("`sources[0].external_id`:"));
+    // A file source has no AWS settings at all.
+    let e = err("[[sources]]\ntype = \"file\"\npaths = [\"/x\"]\nregion = \"eu-west-1\"\n");
+    assert!(e.contains("region"), "{e}");
+}
+
+// ---------------------------------------------------------------- shared checkpoints
+
+#[test]
+fn checkpoint_table_settings() {
+    let base = "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\n";
+    let table = |extra: &str| load_str(&format!("{base}{extra}"));
+    let s = table(
+        "checkpoint_table = \"rootwatch-checkpoints\"\ndead_letter_path = \"/data/dl.jsonl\"\n",
+    )
+    .unwrap();
+    let SourceSettings::CloudwatchLogs(c) = &s.sources[0] else {
+        panic!()
+    };
+    assert_eq!(
+        c.checkpoint,
+        CheckpointStore::Table {
+            table: "rootwatch-checkpoints".into(),
+            lease_duration: Duration::from_secs(30)
+        }
+    );
+    let e = |extra: &str| table(extra).unwrap_err().to_string();
+    assert_eq!(
+        e("checkpoint_table = \"t-1\"\ncheckpoint_path = \"/x.json\"\ndead_letter_path = \"/d\"\n"),
+        "`sources[0].checkpoint_table`: cannot be combined with `checkpoint_path`: set exactly one of them"
+    );
+    assert_eq!(
+        e("checkpoint_table = \"t-1\"\n"),
+        "`sources[0].dead_letter_path`: is required with `checkpoint_table`: undeliverable alerts need a durable file (a persistent volume)"
+    );
+    assert!(
+        e("checkpoint_table = \"no\"\ndead_letter_path = \"/d\"\n")
+            .starts_with("`sources[0].checkpoint_table`: `no` is not a DynamoDB table name")
+    );
+    assert_eq!(
+        e("checkpoint_table = \"t-1\"\ndead_letter_path = \"/d\"\nlease_duration_secs = 5\n"),
+        "`sources[0].lease_duration_secs`: 5 is out of range (10 to 3600 seconds)"
+    );
 }

@@ -549,3 +549,27 @@ mod properties {
         }
     }
 }
+
+/// The bucket's region travels with the object reference when the
+/// notification carries it, so the object is fetched from that region.
+#[test]
+fn object_refs_carry_the_notifications_region() {
+    let regions = |body: &str| {
+        let mut got = Vec::new();
+        decode_body(body, &mut |item: Result<Item<'_>, DecodeError>| {
+            if let Ok(Item::Object(o)) = item {
+                got.push(o.region);
+            }
+        });
+        got
+    };
+    let in_eu = S3_NOTIFICATION.replace(r#""awsRegion":"us-east-1""#, r#""awsRegion":"eu-west-1""#);
+    assert_eq!(regions(&in_eu), [Some("eu-west-1".to_owned())]);
+    let detail = r#"{"version":"0","bucket":{"name":"trail-bucket"},"object":{"key":"AWSLogs/a.json.gz","size":1}}"#;
+    let eb = eventbridge("Object Created", "aws.s3", detail)
+        .replace(r#""region":"us-east-1""#, r#""region":"ap-southeast-2""#);
+    assert_eq!(regions(&eb), [Some("ap-southeast-2".to_owned())]);
+    // CloudTrail's own notice names no region: the bucket is looked up.
+    let notice = r#"{"s3Bucket":"trail-bucket","s3ObjectKey":["AWSLogs/a.json.gz"]}"#;
+    assert_eq!(regions(notice), [None]);
+}

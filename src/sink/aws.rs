@@ -15,18 +15,6 @@ use super::retry::classify_aws;
 /// SNS and EventBridge both take at most 256 KiB per message or entry.
 pub const MAX_BYTES: usize = 256 * 1024;
 
-/// The region an SNS topic or EventBridge bus ARN names
-/// (`arn:aws:sns:eu-west-1:111122223333:alerts` -> `eu-west-1`).
-pub fn arn_region(arn: &str) -> Option<&str> {
-    let mut parts = arn.splitn(6, ':');
-    let (Some("arn"), Some(_), Some(_), Some(region)) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return None;
-    };
-    (!region.is_empty()).then_some(region)
-}
-
 /// An SDK error as a sink failure. Nothing from the request (the message,
 /// the topic's subscribers) is in the text; URLs in the service's message
 /// are replaced.
@@ -89,23 +77,4 @@ pub async fn within<T>(
 /// event's own does not parse.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn regions_of_arns() {
-        assert_eq!(
-            arn_region("arn:aws:sns:eu-west-1:111122223333:alerts"),
-            Some("eu-west-1")
-        );
-        assert_eq!(
-            arn_region("arn:aws:events:us-east-2:111122223333:event-bus/soc"),
-            Some("us-east-2")
-        );
-        assert_eq!(arn_region("soc"), None);
-        assert_eq!(arn_region("arn:aws:iam::111122223333:root"), None);
-    }
 }

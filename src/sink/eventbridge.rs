@@ -22,7 +22,9 @@ pub const SOURCE: &str = "rootwatch";
 pub const DETAIL_TYPE: &str = "Rootwatch Finding";
 
 pub struct EventBridgeSink {
-    client: aws_sdk_eventbridge::Client,
+    base: aws_config::SdkConfig,
+    aws: crate::aws::AwsSettings,
+    client: tokio::sync::OnceCell<aws_sdk_eventbridge::Client>,
     event_bus: String,
     payload: Payload,
     timeout: Duration,
@@ -34,20 +36,27 @@ impl EventBridgeSink {
         s: &EventBridgeSettings,
         timeout: Duration,
     ) -> EventBridgeSink {
-        let mut conf = aws_sdk_eventbridge::config::Builder::from(aws);
-        let region = s
-            .region
-            .as_deref()
-            .or_else(|| super::aws::arn_region(&s.event_bus));
-        if let Some(r) = region {
-            conf = conf.region(aws_sdk_eventbridge::config::Region::new(r.to_owned()));
-        }
         EventBridgeSink {
-            client: aws_sdk_eventbridge::Client::from_conf(conf.build()),
+            base: aws.clone(),
+            aws: s.aws.clone(),
+            client: tokio::sync::OnceCell::new(),
             event_bus: s.event_bus.clone(),
             payload: s.format,
             timeout,
         }
+    }
+
+    /// The client, made at the first send: with a role, its credentials
+    /// come from STS through the process's configuration (asynchronously,
+    /// so not in `new`), cached and refreshed by the SDK from then on.
+    async fn client(&self) -> &aws_sdk_eventbridge::Client {
+        self.client
+            .get_or_init(|| async {
+                aws_sdk_eventbridge::Client::new(
+                    &crate::aws::sdk_config(&self.base, &self.aws).await,
+                )
+            })
+            .await
     }
 }
 
@@ -74,7 +83,8 @@ impl Sink for EventBridgeSink {
                 .detail(detail(finding, self.payload, now_ms())?)
                 .build();
             let out = within(self.timeout, async {
-                self.client
+                self.client()
+                    .await
                     .put_events()
                     .entries(entry)
                     .send()

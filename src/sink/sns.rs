@@ -15,7 +15,9 @@ use crate::config::SnsSettings;
 use crate::finding::Finding;
 
 pub struct SnsSink {
-    client: aws_sdk_sns::Client,
+    base: aws_config::SdkConfig,
+    aws: crate::aws::AwsSettings,
+    client: tokio::sync::OnceCell<aws_sdk_sns::Client>,
     topic_arn: String,
     payload: Payload,
     timeout: Duration,
@@ -23,20 +25,25 @@ pub struct SnsSink {
 
 impl SnsSink {
     pub fn new(aws: &aws_config::SdkConfig, s: &SnsSettings, timeout: Duration) -> SnsSink {
-        let mut conf = aws_sdk_sns::config::Builder::from(aws);
-        let region = s
-            .region
-            .as_deref()
-            .or_else(|| super::aws::arn_region(&s.topic_arn));
-        if let Some(r) = region {
-            conf = conf.region(aws_sdk_sns::config::Region::new(r.to_owned()));
-        }
         SnsSink {
-            client: aws_sdk_sns::Client::from_conf(conf.build()),
+            base: aws.clone(),
+            aws: s.aws.clone(),
+            client: tokio::sync::OnceCell::new(),
             topic_arn: s.topic_arn.clone(),
             payload: s.format,
             timeout,
         }
+    }
+
+    /// The client, made at the first send: with a role, its credentials
+    /// come from STS through the process's configuration (asynchronously,
+    /// so not in `new`), cached and refreshed by the SDK from then on.
+    async fn client(&self) -> &aws_sdk_sns::Client {
+        self.client
+            .get_or_init(|| async {
+                aws_sdk_sns::Client::new(&crate::aws::sdk_config(&self.base, &self.aws).await)
+            })
+            .await
     }
 }
 
@@ -89,7 +96,8 @@ impl Sink for SnsSink {
         Box::pin(async move {
             let body = message(finding, self.payload, now_ms())?;
             let mut req = self
-                .client
+                .client()
+                .await
                 .publish()
                 .topic_arn(&self.topic_arn)
                 .message(body);

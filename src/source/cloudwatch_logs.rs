@@ -26,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 use super::checkpoint::{
     self, CheckpointError, CheckpointFile, GroupCheckpoint, Progress, Settled,
 };
+use super::checkpoint_table::{self as table, CheckpointTable, TableError};
 use super::{SourceError, backoff};
 use crate::ack::{Outcome, Unit};
-use crate::config::{CloudwatchLogsSettings, LogGroups, Start};
+use crate::config::{CheckpointStore, CloudwatchLogsSettings, LogGroups, Start};
 use crate::dead_letter::{DeadLetterFile, Target};
 use crate::detect::{DetectSettings, Scope};
 use crate::pipeline::{Pipeline, Scan};
@@ -198,6 +199,9 @@ struct GroupInfo {
 enum Update {
     Group(String, GroupCheckpoint),
     Discovered(i64),
+    /// Give the group's lease up, after its last checkpoint (sent before
+    /// this on the same channel) is written. Table store only.
+    Release(String),
 }
 
 struct Shared {
@@ -219,6 +223,8 @@ pub struct CloudwatchLogsSource {
     resumed: bool,
     groups: Vec<GroupInfo>,
     listed_at: Option<i64>,
+    /// With `checkpoint_table`: the shared checkpoints and leases.
+    table: Option<Arc<CheckpointTable>>,
 }
 
 fn now_ms() -> i64 {
@@ -232,10 +238,15 @@ fn rfc3339(ms: i64) -> String {
 }
 
 impl CloudwatchLogsSource {
+    /// `aws` is the source's configuration (its region and role applied);
+    /// `table_aws` reaches the `checkpoint_table`: the process's own
+    /// credentials and region, since the table lives where rootwatch runs,
+    /// not in the account whose logs a role reads.
     pub fn new(
         settings: CloudwatchLogsSettings,
         detect: &DetectSettings,
         aws: &aws_config::SdkConfig,
+        table_aws: &aws_config::SdkConfig,
         pipeline: Arc<Pipeline>,
     ) -> Self {
         let name = settings.name.clone();
@@ -262,7 +273,21 @@ impl CloudwatchLogsSource {
             Start::Now => now_ms(),
             Start::At(t) => t.timestamp_millis(),
         };
+        let table = match &settings.checkpoint {
+            CheckpointStore::File(_) => None,
+            CheckpointStore::Table {
+                table,
+                lease_duration,
+            } => Some(Arc::new(CheckpointTable::new(
+                table_aws,
+                table,
+                &name,
+                table::owner_id(),
+                *lease_duration,
+            ))),
+        };
         CloudwatchLogsSource {
+            table,
             start_ms,
             file: CheckpointFile::new(&name),
             resumed: false,
@@ -288,7 +313,10 @@ impl CloudwatchLogsSource {
     /// A missing file is a first start (logged); an unreadable or corrupt
     /// one is an error, never a silent restart.
     pub fn load_checkpoint(&mut self) -> Result<(), CheckpointError> {
-        let path = &self.shared.settings.checkpoint_path;
+        let CheckpointStore::File(path) = &self.shared.settings.checkpoint else {
+            // Shared checkpoints are read group by group, with each lease.
+            return Ok(());
+        };
         match checkpoint::load(path, self.name())? {
             Some(file) => {
                 tracing::info!(source = self.name(), checkpoint = %path.display(), groups = file.groups.len(), "resuming from checkpoint");
@@ -350,6 +378,19 @@ impl CloudwatchLogsSource {
         if matches!(self.shared.settings.log_groups, LogGroups::Prefix(_)) {
             self.listed_at = Some(listed_at);
         }
+        if let Some(t) = &self.table {
+            // The table must exist and take writes before the daemon is ready.
+            t.heartbeat(now_ms()).await.map_err(|e| SourceError {
+                source_name: self.shared.settings.name.clone(),
+                message: format!("checkpoint_table: {e}"),
+            })?;
+            tracing::info!(
+                source = self.name(),
+                table = t.table(),
+                owner = t.owner(),
+                "sharing checkpoints and log group leases through the table"
+            );
+        }
         Ok(())
     }
 
@@ -357,6 +398,10 @@ impl CloudwatchLogsSource {
     /// so that a crash before the first poll still resumes from `start` as
     /// it was, not from a later "now".
     pub fn init_checkpoint(&mut self) -> Result<(), CheckpointError> {
+        let CheckpointStore::File(path) = self.shared.settings.checkpoint.clone() else {
+            // A group's item is created with its first lease.
+            return Ok(());
+        };
         let listed_before = if self.resumed {
             self.file.discovered_at_ms
         } else {
@@ -379,27 +424,28 @@ impl CloudwatchLogsSource {
         if self.listed_at.is_some() {
             self.file.discovered_at_ms = self.listed_at;
         }
-        let path = &self.shared.settings.checkpoint_path;
         let bytes = serde_json::to_vec_pretty(&self.file).expect("a checkpoint serialises");
-        checkpoint::write_atomic(path, &bytes).map_err(|source| CheckpointError::Write {
-            path: path.clone(),
-            source,
-        })
+        checkpoint::write_atomic(&path, &bytes)
+            .map_err(|source| CheckpointError::Write { path, source })
     }
 
     /// Follows every group until `stop`, then waits for the alerts in
     /// flight to be delivered (or cancelled by the app's grace period),
     /// writes the final checkpoint and returns.
     pub async fn run(self, stop: CancellationToken) {
+        match self.shared.settings.checkpoint.clone() {
+            CheckpointStore::File(path) => self.run_file(path, stop).await,
+            CheckpointStore::Table { lease_duration, .. } => {
+                self.run_leased(lease_duration, stop).await
+            }
+        }
+    }
+
+    async fn run_file(self, path: std::path::PathBuf, stop: CancellationToken) {
         let shared = self.shared;
         let name = shared.settings.name.clone();
         let (updates, rx) = mpsc::channel(256);
-        let writer = tokio::spawn(write_loop(
-            name.clone(),
-            shared.settings.checkpoint_path.clone(),
-            self.file.clone(),
-            rx,
-        ));
+        let writer = tokio::spawn(write_loop(name.clone(), path, self.file.clone(), rx));
         let mut followers = JoinSet::new();
         let mut following = HashSet::new();
         for g in &self.groups {
@@ -462,6 +508,228 @@ impl CloudwatchLogsSource {
         drop(updates);
         let _ = writer.await;
         tracing::info!(source = %name, "cloudwatch_logs source stopped; checkpoint written");
+    }
+}
+
+/// A group this replica follows under its lease.
+struct Held {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    expires_ms: i64,
+    /// Stopping to hand the group to another replica: the lease is
+    /// released once the follower has written its last checkpoint.
+    releasing: bool,
+}
+
+impl CloudwatchLogsSource {
+    /// Follows the groups whose leases this replica holds, sharing them
+    /// with the other replicas through the table, until `stop`. Every
+    /// `lease_duration / 3` it renews its leases and its replica item,
+    /// counts the live replicas, hands back groups beyond its fair share
+    /// and takes free or expired ones up to it. A lease it cannot renew (or
+    /// whose checkpoint write is refused) is lost: that group stops here at
+    /// once, and its next owner reads on from the last checkpoint.
+    async fn run_leased(self, lease: Duration, stop: CancellationToken) {
+        let shared = self.shared;
+        let table = self.table.expect("built with checkpoint_table");
+        let name = shared.settings.name.clone();
+        let owner = table.owner().to_owned();
+        let tick = lease / 3;
+        let (updates, rx) = mpsc::channel(256);
+        let (lost_tx, mut lost_rx) = mpsc::unbounded_channel::<(String, TableError)>();
+        let writer = tokio::spawn(table_write_loop(
+            Arc::clone(&table),
+            name.clone(),
+            rx,
+            lost_tx,
+        ));
+        let mut groups: std::collections::BTreeMap<String, Option<i64>> = self
+            .groups
+            .iter()
+            .map(|g| (g.name.clone(), g.created_ms))
+            .collect();
+        let mut held: HashMap<String, Held> = HashMap::new();
+        // Followers of lost leases, still ending their deliveries: their
+        // group is not taken again until they are done.
+        let mut finishing: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+        let discovers = matches!(shared.settings.log_groups, LogGroups::Prefix(_));
+        let mut next_discovery = Instant::now() + shared.settings.discovery_interval;
+        telemetry::leases_held(&name, 0);
+        let lose = |held: &mut HashMap<String, Held>,
+                    finishing: &mut HashMap<String, tokio::task::JoinHandle<()>>,
+                    group: &str,
+                    why: &dyn std::fmt::Display| {
+            if let Some(h) = held.remove(group) {
+                h.stop.cancel();
+                finishing.insert(group.to_owned(), h.task);
+                telemetry::lease_lost(&name, group, &owner, why);
+            }
+        };
+        loop {
+            while let Ok((g, e)) = lost_rx.try_recv() {
+                lose(&mut held, &mut finishing, &g, &e);
+            }
+            if stop.is_cancelled() {
+                break;
+            }
+            finishing.retain(|_, t| !t.is_finished());
+            let now = now_ms();
+            if let Err(e) = table.heartbeat(now).await {
+                telemetry::source_error(&name, "checkpoint_table", &e);
+            }
+            let mut lost = Vec::new();
+            for (g, h) in held.iter_mut() {
+                match table.renew(g, now_ms()).await {
+                    Ok(expires) => h.expires_ms = expires,
+                    Err(e @ TableError::Lost { .. }) => lost.push((g.clone(), e.to_string())),
+                    Err(e) => {
+                        telemetry::source_error(&name, "checkpoint_table", &e);
+                        // Past its expiry another replica may hold it: stop
+                        // before two replicas follow the group at once.
+                        if now_ms() >= h.expires_ms {
+                            lost.push((g.clone(), format!("not renewed before it expired: {e}")));
+                        }
+                    }
+                }
+            }
+            for (g, why) in lost {
+                lose(&mut held, &mut finishing, &g, &why);
+            }
+            // Handed-back groups whose follower is done: release after its
+            // last checkpoint, in order on the writer's channel.
+            let done: Vec<String> = held
+                .iter()
+                .filter(|(_, h)| h.releasing && h.task.is_finished())
+                .map(|(g, _)| g.clone())
+                .collect();
+            for g in done {
+                held.remove(&g);
+                let _ = updates.send(Update::Release(g)).await;
+            }
+            if discovers && Instant::now() >= next_discovery {
+                next_discovery = Instant::now() + shared.settings.discovery_interval;
+                match shared.resolve(&stop).await {
+                    Ok(found) => {
+                        for g in found {
+                            groups.entry(g.name).or_insert(g.created_ms);
+                        }
+                    }
+                    Err((kind, message)) if !stop.is_cancelled() => {
+                        telemetry::source_error(&name, kind, &message)
+                    }
+                    Err(_) => {}
+                }
+            }
+            match table.snapshot(now_ms()).await {
+                Ok(snap) => {
+                    for (pk, expires) in &snap.stale {
+                        let _ = table.remove_replica(Some((pk, *expires))).await;
+                    }
+                    let share = table::fair_share(groups.len(), snap.live_replicas);
+                    let active: Vec<String> = held
+                        .iter()
+                        .filter(|(_, h)| !h.releasing)
+                        .map(|(g, _)| g.clone())
+                        .collect();
+                    if active.len() > share {
+                        for g in active.iter().skip(share) {
+                            if let Some(h) = held.get_mut(g) {
+                                tracing::info!(source = %name, log_group = %g, share, replicas = snap.live_replicas, "handing a log group lease back: more than this replica's share");
+                                h.releasing = true;
+                                h.stop.cancel();
+                            }
+                        }
+                    }
+                    let mut room = share.saturating_sub(active.len());
+                    let now = now_ms();
+                    for (g, created) in &groups {
+                        if room == 0 || stop.is_cancelled() {
+                            break;
+                        }
+                        if held.contains_key(g) || finishing.contains_key(g) {
+                            continue;
+                        }
+                        let free = snap.leases.get(g).is_none_or(|l| {
+                            l.owner.is_none()
+                                || l.expires_ms < now
+                                || l.owner.as_deref() == Some(&owner)
+                        });
+                        if !free {
+                            continue;
+                        }
+                        let initial = initial_position(self.start_ms, *created, self.listed_at);
+                        match table.acquire(g, now_ms(), initial).await {
+                            Ok(Some(a)) => {
+                                telemetry::lease_acquired(&name, g, &owner, a.from.as_deref());
+                                let token = stop.child_token();
+                                let task = tokio::spawn(Arc::clone(&shared).follow(
+                                    g.clone(),
+                                    Progress::resume(&a.checkpoint, shared.lookback_ms),
+                                    token.clone(),
+                                    updates.clone(),
+                                ));
+                                held.insert(
+                                    g.clone(),
+                                    Held {
+                                        stop: token,
+                                        task,
+                                        expires_ms: a.expires_ms,
+                                        releasing: false,
+                                    },
+                                );
+                                room -= 1;
+                            }
+                            Ok(None) => {}
+                            Err(e) => telemetry::source_error(&name, "checkpoint_table", &e),
+                        }
+                    }
+                }
+                Err(e) => telemetry::source_error(&name, "checkpoint_table", &e),
+            }
+            telemetry::leases_held(&name, held.values().filter(|h| !h.releasing).count());
+            // Jittered, so replicas started together do not go after the
+            // same free lease at the same moment on every round.
+            let pause = tick.mul_f64(0.8 + 0.4 * rand::random::<f64>());
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = stop.cancelled() => {}
+                Some((g, e)) = lost_rx.recv() => lose(&mut held, &mut finishing, &g, &e),
+            }
+        }
+        // Stopping: the followers end their deliveries (the app's grace
+        // period bounds them) while the leases are kept renewed, then each
+        // lease is released after its last checkpoint, so another replica
+        // takes the groups over at once instead of after they expire.
+        loop {
+            held.retain(|g, h| {
+                if h.task.is_finished() {
+                    let _ = updates.try_send(Update::Release(g.clone()));
+                    false
+                } else {
+                    true
+                }
+            });
+            finishing.retain(|_, t| !t.is_finished());
+            if held.is_empty() && finishing.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100).min(tick)).await;
+            let now = now_ms();
+            for (g, h) in held.iter_mut() {
+                if h.expires_ms - now < tick.as_millis() as i64
+                    && let Ok(expires) = table.renew(g, now).await
+                {
+                    h.expires_ms = expires;
+                }
+            }
+        }
+        drop(updates);
+        let _ = writer.await;
+        if let Err(e) = table.remove_replica(None).await {
+            telemetry::source_error(&name, "checkpoint_table", &e);
+        }
+        telemetry::leases_held(&name, 0);
+        tracing::info!(source = %name, "cloudwatch_logs source stopped; checkpoints written and leases released");
     }
 }
 
@@ -898,6 +1166,7 @@ async fn write_loop(
                     file.groups.extend(pending.drain());
                     file.discovered_at_ms = Some(at);
                 }
+                Update::Release(_) => {}
             }
             next = rx.try_recv().ok();
         }
@@ -913,6 +1182,84 @@ async fn write_loop(
             ),
             Err(e) => telemetry::source_error(&source, "checkpoint", &e),
         }
+    }
+}
+
+/// Writes group checkpoints to the table, each conditional on this
+/// replica's lease, and releases leases in order after them. A write the
+/// table refuses is a lost lease, reported on `lost`. Writes that failed
+/// otherwise are tried again (a newer checkpoint of the group replaces one
+/// still waiting).
+async fn table_write_loop(
+    table: Arc<CheckpointTable>,
+    source: String,
+    mut rx: mpsc::Receiver<Update>,
+    lost: mpsc::UnboundedSender<(String, TableError)>,
+) {
+    let mut pending: HashMap<String, GroupCheckpoint> = HashMap::new();
+    // A failed write (not a refusal) comes back to be tried again.
+    let flush = async |g: String, c: GroupCheckpoint| -> Option<(String, GroupCheckpoint)> {
+        match table.save(&g, &c).await {
+            Ok(()) => {
+                tracing::debug!(source = %source, log_group = %g, "checkpoint written");
+                None
+            }
+            Err(e @ TableError::Lost { .. }) => {
+                let _ = lost.send((g, e));
+                None
+            }
+            Err(e) => {
+                telemetry::source_error(&source, "checkpoint_table", &e);
+                Some((g, c))
+            }
+        }
+    };
+    loop {
+        let next = if pending.is_empty() {
+            rx.recv().await
+        } else {
+            match tokio::time::timeout(Duration::from_secs(1), rx.recv()).await {
+                Ok(u) => u,
+                Err(_) => {
+                    for (g, c) in std::mem::take(&mut pending) {
+                        if let Some((g, c)) = flush(g, c).await {
+                            pending.entry(g).or_insert(c);
+                        }
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some(first) = next else { break };
+        let mut next = Some(first);
+        while let Some(u) = next.take() {
+            match u {
+                Update::Group(g, c) => {
+                    pending.insert(g, c);
+                }
+                Update::Release(g) => {
+                    if let Some(c) = pending.remove(&g) {
+                        // Released all the same: the next owner reads on
+                        // from the older checkpoint (repeats, no gap).
+                        let _ = flush(g.clone(), c).await;
+                    }
+                    if let Err(e) = table.release(&g).await {
+                        telemetry::source_error(&source, "checkpoint_table", &e);
+                    }
+                }
+                Update::Discovered(_) => {}
+            }
+            next = rx.try_recv().ok();
+        }
+        for (g, c) in std::mem::take(&mut pending) {
+            if let Some((g, c)) = flush(g, c).await {
+                pending.entry(g).or_insert(c);
+            }
+        }
+    }
+    // Stopping: one last try for what failed.
+    for (g, c) in std::mem::take(&mut pending) {
+        let _ = flush(g, c).await;
     }
 }
 

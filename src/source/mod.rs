@@ -2,6 +2,7 @@
 //! [`crate::ack::Unit`]s and acknowledges them only when their outcome is Done.
 
 pub mod checkpoint;
+pub mod checkpoint_table;
 pub mod cloudwatch_logs;
 pub mod file;
 pub mod health;

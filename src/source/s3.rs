@@ -6,8 +6,9 @@
 //! from a few KB).
 
 use std::io::{BufRead, Read};
-use std::sync::Arc;
+use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio_util::io::SyncIoBridge;
 
@@ -29,6 +30,125 @@ pub enum FetchError {
         limit: u64,
         read: u64,
     },
+}
+
+/// Regions and buckets remembered per source. Notifications are input, so
+/// both maps are bounded: a flood of made-up names evicts, never grows.
+const REGION_CLIENTS: usize = 64;
+const BUCKET_REGIONS: usize = 4096;
+
+/// S3 clients of one source, one per region: an object is read from its
+/// bucket's own region, which need not be the queue's. The region comes
+/// from the notification when it names one, else from `GetBucketLocation`,
+/// asked once per bucket and remembered.
+pub struct S3Clients {
+    /// The source's own configuration (credentials, role, endpoint).
+    aws: aws_config::SdkConfig,
+    /// In the source's region: asks for bucket locations, and reads
+    /// buckets whose location could not be learned.
+    default: aws_sdk_s3::Client,
+    by_region: Mutex<lru::LruCache<String, aws_sdk_s3::Client>>,
+    bucket_regions: Mutex<lru::LruCache<String, String>>,
+}
+
+impl S3Clients {
+    pub fn new(aws: &aws_config::SdkConfig) -> Self {
+        S3Clients {
+            aws: aws.clone(),
+            default: client(aws),
+            by_region: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(REGION_CLIENTS).expect("non-zero"),
+            )),
+            bucket_regions: Mutex::new(lru::LruCache::new(
+                NonZeroUsize::new(BUCKET_REGIONS).expect("non-zero"),
+            )),
+        }
+    }
+
+    /// The client for `object`'s bucket. `on_lookup_error` hears a failed
+    /// `GetBucketLocation` (no permission, say); the object is then read in
+    /// the source's region, and the lookup is tried again next time.
+    pub async fn for_object(
+        &self,
+        object: &ObjectRef,
+        on_lookup_error: impl FnOnce(String),
+    ) -> aws_sdk_s3::Client {
+        let named = object
+            .region
+            .as_deref()
+            .filter(|r| crate::aws::is_region(r));
+        if let Some(r) = named {
+            return self.in_region(r);
+        }
+        let known = self
+            .bucket_regions
+            .lock()
+            .expect("not poisoned")
+            .get(&object.bucket)
+            .cloned();
+        if let Some(r) = known {
+            return self.in_region(&r);
+        }
+        match self
+            .default
+            .get_bucket_location()
+            .bucket(&object.bucket)
+            .send()
+            .await
+        {
+            Ok(out) => {
+                let region =
+                    bucket_region(out.location_constraint().map(|c| c.as_str()).unwrap_or(""));
+                self.bucket_regions
+                    .lock()
+                    .expect("not poisoned")
+                    .put(object.bucket.clone(), region.clone());
+                self.in_region(&region)
+            }
+            Err(e) => {
+                on_lookup_error(aws_sdk_s3::error::DisplayErrorContext(&e).to_string());
+                self.default.clone()
+            }
+        }
+    }
+
+    fn in_region(&self, region: &str) -> aws_sdk_s3::Client {
+        if self.aws.region().is_some_and(|r| r.as_ref() == region) {
+            return self.default.clone();
+        }
+        let mut clients = self.by_region.lock().expect("not poisoned");
+        if let Some(c) = clients.get(region) {
+            return c.clone();
+        }
+        let c = client(
+            &self
+                .aws
+                .to_builder()
+                .region(aws_config::Region::new(region.to_owned()))
+                .build(),
+        );
+        clients.put(region.to_owned(), c.clone());
+        c
+    }
+}
+
+fn client(aws: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let mut s3 = aws_sdk_s3::config::Builder::from(aws);
+    if aws.endpoint_url().is_some() {
+        // Emulators serve buckets by path, not by virtual host.
+        s3 = s3.force_path_style(true);
+    }
+    aws_sdk_s3::Client::from_conf(s3.build())
+}
+
+/// `GetBucketLocation`'s answer as a region: empty is us-east-1, and `EU`
+/// the old name of eu-west-1.
+fn bucket_region(constraint: &str) -> String {
+    match constraint {
+        "" => "us-east-1".to_owned(),
+        "EU" => "eu-west-1".to_owned(),
+        r => r.to_owned(),
+    }
 }
 
 /// The decoder reads through a 64 KiB buffer, so the bytes pulled since the
@@ -176,6 +296,13 @@ mod tests {
             counter: Arc::clone(&counter),
         };
         (l, counter)
+    }
+
+    #[test]
+    fn bucket_location_answers_as_regions() {
+        assert_eq!(bucket_region(""), "us-east-1");
+        assert_eq!(bucket_region("EU"), "eu-west-1");
+        assert_eq!(bucket_region("ap-south-1"), "ap-south-1");
     }
 
     #[test]

@@ -119,7 +119,7 @@ struct Ack {
 pub struct SqsSource {
     settings: Arc<SqsSettings>,
     sqs: aws_sdk_sqs::Client,
-    s3: aws_sdk_s3::Client,
+    s3: Arc<s3::S3Clients>,
     pipeline: Arc<Pipeline>,
     /// Events with findings from S3 objects that are still being delivered.
     findings_room: Arc<Semaphore>,
@@ -128,20 +128,17 @@ pub struct SqsSource {
 }
 
 impl SqsSource {
+    /// `aws` is the source's own configuration: its region and role
+    /// already applied ([`crate::aws::sdk_config`]).
     pub fn new(
         settings: SqsSettings,
         aws: &aws_config::SdkConfig,
         pipeline: Arc<Pipeline>,
     ) -> Self {
-        let mut s3 = aws_sdk_s3::config::Builder::from(aws);
-        if aws.endpoint_url().is_some() {
-            // Emulators serve buckets by path, not by virtual host.
-            s3 = s3.force_path_style(true);
-        }
         SqsSource {
             settings: Arc::new(settings),
             sqs: aws_sdk_sqs::Client::new(aws),
-            s3: aws_sdk_s3::Client::from_conf(s3.build()),
+            s3: Arc::new(s3::S3Clients::new(aws)),
             pipeline,
             findings_room: Arc::new(Semaphore::new(MAX_OBJECT_EVENTS_IN_FLIGHT)),
             health: Arc::default(),
@@ -399,8 +396,21 @@ impl SqsSource {
                 }
             }
         };
+        let client = self
+            .s3
+            .for_object(object, |e| {
+                telemetry::source_error(
+                    self.name(),
+                    "bucket_location",
+                    &format!(
+                        "{}: GetBucketLocation failed, reading it in the source's region: {e}",
+                        object.bucket
+                    ),
+                )
+            })
+            .await;
         let result = s3::scan_object(
-            &self.s3,
+            &client,
             object,
             self.settings.expected_bucket_owner.as_deref(),
             self.settings.limits,

@@ -26,7 +26,7 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::config::is_aws_region;
+use crate::aws::is_region;
 use crate::finding::{Finding, Severity, Summary, Technique};
 
 /// Appended wherever a value was cut.
@@ -339,7 +339,7 @@ pub fn teams(s: &str, max: usize) -> String {
 /// (`us-iso-east-1`, `us-isob-east-1`, `eu-isoe-west-1`) have no public
 /// console: no link.
 fn console_domain(region: &str) -> Option<&'static str> {
-    if !is_aws_region(region) {
+    if !is_region(region) {
         None
     } else if region.starts_with("cn-") {
         Some("console.amazonaws.cn")
@@ -387,7 +387,7 @@ pub(crate) fn is_console_url(url: &str) -> bool {
         ".console.amazonaws-us-gov.com",
     ]
     .iter()
-    .any(|d| host.strip_suffix(d).is_some_and(is_aws_region))
+    .any(|d| host.strip_suffix(d).is_some_and(is_region))
 }
 
 // ---------------------------------------------------------------------------
@@ -939,7 +939,7 @@ mod tests {
             "cn-northwest-1",
             "il-central-1",
         ] {
-            assert!(is_aws_region(ok), "{ok}");
+            assert!(is_region(ok), "{ok}");
         }
         for bad in [
             "",
@@ -956,7 +956,7 @@ mod tests {
             "evil.example",
             "us-east-1#",
         ] {
-            assert!(!is_aws_region(bad), "{bad}");
+            assert!(!is_region(bad), "{bad}");
         }
     }
 

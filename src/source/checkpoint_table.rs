@@ -1,0 +1,451 @@
+//! CloudWatch Logs checkpoints shared by replicas in a DynamoDB table, with
+//! a lease per log group (as the Kinesis Client Library shares shards).
+//!
+//! The table's only key is a string partition key `pk`. Items:
+//!
+//! * a group: `pk = "<source>#<log group>"`, its checkpoint
+//!   (`position_ms`, `handled` as JSON, as in the checkpoint file), and its
+//!   lease: `lease_owner`, `lease_expires` (ms since the epoch) and
+//!   `lease_counter` (acquisitions so far);
+//! * a replica: `pk = "<source>#@replica/<owner>"` with `lease_expires`,
+//!   renewed with the leases, so replicas can count each other (including
+//!   ones that hold no lease yet) and share the groups fairly.
+//!
+//! Every write to a group is conditional on its lease: acquiring needs it
+//! free, expired or already ours; renewing, saving and releasing need it
+//! ours. A write refused by its condition means the lease is lost.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+
+use super::checkpoint::GroupCheckpoint;
+
+/// '@' cannot appear in a log group name, so replica items never clash
+/// with group items.
+const REPLICA_MARK: &str = "@replica/";
+/// A replica item expired this many lease durations ago is swept away (a
+/// replica killed without its clean shutdown leaves one behind).
+const SWEEP_AFTER_LEASES: i64 = 10;
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    /// A conditional write was refused: another replica holds the lease.
+    #[error("the lease of log group `{group}` is held by another replica")]
+    Lost { group: String },
+    #[error("DynamoDB table `{table}`: {message}")]
+    Api { table: String, message: String },
+}
+
+/// A group's lease as the table shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: Option<String>,
+    pub expires_ms: i64,
+}
+
+/// The source's items at one moment.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub leases: HashMap<String, Lease>,
+    /// Replicas (this one included, once it has beaten) whose item has not
+    /// expired.
+    pub live_replicas: usize,
+    /// Replica items long expired: (pk, lease_expires).
+    pub stale: Vec<(String, i64)>,
+}
+
+/// A lease just acquired, with the checkpoint it resumes from.
+#[derive(Debug)]
+pub struct Acquired {
+    pub checkpoint: GroupCheckpoint,
+    /// The replica whose expired lease this was, if another.
+    pub from: Option<String>,
+    pub expires_ms: i64,
+}
+
+pub struct CheckpointTable {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    source: String,
+    owner: String,
+    lease_ms: i64,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn num(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
+    item.get(k)?.as_n().ok()?.parse().ok()
+}
+
+fn text<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
+    item.get(k)?.as_s().ok().map(String::as_str)
+}
+
+/// The name this process holds leases under: the host (a pod's name) and a
+/// random part, so a restarted pod with the same name is a new owner and
+/// never mistakes its predecessor's leases for its own.
+pub fn owner_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "rootwatch".to_owned());
+    format!("{host}-{:08x}", rand::random::<u32>())
+}
+
+impl CheckpointTable {
+    pub fn new(
+        aws: &aws_config::SdkConfig,
+        table: &str,
+        source: &str,
+        owner: String,
+        lease: Duration,
+    ) -> Self {
+        CheckpointTable {
+            client: aws_sdk_dynamodb::Client::new(aws),
+            table: table.to_owned(),
+            source: source.to_owned(),
+            owner,
+            lease_ms: lease.as_millis() as i64,
+        }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn pk(&self, group: &str) -> String {
+        format!("{}#{group}", self.source)
+    }
+
+    fn replica_pk(&self) -> String {
+        format!("{}#{REPLICA_MARK}{}", self.source, self.owner)
+    }
+
+    fn api<E, R>(&self, e: SdkError<E, R>) -> TableError
+    where
+        E: std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        TableError::Api {
+            table: self.table.clone(),
+            message: DisplayErrorContext(&e).to_string(),
+        }
+    }
+
+    fn timeout(&self) -> TableError {
+        TableError::Api {
+            table: self.table.clone(),
+            message: format!("no answer within {} s", CALL_TIMEOUT.as_secs()),
+        }
+    }
+
+    /// Says this replica is alive until `now` + lease. Also the start-up
+    /// check that the table exists and can be written.
+    pub async fn heartbeat(&self, now_ms: i64) -> Result<(), TableError> {
+        let call = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(self.replica_pk()))
+            .item("source", s(&self.source))
+            .item("kind", s("replica"))
+            .item("lease_owner", s(&self.owner))
+            .item("lease_expires", n(now_ms + self.lease_ms))
+            .send();
+        tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| self.timeout())?
+            .map_err(|e| self.api(e))?;
+        Ok(())
+    }
+
+    /// Every item of this source (a strongly consistent scan).
+    pub async fn snapshot(&self, now_ms: i64) -> Result<Snapshot, TableError> {
+        let mut out = Snapshot::default();
+        let mut start = None;
+        loop {
+            let call = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression("#s = :s")
+                .expression_attribute_names("#s", "source")
+                .expression_attribute_values(":s", s(&self.source))
+                .set_exclusive_start_key(start.take())
+                .send();
+            let page = tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .map_err(|_| self.timeout())?
+                .map_err(|e| self.api(e))?;
+            for item in page.items() {
+                let expires = num(item, "lease_expires").unwrap_or(0);
+                match (text(item, "kind"), text(item, "log_group")) {
+                    (Some("replica"), _) => {
+                        if expires > now_ms {
+                            out.live_replicas += 1;
+                        } else if expires < now_ms - SWEEP_AFTER_LEASES * self.lease_ms
+                            && let Some(pk) = text(item, "pk")
+                        {
+                            out.stale.push((pk.to_owned(), expires));
+                        }
+                    }
+                    (_, Some(group)) => {
+                        out.leases.insert(
+                            group.to_owned(),
+                            Lease {
+                                owner: text(item, "lease_owner").map(str::to_owned),
+                                expires_ms: expires,
+                            },
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Takes the lease of `group` if it is free, expired or already ours;
+    /// `None` when another replica holds it. A group without an item gets
+    /// one, at `initial_position_ms`, in the same write.
+    pub async fn acquire(
+        &self,
+        group: &str,
+        now_ms: i64,
+        initial_position_ms: i64,
+    ) -> Result<Option<Acquired>, TableError> {
+        let expires = now_ms + self.lease_ms;
+        let call = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(self.pk(group)))
+            .update_expression(
+                "SET #o = :me, #e = :exp, #c = if_not_exists(#c, :zero) + :one, #p = if_not_exists(#p, :pos), #s = :src, #k = :group, #g = :g",
+            )
+            .condition_expression(
+                "attribute_not_exists(pk) OR attribute_not_exists(#o) OR #e < :now OR #o = :me",
+            )
+            .expression_attribute_names("#o", "lease_owner")
+            .expression_attribute_names("#e", "lease_expires")
+            .expression_attribute_names("#c", "lease_counter")
+            .expression_attribute_names("#p", "position_ms")
+            .expression_attribute_names("#s", "source")
+            .expression_attribute_names("#k", "kind")
+            .expression_attribute_names("#g", "log_group")
+            .expression_attribute_values(":me", s(&self.owner))
+            .expression_attribute_values(":exp", n(expires))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":pos", n(initial_position_ms))
+            .expression_attribute_values(":src", s(&self.source))
+            .expression_attribute_values(":group", s("group"))
+            .expression_attribute_values(":g", s(group))
+            .expression_attribute_values(":now", n(now_ms))
+            .return_values(ReturnValue::AllOld)
+            .send();
+        let out = match tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| self.timeout())?
+        {
+            Ok(out) => out,
+            Err(e) if is_condition_failure(&e) => return Ok(None),
+            Err(e) => return Err(self.api(e)),
+        };
+        let old = out.attributes();
+        let checkpoint = match old.and_then(|o| num(o, "position_ms")) {
+            Some(position_ms) => GroupCheckpoint {
+                position_ms,
+                handled: old
+                    .and_then(|o| text(o, "handled"))
+                    .map(|h| {
+                        serde_json::from_str::<BTreeMap<String, i64>>(h).map_err(|e| {
+                            TableError::Api {
+                                table: self.table.clone(),
+                                message: format!(
+                                    "log group `{group}`: `handled` is not a map of event ids to times ({e})"
+                                ),
+                            }
+                        })
+                    })
+                    .transpose()?
+                    .unwrap_or_default(),
+            },
+            None => GroupCheckpoint {
+                position_ms: initial_position_ms,
+                handled: BTreeMap::new(),
+            },
+        };
+        let from = old
+            .and_then(|o| text(o, "lease_owner"))
+            .filter(|o| *o != self.owner)
+            .map(str::to_owned);
+        Ok(Some(Acquired {
+            checkpoint,
+            from,
+            expires_ms: expires,
+        }))
+    }
+
+    /// Extends a lease this replica holds; `Lost` when it holds it no more.
+    pub async fn renew(&self, group: &str, now_ms: i64) -> Result<i64, TableError> {
+        let expires = now_ms + self.lease_ms;
+        let call = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(self.pk(group)))
+            .update_expression("SET #e = :exp")
+            .condition_expression("#o = :me")
+            .expression_attribute_names("#o", "lease_owner")
+            .expression_attribute_names("#e", "lease_expires")
+            .expression_attribute_values(":me", s(&self.owner))
+            .expression_attribute_values(":exp", n(expires))
+            .send();
+        match tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| self.timeout())?
+        {
+            Ok(_) => Ok(expires),
+            Err(e) if is_condition_failure(&e) => Err(TableError::Lost {
+                group: group.to_owned(),
+            }),
+            Err(e) => Err(self.api(e)),
+        }
+    }
+
+    /// Writes a group's checkpoint, only while this replica holds its lease.
+    pub async fn save(&self, group: &str, c: &GroupCheckpoint) -> Result<(), TableError> {
+        let handled = serde_json::to_string(&c.handled).expect("a map serialises");
+        let call = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(self.pk(group)))
+            .update_expression("SET #p = :pos, #h = :h")
+            .condition_expression("#o = :me")
+            .expression_attribute_names("#o", "lease_owner")
+            .expression_attribute_names("#p", "position_ms")
+            .expression_attribute_names("#h", "handled")
+            .expression_attribute_values(":me", s(&self.owner))
+            .expression_attribute_values(":pos", n(c.position_ms))
+            .expression_attribute_values(":h", s(handled))
+            .send();
+        match tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| self.timeout())?
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Err(TableError::Lost {
+                group: group.to_owned(),
+            }),
+            Err(e) => Err(self.api(e)),
+        }
+    }
+
+    /// Gives a lease up at once (its group's last checkpoint written), so
+    /// another replica need not wait for it to expire.
+    pub async fn release(&self, group: &str) -> Result<(), TableError> {
+        let call = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(self.pk(group)))
+            .update_expression("REMOVE #o SET #e = :zero")
+            .condition_expression("#o = :me")
+            .expression_attribute_names("#o", "lease_owner")
+            .expression_attribute_names("#e", "lease_expires")
+            .expression_attribute_values(":me", s(&self.owner))
+            .expression_attribute_values(":zero", n(0))
+            .send();
+        match tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| self.timeout())?
+        {
+            Ok(_) => Ok(()),
+            // Not ours any more: nothing to give up.
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(self.api(e)),
+        }
+    }
+
+    /// Removes this replica's item (clean shutdown), or a stale one.
+    pub async fn remove_replica(&self, pk: Option<(&str, i64)>) -> Result<(), TableError> {
+        let mut call = self.client.delete_item().table_name(&self.table);
+        call = match pk {
+            None => call.key("pk", s(self.replica_pk())),
+            // Only if no replica came back under it since the scan.
+            Some((pk, expires)) => call
+                .key("pk", s(pk))
+                .condition_expression("#e = :e")
+                .expression_attribute_names("#e", "lease_expires")
+                .expression_attribute_values(":e", n(expires)),
+        };
+        match tokio::time::timeout(CALL_TIMEOUT, call.send())
+            .await
+            .map_err(|_| self.timeout())?
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(self.api(e)),
+        }
+    }
+}
+
+fn is_condition_failure<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
+    e.as_service_error()
+        .and_then(|e| e.code())
+        .is_some_and(|c| c == "ConditionalCheckFailedException")
+}
+
+/// How many of `groups` one of `replicas` live replicas may hold: an even
+/// share, rounded up so every group has room somewhere.
+pub fn fair_share(groups: usize, replicas: usize) -> usize {
+    groups.div_ceil(replicas.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_cover_every_group() {
+        assert_eq!(fair_share(5, 3), 2);
+        assert_eq!(fair_share(6, 3), 2);
+        assert_eq!(fair_share(1, 3), 1);
+        assert_eq!(fair_share(4, 0), 4);
+        assert_eq!(fair_share(0, 2), 0);
+        for g in 0..20 {
+            for r in 1..6 {
+                assert!(fair_share(g, r) * r >= g);
+            }
+        }
+    }
+
+    #[test]
+    fn owner_ids_differ_per_process_start() {
+        let (a, b) = (owner_id(), owner_id());
+        assert_ne!(a, b);
+        assert!(!a.is_empty());
+    }
+}
