@@ -2,6 +2,7 @@
 //! record. Pure: no clock, no I/O.
 
 pub mod allowlist;
+mod prefilter;
 pub mod rules;
 pub mod suppress;
 
@@ -78,6 +79,7 @@ pub struct Detector {
     rules: Vec<Enabled>,
     suppressions: Vec<Suppression>,
     ctx: Context,
+    prefilter: prefilter::Prefilter,
 }
 
 /// What evaluating one record did besides producing findings.
@@ -101,7 +103,12 @@ impl Detector {
             rules,
             suppressions: settings.suppressions,
             ctx: settings.context,
+            prefilter: prefilter::Prefilter::new(),
         }
+    }
+
+    fn rule_enabled(&self, id: &str) -> bool {
+        self.rules.iter().any(|e| e.rule.id() == id)
     }
 
     pub fn enabled_rules(&self) -> impl Iterator<Item = &dyn Rule> {
