@@ -27,6 +27,10 @@ pub enum Command {
     Replay {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Threads that decode and run the rules (default: one per core).
+        /// The output is the same for any number.
+        #[arg(long)]
+        jobs: Option<std::num::NonZeroUsize>,
         /// Files (.json, .jsonl, optionally .gz), directories, or - for stdin.
         #[arg(required = true)]
         paths: Vec<PathBuf>,

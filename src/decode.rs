@@ -553,7 +553,16 @@ pub fn decode_lines_filtered<R: Read>(
     out: &mut dyn FnMut(u64, Result<Item<'_>, DecodeError>),
     unparsed: &mut dyn FnMut(u64),
 ) -> Result<(), DecodeError> {
-    let mut reader = maybe_gunzip(reader)?;
+    decode_plain_lines_filtered(maybe_gunzip(reader)?, parse, out, unparsed)
+}
+
+/// [`decode_lines_filtered`] on bytes known not to be compressed.
+pub fn decode_plain_lines_filtered<B: BufRead>(
+    mut reader: B,
+    parse: &dyn Fn(&[u8]) -> bool,
+    out: &mut dyn FnMut(u64, Result<Item<'_>, DecodeError>),
+    unparsed: &mut dyn FnMut(u64),
+) -> Result<(), DecodeError> {
     let mut spill = Vec::new();
     let mut number = 0u64;
     let mut line = |number: u64, bytes: Option<&[u8]>| {
@@ -592,7 +601,7 @@ pub fn decode_lines_filtered<R: Read>(
         }
         if let Some(end) = memchr::memchr(b'\n', available) {
             number += 1;
-            line(number, Some(&available[..end]));
+            line(number, (end <= MAX_LINE_BYTES).then(|| &available[..end]));
             reader.consume(end + 1);
             continue;
         }

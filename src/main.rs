@@ -20,13 +20,17 @@ fn main() -> ExitCode {
             }
             Err(e) => config_error(&config, &e),
         },
-        Command::Replay { config, paths } => {
+        Command::Replay {
+            config,
+            jobs,
+            paths,
+        } => {
             let loaded = match &config {
                 Some(path) => config::load(path).map(|(_, s)| s),
                 None => config::validate(&RawConfig::default()),
             };
             match loaded {
-                Ok(settings) => replay(settings, &paths),
+                Ok(settings) => replay(settings, jobs, &paths),
                 Err(e) => config_error(config.as_deref().unwrap_or("(defaults)".as_ref()), &e),
             }
         }
@@ -84,9 +88,16 @@ fn healthcheck(url: Option<String>, config: Option<&std::path::Path>) -> i32 {
     }
 }
 
-fn replay(settings: config::Settings, paths: &[std::path::PathBuf]) -> i32 {
+fn replay(
+    settings: config::Settings,
+    jobs: Option<std::num::NonZeroUsize>,
+    paths: &[std::path::PathBuf],
+) -> i32 {
     let detector = Detector::new(settings.detect);
-    let mut replay = Replay::new(&detector, settings.dedup_capacity);
+    let jobs = jobs
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, |n| n.get());
+    let mut replay = Replay::new(&detector, settings.dedup_capacity).with_jobs(jobs);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let stderr = io::stderr();
