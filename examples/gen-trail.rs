@@ -1,7 +1,7 @@
 //! Writes N generated CloudTrail records as JSON lines, and a replay config
 //! with the benchmark allow list next to them.
 //!
-//!     cargo run --release --example gen-trail -- N OUT.jsonl [SEED]
+//!     cargo run --example gen-trail -- N OUT.jsonl [SEED]
 //!
 //! Also writes OUT.jsonl.toml: `[detect.ip_allowlist]` with the 10,000
 //! benchmark prefixes, which benches/peers.sh hands to every engine.
