@@ -137,7 +137,7 @@ impl TrailGen {
             let ip = self.address();
             obj.insert("sourceIPAddress".into(), Value::String(ip));
         }
-        let text = serde_json::to_string(&v).expect("serialisable");
+        let text = aws_order(obj);
         if self.recent.len() < 1024 {
             self.recent.push(text.clone());
         } else {
@@ -190,4 +190,49 @@ impl TrailGen {
         }
         Ok(())
     }
+}
+
+/// The top-level keys in the order CloudTrail writes them (serde_json's map
+/// sorts them), the rest after.
+const AWS_ORDER: [&str; 24] = [
+    "eventVersion",
+    "userIdentity",
+    "eventTime",
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+    "requestID",
+    "eventID",
+    "readOnly",
+    "resources",
+    "eventType",
+    "apiVersion",
+    "managementEvent",
+    "recipientAccountId",
+    "sharedEventID",
+    "vpcEndpointId",
+    "eventCategory",
+];
+
+fn aws_order(obj: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::from("{");
+    let known = AWS_ORDER.iter().filter_map(|k| obj.get_key_value(*k));
+    let rest = obj.iter().filter(|(k, _)| !AWS_ORDER.contains(&k.as_str()));
+    for (i, (k, v)) in known.chain(rest).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k).expect("a string"));
+        out.push(':');
+        out.push_str(&serde_json::to_string(v).expect("serialisable"));
+    }
+    out.push('}');
+    out
 }
