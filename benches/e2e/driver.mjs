@@ -37,7 +37,9 @@ async function until(what, f, secs = 600) {
     try {
       const v = await f();
       if (v) return v;
-    } catch {}
+    } catch (e) {
+      if (String(e).includes("rootwatch exited")) throw e;
+    }
     await sleep(100);
   }
   throw new Error(`timed out waiting for ${what}`);
@@ -201,6 +203,7 @@ let peak = 0;
 await until(
   "rootwatch to drain the queue",
   async () => {
+    if (rw.exitCode !== null) throw new Error(`rootwatch exited with ${rw.exitCode}`);
     peak = Math.max(peak, proc(rw.pid).rssMb);
     return (await depth(queue)) === 0 && (await alerts()) >= expectedFindings;
   },

@@ -18,7 +18,7 @@ const { buildApp } = await import(
 const [port, statsPort] = process.argv.slice(2).map(Number);
 let counts = {};
 
-const app = buildApp({ logger: false, host: "127.0.0.1" });
+const app = buildApp({ logger: false, host: "localhost" });
 app.addHook("onRequest", (req, _reply, done) => {
   const target = req.headers["x-amz-target"];
   const kind = target ? String(target).replace(/^AmazonSQS\./, "") : `S3 ${req.method}`;
