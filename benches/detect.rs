@@ -1,58 +1,46 @@
-//! Decode + every rule over a realistic mix of CloudTrail records: real
-//! attack-simulation and rule-test records from tests/fixtures/third_party,
-//! most of them ordinary IAM-user and service calls, a few root events.
+//! Decode + every rule per envelope, the allow-list lookup at 10,000
+//! prefixes, and the dedup cache, over records from the project's seeded
+//! generator (benches/support/trailgen.rs: real fixture records with fresh
+//! ids, times and addresses; mostly role, user and service calls, few root
+//! events).
 //! Run: cargo bench --bench detect
 
+#[path = "support/trailgen.rs"]
+mod trailgen;
+
 use std::hint::black_box;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ipnet::{IpNet, Ipv4Net};
-use rootwatch::decode::{Item, decode_body};
+use rootwatch::decode::{Item, decode_body, decode_lines};
+use rootwatch::dedup::DeliveredCache;
+use rootwatch::detect::allowlist::parse_cidr;
 use rootwatch::detect::{AllowList, CidrSet, Context, DetectSettings, Detector, Scope};
+use rootwatch::event::Record;
+
+const RECORDS: u64 = 20_000;
 
 fn records() -> Vec<String> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/third_party");
-    let mut out = Vec::new();
-    for file in [
-        "invictus-aws-dataset/records.jsonl",
-        "stratus-red-team/detonation_logs.jsonl",
-        "panther-analysis/all_test_logs_records.jsonl",
-        "aws-docs-examples/records.jsonl",
-    ] {
-        let text = std::fs::read_to_string(format!("{dir}/{file}")).expect("fixture");
-        out.extend(
-            text.lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(str::to_owned),
-        );
-    }
-    out
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/third_party");
+    let mut g = trailgen::TrailGen::new(&dir, 1).expect("fixtures");
+    (0..RECORDS).map(|_| g.next_record()).collect()
 }
 
-/// 2,000 allow-listed /24s plus the private and documentation ranges (as a
-/// deployment allow-lists its VPCs), so the allow-list rule does a real
-/// lookup for every human call and most calls pass it, as in production.
+fn cidrs() -> CidrSet {
+    CidrSet::new(
+        trailgen::allowlist(trailgen::ALLOWLIST_PREFIXES)
+            .iter()
+            .map(|c| parse_cidr(c).unwrap()),
+    )
+}
+
 fn detector() -> Detector {
-    let mut cidrs = CidrSet::default();
-    for i in 0..2000u32 {
-        let net = Ipv4Net::new(Ipv4Addr::from(0x6400_0000 + (i << 8)), 24).unwrap();
-        cidrs.insert(IpNet::V4(net));
-    }
-    for c in [
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "192.0.2.0/24",
-        "198.51.100.0/24",
-        "2001:db8::/32",
-    ] {
-        cidrs.insert(c.parse().unwrap());
-    }
     Detector::new(DetectSettings {
         context: Context {
             allowlist: AllowList {
-                cidrs,
+                cidrs: cidrs(),
                 scope: Scope::All,
             },
             ..Default::default()
@@ -72,10 +60,11 @@ fn run(d: &Detector, body: &str, findings: &mut Vec<rootwatch::finding::Finding>
     n
 }
 
-fn bench(c: &mut Criterion) {
+fn decode_detect(c: &mut Criterion) {
     let recs = records();
     let d = detector();
     let log_file = format!("{{\"Records\":[{}]}}", recs.join(","));
+    let lines = recs.join("\n");
     let eventbridge: Vec<String> = recs
         .iter()
         .map(|r| format!(r#"{{"version":"0","id":"x","detail-type":"AWS API Call via CloudTrail","source":"aws.iam","account":"111122223333","time":"2024-01-01T00:00:00Z","region":"us-east-1","resources":[],"detail":{r}}}"#))
@@ -107,8 +96,65 @@ fn bench(c: &mut Criterion) {
             run(&d, black_box(&log_file), &mut findings)
         })
     });
+    g.bench_function("json lines stream", |b| {
+        b.iter(|| {
+            findings.clear();
+            let mut n = 0;
+            decode_lines(black_box(lines.as_bytes()), &mut |_, item| {
+                if let Ok(Item::Record(r)) = item {
+                    n += 1;
+                    d.evaluate(&r, &mut findings);
+                }
+            })
+            .unwrap();
+            n
+        })
+    });
     g.finish();
 }
 
-criterion_group!(benches, bench);
+fn cidr_lookup(c: &mut Criterion) {
+    let set = cidrs();
+    let recs = records();
+    let ips: Vec<IpAddr> = recs
+        .iter()
+        .filter_map(|r| rootwatch::detect::allowlist::source_ip(&Record::parse(r).ok()?))
+        .collect();
+    let mut g = c.benchmark_group("allowlist");
+    g.throughput(Throughput::Elements(ips.len() as u64));
+    g.bench_function("contains, 10,000 prefixes", |b| {
+        b.iter(|| {
+            ips.iter()
+                .filter(|&&ip| set.contains(black_box(ip)))
+                .count()
+        })
+    });
+    g.finish();
+}
+
+fn dedup(c: &mut Criterion) {
+    let recs = records();
+    let parsed: Vec<Record<'_>> = recs.iter().map(|r| Record::parse(r).unwrap()).collect();
+    let mut g = c.benchmark_group("dedup");
+    g.throughput(Throughput::Elements(parsed.len() as u64));
+    g.bench_function("event key + contains + insert", |b| {
+        b.iter(|| {
+            let mut cache = DeliveredCache::new(NonZeroUsize::new(100_000).unwrap());
+            let mut dups = 0;
+            for r in &parsed {
+                if let Some(k) = black_box(r).event_key() {
+                    if cache.contains(&k) {
+                        dups += 1;
+                    } else {
+                        cache.insert(k);
+                    }
+                }
+            }
+            dups
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, decode_detect, cidr_lookup, dedup);
 criterion_main!(benches);

@@ -30,6 +30,10 @@ pub enum Command {
         /// Output lines: the finding JSON, or OCSF Detection Findings.
         #[arg(long, value_enum, default_value_t = ReplayFormat::Json)]
         format: ReplayFormat,
+        /// Threads that decode and run the rules (default: one per core).
+        /// The output is the same for any number.
+        #[arg(long)]
+        jobs: Option<std::num::NonZeroUsize>,
         /// Files (.json, .jsonl, optionally .gz), directories, or - for stdin.
         #[arg(required = true)]
         paths: Vec<PathBuf>,

@@ -520,7 +520,10 @@ pub fn maybe_gunzip<'a, R: Read + 'a>(mut reader: R) -> std::io::Result<Box<dyn 
     let whole = std::io::Cursor::new(magic[..got].to_vec()).chain(reader);
     let buf = BufReader::with_capacity(64 * 1024, whole);
     Ok(if magic[..got] == [0x1f, 0x8b] {
-        Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(buf)))
+        Box::new(BufReader::with_capacity(
+            64 * 1024,
+            flate2::read::MultiGzDecoder::new(buf),
+        ))
     } else {
         Box::new(buf)
     })
@@ -540,37 +543,89 @@ pub fn decode_lines<R: Read>(
     reader: R,
     out: &mut dyn FnMut(u64, Result<Item<'_>, DecodeError>),
 ) -> Result<(), DecodeError> {
-    let mut reader = maybe_gunzip(reader)?;
-    let mut line = Vec::new();
+    decode_lines_filtered(reader, &|_| true, out, &mut |_| {})
+}
+
+/// [`decode_lines`] that parses a line holding one plain CloudTrail record
+/// only when `parse` says so (a prefilter that proved the record cannot
+/// alert says no); such a line goes to `unparsed` with its number instead
+/// of being decoded. A plain record is a line shaped as AWS writes one: an
+/// object whose first key is `eventVersion`. Envelopes and anything else
+/// are always decoded. A line that is invalid JSON but shaped like a record
+/// and passed over is counted as a record, not reported as an error: it
+/// could not have alerted either way.
+pub fn decode_lines_filtered<R: Read>(
+    reader: R,
+    parse: &dyn Fn(&[u8]) -> bool,
+    out: &mut dyn FnMut(u64, Result<Item<'_>, DecodeError>),
+    unparsed: &mut dyn FnMut(u64),
+) -> Result<(), DecodeError> {
+    decode_plain_lines_filtered(maybe_gunzip(reader)?, parse, out, unparsed)
+}
+
+/// [`decode_lines_filtered`] on bytes known not to be compressed.
+pub fn decode_plain_lines_filtered<B: BufRead>(
+    mut reader: B,
+    parse: &dyn Fn(&[u8]) -> bool,
+    out: &mut dyn FnMut(u64, Result<Item<'_>, DecodeError>),
+    unparsed: &mut dyn FnMut(u64),
+) -> Result<(), DecodeError> {
+    let mut spill = Vec::new();
     let mut number = 0u64;
-    loop {
-        line.clear();
-        let (read, complete) = read_line_bounded(&mut reader, &mut line, MAX_LINE_BYTES)?;
-        if read == 0 {
-            return Ok(());
-        }
-        number += 1;
-        if !complete {
-            out(number, Err(DecodeError::LineTooLong));
-            continue;
-        }
-        let text = match std::str::from_utf8(&line) {
+    let mut line = |number: u64, bytes: Option<&[u8]>| {
+        let Some(bytes) = bytes else {
+            return out(number, Err(DecodeError::LineTooLong));
+        };
+        let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
-                out(
+                return out(
                     number,
                     Err(DecodeError::InvalidUtf8 {
                         valid_up_to: e.valid_up_to(),
                     }),
                 );
-                continue;
             }
         };
         if text.trim().is_empty() {
-            continue;
+            return;
+        }
+        if is_plain_record(text) && !parse(bytes) {
+            return unparsed(number);
         }
         decode_body(text, &mut |item| out(number, item));
+    };
+    loop {
+        // A line whole in the reader's buffer is decoded where it lies;
+        // only one that crosses the buffer's end is copied.
+        let available = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        if available.is_empty() {
+            return Ok(());
+        }
+        if let Some(end) = memchr::memchr(b'\n', available) {
+            number += 1;
+            line(number, (end <= MAX_LINE_BYTES).then(|| &available[..end]));
+            reader.consume(end + 1);
+            continue;
+        }
+        spill.clear();
+        let (_, complete) = read_line_bounded(&mut reader, &mut spill, MAX_LINE_BYTES)?;
+        number += 1;
+        line(number, complete.then_some(&spill[..]));
     }
+}
+
+/// Shaped like one CloudTrail record as AWS writes it: `{"eventVersion":`
+/// first, `}` last.
+fn is_plain_record(text: &str) -> bool {
+    let t = text.trim_ascii();
+    t.ends_with('}')
+        && t.strip_prefix('{')
+            .is_some_and(|rest| rest.trim_ascii_start().starts_with("\"eventVersion\""))
 }
 
 /// Reads one line (without its `\n`) into `buf`, keeping at most `max`
@@ -591,7 +646,7 @@ fn read_line_bounded(
         if available.is_empty() {
             return Ok((consumed, fits));
         }
-        let (chunk, done) = match available.iter().position(|&b| b == b'\n') {
+        let (chunk, done) = match memchr::memchr(b'\n', available) {
             Some(i) => (&available[..i], Some(i + 1)),
             None => (available, None),
         };

@@ -23,6 +23,7 @@ fn main() -> ExitCode {
         Command::Replay {
             config,
             format,
+            jobs,
             paths,
         } => {
             let loaded = match &config {
@@ -30,7 +31,7 @@ fn main() -> ExitCode {
                 None => config::validate(&RawConfig::default()),
             };
             match loaded {
-                Ok(settings) => replay(settings, format.into(), &paths),
+                Ok(settings) => replay(settings, format.into(), jobs, &paths),
                 Err(e) => config_error(config.as_deref().unwrap_or("(defaults)".as_ref()), &e),
             }
         }
@@ -118,10 +119,16 @@ fn healthcheck(url: Option<String>, config: Option<&std::path::Path>, allow_degr
 fn replay(
     settings: config::Settings,
     format: rootwatch::sink::format::Payload,
+    jobs: Option<std::num::NonZeroUsize>,
     paths: &[std::path::PathBuf],
 ) -> i32 {
     let detector = Detector::new(settings.detect);
-    let mut replay = Replay::new(&detector, settings.dedup_capacity).with_format(format);
+    let jobs = jobs
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, |n| n.get());
+    let mut replay = Replay::new(&detector, settings.dedup_capacity)
+        .with_format(format)
+        .with_jobs(jobs);
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let stderr = io::stderr();

@@ -39,6 +39,8 @@ use crate::throttle::{Admit, Throttle};
 pub struct EventFindings {
     pub key: Option<EventKey>,
     pub findings: Vec<Finding>,
+    /// When the input was received, for the alert latency histogram.
+    pub received: Option<Instant>,
 }
 
 /// What scanning some input found.
@@ -49,6 +51,8 @@ pub struct Scan {
     pub objects: Vec<ObjectRef>,
     pub errors: Vec<DecodeError>,
     pub skipped: u64,
+    /// When the input was received (SQS), copied into each group.
+    pub received: Option<Instant>,
 }
 
 pub struct SinkRunner {
@@ -188,6 +192,7 @@ impl Pipeline {
             scan.groups.push(EventFindings {
                 key: rec.event_key(),
                 findings,
+                received: scan.received,
             });
         }
     }
@@ -222,7 +227,7 @@ impl Pipeline {
                         continue;
                     }
                 }
-                self.send(finding, vec![guard.clone()]);
+                self.send(finding, vec![guard.clone()], group.received);
             }
             guard.done();
         }
@@ -254,16 +259,22 @@ impl Pipeline {
     /// not stop this one.
     pub fn deliver_posture(self: &Arc<Self>, finding: Finding, unit: &Unit) {
         telemetry::finding(&finding);
-        self.send_with(finding, vec![unit.clone()], Resend::Always);
+        self.send_with(finding, vec![unit.clone()], Resend::Always, None);
     }
 
     /// Starts a delivery of `finding` to every sink that takes it. Each
     /// delivery gets its own handles on `guards` and ends them.
-    fn send(self: &Arc<Self>, finding: Finding, guards: Vec<Unit>) {
-        self.send_with(finding, guards, Resend::NotToSinksThatHaveIt)
+    fn send(self: &Arc<Self>, finding: Finding, guards: Vec<Unit>, received: Option<Instant>) {
+        self.send_with(finding, guards, Resend::NotToSinksThatHaveIt, received)
     }
 
-    fn send_with(self: &Arc<Self>, finding: Finding, guards: Vec<Unit>, resend: Resend) {
+    fn send_with(
+        self: &Arc<Self>,
+        finding: Finding,
+        guards: Vec<Unit>,
+        resend: Resend,
+        received: Option<Instant>,
+    ) {
         let finding = Arc::new(finding);
         for (i, runner) in self.sinks.iter().enumerate() {
             if !runner.settings.accepts(&finding.rule, finding.severity) {
@@ -271,7 +282,7 @@ impl Pipeline {
             }
             let (me, finding, held) = (Arc::clone(self), Arc::clone(&finding), guards.clone());
             self.deliveries
-                .spawn(async move { me.deliver(i, finding, held, resend).await });
+                .spawn(async move { me.deliver(i, finding, held, resend, received).await });
         }
         guards.into_iter().for_each(Unit::done);
     }
@@ -296,7 +307,7 @@ impl Pipeline {
             };
             for c in closed {
                 tracing::info!(rule = %c.summary.rule, finding_id = %c.summary.finding_id, repeats = c.held.len(), "throttle window closed; sending its summary");
-                self.send(c.summary, c.held);
+                self.send(c.summary, c.held, None);
             }
             if stopping {
                 return;
@@ -304,7 +315,14 @@ impl Pipeline {
         }
     }
 
-    async fn deliver(&self, sink: usize, finding: Arc<Finding>, guards: Vec<Unit>, resend: Resend) {
+    async fn deliver(
+        &self,
+        sink: usize,
+        finding: Arc<Finding>,
+        guards: Vec<Unit>,
+        resend: Resend,
+        received: Option<Instant>,
+    ) {
         let runner = &self.sinks[sink];
         let name = runner.settings.name.as_str();
         if resend == Resend::NotToSinksThatHaveIt && self.sent.contains(&finding.finding_id, sink) {
@@ -321,6 +339,9 @@ impl Pipeline {
             }
         };
         let started = std::time::Instant::now();
+        if let Some(t) = received {
+            telemetry::alert_starting(name, &finding.finding_id, started - t);
+        }
         let result = send_with_retry(
             runner.sink.as_ref(),
             &finding,

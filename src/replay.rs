@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 
-use crate::decode::{self, DecodeError, Item};
+use crate::decode::{self, DecodeError, Item, ObjectRef, Skip};
 use crate::dedup::DeliveredCache;
 use crate::detect::Detector;
+use crate::event::EventKey;
 use crate::finding::Finding;
 use crate::source::file::{Layout, collect_files};
 
@@ -64,12 +66,293 @@ impl ReplaySummary {
     }
 }
 
+/// Where an item came from, formatted only when a message names it.
+enum Location<'p> {
+    File(&'p Path),
+    Line(&'p Path, u64),
+}
+
+impl std::fmt::Display for Location<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(p) => write!(f, "{}", p.display()),
+            Location::Line(p, n) => write!(f, "{}:{n}", p.display()),
+        }
+    }
+}
+
+/// The bytes of JSON lines handed to one worker: whole lines of one file.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// A piece of work, cut by the reader in input order.
+enum Unit {
+    /// Whole lines of a JSON-lines file; `first_line` numbers the first.
+    Lines {
+        path: Arc<Path>,
+        first_line: u64,
+        bytes: Vec<u8>,
+    },
+    /// A file of JSON documents, read whole by one worker.
+    Documents(Arc<Path>),
+    /// Standard input, read as JSON documents.
+    Stdin,
+    /// A file ends: how its stream ended, and whether it could be opened.
+    End {
+        path: Arc<Path>,
+        stream: Option<DecodeError>,
+        unreadable: Option<io::Error>,
+    },
+}
+
+/// What one item comes to before dedup and output; computed on any thread.
+enum Assessed {
+    Record {
+        findings: Vec<Finding>,
+        key: Option<EventKey>,
+        suppressed: usize,
+    },
+    Object(ObjectRef),
+    Skipped(Skip),
+    Error(DecodeError),
+}
+
+/// What a worker made of one unit, applied to the summary and the output
+/// in input order.
+struct Done {
+    path: Arc<Path>,
+    items: Vec<(Option<u64>, Assessed)>,
+    /// Lines the prefilter proved silent: counted, not parsed.
+    unparsed: u64,
+    /// The end of a file, with how it ended.
+    end: Option<(Option<DecodeError>, Option<io::Error>)>,
+}
+
+fn assess(detector: &Detector, item: Result<Item<'_>, DecodeError>) -> Assessed {
+    match item {
+        Ok(Item::Record(rec)) => {
+            let mut findings = Vec::new();
+            let eval = detector.evaluate(&rec, &mut findings);
+            // As in `run` (DESIGN section 4): only an event that alerted
+            // enters the dedup cache, so a copy of it alerts no more, while
+            // a silent event's key stops nothing. Replay therefore need not
+            // parse the events its prefilter proves silent.
+            let key = if findings.is_empty() {
+                None
+            } else {
+                rec.event_key()
+            };
+            Assessed::Record {
+                findings,
+                key,
+                suppressed: eval.suppressed,
+            }
+        }
+        Ok(Item::Object(o)) => Assessed::Object(o),
+        Ok(Item::Skipped(s)) => Assessed::Skipped(s),
+        Err(e) => Assessed::Error(e),
+    }
+}
+
+/// Decodes and assesses one unit. Pure but for reading the files it names.
+fn work(detector: &Detector, unit: Unit) -> Done {
+    let mut items = Vec::new();
+    let mut unparsed = 0;
+    let path = match unit {
+        Unit::Lines {
+            path,
+            first_line,
+            bytes,
+        } => {
+            let stream = decode::decode_plain_lines_filtered(
+                &bytes[..],
+                &|line| detector.may_alert(line),
+                &mut |line, item| items.push((Some(first_line + line - 1), assess(detector, item))),
+                &mut |_| unparsed += 1,
+            );
+            if let Err(e) = stream {
+                items.push((None, Assessed::Error(e)));
+            }
+            path
+        }
+        Unit::Documents(path) => {
+            let end = match File::open(&path) {
+                Ok(f) => {
+                    let stream = decode::decode_reader(f, &mut |item| {
+                        items.push((None, assess(detector, item)))
+                    });
+                    (stream.err(), None)
+                }
+                Err(e) => (None, Some(e)),
+            };
+            return Done {
+                path,
+                items,
+                unparsed,
+                end: Some(end),
+            };
+        }
+        Unit::Stdin => {
+            let stream = decode::decode_reader(io::stdin().lock(), &mut |item| {
+                items.push((None, assess(detector, item)))
+            });
+            return Done {
+                path: Arc::from(Path::new("-")),
+                items,
+                unparsed,
+                end: Some((stream.err(), None)),
+            };
+        }
+        Unit::End {
+            path,
+            stream,
+            unreadable,
+        } => {
+            return Done {
+                path,
+                items,
+                unparsed,
+                end: Some((stream, unreadable)),
+            };
+        }
+    };
+    Done {
+        path,
+        items,
+        unparsed,
+        end: None,
+    }
+}
+
+/// Cuts the inputs into units, in order. JSON-lines files (plain or gzip)
+/// become chunks of whole lines, so one big file spreads over every core;
+/// other files are one unit each.
+fn produce(paths: &[PathBuf], emit: &mut dyn FnMut(Unit) -> bool) -> io::Result<()> {
+    for path in paths {
+        let go_on = if path.as_os_str() == "-" {
+            emit(Unit::Stdin)
+        } else if path.is_dir() {
+            let mut files = Vec::new();
+            collect_files(path, &mut files)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+            files.sort();
+            files.iter().all(|f| produce_file(f, emit))
+        } else {
+            produce_file(path, emit)
+        };
+        if !go_on {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// False when the receiver is gone.
+fn produce_file(file: &Path, emit: &mut dyn FnMut(Unit) -> bool) -> bool {
+    let path: Arc<Path> = Arc::from(file);
+    match Layout::of(file) {
+        Layout::Documents => emit(Unit::Documents(path)),
+        Layout::Lines => match File::open(file) {
+            Ok(f) => chunk_lines(path, f, emit),
+            Err(e) => emit(Unit::End {
+                path,
+                stream: None,
+                unreadable: Some(e),
+            }),
+        },
+    }
+}
+
+/// Emits the lines of `reader` in chunks of whole lines, then the file's
+/// end. A line longer than the decoder takes is left whole in one chunk
+/// (the decoder reports it); false when the receiver is gone.
+fn chunk_lines(path: Arc<Path>, reader: File, emit: &mut dyn FnMut(Unit) -> bool) -> bool {
+    let mut reader = match decode::maybe_gunzip(reader) {
+        Ok(r) => r,
+        Err(e) => {
+            return emit(Unit::End {
+                path,
+                stream: Some(e.into()),
+                unreadable: None,
+            });
+        }
+    };
+    let mut first_line = 1;
+    loop {
+        let mut bytes = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
+        let mut stream = None;
+        let full = loop {
+            match io::Read::by_ref(&mut reader)
+                .take((CHUNK_BYTES - bytes.len().min(CHUNK_BYTES)) as u64 + 1)
+                .read_to_end(&mut bytes)
+            {
+                Ok(0) => break false,
+                Ok(_) if bytes.len() > CHUNK_BYTES => break true,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    stream = Some(e.into());
+                    break false;
+                }
+            }
+        };
+        let mut cut_short = false;
+        if full && stream.is_none() && bytes.last() != Some(&b'\n') {
+            // Finish the last line, up to the longest line the decoder
+            // reads; a longer one is cut there (the decoder reports it as
+            // too long) and its rest skipped.
+            let start = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            let limit = (decode::MAX_LINE_BYTES + 1 - (bytes.len() - start)) as u64;
+            let read = io::BufRead::read_until(
+                &mut io::Read::by_ref(&mut reader).take(limit),
+                b'\n',
+                &mut bytes,
+            );
+            match read {
+                Err(e) => stream = Some(e.into()),
+                Ok(_)
+                    if bytes.last() != Some(&b'\n')
+                        && bytes.len() - start > decode::MAX_LINE_BYTES =>
+                {
+                    cut_short = true;
+                    if let Err(e) = io::BufRead::skip_until(&mut reader, b'\n') {
+                        stream = Some(e.into());
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+        let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64 + cut_short as u64;
+        let done = !full || stream.is_some();
+        if cut_short {
+            // The cut line must end its chunk as a line of its own.
+            bytes.push(b'\n');
+        }
+        if !bytes.is_empty()
+            && !emit(Unit::Lines {
+                path: Arc::clone(&path),
+                first_line,
+                bytes,
+            })
+        {
+            return false;
+        }
+        first_line += lines;
+        if done {
+            return emit(Unit::End {
+                path,
+                stream,
+                unreadable: None,
+            });
+        }
+    }
+}
+
 pub struct Replay<'a> {
     detector: &'a Detector,
     seen: DeliveredCache,
     summary: ReplaySummary,
-    findings: Vec<Finding>,
     format: crate::sink::format::Payload,
+    jobs: usize,
 }
 
 impl<'a> Replay<'a> {
@@ -78,14 +361,21 @@ impl<'a> Replay<'a> {
             detector,
             seen: DeliveredCache::new(dedup_capacity),
             summary: ReplaySummary::default(),
-            findings: Vec::new(),
             format: crate::sink::format::Payload::Json,
+            jobs: 1,
         }
     }
 
     /// Writes findings in `format` (the finding JSON by default).
     pub fn with_format(mut self, format: crate::sink::format::Payload) -> Self {
         self.format = format;
+        self
+    }
+
+    /// Decodes and runs the rules on `jobs` threads. Output and summary do
+    /// not depend on it: work is applied in input order.
+    pub fn with_jobs(mut self, jobs: usize) -> Self {
+        self.jobs = jobs.max(1);
         self
     }
 
@@ -101,111 +391,123 @@ impl<'a> Replay<'a> {
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> io::Result<()> {
-        for path in paths {
-            if path.as_os_str() == "-" {
-                self.summary.files += 1;
-                let stdin = io::stdin();
-                self.read_documents(Path::new("-"), stdin.lock(), out, err)?;
-            } else if path.is_dir() {
-                let mut files = Vec::new();
-                collect_files(path, &mut files)
-                    .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-                files.sort();
-                for f in files {
-                    self.file(&f, out, err)?;
+        if self.jobs == 1 {
+            let detector = self.detector;
+            let mut result = Ok(());
+            produce(paths, &mut |unit| {
+                result = self.apply(work(detector, unit), out, err);
+                result.is_ok()
+            })?;
+            return result;
+        }
+        self.run_parallel(paths, out, err)
+    }
+
+    fn run_parallel(
+        &mut self,
+        paths: &[PathBuf],
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> io::Result<()> {
+        let detector = self.detector;
+        let jobs = self.jobs;
+        std::thread::scope(|scope| {
+            // Bounded: the reader stays at most a few chunks ahead.
+            let (unit_tx, unit_rx) = mpsc::sync_channel::<(u64, Unit)>(jobs * 2);
+            let unit_rx = Arc::new(Mutex::new(unit_rx));
+            let (done_tx, done_rx) = mpsc::channel::<(u64, Done)>();
+            let producer = scope.spawn(move || {
+                let mut seq = 0;
+                produce(paths, &mut |unit| {
+                    seq += 1;
+                    unit_tx.send((seq - 1, unit)).is_ok()
+                })
+            });
+            for _ in 0..jobs {
+                let (rx, tx) = (Arc::clone(&unit_rx), done_tx.clone());
+                scope.spawn(move || {
+                    loop {
+                        let next = rx.lock().expect("unit queue lock").recv();
+                        let Ok((seq, unit)) = next else { return };
+                        if tx.send((seq, work(detector, unit))).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(done_tx);
+            // Results come in any order; they are applied in input order.
+            let mut waiting = BTreeMap::new();
+            let mut next = 0;
+            let mut result = Ok(());
+            for (seq, done) in done_rx {
+                waiting.insert(seq, done);
+                while let Some(done) = waiting.remove(&next) {
+                    next += 1;
+                    if result.is_ok() {
+                        result = self.apply(done, out, err);
+                    }
                 }
-            } else {
-                self.file(path, out, err)?;
+                if result.is_err() {
+                    break;
+                }
             }
-        }
-        Ok(())
-    }
-
-    fn file(&mut self, path: &Path, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
-        self.summary.files += 1;
-        match File::open(path) {
-            Ok(f) => match Layout::of(path) {
-                Layout::Lines => self.read_lines(path, f, out, err),
-                Layout::Documents => self.read_documents(path, f, out, err),
-            },
-            Err(e) => {
-                self.summary.unreadable_files += 1;
-                writeln!(err, "{}: cannot read: {e}", path.display())
-            }
-        }
-    }
-
-    /// One body per line: an error names its line, and reading goes on
-    /// with the next line.
-    fn read_lines(
-        &mut self,
-        path: &Path,
-        reader: impl Read,
-        out: &mut dyn Write,
-        err: &mut dyn Write,
-    ) -> io::Result<()> {
-        let mut io_result = Ok(());
-        let stream = decode::decode_lines(reader, &mut |line, item| {
-            if io_result.is_ok() {
-                let location = format!("{}:{line}", path.display());
-                io_result = self.item(&location, item, out, err);
-            }
-        });
-        io_result?;
-        if let Err(e) = stream {
-            self.count_error(&e);
-            writeln!(err, "{}: {e}", path.display())?;
-        }
-        Ok(())
-    }
-
-    fn read_documents(
-        &mut self,
-        path: &Path,
-        reader: impl Read,
-        out: &mut dyn Write,
-        err: &mut dyn Write,
-    ) -> io::Result<()> {
-        let location = path.display().to_string();
-        let mut io_result = Ok(());
-        let stream = decode::decode_reader(reader, &mut |item| {
-            if io_result.is_ok() {
-                io_result = self.item(&location, item, out, err);
-            }
-        });
-        io_result?;
-        if let Err(e) = stream {
-            self.count_error(&e);
-            writeln!(err, "{location}: {e}")?;
-        }
-        Ok(())
+            drop(unit_rx);
+            let produced = producer.join().expect("the replay reader does not panic");
+            result.and(produced)
+        })
     }
 
     fn count_error(&mut self, e: &DecodeError) {
         *self.summary.decode_errors.entry(e.kind()).or_default() += 1;
     }
 
+    fn apply(&mut self, done: Done, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
+        let path = &*done.path;
+        self.summary.events += done.unparsed;
+        for (line, what) in done.items {
+            let location = match line {
+                Some(n) => Location::Line(path, n),
+                None => Location::File(path),
+            };
+            self.item(&location, what, out, err)?;
+        }
+        if let Some((stream, unreadable)) = done.end {
+            self.summary.files += 1;
+            if let Some(e) = stream {
+                self.count_error(&e);
+                writeln!(err, "{}: {e}", path.display())?;
+            }
+            if let Some(e) = unreadable {
+                self.summary.unreadable_files += 1;
+                writeln!(err, "{}: cannot read: {e}", path.display())?;
+            }
+        }
+        Ok(())
+    }
+
     fn item(
         &mut self,
-        location: &str,
-        item: Result<Item<'_>, DecodeError>,
+        location: &Location<'_>,
+        what: Assessed,
         out: &mut dyn Write,
         err: &mut dyn Write,
     ) -> io::Result<()> {
-        match item {
-            Ok(Item::Record(rec)) => {
+        match what {
+            Assessed::Record {
+                findings,
+                key,
+                suppressed,
+            } => {
                 self.summary.events += 1;
-                let key = rec.event_key();
                 if let Some(k) = &key
                     && self.seen.contains(k)
                 {
                     self.summary.duplicates += 1;
                     return Ok(());
                 }
-                self.findings.clear();
-                let eval = self.detector.evaluate(&rec, &mut self.findings);
-                self.summary.suppressed += eval.suppressed as u64;
-                for f in &self.findings {
+                self.summary.suppressed += suppressed as u64;
+                for f in &findings {
                     self.summary.findings += 1;
                     *self
                         .summary
@@ -220,19 +522,179 @@ impl<'a> Replay<'a> {
                     self.seen.insert(k);
                 }
             }
-            Ok(Item::Object(obj)) => {
+            Assessed::Object(obj) => {
                 self.summary.object_refs += 1;
                 writeln!(
                     err,
                     "{location}: names {obj}; not fetched (replay reads local files only)"
                 )?;
             }
-            Ok(Item::Skipped(s)) => *self.summary.skipped.entry(s.as_str()).or_default() += 1,
-            Err(e) => {
+            Assessed::Skipped(s) => *self.summary.skipped.entry(s.as_str()).or_default() += 1,
+            Assessed::Error(e) => {
                 self.count_error(&e);
                 writeln!(err, "{location}: {e}")?;
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::{
+        AllowList, CidrSet, Context, DetectSettings, Scope, allowlist::parse_cidr,
+    };
+
+    const ROOT_CALL: &str = r#"{"eventVersion":"1.08","userIdentity":{"type":"Root","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333"},"eventTime":"2024-05-01T12:00:00Z","eventSource":"iam.amazonaws.com","eventName":"ListUsers","sourceIPAddress":"203.0.113.9","eventID":"0b6e4a3c-0000-4000-8000-000000000001","eventType":"AwsApiCall","recipientAccountId":"111122223333"}"#;
+
+    fn detector() -> Detector {
+        Detector::new(DetectSettings {
+            context: Context {
+                allowlist: AllowList {
+                    cidrs: CidrSet::new([parse_cidr("203.0.113.0/24").unwrap()]),
+                    scope: Scope::All,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    fn replay(d: &Detector, name: &str, text: &str) -> (ReplaySummary, Vec<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let mut r = Replay::new(d, std::num::NonZeroUsize::new(100).unwrap());
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        r.run(&[path], &mut out, &mut err).unwrap();
+        let lines = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        (r.finish(), lines)
+    }
+
+    /// As in `run`, only an event that alerted enters the dedup cache: a
+    /// silent event with the same key (a malformed eventID shared by an
+    /// IAM user's call and a root call) must not hide the root call.
+    #[test]
+    fn a_silent_event_does_not_hide_an_alerting_one_with_its_key() {
+        let silent = ROOT_CALL.replace(r#""type":"Root""#, r#""type":"IAMUser""#);
+        let d = detector();
+        let (summary, findings) = replay(
+            &d,
+            // A log file: parsed in full, whatever the prefilter says.
+            "a.json",
+            &format!(r#"{{"Records":[{silent},{ROOT_CALL},{ROOT_CALL}]}}"#),
+        );
+        assert_eq!(summary.events, 3);
+        assert_eq!(summary.duplicates, 1, "the second root call is a copy");
+        assert_eq!(summary.findings_by_rule["root-api-call"], 1, "{findings:?}");
+    }
+
+    /// Lines the prefilter proves silent are counted, not parsed; the
+    /// findings and counts equal those of the same records in a log file,
+    /// which is always parsed in full.
+    #[test]
+    fn prefiltered_lines_count_as_events_with_the_same_findings() {
+        let outside = ROOT_CALL
+            .replace(r#""type":"Root""#, r#""type":"AssumedRole""#)
+            .replace("203.0.113.9", "198.51.100.1")
+            .replace("0001", "0002");
+        let inside = outside
+            .replace("198.51.100.1", "203.0.113.7")
+            .replace("0002", "0003");
+        let service = inside
+            .replace("203.0.113.7", "AWS Internal")
+            .replace("0003", "0004");
+        let records = [ROOT_CALL, &outside, &inside, &service];
+        let d = detector();
+        assert!(!d.may_alert(inside.as_bytes()) && !d.may_alert(service.as_bytes()));
+        let (lines, lines_found) = replay(&d, "a.jsonl", &(records.join("\n") + "\n"));
+        let (file, file_found) = replay(
+            &d,
+            "a.json",
+            &format!(r#"{{"Records":[{}]}}"#, records.join(",")),
+        );
+        assert_eq!(lines.events, 4);
+        assert_eq!(lines, file);
+        assert_eq!(lines_found, file_found);
+        assert_eq!(lines.findings_by_rule["source-ip-not-allowed"], 1);
+    }
+
+    fn run_all(d: &Detector, paths: &[PathBuf], jobs: usize) -> (ReplaySummary, Vec<u8>, Vec<u8>) {
+        let mut r = Replay::new(d, std::num::NonZeroUsize::new(100_000).unwrap()).with_jobs(jobs);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        r.run(paths, &mut out, &mut err).unwrap();
+        (r.finish(), out, err)
+    }
+
+    /// Every fixture record in one JSON-lines file of several chunks, with
+    /// bad lines among them, plus the same records as gzip log files and a
+    /// directory: the findings, their order, the messages and the summary
+    /// are those of one thread, whatever the number of threads.
+    #[test]
+    fn threads_change_nothing_but_speed() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/third_party");
+        let mut lines = Vec::new();
+        for file in [
+            "invictus-aws-dataset/records.jsonl",
+            "stratus-red-team/detonation_logs.jsonl",
+            "panther-analysis/all_test_logs_records.jsonl",
+            "aws-docs-examples/records.jsonl",
+        ] {
+            let text = std::fs::read_to_string(fixtures.join(file)).unwrap();
+            lines.extend(text.lines().map(str::to_owned));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut big = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            big.extend_from_slice(l.as_bytes());
+            big.push(b'\n');
+            match i % 700 {
+                5 => big.extend_from_slice(b"{\"eventVersion\": \"1.08\", truncated\n"),
+                6 => big.extend_from_slice(b"\xff\xfe not utf-8\n"),
+                7 => big.extend_from_slice(b"\n"),
+                _ => {}
+            }
+        }
+        // Copies of the corpus twice over: duplicates across chunk borders.
+        let twice = [&big[..], &big[..]].concat();
+        assert!(twice.len() > 3 * CHUNK_BYTES, "several chunks");
+        let jsonl = dir.path().join("big.jsonl");
+        std::fs::write(&jsonl, &twice).unwrap();
+        let sub = dir.path().join("logs");
+        std::fs::create_dir(&sub).unwrap();
+        for (n, part) in lines.chunks(500).enumerate() {
+            let doc = format!(r#"{{"Records":[{}]}}"#, part.join(","));
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut gz, doc.as_bytes()).unwrap();
+            std::fs::write(sub.join(format!("{n:03}.json.gz")), gz.finish().unwrap()).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &big).unwrap();
+        std::fs::write(sub.join("lines.jsonl.gz"), gz.finish().unwrap()).unwrap();
+        let paths = [jsonl, sub, dir.path().join("missing.jsonl")];
+
+        let d = detector();
+        let one = run_all(&d, &paths, 1);
+        assert!(
+            one.0.findings > 1000 && one.0.duplicates > 1000,
+            "{:?}",
+            one.0
+        );
+        assert!(one.0.had_errors() && one.0.unreadable_files == 1);
+        for jobs in [2, 3] {
+            let many = run_all(&d, &paths, jobs);
+            assert_eq!(many.0, one.0, "summary with {jobs} threads");
+            assert!(many.1 == one.1, "findings differ with {jobs} threads");
+            assert_eq!(
+                String::from_utf8_lossy(&many.2),
+                String::from_utf8_lossy(&one.2),
+                "messages with {jobs} threads"
+            );
+        }
     }
 }

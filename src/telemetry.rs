@@ -22,6 +22,7 @@ pub const ALERTS_RETRIED: &str = "rootwatch_alerts_retried_total";
 pub const ALERTS_FAILED: &str = "rootwatch_alerts_failed_total";
 pub const DELIVERY_DURATION: &str = "rootwatch_delivery_duration_seconds";
 pub const EVENT_LAG: &str = "rootwatch_event_lag_seconds";
+pub const ALERT_LATENCY: &str = "rootwatch_alert_latency_seconds";
 pub const DEDUP_SUPPRESSED: &str = "rootwatch_dedup_suppressed_total";
 pub const THROTTLE_SUPPRESSED: &str = "rootwatch_throttle_suppressed_total";
 pub const IN_FLIGHT: &str = "rootwatch_in_flight_messages";
@@ -56,6 +57,7 @@ pub const ALL: &[&str] = &[
     ALERTS_FAILED,
     DELIVERY_DURATION,
     EVENT_LAG,
+    ALERT_LATENCY,
     DEDUP_SUPPRESSED,
     THROTTLE_SUPPRESSED,
     IN_FLIGHT,
@@ -93,6 +95,17 @@ pub fn prometheus() -> &'static PrometheusHandle {
                     &[
                         1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 21600.0,
                         86400.0,
+                    ],
+                )
+            })
+            .and_then(|b| {
+                // Milliseconds matter here: the time rootwatch itself adds
+                // between receiving a message and alerting on it.
+                b.set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full(ALERT_LATENCY.into()),
+                    &[
+                        0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                        5.0,
                     ],
                 )
             })
@@ -156,6 +169,11 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         EVENT_LAG,
         Unit::Seconds,
         "Time from eventTime to detection."
+    );
+    describe_histogram!(
+        ALERT_LATENCY,
+        Unit::Seconds,
+        "Time from receiving an SQS message to the first attempt to send an alert derived from it, by sink."
     );
     describe_counter!(DEDUP_SUPPRESSED, "Duplicate events dropped.");
     describe_counter!(
@@ -256,6 +274,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
             counter!(ALERTS_DEAD_LETTERED, "sink" => s.clone(), "reason" => reason).absolute(0);
         }
         counter!(DEAD_LETTER_ERRORS, "sink" => s.clone()).absolute(0);
+        let _ = histogram!(ALERT_LATENCY, "sink" => s.clone());
         let _ = histogram!(DELIVERY_DURATION, "sink" => s);
     }
     for &rule in rules {
@@ -391,6 +410,18 @@ pub fn finding(f: &crate::finding::Finding) {
 
 pub fn event_lag(lag: Duration) {
     histogram!(EVENT_LAG).record(lag.as_secs_f64());
+}
+
+/// The first attempt to send an alert starts, `latency` after its input
+/// was received.
+pub fn alert_starting(sink: &str, finding_id: &str, latency: Duration) {
+    tracing::trace!(
+        sink,
+        finding_id,
+        latency_secs = latency.as_secs_f64(),
+        "alert sending"
+    );
+    histogram!(ALERT_LATENCY, "sink" => sink.to_owned()).record(latency.as_secs_f64());
 }
 
 pub fn alert_delivered(sink: &str, finding_id: &str, took: Duration, attempts: u32) {

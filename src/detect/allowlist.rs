@@ -73,7 +73,12 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, String> {
 /// `cloudtrail.amazonaws.com`) and anything else that is not an address
 /// give `None`; IPv4-mapped IPv6 addresses read as IPv4.
 pub fn source_ip(rec: &Record<'_>) -> Option<IpAddr> {
-    let s = rec.source_ip_address.get()?.trim();
+    source_ip_text(rec.source_ip_address.get()?)
+}
+
+/// [`source_ip`] on the field's text.
+pub(crate) fn source_ip_text(s: &str) -> Option<IpAddr> {
+    let s = s.trim();
     let first = s.as_bytes().first()?;
     if !(first.is_ascii_hexdigit() || *first == b':') {
         return None;

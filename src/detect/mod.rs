@@ -3,6 +3,7 @@
 
 pub mod allowlist;
 pub mod mitre;
+mod prefilter;
 pub mod rules;
 pub mod suppress;
 
@@ -91,6 +92,7 @@ pub struct Detector {
     rules: Vec<Enabled>,
     suppressions: Vec<Suppression>,
     ctx: Context,
+    prefilter: prefilter::Prefilter,
 }
 
 /// What evaluating one record did besides producing findings.
@@ -114,7 +116,12 @@ impl Detector {
             rules,
             suppressions: settings.suppressions,
             ctx: settings.context,
+            prefilter: prefilter::Prefilter::new(),
         }
+    }
+
+    fn rule_enabled(&self, id: &str) -> bool {
+        self.rules.iter().any(|e| e.rule.id() == id)
     }
 
     pub fn enabled_rules(&self) -> impl Iterator<Item = &dyn Rule> {

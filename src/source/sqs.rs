@@ -93,6 +93,8 @@ impl Drop for ReaderHold {
 /// A message received and registered, with the unit that decides its fate.
 struct Received {
     id: String,
+    /// When the receive call returned, for the alert latency histogram.
+    at: Instant,
     body: Option<String>,
     unit: Unit,
 }
@@ -277,10 +279,11 @@ impl SqsSource {
             // Every message of the batch is registered for visibility
             // extension now, not when its turn comes: the ones behind a slow
             // S3 object would otherwise reappear and be received again.
+            let received_at = Instant::now();
             let mut batch = Batch(VecDeque::with_capacity(messages.len()));
             for m in messages {
                 let permit = room.split(1).expect("one permit per message received");
-                if let Some(r) = self.register(m, permit, &acks, &registry) {
+                if let Some(r) = self.register(m, permit, &acks, &registry, received_at) {
                     batch.0.push_back(r);
                 }
             }
@@ -299,6 +302,7 @@ impl SqsSource {
         permit: tokio::sync::OwnedSemaphorePermit,
         acks: &mpsc::UnboundedSender<Ack>,
         registry: &Registry,
+        received_at: Instant,
     ) -> Option<Received> {
         let id = m.message_id.unwrap_or_default();
         let Some(receipt) = m.receipt_handle else {
@@ -333,6 +337,7 @@ impl SqsSource {
         });
         Some(Received {
             id,
+            at: received_at,
             body: m.body,
             unit,
         })
@@ -341,8 +346,11 @@ impl SqsSource {
     async fn handle(&self, r: Received) {
         // A panic half-way drops `unit` without an outcome: the message
         // fails as abandoned, never taken as handled.
-        let Received { id, body, unit } = r;
-        let mut scan = Scan::default();
+        let Received { id, at, body, unit } = r;
+        let mut scan = Scan {
+            received: Some(at),
+            ..Scan::default()
+        };
         self.pipeline
             .scan_body(body.as_deref().unwrap_or(""), &mut scan);
         let objects = std::mem::take(&mut scan.objects);
@@ -771,6 +779,7 @@ mod tests {
             let tx = tx.clone();
             batch.0.push_back(Received {
                 id: format!("m{i}"),
+                at: Instant::now(),
                 body: None,
                 unit: Unit::new(move |o| tx.send(o).unwrap()),
             });

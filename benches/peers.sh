@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Replay throughput of rootwatch next to its peers, on one file, in one run.
+#
+#   benches/peers.sh FILE.jsonl [CONFIG.toml]
+#
+# FILE holds CloudTrail JSON lines (make one with
+# `cargo run --example gen-trail -- 240000 /tmp/trail.jsonl`).
+# CONFIG defaults to FILE.toml when it exists (gen-trail writes it, with the
+# 10,000-prefix allow list), else to a fresh copy of that allow list.
+# The one-core engines run pinned to one core (taskset -c 0), REPS times
+# (default 3); the table shows the best run of each. Their times are CPU
+# seconds (user + system): on a shared machine the wall clock measures the
+# neighbours too. The every-core rows are wall-clock times (CPU time would
+# hide the gain); run them on a quiet machine. The findings column must
+# agree: a fast wrong answer does not count, and the script fails when it
+# does not.
+#
+# Engines: `rootwatch replay` on the file and on a gzip copy (decompression
+# included); benches/peer.py (json.loads + the same rules). Vector's VRL
+# engine is not run: its CLI did not build here within the time allowed.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+file=${1:?usage: benches/peers.sh FILE.jsonl [CONFIG.toml]}
+reps=${REPS:-3}
+python=${PYTHON:-python3}
+pin=(taskset -c 0)
+command -v taskset >/dev/null || pin=()
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cd "$here"
+cargo build --release --locked --quiet --bin rootwatch
+# The generator is built in the dev profile: an example pulls in every
+# dev-dependency, which a release build would compile again for nothing.
+cargo build --locked --quiet --example gen-trail
+target=$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+rootwatch=$target/release/rootwatch
+
+config=${2:-}
+if [[ -z $config ]]; then
+  if [[ -f $file.toml ]]; then
+    config=$file.toml
+  else
+    "$target/debug/examples/gen-trail" 0 "$work/empty.jsonl" 2>/dev/null
+    config=$work/empty.jsonl.toml
+  fi
+fi
+gzip -c -6 "$file" >"$work/trail.jsonl.gz"
+
+# run NAME wall|cpu COMMAND...: the best time over REPS runs, and the
+# findings count the command reported (parsed from its stderr).
+declare -A secs findings events
+run() {
+  local name=$1 timing=$2
+  shift 2
+  local best=""
+  for _ in $(seq "$reps"); do
+    /usr/bin/time -f '%e %U %S' -o "$work/time" "$@" >/dev/null 2>"$work/err" || {
+      echo "$name failed:" >&2
+      cat "$work/err" >&2
+      return 1
+    }
+    local t
+    if [[ $timing == wall ]]; then
+      t=$(awk '{print $1}' "$work/time")
+    else
+      t=$(awk '{print $2 + $3}' "$work/time")
+    fi
+    if [[ -z $best ]] || (($(echo "$t < $best" | bc -l))); then best=$t; fi
+  done
+  secs[$name]=$best
+  findings[$name]=$(grep -oE '[0-9]+ finding\(s\)' "$work/err" | head -1 | cut -d' ' -f1)
+  events[$name]=$(grep -oE '[0-9]+ event\(s\)' "$work/err" | head -1 | cut -d' ' -f1)
+}
+
+cores=$(nproc)
+engines=()
+run "rootwatch replay" cpu "${pin[@]}" "$rootwatch" replay --config "$config" "$file" && engines+=("rootwatch replay")
+run "rootwatch replay (gzip)" cpu "${pin[@]}" "$rootwatch" replay --config "$config" "$work/trail.jsonl.gz" && engines+=("rootwatch replay (gzip)")
+run "python json.loads peer" cpu "${pin[@]}" "$python" benches/peer.py --config "$config" "$file" && engines+=("python json.loads peer")
+run "rootwatch, 1 core, wall" wall "${pin[@]}" "$rootwatch" replay --jobs 1 --config "$config" "$file" && engines+=("rootwatch, 1 core, wall")
+run "rootwatch, $cores cores, wall" wall "$rootwatch" replay --jobs "$cores" --config "$config" "$file" && engines+=("rootwatch, $cores cores, wall")
+
+base=${secs["rootwatch replay"]}
+n=${events["rootwatch replay"]}
+printf '\n%s: %s events, %s bytes; best of %s run(s) each; one core is %s\n' \
+  "$file" "$n" "$(stat -c %s "$file")" "$reps" "${pin[*]:-not pinned}"
+printf '| %-28s | %10s | %12s | %9s | %22s |\n' engine seconds events/s findings "rootwatch is N× faster"
+printf '|%s|%s|%s|%s|%s|\n' "------------------------------" "------------" "--------------" "-----------" "------------------------"
+status=0
+for e in "${engines[@]}"; do
+  rate=$(echo "$n / ${secs[$e]}" | bc -l)
+  ratio=$(echo "${secs[$e]} / $base" | bc -l)
+  printf '| %-28s | %10.2f | %12.0f | %9s | %22.1f |\n' "$e" "${secs[$e]}" "$rate" "${findings[$e]:-?}" "$ratio"
+  if [[ ${findings[$e]:-} != "${findings["rootwatch replay"]}" ]]; then status=1; fi
+done
+one=${secs["rootwatch, 1 core, wall"]:-}
+all=${secs["rootwatch, $cores cores, wall"]:-}
+if [[ -n $one && -n $all ]]; then
+  printf 'every core (%s) against one, wall clock: %.2f×\n' "$cores" "$(echo "$one / $all" | bc -l)"
+fi
+echo "vector VRL: not installed (its CLI did not build within the time allowed here)"
+if ((status)); then
+  echo "FINDINGS DIFFER between engines: the figures above do not count" >&2
+fi
+exit $status

@@ -1,0 +1,238 @@
+//! A seeded generator of CloudTrail-shaped records for benchmarks, built
+//! from the real records in tests/fixtures/third_party: each generated
+//! record is a copy of a real one with a fresh eventID, a moving eventTime
+//! and a source address drawn from a fixed mix (inside the benchmark allow
+//! list, private, or outside it). The mix follows real trails: mostly
+//! role, user and service calls, a few console sign-ins, very few root
+//! events, and an occasional duplicate delivery. The same seed gives the
+//! same bytes on every machine.
+
+#![allow(dead_code)]
+
+use std::io::{self, Write};
+use std::net::Ipv4Addr;
+
+use serde_json::Value;
+
+/// The number of allow-listed /24s the benchmarks use.
+pub const ALLOWLIST_PREFIXES: u32 = 10_000;
+
+/// The benchmark allow list: `n` /24s from 100.0.0.0 up, plus the private
+/// ranges (a deployment allow-lists its VPCs).
+pub fn allowlist(n: u32) -> Vec<String> {
+    let mut out: Vec<String> = (0..n)
+        .map(|i| format!("{}/24", Ipv4Addr::from(0x6400_0000 + (i << 8))))
+        .collect();
+    out.extend(
+        ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    out
+}
+
+/// splitmix64: small, fast and the same everywhere.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    /// True `per_million` times in a million.
+    pub fn chance(&mut self, per_million: u64) -> bool {
+        self.below(1_000_000) < per_million
+    }
+}
+
+pub struct TrailGen {
+    rng: Rng,
+    /// Role, user and service calls: the bulk of a trail.
+    ordinary: Vec<Value>,
+    /// Console sign-ins by IAM users and federated roles.
+    logins: Vec<Value>,
+    /// Events made with root credentials or in AssumeRoot sessions.
+    root: Vec<Value>,
+    /// Seconds since the epoch of the next event.
+    clock: i64,
+    recent: Vec<String>,
+    produced: u64,
+}
+
+const FIXTURES: [&str; 4] = [
+    "invictus-aws-dataset/records.jsonl",
+    "stratus-red-team/detonation_logs.jsonl",
+    "panther-analysis/all_test_logs_records.jsonl",
+    "aws-docs-examples/records.jsonl",
+];
+
+impl TrailGen {
+    /// Reads the fixture records from `fixtures` (the third_party folder).
+    pub fn new(fixtures: &std::path::Path, seed: u64) -> io::Result<Self> {
+        let (mut ordinary, mut logins, mut root) = (Vec::new(), Vec::new(), Vec::new());
+        for file in FIXTURES {
+            let text = std::fs::read_to_string(fixtures.join(file))?;
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: Value = serde_json::from_str(line).map_err(io::Error::other)?;
+                if !v.is_object() {
+                    continue;
+                }
+                if v["userIdentity"]["type"] == "Root" {
+                    root.push(v);
+                } else if v["eventName"] == "ConsoleLogin" {
+                    logins.push(v);
+                } else {
+                    ordinary.push(v);
+                }
+            }
+        }
+        Ok(TrailGen {
+            rng: Rng::new(seed),
+            ordinary,
+            logins,
+            root,
+            clock: 1_704_067_200, // 2024-01-01T00:00:00Z
+            recent: Vec::new(),
+            produced: 0,
+        })
+    }
+
+    /// The JSON text of the next record, as CloudTrail writes it (compact).
+    pub fn next_record(&mut self) -> String {
+        self.produced += 1;
+        // CloudTrail delivers a small share of events twice.
+        if !self.recent.is_empty() && self.rng.chance(2_000) {
+            let i = self.rng.below(self.recent.len() as u64) as usize;
+            return self.recent[i].clone();
+        }
+        let pool = if self.rng.chance(500) {
+            &self.root
+        } else if self.rng.chance(3_000) {
+            &self.logins
+        } else {
+            &self.ordinary
+        };
+        let mut v = pool[self.rng.below(pool.len() as u64) as usize].clone();
+        if self.rng.chance(300_000) {
+            self.clock += 1;
+        }
+        let obj = v.as_object_mut().expect("records are objects");
+        obj.insert("eventID".into(), Value::String(self.uuid()));
+        obj.insert("eventTime".into(), Value::String(self.time()));
+        let is_ip = obj
+            .get("sourceIPAddress")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok());
+        if is_ip {
+            let ip = self.address();
+            obj.insert("sourceIPAddress".into(), Value::String(ip));
+        }
+        let text = aws_order(obj);
+        if self.recent.len() < 1024 {
+            self.recent.push(text.clone());
+        } else {
+            let i = self.rng.below(1024) as usize;
+            self.recent[i] = text.clone();
+        }
+        text
+    }
+
+    /// 85% inside the allow list, 12% private (VPC endpoints), 3% outside.
+    fn address(&mut self) -> String {
+        let roll = self.rng.below(100);
+        if roll < 85 {
+            let net = self.rng.below(ALLOWLIST_PREFIXES as u64) as u32;
+            let host = 1 + self.rng.below(254) as u32;
+            Ipv4Addr::from(0x6400_0000 + (net << 8) + host).to_string()
+        } else if roll < 97 {
+            Ipv4Addr::from(0x0a00_0000 + self.rng.below(1 << 24) as u32).to_string()
+        } else {
+            // 198.18.0.0/15 (benchmarking range): never allow-listed.
+            Ipv4Addr::from(0xc612_0000 + self.rng.below(1 << 17) as u32).to_string()
+        }
+    }
+
+    fn uuid(&mut self) -> String {
+        let a = self.rng.next_u64();
+        let b = self.rng.next_u64();
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            (b >> 48) & 0x3fff | 0x8000,
+            b & 0xffff_ffff_ffff
+        )
+    }
+
+    fn time(&self) -> String {
+        chrono::DateTime::from_timestamp(self.clock, 0)
+            .expect("in range")
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    }
+
+    /// Writes `n` records as JSON lines.
+    pub fn write_lines(&mut self, n: u64, out: &mut dyn Write) -> io::Result<()> {
+        for _ in 0..n {
+            out.write_all(self.next_record().as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+}
+
+/// The top-level keys in the order CloudTrail writes them (serde_json's map
+/// sorts them), the rest after.
+const AWS_ORDER: [&str; 24] = [
+    "eventVersion",
+    "userIdentity",
+    "eventTime",
+    "eventSource",
+    "eventName",
+    "awsRegion",
+    "sourceIPAddress",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "requestParameters",
+    "responseElements",
+    "additionalEventData",
+    "requestID",
+    "eventID",
+    "readOnly",
+    "resources",
+    "eventType",
+    "apiVersion",
+    "managementEvent",
+    "recipientAccountId",
+    "sharedEventID",
+    "vpcEndpointId",
+    "eventCategory",
+];
+
+fn aws_order(obj: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::from("{");
+    let known = AWS_ORDER.iter().filter_map(|k| obj.get_key_value(*k));
+    let rest = obj.iter().filter(|(k, _)| !AWS_ORDER.contains(&k.as_str()));
+    for (i, (k, v)) in known.chain(rest).enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k).expect("a string"));
+        out.push(':');
+        out.push_str(&serde_json::to_string(v).expect("serialisable"));
+    }
+    out.push('}');
+    out
+}

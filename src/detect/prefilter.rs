@@ -1,0 +1,351 @@
+//! A byte scan that proves a body cannot produce a finding, so replay can
+//! count it without parsing it. It must never be wrong in that direction:
+//! whenever it cannot prove silence it answers "may alert" and the body is
+//! parsed in full. Tests hold it against the full parse on every corpus.
+//!
+//! Why the proof holds, rule by rule (DESIGN section 3):
+//! * every root rule needs `userIdentity.type = "Root"`, so the bytes
+//!   `Root` appear;
+//! * `iam-console-login-without-mfa` needs `eventName = "ConsoleLogin"`;
+//! * `source-ip-not-allowed` needs a `sourceIPAddress` that parses as an
+//!   address outside the allow list (with scope `root`, a root event).
+//!
+//! JSON can spell any character as `\uXXXX`, so a body with `\u` anywhere
+//! is always parsed; no other escape yields a letter, digit, `.` or `:`.
+
+use memchr::memmem;
+
+use super::allowlist::{Scope, source_ip_text};
+use super::{Context, Detector};
+
+const SOURCE_IP_KEY: &[u8] = b"sourceIPAddress";
+
+pub(crate) struct Prefilter {
+    root: memmem::Finder<'static>,
+    console_login: memmem::Finder<'static>,
+    source_ip: memmem::Finder<'static>,
+}
+
+impl Prefilter {
+    pub(crate) fn new() -> Self {
+        Prefilter {
+            root: memmem::Finder::new(b"Root"),
+            console_login: memmem::Finder::new(b"ConsoleLogin"),
+            source_ip: memmem::Finder::new(SOURCE_IP_KEY),
+        }
+    }
+
+    fn may_alert(&self, body: &[u8], d: &Detector) -> bool {
+        if has_unicode_escape(body) || self.root.find(body).is_some() {
+            return true;
+        }
+        if d.rule_enabled("iam-console-login-without-mfa")
+            && self.console_login.find(body).is_some()
+        {
+            return true;
+        }
+        d.rule_enabled("source-ip-not-allowed") && self.address_may_alert(body, &d.ctx)
+    }
+
+    /// Whether some `sourceIPAddress` in `body` may be outside the allow
+    /// list. Scope `root` needs a root event, already ruled out.
+    fn address_may_alert(&self, body: &[u8], ctx: &Context) -> bool {
+        let list = &ctx.allowlist;
+        if list.cidrs.is_empty() || list.scope == Scope::Root {
+            return false;
+        }
+        for at in self.source_ip.find_iter(body) {
+            let after = &body[at + SOURCE_IP_KEY.len()..];
+            let Some(value) = (at > 0 && body[at - 1] == b'"')
+                .then(|| simple_string_value(after))
+                .flatten()
+            else {
+                // Not the plain `"sourceIPAddress": "..."` form (a value of
+                // another type, text in an escaped document): parse it.
+                return true;
+            };
+            if let Some(ip) = source_ip_text(value)
+                && !list.cidrs.contains(ip)
+            {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// Whether `\u` occurs. Backslashes are rare, `u` is not: looking for the
+/// backslash alone is much cheaper than a two-byte substring search.
+fn has_unicode_escape(body: &[u8]) -> bool {
+    memchr::memchr_iter(b'\\', body).any(|i| body.get(i + 1) == Some(&b'u'))
+}
+
+/// After a key's name: `"`, optional whitespace, `:`, optional whitespace
+/// and a string without escapes; the string's text.
+fn simple_string_value(after: &[u8]) -> Option<&str> {
+    let rest = after.strip_prefix(b"\"")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b":")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    std::str::from_utf8(&rest[..end]).ok()
+}
+
+impl Detector {
+    /// False only when no enabled rule can fire on any record in `body`
+    /// (one JSON document, of any envelope); true when it may.
+    pub fn may_alert(&self, body: &[u8]) -> bool {
+        self.prefilter.may_alert(body, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Item, decode_body};
+    use crate::detect::{AllowList, CidrSet, DetectSettings, allowlist::parse_cidr};
+    use proptest::prelude::*;
+
+    fn detector(cidrs: &[&str], scope: Scope) -> Detector {
+        Detector::new(DetectSettings {
+            context: Context {
+                allowlist: AllowList {
+                    cidrs: CidrSet::new(cidrs.iter().map(|c| parse_cidr(c).unwrap())),
+                    scope,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+
+    fn findings(d: &Detector, body: &str) -> usize {
+        let mut n = 0;
+        decode_body(body, &mut |item| {
+            if let Ok(Item::Record(r)) = item {
+                let mut out = Vec::new();
+                d.evaluate(&r, &mut out);
+                n += out.len();
+            }
+        });
+        n
+    }
+
+    /// The property that matters: a body the full parse flags is never
+    /// passed over.
+    fn check(d: &Detector, body: &str) -> bool {
+        let fired = findings(d, body);
+        assert!(
+            fired == 0 || d.may_alert(body.as_bytes()),
+            "the prefilter passed over a body with {fired} finding(s): {body}"
+        );
+        fired > 0
+    }
+
+    fn detectors() -> Vec<Detector> {
+        vec![
+            detector(&[], Scope::All),
+            detector(
+                &["10.0.0.0/8", "203.0.113.0/24", "2001:db8::/32"],
+                Scope::All,
+            ),
+            detector(&["10.0.0.0/8", "203.0.113.0/24"], Scope::Root),
+        ]
+    }
+
+    /// Every record and wrapper in tests/fixtures/third_party, raw and in
+    /// each envelope, with every allow-list setting.
+    #[test]
+    fn never_passes_over_a_corpus_finding() {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/third_party");
+        let mut bodies = Vec::new();
+        for file in [
+            "aws-docs-examples/records.jsonl",
+            "invictus-aws-dataset/records.jsonl",
+            "panther-analysis/all_test_logs_records.jsonl",
+            "stratus-red-team/detonation_logs.jsonl",
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            bodies.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        for (file, key) in [
+            ("panther-analysis/all_cloudtrail_rule_tests.jsonl", "log"),
+            (
+                "aws-docs-examples/doc_examples_with_context.jsonl",
+                "record",
+            ),
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                let v: serde_json::Value = serde_json::from_str(line).unwrap();
+                bodies.push(v[key].to_string());
+            }
+        }
+        let mut wrapped = Vec::new();
+        for b in &bodies {
+            wrapped.push(format!(
+                r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.iam","detail":{b}}}"#
+            ));
+            wrapped.push(format!(
+                r#"{{"Type":"Notification","Message":{}}}"#,
+                serde_json::to_string(b).unwrap()
+            ));
+            wrapped.push(format!(r#"{{"Records":[{b}]}}"#));
+        }
+        bodies.extend(wrapped);
+        for d in detectors() {
+            let (mut flagged, mut skipped) = (0, 0);
+            for b in &bodies {
+                if check(&d, b) {
+                    flagged += 1;
+                } else if !d.may_alert(b.as_bytes()) {
+                    skipped += 1;
+                }
+            }
+            assert!(flagged > 0, "the corpus has findings");
+            assert!(skipped > 0, "and the prefilter proves some bodies silent");
+        }
+    }
+
+    #[test]
+    fn reasons_to_parse() {
+        let d = detector(&["203.0.113.0/24"], Scope::All);
+        let silent = r#"{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole"},"eventName":"GetObject","sourceIPAddress":"203.0.113.9"}"#;
+        assert!(!d.may_alert(silent.as_bytes()));
+        for body in [
+            // Outside the allow list.
+            r#"{"userIdentity":{"type":"AssumedRole"},"sourceIPAddress":"198.51.100.1"}"#,
+            // Root, or spelled with an escape.
+            r#"{"userIdentity":{"type":"Root"},"sourceIPAddress":"203.0.113.9"}"#,
+            r#"{"userIdentity":{"type":"R\u006fot"},"sourceIPAddress":"203.0.113.9"}"#,
+            r#"{"eventName":"ConsoleLogin","sourceIPAddress":"203.0.113.9"}"#,
+            // Not the plain string form.
+            r#"{"sourceIPAddress" : 3405803777}"#,
+            r#"{"Type":"Notification","Message":"{\"sourceIPAddress\":\"198.51.100.1\"}"}"#,
+        ] {
+            assert!(d.may_alert(body.as_bytes()), "{body}");
+        }
+        // Service names are not addresses; spaces around the colon are fine.
+        assert!(!d.may_alert(br#"{"sourceIPAddress" : "AWS Internal"}"#));
+        assert!(!detector(&[], Scope::All).may_alert(br#"{"sourceIPAddress":"198.51.100.1"}"#));
+    }
+
+    #[test]
+    fn disabled_rules_need_no_parse() {
+        let d = Detector::new(DetectSettings {
+            disabled: ["iam-console-login-without-mfa".to_owned()].into(),
+            ..Default::default()
+        });
+        assert!(!d.may_alert(br#"{"eventName":"ConsoleLogin"}"#));
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("Root".to_owned()),
+            Just("IAMUser".to_owned()),
+            Just("AssumedRole".to_owned()),
+            Just("ConsoleLogin".to_owned()),
+            Just("Success".to_owned()),
+            Just("No".to_owned()),
+            Just("AKIAEXAMPLE".to_owned()),
+            Just("true".to_owned()),
+            Just("AWS Internal".to_owned()),
+            Just("cloudformation.amazonaws.com".to_owned()),
+            Just("signin.amazonaws.com".to_owned()),
+            Just("AwsServiceEvent".to_owned()),
+            Just("CreateAccessKey".to_owned()),
+            Just(" 198.51.100.7 ".to_owned()),
+            Just("::ffff:10.1.2.3".to_owned()),
+            Just("2001:db8::1".to_owned()),
+            Just("2001:db9::1".to_owned()),
+            "(10|203|198)\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}",
+            "[a-zA-Z0-9 .:]{0,12}",
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::Value;
+        prop_oneof![
+            8 => text().prop_map(Value::String),
+            1 => Just(Value::Null),
+            1 => any::<bool>().prop_map(Value::Bool),
+            1 => any::<u32>().prop_map(Value::from),
+        ]
+    }
+
+    fn record() -> impl Strategy<Value = serde_json::Value> {
+        use serde_json::{Map, Value};
+        const TOP: [&str; 10] = [
+            "eventVersion",
+            "eventID",
+            "eventTime",
+            "eventName",
+            "eventSource",
+            "eventType",
+            "sourceIPAddress",
+            "readOnly",
+            "errorCode",
+            "recipientAccountId",
+        ];
+        const IDENTITY: [&str; 6] = [
+            "type",
+            "arn",
+            "accountId",
+            "accessKeyId",
+            "userName",
+            "invokedBy",
+        ];
+        (
+            prop::collection::vec((prop::sample::select(&TOP[..]), value()), 0..10),
+            prop::collection::vec((prop::sample::select(&IDENTITY[..]), value()), 0..6),
+            value(),
+            value(),
+            value(),
+            value(),
+            value(),
+        )
+            .prop_map(move |(fields, ident, login, mfa, assumed, session_mfa, user)| {
+                let mut m = Map::new();
+                for (k, v) in fields {
+                    m.insert(k.to_owned(), v);
+                }
+                let mut ui = Map::new();
+                for (k, v) in ident {
+                    ui.insert(k.to_owned(), v);
+                }
+                ui.insert(
+                    "sessionContext".into(),
+                    serde_json::json!({"assumedRoot": assumed, "attributes": {"mfaAuthenticated": session_mfa}}),
+                );
+                m.insert("userIdentity".into(), Value::Object(ui));
+                m.insert("responseElements".into(), serde_json::json!({"ConsoleLogin": login}));
+                m.insert("additionalEventData".into(), serde_json::json!({"MFAUsed": mfa}));
+                m.insert("requestParameters".into(), serde_json::json!({"userName": user}));
+                Value::Object(m)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        #[test]
+        fn never_passes_over_a_generated_finding(rec in record(), pretty in any::<bool>()) {
+            let body = if pretty {
+                serde_json::to_string_pretty(&rec).unwrap()
+            } else {
+                serde_json::to_string(&rec).unwrap()
+            };
+            for d in detectors() {
+                check(&d, &body);
+                check(&d, &format!(r#"{{"detail-type":"AWS API Call via CloudTrail","detail":{body}}}"#));
+                check(&d, &format!(r#"{{"Type":"Notification","Message":{}}}"#, serde_json::to_string(&body).unwrap()));
+            }
+        }
+    }
+}
