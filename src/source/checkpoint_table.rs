@@ -310,82 +310,88 @@ impl CheckpointTable {
     /// Extends a lease this replica holds; `Lost` when it holds it no more.
     pub async fn renew(&self, group: &str, now_ms: i64) -> Result<i64, TableError> {
         let expires = now_ms + self.lease_ms;
-        let call = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(self.pk(group)))
-            .update_expression("SET #e = :exp")
-            .condition_expression("#o = :me")
-            .expression_attribute_names("#o", "lease_owner")
-            .expression_attribute_names("#e", "lease_expires")
-            .expression_attribute_values(":me", s(&self.owner))
-            .expression_attribute_values(":exp", n(expires))
-            .send();
-        match tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| self.timeout())?
-        {
-            Ok(_) => Ok(expires),
-            Err(e) if is_condition_failure(&e) => Err(TableError::Lost {
-                group: group.to_owned(),
-            }),
-            Err(e) => Err(self.api(e)),
-        }
+        let owned = self
+            .update_owned(
+                group,
+                "SET #e = :exp",
+                &[("#e", "lease_expires")],
+                [(":exp", n(expires))],
+            )
+            .await?;
+        self.still_owned(group, owned).map(|()| expires)
     }
 
     /// Writes a group's checkpoint, only while this replica holds its lease.
     pub async fn save(&self, group: &str, c: &GroupCheckpoint) -> Result<(), TableError> {
         let handled = serde_json::to_string(&c.handled).expect("a map serialises");
-        let call = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(self.pk(group)))
-            .update_expression("SET #p = :pos, #h = :h")
-            .condition_expression("#o = :me")
-            .expression_attribute_names("#o", "lease_owner")
-            .expression_attribute_names("#p", "position_ms")
-            .expression_attribute_names("#h", "handled")
-            .expression_attribute_values(":me", s(&self.owner))
-            .expression_attribute_values(":pos", n(c.position_ms))
-            .expression_attribute_values(":h", s(handled))
-            .send();
-        match tokio::time::timeout(CALL_TIMEOUT, call)
-            .await
-            .map_err(|_| self.timeout())?
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_condition_failure(&e) => Err(TableError::Lost {
-                group: group.to_owned(),
-            }),
-            Err(e) => Err(self.api(e)),
-        }
+        let owned = self
+            .update_owned(
+                group,
+                "SET #p = :pos, #h = :h",
+                &[("#p", "position_ms"), ("#h", "handled")],
+                [(":pos", n(c.position_ms)), (":h", s(handled))],
+            )
+            .await?;
+        self.still_owned(group, owned)
     }
 
     /// Gives a lease up at once (its group's last checkpoint written), so
     /// another replica need not wait for it to expire.
     pub async fn release(&self, group: &str) -> Result<(), TableError> {
-        let call = self
+        // Not ours any more (`false`): nothing to give up.
+        self.update_owned(
+            group,
+            "REMOVE #o SET #e = :zero",
+            &[("#e", "lease_expires")],
+            [(":zero", n(0))],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// An `UpdateItem` of `group`'s item that applies only while this
+    /// replica owns its lease (`lease_owner = me`, bound as `#o` and `:me`
+    /// for `expression` too); `Ok(false)` when that condition failed.
+    async fn update_owned<const V: usize>(
+        &self,
+        group: &str,
+        expression: &str,
+        names: &[(&str, &str)],
+        values: [(&str, AttributeValue); V],
+    ) -> Result<bool, TableError> {
+        let mut call = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(self.pk(group)))
-            .update_expression("REMOVE #o SET #e = :zero")
+            .update_expression(expression)
             .condition_expression("#o = :me")
             .expression_attribute_names("#o", "lease_owner")
-            .expression_attribute_names("#e", "lease_expires")
-            .expression_attribute_values(":me", s(&self.owner))
-            .expression_attribute_values(":zero", n(0))
-            .send();
-        match tokio::time::timeout(CALL_TIMEOUT, call)
+            .expression_attribute_values(":me", s(&self.owner));
+        for (k, v) in names {
+            call = call.expression_attribute_names(*k, *v);
+        }
+        for (k, v) in values {
+            call = call.expression_attribute_values(k, v);
+        }
+        match tokio::time::timeout(CALL_TIMEOUT, call.send())
             .await
             .map_err(|_| self.timeout())?
         {
-            Ok(_) => Ok(()),
-            // Not ours any more: nothing to give up.
-            Err(e) if is_condition_failure(&e) => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failure(&e) => Ok(false),
             Err(e) => Err(self.api(e)),
+        }
+    }
+
+    /// `Lost` when an owner-conditional write found the lease gone.
+    fn still_owned(&self, group: &str, owned: bool) -> Result<(), TableError> {
+        if owned {
+            Ok(())
+        } else {
+            Err(TableError::Lost {
+                group: group.to_owned(),
+            })
         }
     }
 
