@@ -11,8 +11,6 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use common::*;
-use rootwatch::event::Record;
-use rootwatch::finding::{Finding, Severity};
 use rootwatch::sink::retry::{DeliveryError, Policy, send_with_retry};
 use rootwatch::sink::{SendError, Sink};
 use tokio_util::sync::CancellationToken;
@@ -31,16 +29,16 @@ fn build(sink_toml: &str, aws: &aws_config::SdkConfig) -> Box<dyn Sink> {
     )
 }
 
-fn finding(raw: &str) -> Finding {
-    let rec = Record::parse(raw).unwrap();
-    Finding::new(
-        &rec,
-        "root-api-call",
-        "Root user API call",
-        Severity::High,
-        "The root user called DeleteUser.".into(),
-        Some(true),
+/// One delivery of the finding of `event_id` through `sink`'s retry loop.
+async fn deliver(sink: &dyn Sink, event_id: &str, policy: &Policy) -> Result<u32, DeliveryError> {
+    send_with_retry(
+        sink,
+        &root_call_finding(&root_call(event_id)),
+        policy,
+        &CancellationToken::new(),
+        |_, _, _| {},
     )
+    .await
 }
 
 /// A topic whose messages land raw (the message itself, attributes as SQS
@@ -147,7 +145,7 @@ async fn a_huge_hostile_event_is_published_cut_under_the_limit() {
         &format!("type = \"sns\"\ntopic_arn = \"{topic}\""),
         &aws.config,
     );
-    sink.send(&finding(&raw)).await.unwrap();
+    sink.send(&root_call_finding(&raw)).await.unwrap();
     let (body, _) = one_message(&aws, &queue).await;
     assert!(body.len() <= 256 * 1024, "{}", body.len());
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -166,7 +164,10 @@ async fn a_missing_topic_is_a_rejection_and_the_input_goes_to_the_dead_letter_qu
         &format!("type = \"sns\"\ntopic_arn = \"{missing}\""),
         &aws.config,
     );
-    let err = sink.send(&finding(&root_call("gone-0"))).await.unwrap_err();
+    let err = sink
+        .send(&root_call_finding(&root_call("gone-0")))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, SendError::Permanent { .. }),
         "a missing topic is permanent: {err:?}"
@@ -302,15 +303,7 @@ async fn a_failed_entry_is_retried_like_a_server_error() {
         "type = \"eventbridge\"\nevent_bus = \"default\"",
         &aws_at(&url).await,
     );
-    let attempts = send_with_retry(
-        sink.as_ref(),
-        &finding(&root_call("retry-1")),
-        &quick(),
-        &CancellationToken::new(),
-        |_, _, _| {},
-    )
-    .await
-    .unwrap();
+    let attempts = deliver(sink.as_ref(), "retry-1", &quick()).await.unwrap();
     assert_eq!(attempts, 3);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
 }
@@ -333,13 +326,7 @@ async fn a_malformed_entry_or_access_denied_is_a_rejection() {
         let b = body.clone();
         let (url, calls) = put_events_server(move |_| (status, b.clone())).await;
         let sink = build("type = \"eventbridge\"\nevent_bus = \"soc\"", &aws_at(&url).await);
-        let err = send_with_retry(
-            sink.as_ref(),
-            &finding(&root_call("rejected-1")),
-            &quick(),
-            &CancellationToken::new(),
-            |_, _, _| {},
-        )
+        let err = deliver(sink.as_ref(), "rejected-1", &quick())
         .await
         .unwrap_err();
         let DeliveryError::Rejected { error, .. } = &err else {
@@ -391,15 +378,7 @@ async fn server_errors_are_retried_until_the_deadline() {
         deadline: Duration::from_secs(2),
         ..quick()
     };
-    let err = send_with_retry(
-        sink.as_ref(),
-        &finding(&root_call("down-1")),
-        &policy,
-        &CancellationToken::new(),
-        |_, _, _| {},
-    )
-    .await
-    .unwrap_err();
+    let err = deliver(sink.as_ref(), "down-1", &policy).await.unwrap_err();
     assert!(matches!(err, DeliveryError::GaveUp { .. }), "{err:?}");
     assert!(calls.load(Ordering::SeqCst) >= 3);
 }
@@ -460,7 +439,7 @@ async fn an_sns_sink_publishes_through_its_role_or_not_at_all() {
         "role_arn = \"arn:aws:iam::{account}:role/rootwatch-publish\"\nexternal_id = \"soc-7781\"\n"
     );
     build(&format!("{sink}{role}"), &aws.config)
-        .send(&finding(&root_call("through-role")))
+        .send(&root_call_finding(&root_call("through-role")))
         .await
         .unwrap();
     let (body, _) = one_message(&aws, &queue).await;

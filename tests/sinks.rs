@@ -8,8 +8,7 @@ use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use common::*;
-use rootwatch::event::Record;
-use rootwatch::finding::{Finding, Severity};
+use rootwatch::finding::Finding;
 use rootwatch::sink::retry::{DeliveryError, Policy, send_with_retry};
 use tokio_util::sync::CancellationToken;
 
@@ -17,16 +16,7 @@ const ROUTING_KEY: &str = "0123456789abcdef0123456789abcdef";
 const GENIE_KEY: &str = "eb243592-faa2-4ba2-a551-1afdf565c889";
 
 fn finding() -> Finding {
-    let raw = root_call("sink-test");
-    let rec = Record::parse(&raw).unwrap();
-    Finding::new(
-        &rec,
-        "root-api-call",
-        "Root user API call",
-        Severity::High,
-        "The root user called DeleteUser.".into(),
-        Some(true),
-    )
+    root_call_finding(&root_call("sink-test"))
 }
 
 fn sink_toml(kind: &str, url: &str) -> String {

@@ -411,6 +411,19 @@ pub fn root_call(event_id: &str) -> String {
     )
 }
 
+/// The `root-api-call` finding a sink test sends, made from `raw`.
+pub fn root_call_finding(raw: &str) -> rootwatch::finding::Finding {
+    let rec = rootwatch::event::Record::parse(raw).unwrap();
+    rootwatch::finding::Finding::new(
+        &rec,
+        "root-api-call",
+        "Root user API call",
+        rootwatch::finding::Severity::High,
+        "The root user called DeleteUser.".into(),
+        Some(true),
+    )
+}
+
 pub fn eventbridge(record: &str) -> String {
     format!(
         r#"{{"version":"0","id":"{}","detail-type":"AWS API Call via CloudTrail","source":"aws.iam","account":"111122223333","time":"2024-05-01T12:00:00Z","region":"us-east-1","resources":[],"detail":{record}}}"#,
