@@ -1494,8 +1494,7 @@ fn validate_sink(
     };
     // The region and role of an SNS or EventBridge sink, as for a source;
     // the region its ARN names is the default.
-    let aws = |arn: &str| {
-        let implied = crate::aws::arn_region(arn).map(str::to_owned);
+    let aws = |arn_key: &str, arn: &str| {
         aws_settings(
             key,
             RawAws {
@@ -1504,16 +1503,7 @@ fn validate_sink(
                 external_id: &s.external_id,
                 session_name: &s.session_name,
             },
-            implied.map(|r| {
-                (
-                    if arn.contains(":sns:") {
-                        "topic_arn"
-                    } else {
-                        "event_bus"
-                    },
-                    r,
-                )
-            }),
+            crate::aws::arn_region(arn).map(|r| (arn_key, r.to_owned())),
         )
     };
     let kind = match s.kind {
@@ -1562,7 +1552,7 @@ fn validate_sink(
                 ));
             }
             SinkKind::Sns(SnsSettings {
-                aws: aws(&topic_arn)?,
+                aws: aws("topic_arn", &topic_arn)?,
                 topic_arn,
                 format,
             })
@@ -1584,7 +1574,7 @@ fn validate_sink(
                 ));
             }
             SinkKind::EventBridge(EventBridgeSettings {
-                aws: aws(&event_bus)?,
+                aws: aws("event_bus", &event_bus)?,
                 event_bus,
                 format,
             })
