@@ -12,6 +12,39 @@ use aws_sdk_sns::error::{ProvideErrorMetadata, SdkError};
 use super::SendError;
 use super::retry::classify_aws;
 
+/// An SDK client made at the first send: with a role, its credentials come
+/// from STS through the process's configuration (asynchronously, so not
+/// when the sink is built), cached and refreshed by the SDK from then on.
+pub struct LazyClient<C> {
+    base: aws_config::SdkConfig,
+    aws: crate::aws::AwsSettings,
+    make: fn(&aws_config::SdkConfig) -> C,
+    client: tokio::sync::OnceCell<C>,
+}
+
+impl<C> LazyClient<C> {
+    pub fn new(
+        base: &aws_config::SdkConfig,
+        aws: &crate::aws::AwsSettings,
+        make: fn(&aws_config::SdkConfig) -> C,
+    ) -> Self {
+        LazyClient {
+            base: base.clone(),
+            aws: aws.clone(),
+            make,
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub async fn get(&self) -> &C {
+        self.client
+            .get_or_init(|| async {
+                (self.make)(&crate::aws::sdk_config(&self.base, &self.aws).await)
+            })
+            .await
+    }
+}
+
 /// SNS and EventBridge both take at most 256 KiB per message or entry.
 pub const MAX_BYTES: usize = 256 * 1024;
 

@@ -22,9 +22,7 @@ pub const SOURCE: &str = "rootwatch";
 pub const DETAIL_TYPE: &str = "Rootwatch Finding";
 
 pub struct EventBridgeSink {
-    base: aws_config::SdkConfig,
-    aws: crate::aws::AwsSettings,
-    client: tokio::sync::OnceCell<aws_sdk_eventbridge::Client>,
+    client: super::aws::LazyClient<aws_sdk_eventbridge::Client>,
     event_bus: String,
     payload: Payload,
     timeout: Duration,
@@ -37,26 +35,11 @@ impl EventBridgeSink {
         timeout: Duration,
     ) -> EventBridgeSink {
         EventBridgeSink {
-            base: aws.clone(),
-            aws: s.aws.clone(),
-            client: tokio::sync::OnceCell::new(),
+            client: super::aws::LazyClient::new(aws, &s.aws, aws_sdk_eventbridge::Client::new),
             event_bus: s.event_bus.clone(),
             payload: s.format,
             timeout,
         }
-    }
-
-    /// The client, made at the first send: with a role, its credentials
-    /// come from STS through the process's configuration (asynchronously,
-    /// so not in `new`), cached and refreshed by the SDK from then on.
-    async fn client(&self) -> &aws_sdk_eventbridge::Client {
-        self.client
-            .get_or_init(|| async {
-                aws_sdk_eventbridge::Client::new(
-                    &crate::aws::sdk_config(&self.base, &self.aws).await,
-                )
-            })
-            .await
     }
 }
 
@@ -83,7 +66,8 @@ impl Sink for EventBridgeSink {
                 .detail(detail(finding, self.payload, now_ms())?)
                 .build();
             let out = within(self.timeout, async {
-                self.client()
+                self.client
+                    .get()
                     .await
                     .put_events()
                     .entries(entry)

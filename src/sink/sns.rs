@@ -15,9 +15,7 @@ use crate::config::SnsSettings;
 use crate::finding::Finding;
 
 pub struct SnsSink {
-    base: aws_config::SdkConfig,
-    aws: crate::aws::AwsSettings,
-    client: tokio::sync::OnceCell<aws_sdk_sns::Client>,
+    client: super::aws::LazyClient<aws_sdk_sns::Client>,
     topic_arn: String,
     payload: Payload,
     timeout: Duration,
@@ -26,24 +24,11 @@ pub struct SnsSink {
 impl SnsSink {
     pub fn new(aws: &aws_config::SdkConfig, s: &SnsSettings, timeout: Duration) -> SnsSink {
         SnsSink {
-            base: aws.clone(),
-            aws: s.aws.clone(),
-            client: tokio::sync::OnceCell::new(),
+            client: super::aws::LazyClient::new(aws, &s.aws, aws_sdk_sns::Client::new),
             topic_arn: s.topic_arn.clone(),
             payload: s.format,
             timeout,
         }
-    }
-
-    /// The client, made at the first send: with a role, its credentials
-    /// come from STS through the process's configuration (asynchronously,
-    /// so not in `new`), cached and refreshed by the SDK from then on.
-    async fn client(&self) -> &aws_sdk_sns::Client {
-        self.client
-            .get_or_init(|| async {
-                aws_sdk_sns::Client::new(&crate::aws::sdk_config(&self.base, &self.aws).await)
-            })
-            .await
     }
 }
 
@@ -96,7 +81,8 @@ impl Sink for SnsSink {
         Box::pin(async move {
             let body = message(finding, self.payload, now_ms())?;
             let mut req = self
-                .client()
+                .client
+                .get()
                 .await
                 .publish()
                 .topic_arn(&self.topic_arn)
