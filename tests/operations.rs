@@ -321,7 +321,11 @@ grace_secs = 2
         Duration::from_secs(20),
         "deliveries tried, retried and rejected",
         || async {
-            let m = get(addr, "/metrics").await.1;
+            // The daemon may not listen yet: not an answer, so try again.
+            let Ok(r) = reqwest::get(format!("http://{addr}/metrics")).await else {
+                return false;
+            };
+            let m = r.text().await.unwrap_or_default();
             m.contains(r#"rootwatch_alerts_failed_total{sink="webhook-0",reason="rejected"} 1"#)
                 && m.contains(
                     r#"rootwatch_alerts_failed_total{sink="slack-1",reason="deadline"} 1"#,
