@@ -17,16 +17,6 @@ const LEASE_SECS: u64 = 10;
 const REPLICAS: usize = 3;
 const GROUPS: usize = 5;
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 /// A table as the CloudFormation template makes it: `pk` (string) only.
 async fn table(aws: &Aws) -> (aws_sdk_dynamodb::Client, String) {
     let ddb = aws_sdk_dynamodb::Client::new(&aws.config);

@@ -13,16 +13,6 @@ use common::*;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
 struct Conf {
     sources: String,
     hook: String,

@@ -35,6 +35,18 @@ pub async fn aws_at(url: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// Milliseconds since the epoch, as CloudWatch Logs timestamps are.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// `ms` as the RFC 3339 time a `start` key takes.
+pub fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 pub fn unique(prefix: &str) -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
