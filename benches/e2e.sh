@@ -39,7 +39,7 @@ cargo build --release --locked --quiet --bin rootwatch
 # dev-dependency, which a release build would compile again for nothing.
 cargo build --locked --quiet --example gen-trail
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-export ROOTWATCH=$target/release/rootwatch
+export ROOTWATCH=${ROOTWATCH:-$target/release/rootwatch}
 
 # The backlog and, after it, the events of the latency phase: distinct
 # events, so dedup does not hide any.

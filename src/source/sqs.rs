@@ -451,10 +451,14 @@ impl SqsSource {
     }
 
     /// Deletes done messages in batches; leaves failed ones for redrive;
-    /// makes released ones visible again at once.
+    /// makes released ones visible again at once. Up to one delete call per
+    /// worker is in progress at once: with one at a time, a busy queue is
+    /// drained only as fast as the round trips of a single call allow.
     async fn acker(self, mut rx: mpsc::UnboundedReceiver<Ack>, registry: Registry) {
         let mut done = Vec::new();
         let mut released = Vec::new();
+        let mut calls = JoinSet::new();
+        let most = self.settings.concurrency.get();
         loop {
             let Some(first) = rx.recv().await else { break };
             let mut next = Some(first);
@@ -482,12 +486,21 @@ impl SqsSource {
                     .ok()
                     .flatten();
             }
-            self.flush(&mut done, &mut released, &registry).await;
+            if done.is_empty() && released.is_empty() {
+                continue;
+            }
+            while calls.len() >= most {
+                calls.join_next().await;
+            }
+            let (me, registry) = (self.clone(), Arc::clone(&registry));
+            let (done, released) = (std::mem::take(&mut done), std::mem::take(&mut released));
+            calls.spawn(async move { me.flush(done, released, &registry).await });
         }
-        self.flush(&mut done, &mut released, &registry).await;
+        self.flush(done, released, &registry).await;
+        while calls.join_next().await.is_some() {}
     }
 
-    async fn flush(&self, done: &mut Vec<Ack>, released: &mut Vec<Ack>, registry: &Registry) {
+    async fn flush(&self, mut done: Vec<Ack>, mut released: Vec<Ack>, registry: &Registry) {
         while !done.is_empty() {
             let batch: Vec<Ack> = done.drain(..done.len().min(BATCH)).collect();
             self.delete(&batch).await;
