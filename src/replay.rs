@@ -86,12 +86,9 @@ const CHUNK_BYTES: usize = 1 << 20;
 
 /// A piece of work, cut by the reader in input order.
 enum Unit {
-    /// Whole lines of a JSON-lines file; `first_line` numbers the first.
-    Lines {
-        path: Arc<Path>,
-        first_line: u64,
-        bytes: Vec<u8>,
-    },
+    /// Whole lines of a JSON-lines file, the next ones after the file's
+    /// previous unit.
+    Lines { path: Arc<Path>, bytes: Vec<u8> },
     /// A file of JSON documents, read whole by one worker.
     Documents(Arc<Path>),
     /// Standard input, read as JSON documents.
@@ -120,7 +117,10 @@ enum Assessed {
 /// in input order.
 struct Done {
     path: Arc<Path>,
+    /// With line numbers counted from the unit's first line.
     items: Vec<(Option<u64>, Assessed)>,
+    /// Lines in the unit, so the next unit's numbers follow on.
+    lines: u64,
     /// Lines the prefilter proved silent: counted, not parsed.
     unparsed: u64,
     /// The end of a file, with how it ended.
@@ -157,20 +157,18 @@ fn assess(detector: &Detector, item: Result<Item<'_>, DecodeError>) -> Assessed 
 fn work(detector: &Detector, unit: Unit) -> Done {
     let mut items = Vec::new();
     let mut unparsed = 0;
+    let mut lines = 0;
     let path = match unit {
-        Unit::Lines {
-            path,
-            first_line,
-            bytes,
-        } => {
+        Unit::Lines { path, bytes } => {
             let stream = decode::decode_plain_lines_filtered(
                 &bytes[..],
                 &|line| detector.may_alert(line),
-                &mut |line, item| items.push((Some(first_line + line - 1), assess(detector, item))),
+                &mut |line, item| items.push((Some(line), assess(detector, item))),
                 &mut |_| unparsed += 1,
             );
-            if let Err(e) = stream {
-                items.push((None, Assessed::Error(e)));
+            match stream {
+                Ok(n) => lines = n,
+                Err(e) => items.push((None, Assessed::Error(e))),
             }
             path
         }
@@ -187,6 +185,7 @@ fn work(detector: &Detector, unit: Unit) -> Done {
             return Done {
                 path,
                 items,
+                lines,
                 unparsed,
                 end: Some(end),
             };
@@ -198,6 +197,7 @@ fn work(detector: &Detector, unit: Unit) -> Done {
             return Done {
                 path: Arc::from(Path::new("-")),
                 items,
+                lines,
                 unparsed,
                 end: Some((stream.err(), None)),
             };
@@ -210,6 +210,7 @@ fn work(detector: &Detector, unit: Unit) -> Done {
             return Done {
                 path,
                 items,
+                lines,
                 unparsed,
                 end: Some((stream, unreadable)),
             };
@@ -218,6 +219,7 @@ fn work(detector: &Detector, unit: Unit) -> Done {
     Done {
         path,
         items,
+        lines,
         unparsed,
         end: None,
     }
@@ -276,7 +278,6 @@ fn chunk_lines(path: Arc<Path>, reader: File, emit: &mut dyn FnMut(Unit) -> bool
             });
         }
     };
-    let mut first_line = 1;
     loop {
         let mut bytes = Vec::with_capacity(CHUNK_BYTES + 64 * 1024);
         let mut stream = None;
@@ -321,7 +322,6 @@ fn chunk_lines(path: Arc<Path>, reader: File, emit: &mut dyn FnMut(Unit) -> bool
                 Ok(_) => {}
             }
         }
-        let lines = memchr::memchr_iter(b'\n', &bytes).count() as u64 + cut_short as u64;
         let done = !full || stream.is_some();
         if cut_short {
             // The cut line must end its chunk as a line of its own.
@@ -330,13 +330,11 @@ fn chunk_lines(path: Arc<Path>, reader: File, emit: &mut dyn FnMut(Unit) -> bool
         if !bytes.is_empty()
             && !emit(Unit::Lines {
                 path: Arc::clone(&path),
-                first_line,
                 bytes,
             })
         {
             return false;
         }
-        first_line += lines;
         if done {
             return emit(Unit::End {
                 path,
@@ -353,6 +351,9 @@ pub struct Replay<'a> {
     summary: ReplaySummary,
     format: crate::sink::format::Payload,
     jobs: usize,
+    /// Lines of the current file in the units applied so far: units are
+    /// cut without counting lines (the decoder counts them anyway).
+    lines_before: u64,
 }
 
 impl<'a> Replay<'a> {
@@ -363,6 +364,7 @@ impl<'a> Replay<'a> {
             summary: ReplaySummary::default(),
             format: crate::sink::format::Payload::Json,
             jobs: 1,
+            lines_before: 0,
         }
     }
 
@@ -467,12 +469,14 @@ impl<'a> Replay<'a> {
         self.summary.events += done.unparsed;
         for (line, what) in done.items {
             let location = match line {
-                Some(n) => Location::Line(path, n),
+                Some(n) => Location::Line(path, self.lines_before + n),
                 None => Location::File(path),
             };
             self.item(&location, what, out, err)?;
         }
+        self.lines_before += done.lines;
         if let Some((stream, unreadable)) = done.end {
+            self.lines_before = 0;
             self.summary.files += 1;
             if let Some(e) = stream {
                 self.count_error(&e);
@@ -686,6 +690,28 @@ mod tests {
             one.0
         );
         assert!(one.0.had_errors() && one.0.unreadable_files == 1);
+        // Each message about the big file names the line that is bad,
+        // in whichever chunk it fell.
+        let bad: Vec<u64> = twice
+            .split(|&b| b == b'\n')
+            .enumerate()
+            .filter(|(_, l)| {
+                l.starts_with(b"{\"eventVersion\": \"1.08\", trunc") || l.starts_with(b"\xff")
+            })
+            .map(|(i, _)| i as u64 + 1)
+            .collect();
+        let prefix = format!("{}:", paths[0].display());
+        let named: Vec<u64> = String::from_utf8_lossy(&one.2)
+            .lines()
+            .filter_map(|m| m.strip_prefix(&prefix)?.split(':').next()?.parse().ok())
+            .collect();
+        let last_at: usize = twice
+            .split(|&b| b == b'\n')
+            .take(*bad.last().unwrap() as usize - 1)
+            .map(|l| l.len() + 1)
+            .sum();
+        assert!(bad.len() > 10 && last_at > 2 * CHUNK_BYTES, "{bad:?}");
+        assert_eq!(named, bad);
         for jobs in [2, 3] {
             let many = run_all(&d, &paths, jobs);
             assert_eq!(many.0, one.0, "summary with {jobs} threads");

@@ -112,16 +112,14 @@ impl Detector {
                 rule,
             })
             .collect();
+        let prefilter =
+            prefilter::Prefilter::new(&|id| !settings.disabled.contains(id), &settings.context);
         Detector {
             rules,
             suppressions: settings.suppressions,
             ctx: settings.context,
-            prefilter: prefilter::Prefilter::new(),
+            prefilter,
         }
-    }
-
-    fn rule_enabled(&self, id: &str) -> bool {
-        self.rules.iter().any(|e| e.rule.id() == id)
     }
 
     pub fn enabled_rules(&self) -> impl Iterator<Item = &dyn Rule> {

@@ -13,65 +13,81 @@
 //! JSON can spell any character as `\uXXXX`, so a body with `\u` anywhere
 //! is always parsed; no other escape yields a letter, digit, `.` or `:`.
 
-use memchr::memmem;
+use aho_corasick::{AhoCorasick, MatchKind};
 
 use super::allowlist::{Scope, source_ip_text};
 use super::{Context, Detector};
 
 const SOURCE_IP_KEY: &[u8] = b"sourceIPAddress";
 
+/// What a match of the one search means.
+#[derive(Clone, Copy)]
+enum Needle {
+    /// A text some enabled rule needs: the body may alert.
+    Alerting,
+    /// `sourceIPAddress`: its value decides.
+    SourceIp,
+}
+
+/// The texts the enabled rules need, searched for in one pass over the
+/// body (three substring searches, one after the other, cost about three
+/// times as much on bodies that hold none of them, which is most).
 pub(crate) struct Prefilter {
-    root: memmem::Finder<'static>,
-    console_login: memmem::Finder<'static>,
-    source_ip: memmem::Finder<'static>,
+    search: AhoCorasick,
+    needles: Vec<Needle>,
 }
 
 impl Prefilter {
-    pub(crate) fn new() -> Self {
-        Prefilter {
-            root: memmem::Finder::new(b"Root"),
-            console_login: memmem::Finder::new(b"ConsoleLogin"),
-            source_ip: memmem::Finder::new(SOURCE_IP_KEY),
+    /// Only the needles of `rules` enabled (by id) and of `ctx`'s allow
+    /// list: a disabled rule's text is no reason to parse.
+    pub(crate) fn new(enabled: &dyn Fn(&str) -> bool, ctx: &Context) -> Self {
+        let mut patterns: Vec<&[u8]> = vec![b"Root"];
+        let mut needles = vec![Needle::Alerting];
+        if enabled("iam-console-login-without-mfa") {
+            patterns.push(b"ConsoleLogin");
+            needles.push(Needle::Alerting);
         }
-    }
-
-    fn may_alert(&self, body: &[u8], d: &Detector) -> bool {
-        if has_unicode_escape(body) || self.root.find(body).is_some() {
-            return true;
-        }
-        if d.rule_enabled("iam-console-login-without-mfa")
-            && self.console_login.find(body).is_some()
-        {
-            return true;
-        }
-        d.rule_enabled("source-ip-not-allowed") && self.address_may_alert(body, &d.ctx)
-    }
-
-    /// Whether some `sourceIPAddress` in `body` may be outside the allow
-    /// list. Scope `root` needs a root event, already ruled out.
-    fn address_may_alert(&self, body: &[u8], ctx: &Context) -> bool {
         let list = &ctx.allowlist;
-        if list.cidrs.is_empty() || list.scope == Scope::Root {
-            return false;
+        if enabled("source-ip-not-allowed") && !list.cidrs.is_empty() && list.scope != Scope::Root {
+            // Scope `root` needs a root event: `Root` is searched already.
+            patterns.push(SOURCE_IP_KEY);
+            needles.push(Needle::SourceIp);
         }
-        for at in self.source_ip.find_iter(body) {
-            let after = &body[at + SOURCE_IP_KEY.len()..];
-            let Some(value) = (at > 0 && body[at - 1] == b'"')
-                .then(|| simple_string_value(after))
-                .flatten()
-            else {
-                // Not the plain `"sourceIPAddress": "..."` form (a value of
-                // another type, text in an escaped document): parse it.
-                return true;
-            };
-            if let Some(ip) = source_ip_text(value)
-                && !list.cidrs.contains(ip)
-            {
-                return true;
+        let search = AhoCorasick::builder()
+            .match_kind(MatchKind::LeftmostFirst)
+            .build(&patterns)
+            .expect("a handful of short literal patterns always build");
+        Prefilter { search, needles }
+    }
+
+    fn may_alert(&self, body: &[u8], ctx: &Context) -> bool {
+        if has_unicode_escape(body) {
+            return true;
+        }
+        for m in self.search.find_iter(body) {
+            match self.needles[m.pattern().as_usize()] {
+                Needle::Alerting => return true,
+                Needle::SourceIp if address_may_alert(body, m.start(), ctx) => return true,
+                Needle::SourceIp => {}
             }
         }
         false
     }
+}
+
+/// Whether the `sourceIPAddress` key at `at` in `body` may hold an address
+/// outside the allow list.
+fn address_may_alert(body: &[u8], at: usize, ctx: &Context) -> bool {
+    let after = &body[at + SOURCE_IP_KEY.len()..];
+    let Some(value) = (at > 0 && body[at - 1] == b'"')
+        .then(|| simple_string_value(after))
+        .flatten()
+    else {
+        // Not the plain `"sourceIPAddress": "..."` form (a value of
+        // another type, text in an escaped document): parse it.
+        return true;
+    };
+    source_ip_text(value).is_some_and(|ip| !ctx.allowlist.cidrs.contains(ip))
 }
 
 /// Whether `\u` occurs. Backslashes are rare, `u` is not: looking for the
@@ -97,7 +113,7 @@ impl Detector {
     /// False only when no enabled rule can fire on any record in `body`
     /// (one JSON document, of any envelope); true when it may.
     pub fn may_alert(&self, body: &[u8]) -> bool {
-        self.prefilter.may_alert(body, self)
+        self.prefilter.may_alert(body, &self.ctx)
     }
 }
 
