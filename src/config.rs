@@ -781,13 +781,17 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
             s.parse::<Severity>().map_err(|m| invalid(&key, m))?,
         );
     }
-    let mut cidrs = CidrSet::default();
-    for (i, c) in d.ip_allowlist.cidrs.iter().enumerate() {
-        cidrs.insert(
-            detect::allowlist::parse_cidr(c)
-                .map_err(|m| invalid(format!("detect.ip_allowlist.cidrs[{i}]"), m))?,
-        );
-    }
+    let cidrs = CidrSet::new(
+        d.ip_allowlist
+            .cidrs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                detect::allowlist::parse_cidr(c)
+                    .map_err(|m| invalid(format!("detect.ip_allowlist.cidrs[{i}]"), m))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    );
     let mut suppressions = Vec::new();
     for (i, s) in d.suppress.iter().enumerate() {
         let key = format!("detect.suppress[{i}]");
@@ -798,14 +802,17 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         let source_cidrs = match &s.source_cidr {
             None => None,
             Some(v) => {
-                let mut set = CidrSet::default();
-                for (j, c) in v.clone().into_vec().iter().enumerate() {
-                    set.insert(
+                let nets = v
+                    .clone()
+                    .into_vec()
+                    .iter()
+                    .enumerate()
+                    .map(|(j, c)| {
                         detect::allowlist::parse_cidr(c)
-                            .map_err(|m| invalid(format!("{key}.source_cidr[{j}]"), m))?,
-                    );
-                }
-                Some(set)
+                            .map_err(|m| invalid(format!("{key}.source_cidr[{j}]"), m))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Some(CidrSet::new(nets))
             }
         };
         let sup = Suppression {

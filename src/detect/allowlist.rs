@@ -1,10 +1,10 @@
-//! The IP allow list: IPv4 and IPv6 prefixes in prefix tries, so a lookup
-//! costs the prefix length, not the number of entries.
+//! The IP allow list: IPv4 and IPv6 prefixes merged into sorted,
+//! disjoint address ranges, so a lookup is a binary search (about 14 steps
+//! for 10,000 prefixes) over a flat array.
 
 use std::net::IpAddr;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use prefix_trie::PrefixSet;
+use ipnet::IpNet;
 
 use super::{Context, Hit, Rule, mitre};
 use crate::event::Record;
@@ -12,8 +12,11 @@ use crate::finding::{Severity, Technique};
 
 #[derive(Clone, Default)]
 pub struct CidrSet {
-    v4: PrefixSet<Ipv4Net>,
-    v6: PrefixSet<Ipv6Net>,
+    /// Inclusive `(first, last)` address ranges, sorted, neither
+    /// overlapping nor adjacent.
+    v4: Vec<(u32, u32)>,
+    v6: Vec<(u128, u128)>,
+    /// Distinct prefixes given (after host bits are cleared).
     len: usize,
 }
 
@@ -25,20 +28,20 @@ impl std::fmt::Debug for CidrSet {
 
 impl CidrSet {
     pub fn new(nets: impl IntoIterator<Item = IpNet>) -> Self {
-        let mut set = CidrSet::default();
-        for net in nets {
-            set.insert(net);
+        let mut nets: Vec<IpNet> = nets.into_iter().map(|n| n.trunc()).collect();
+        nets.sort_unstable();
+        nets.dedup();
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for net in &nets {
+            match net {
+                IpNet::V4(n) => v4.push((u32::from(n.network()), u32::from(n.broadcast()))),
+                IpNet::V6(n) => v6.push((u128::from(n.network()), u128::from(n.broadcast()))),
+            }
         }
-        set
-    }
-
-    pub fn insert(&mut self, net: IpNet) {
-        let fresh = match net.trunc() {
-            IpNet::V4(n) => self.v4.insert(n),
-            IpNet::V6(n) => self.v6.insert(n),
-        };
-        if fresh {
-            self.len += 1;
+        CidrSet {
+            v4: merge(v4, |a| a.checked_add(1)),
+            v6: merge(v6, |a| a.checked_add(1)),
+            len: nets.len(),
         }
     }
 
@@ -52,10 +55,34 @@ impl CidrSet {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match ip.to_canonical() {
-            IpAddr::V4(a) => self.v4.is_covered(&Ipv4Net::from(a)),
-            IpAddr::V6(a) => self.v6.is_covered(&Ipv6Net::from(a)),
+            IpAddr::V4(a) => covered(&self.v4, u32::from(a)),
+            IpAddr::V6(a) => covered(&self.v6, u128::from(a)),
         }
     }
+}
+
+/// Sorts `ranges` and joins the ones that overlap or touch (`next` is an
+/// address's successor, if it has one).
+fn merge<T: Ord + Copy>(mut ranges: Vec<(T, T)>, next: fn(T) -> Option<T>) -> Vec<(T, T)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(T, T)> = Vec::with_capacity(ranges.len());
+    for (first, last) in ranges {
+        match out.last_mut() {
+            Some(prev) if prev.1 >= first || next(prev.1) == Some(first) => {
+                prev.1 = prev.1.max(last);
+            }
+            _ => out.push((first, last)),
+        }
+    }
+    out.shrink_to_fit();
+    out
+}
+
+fn covered<T: Ord + Copy>(ranges: &[(T, T)], a: T) -> bool {
+    // The last range starting at or before `a` is the only one that can
+    // hold it.
+    let i = ranges.partition_point(|&(first, _)| first <= a);
+    i > 0 && ranges[i - 1].1 >= a
 }
 
 /// Parses one CIDR; a bare address means a single host.
@@ -194,14 +221,59 @@ mod tests {
 
     #[test]
     fn many_prefixes() {
-        let mut s = CidrSet::default();
-        for i in 0..5000u32 {
+        let s = CidrSet::new((0..5000u32).map(|i| {
             let a = std::net::Ipv4Addr::from(0x0a00_0000 + (i << 8));
-            s.insert(IpNet::V4(Ipv4Net::new(a, 24).unwrap()));
-        }
+            IpNet::V4(ipnet::Ipv4Net::new(a, 24).unwrap())
+        }));
         assert_eq!(s.len(), 5000);
         assert!(s.contains("10.0.19.3".parse().unwrap()));
         assert!(!s.contains("11.0.0.1".parse().unwrap()));
+    }
+
+    proptest::proptest! {
+        /// The merged ranges answer as a scan of every prefix would,
+        /// with overlapping, nested and adjacent prefixes among them.
+        #[test]
+        fn ranges_answer_as_the_prefixes_do(
+            v4 in proptest::collection::vec((proptest::prelude::any::<u32>(), 0u8..=32), 0..40),
+            v6 in proptest::collection::vec((proptest::prelude::any::<u128>(), 0u8..=128), 0..20),
+            probes in proptest::collection::vec(proptest::prelude::any::<u32>(), 50),
+        ) {
+            // Few distinct top bits so prefixes meet, nest and touch.
+            let nets: Vec<IpNet> = v4
+                .iter()
+                .map(|&(a, len)| IpNet::V4(ipnet::Ipv4Net::new((a & 0xC30F_FFFF).into(), len).unwrap()))
+                .chain(v6.iter().map(|&(a, len)| {
+                    IpNet::V6(ipnet::Ipv6Net::new((a & !(0xFFFF_u128 << 100)).into(), len).unwrap())
+                }))
+                .collect();
+            let set = CidrSet::new(nets.clone());
+            let mut addrs: Vec<IpAddr> = probes.iter().map(|&p| IpAddr::from(std::net::Ipv4Addr::from(p & 0xC30F_FFFF))).collect();
+            for n in &nets {
+                // Both ends of each prefix and the addresses just outside.
+                for a in [n.network(), n.broadcast()] {
+                    addrs.push(a);
+                    match a {
+                        IpAddr::V4(x) => {
+                            let x = u32::from(x);
+                            addrs.extend([x.wrapping_sub(1), x.wrapping_add(1)].map(|y| IpAddr::from(std::net::Ipv4Addr::from(y))));
+                        }
+                        IpAddr::V6(x) => {
+                            let x = u128::from(x);
+                            addrs.extend([x.wrapping_sub(1), x.wrapping_add(1)].map(|y| IpAddr::from(std::net::Ipv6Addr::from(y))));
+                        }
+                    }
+                }
+            }
+            for ip in addrs {
+                let want = nets.iter().any(|n| n.contains(&ip.to_canonical()));
+                proptest::prop_assert_eq!(set.contains(ip), want, "{}", ip);
+            }
+            let mut distinct: Vec<IpNet> = nets.iter().map(|n| n.trunc()).collect();
+            distinct.sort();
+            distinct.dedup();
+            proptest::prop_assert_eq!(set.len(), distinct.len());
+        }
     }
 
     #[test]
