@@ -254,10 +254,13 @@ def main(argv):
                 key = event_key(rec)
                 if key is not None and key in seen:
                     continue
-                for rule in rules.evaluate(rec):
+                fired = list(rules.evaluate(rec))
+                for rule in fired:
                     findings += 1
                     out.write(json.dumps({"rule": rule, "eventID": rec.get("eventID")}) + "\n")
-                if key is not None:
+                # Only an event that alerted enters the cache: its repeats
+                # are what dedup drops; a silent event stops nothing.
+                if fired and key is not None:
                     seen[key] = None
                     seen.move_to_end(key)
                     if len(seen) > capacity:

@@ -186,15 +186,18 @@ fn replay(
             }
             let id = record.remove("id").unwrap_or(Value::Null);
             let id = serde_json::to_string(&id).map_err(|e| e.to_string())?;
+            let mut alerted = false;
             if let Some(Value::Array(fired)) = record.remove("fired") {
                 for rule in fired {
+                    alerted = true;
                     counts.findings += 1;
                     let rule = serde_json::to_string(&rule).map_err(|e| e.to_string())?;
                     writeln!(out, "{{\"rule\": {rule}, \"eventID\": {id}}}")
                         .map_err(|e| format!("stdout: {e}"))?;
                 }
             }
-            if let Some(key) = key {
+            // Only an event that alerted enters the cache (DESIGN section 4).
+            if alerted && let Some(key) = key {
                 seen.insert(key);
             }
         }
