@@ -87,8 +87,17 @@ const CHUNK_BYTES: usize = 1 << 20;
 /// A piece of work, cut by the reader in input order.
 enum Unit {
     /// Whole lines of a JSON-lines file, the next ones after the file's
-    /// previous unit.
+    /// previous unit (inflated by the reader: gzip cannot be split).
     Lines { path: Arc<Path>, bytes: Vec<u8> },
+    /// The lines of an uncompressed JSON-lines file that start in bytes
+    /// `start..end`, read by the worker itself, so reading spreads over
+    /// every core too.
+    Range {
+        path: Arc<Path>,
+        file: Arc<File>,
+        start: u64,
+        end: u64,
+    },
     /// A file of JSON documents, read whole by one worker.
     Documents(Arc<Path>),
     /// Standard input, read as JSON documents.
@@ -154,21 +163,38 @@ fn assess(detector: &Detector, item: Result<Item<'_>, DecodeError>) -> Assessed 
 }
 
 /// Decodes and assesses one unit. Pure but for reading the files it names.
-fn work(detector: &Detector, unit: Unit) -> Done {
+/// `buf` is the calling thread's, kept from unit to unit: a fresh buffer
+/// for every megabyte read costs page faults and zeroing in the kernel.
+fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
     let mut items = Vec::new();
     let mut unparsed = 0;
     let mut lines = 0;
+    let mut decode = |bytes: &[u8], items: &mut Vec<(Option<u64>, Assessed)>| {
+        let stream = decode::decode_plain_lines_filtered(
+            bytes,
+            &|line| detector.may_alert(line),
+            &mut |line, item| items.push((Some(line), assess(detector, item))),
+            &mut |_| unparsed += 1,
+        );
+        match stream {
+            Ok(n) => lines = n,
+            Err(e) => items.push((None, Assessed::Error(e))),
+        }
+    };
     let path = match unit {
         Unit::Lines { path, bytes } => {
-            let stream = decode::decode_plain_lines_filtered(
-                &bytes[..],
-                &|line| detector.may_alert(line),
-                &mut |line, item| items.push((Some(line), assess(detector, item))),
-                &mut |_| unparsed += 1,
-            );
-            match stream {
-                Ok(n) => lines = n,
-                Err(e) => items.push((None, Assessed::Error(e))),
+            decode(&bytes, &mut items);
+            path
+        }
+        Unit::Range {
+            path,
+            file,
+            start,
+            end,
+        } => {
+            match read_range(&file, start, end, buf) {
+                Ok(from) => decode(&buf[from..], &mut items),
+                Err(e) => items.push((None, Assessed::Error(e.into()))),
             }
             path
         }
@@ -253,8 +279,9 @@ fn produce_file(file: &Path, emit: &mut dyn FnMut(Unit) -> bool) -> bool {
     let path: Arc<Path> = Arc::from(file);
     match Layout::of(file) {
         Layout::Documents => emit(Unit::Documents(path)),
-        Layout::Lines => match File::open(file) {
-            Ok(f) => chunk_lines(path, f, emit),
+        Layout::Lines => match File::open(file).and_then(|f| Ok((is_gzip(&f)?, f))) {
+            Ok((true, f)) => chunk_lines(path, f, emit),
+            Ok((false, f)) => split_lines(path, f, emit),
             Err(e) => emit(Unit::End {
                 path,
                 stream: None,
@@ -262,6 +289,118 @@ fn produce_file(file: &Path, emit: &mut dyn FnMut(Unit) -> bool) -> bool {
             }),
         },
     }
+}
+
+fn is_gzip(file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let mut magic = [0u8; 2];
+    let n = file.read_at(&mut magic, 0)?;
+    Ok(n == 2 && magic == [0x1f, 0x8b])
+}
+
+/// Emits an uncompressed file as ranges of `CHUNK_BYTES`, then its end.
+fn split_lines(path: Arc<Path>, file: File, emit: &mut dyn FnMut(Unit) -> bool) -> bool {
+    let len = match file.metadata() {
+        Ok(m) => m.len(),
+        Err(e) => {
+            return emit(Unit::End {
+                path,
+                stream: Some(e.into()),
+                unreadable: None,
+            });
+        }
+    };
+    let file = Arc::new(file);
+    let mut start = 0;
+    while start < len {
+        let end = len.min(start + CHUNK_BYTES as u64);
+        if !emit(Unit::Range {
+            path: Arc::clone(&path),
+            file: Arc::clone(&file),
+            start,
+            end,
+        }) {
+            return false;
+        }
+        start = end;
+    }
+    emit(Unit::End {
+        path,
+        stream: None,
+        unreadable: None,
+    })
+}
+
+/// Reads into `buf` the lines that start in bytes `start..end` of `file`
+/// (a line starts at 0 and after each newline), the last one to its end
+/// even past `end`; returns where the first of them begins in `buf`. A
+/// line longer than the decoder takes is cut there and ended with a
+/// newline, so the decoder reports it as too long; the ranges after it
+/// start at the next line of their own.
+fn read_range(file: &File, start: u64, end: u64, buf: &mut Vec<u8>) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    // One byte before `start` tells whether a line starts at `start`.
+    let from = start.saturating_sub(1);
+    buf.clear();
+    buf.resize((end - from) as usize, 0);
+    let got = read_full_at(file, buf, from)?;
+    buf.truncate(got);
+    let first = if start == 0 {
+        0
+    } else {
+        match memchr::memchr(b'\n', buf) {
+            Some(i) => i + 1,
+            None => return Ok(buf.len()),
+        }
+    };
+    if first >= buf.len() || buf.last() == Some(&b'\n') || got < (end - from) as usize {
+        return Ok(first);
+    }
+    // The last line goes on past `end`: read on to its newline.
+    let line_start = memchr::memrchr(b'\n', &buf[first..]).map_or(first, |i| first + i + 1);
+    let mut at = from + buf.len() as u64;
+    let mut piece = [0u8; 64 * 1024];
+    loop {
+        let n = match file.read_at(&mut piece, at) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(first);
+        }
+        let piece = &piece[..n];
+        let room = (decode::MAX_LINE_BYTES + 1).saturating_sub(buf.len() - line_start);
+        if let Some(i) = memchr::memchr(b'\n', piece)
+            && i < room
+        {
+            buf.extend_from_slice(&piece[..=i]);
+            return Ok(first);
+        }
+        if n >= room {
+            // Too long: cut it one byte past the limit and end it there.
+            buf.extend_from_slice(&piece[..room]);
+            buf.push(b'\n');
+            return Ok(first);
+        }
+        buf.extend_from_slice(piece);
+        at += n as u64;
+    }
+}
+
+/// `read_at` until `buf` is full or the file ends; the bytes read.
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], offset + got as u64) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
 }
 
 /// Emits the lines of `reader` in chunks of whole lines, then the file's
@@ -396,8 +535,9 @@ impl<'a> Replay<'a> {
         if self.jobs == 1 {
             let detector = self.detector;
             let mut result = Ok(());
+            let mut buf = Vec::new();
             produce(paths, &mut |unit| {
-                result = self.apply(work(detector, unit), out, err);
+                result = self.apply(work(detector, unit, &mut buf), out, err);
                 result.is_ok()
             })?;
             return result;
@@ -428,10 +568,11 @@ impl<'a> Replay<'a> {
             for _ in 0..jobs {
                 let (rx, tx) = (Arc::clone(&unit_rx), done_tx.clone());
                 scope.spawn(move || {
+                    let mut buf = Vec::new();
                     loop {
                         let next = rx.lock().expect("unit queue lock").recv();
                         let Ok((seq, unit)) = next else { return };
-                        if tx.send((seq, work(detector, unit))).is_err() {
+                        if tx.send((seq, work(detector, unit, &mut buf))).is_err() {
                             return;
                         }
                     }
@@ -633,6 +774,65 @@ mod tests {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         r.run(paths, &mut out, &mut err).unwrap();
         (r.finish(), out, err)
+    }
+
+    /// Lines that cross the borders of the ranges the workers read: one
+    /// longer than a range, one longer than the decoder takes, a last one
+    /// without its newline. Each is read once, by the range it starts in,
+    /// with the right line number, whatever the number of threads.
+    #[test]
+    fn lines_across_range_borders() {
+        let d = detector();
+        let record = |n: usize, pad: usize| {
+            ROOT_CALL.replace("0001", &format!("{n:04}")).replace(
+                r#""eventVersion":"1.08","#,
+                &format!(r#""eventVersion":"1.08","pad":"{}","#, "x".repeat(pad)),
+            )
+        };
+        let mut text = String::new();
+        let mut n = 0;
+        let line = |text: &mut String, l: String| {
+            text.push_str(&l);
+            text.push('\n');
+        };
+        for _ in 0..3 {
+            n += 1;
+            line(&mut text, record(n, 1000));
+        }
+        n += 1;
+        line(&mut text, record(n, 3 * CHUNK_BYTES + 17));
+        n += 1;
+        line(&mut text, "{\"eventVersion\": \"1.08\", cut".to_owned());
+        let bad_line = n;
+        n += 1;
+        line(&mut text, record(n, decode::MAX_LINE_BYTES + 10));
+        let too_long = n;
+        for _ in 0..2000 {
+            n += 1;
+            line(&mut text, record(n, 700));
+        }
+        n += 1;
+        text.push_str(&record(n, 10));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("borders.jsonl");
+        std::fs::write(&path, &text).unwrap();
+        drop(text);
+        let paths = [path.clone()];
+        let one = run_all(&d, &paths, 1);
+        // Every record but the cut and the too-long lines alerts once.
+        assert_eq!(one.0.events, n as u64 - 2, "{:?}", one.0);
+        assert_eq!(one.0.findings_by_rule["root-api-call"], n as u64 - 2);
+        let messages = String::from_utf8_lossy(&one.2).into_owned();
+        let at = |l: usize| format!("{}:{l}: ", path.display());
+        assert!(messages.contains(&at(bad_line)), "{messages}");
+        assert!(messages.contains(&at(too_long)), "{messages}");
+        assert_eq!(messages.lines().count(), 2, "{messages}");
+        for jobs in [2, 3] {
+            let many = run_all(&d, &paths, jobs);
+            assert_eq!(many.0, one.0, "summary with {jobs} threads");
+            assert!(many.1 == one.1, "findings differ with {jobs} threads");
+            assert_eq!(String::from_utf8_lossy(&many.2), messages);
+        }
     }
 
     /// Every fixture record in one JSON-lines file of several chunks, with
