@@ -10,7 +10,9 @@
 # Environment: CONCURRENCY (workers, both consumers; 4), IDLE_SECS (60),
 # LATENCY_RATE (events/s; 1000), LATENCY_SECS (10), EMULATOR_PORT (45231;
 # the next three ports are used too), BENCH_HOME (~/.cache/rootwatch/bench:
-# Node 22 and fauxqs are installed there from npm on first use).
+# Node 22 and fauxqs are installed there from npm on first use), ROOTWATCH
+# (a binary to measure instead of the release build, e.g. a profiler
+# wrapper; CPU and RSS are then those of the process started).
 #
 # moto is far too slow for this (tens to hundreds of messages/s); fauxqs
 # (SQS, SNS and S3 in Node) keeps up with more than 10,000 messages/s.
