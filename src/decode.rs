@@ -502,6 +502,9 @@ pub fn decode_reader<R: Read>(reader: R, out: &mut Out<'_>) -> Result<(), Decode
     decode_documents(maybe_gunzip(reader)?, out)
 }
 
+/// The first two bytes of a gzip stream.
+pub const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
 /// Opens a possibly gzip-compressed reader as plain bytes; gzip is told by
 /// its magic number, not by a file name. The first read may return a
 /// single byte (a network stream), so the magic is read until two bytes or
@@ -519,7 +522,7 @@ pub fn maybe_gunzip<'a, R: Read + 'a>(mut reader: R) -> std::io::Result<Box<dyn 
     }
     let whole = std::io::Cursor::new(magic[..got].to_vec()).chain(reader);
     let buf = BufReader::with_capacity(64 * 1024, whole);
-    Ok(if magic[..got] == [0x1f, 0x8b] {
+    Ok(if magic[..got] == GZIP_MAGIC {
         Box::new(BufReader::with_capacity(
             64 * 1024,
             flate2::read::MultiGzDecoder::new(buf),

@@ -295,7 +295,7 @@ fn is_gzip(file: &File) -> io::Result<bool> {
     use std::os::unix::fs::FileExt;
     let mut magic = [0u8; 2];
     let n = file.read_at(&mut magic, 0)?;
-    Ok(n == 2 && magic == [0x1f, 0x8b])
+    Ok(n == 2 && magic == decode::GZIP_MAGIC)
 }
 
 /// Emits an uncompressed file as ranges of `CHUNK_BYTES`, then its end.

@@ -238,7 +238,7 @@ pub async fn scan_object(
         if plain
             .fill_buf()
             .map_err(|e| read_err(e.to_string()))?
-            .starts_with(&[0x1f, 0x8b])
+            .starts_with(&crate::decode::GZIP_MAGIC)
         {
             return Err(read_err("gzip inside gzip is not read".into()));
         }

@@ -455,12 +455,11 @@ impl SqsSource {
     /// worker is in progress at once: with one at a time, a busy queue is
     /// drained only as fast as the round trips of a single call allow.
     async fn acker(self, mut rx: mpsc::UnboundedReceiver<Ack>, registry: Registry) {
-        let mut done = Vec::new();
-        let mut released = Vec::new();
         let mut calls = JoinSet::new();
         let most = self.settings.concurrency.get();
         loop {
             let Some(first) = rx.recv().await else { break };
+            let (mut done, mut released) = (Vec::new(), Vec::new());
             let mut next = Some(first);
             // Gather what arrives within a moment into one batch.
             let gather_until = tokio::time::Instant::now() + Duration::from_millis(50);
@@ -493,10 +492,8 @@ impl SqsSource {
                 calls.join_next().await;
             }
             let (me, registry) = (self.clone(), Arc::clone(&registry));
-            let (done, released) = (std::mem::take(&mut done), std::mem::take(&mut released));
             calls.spawn(async move { me.flush(done, released, &registry).await });
         }
-        self.flush(done, released, &registry).await;
         while calls.join_next().await.is_some() {}
     }
 
