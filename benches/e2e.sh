@@ -36,17 +36,14 @@ trap 'rm -rf "$work"' EXIT
 export WORK=$work
 
 cd "$here"
-cargo build --release --locked --quiet --bin rootwatch
-# The generator is built in the dev profile: an example pulls in every
-# dev-dependency, which a release build would compile again for nothing.
-cargo build --locked --quiet --example gen-trail
-target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-export ROOTWATCH=${ROOTWATCH:-$target/release/rootwatch}
+# shellcheck source=benches/build.sh
+source benches/build.sh
+export ROOTWATCH=${ROOTWATCH:-$rootwatch}
 
 # The backlog and, after it, the events of the latency phase: distinct
 # events, so dedup does not hide any.
 latency_events=$((LATENCY_RATE * LATENCY_SECS))
-"$target/debug/examples/gen-trail" $((events + latency_events)) "$work/trail.jsonl" 7 2>/dev/null
+"$gen_trail" $((events + latency_events)) "$work/trail.jsonl" 7 2>/dev/null
 export TRAIL=$work/trail.jsonl ALLOWLIST_CONFIG=$work/trail.jsonl.toml
 
 # What rootwatch must deliver, from replay of the same events.

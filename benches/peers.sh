@@ -34,19 +34,11 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cd "$here"
-cargo build --release --locked --quiet --bin rootwatch
-# The generator is built in the dev profile: an example pulls in every
-# dev-dependency, which a release build would compile again for nothing.
-cargo build --locked --quiet --example gen-trail
-target=$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-rootwatch=$target/release/rootwatch
-# The VRL peer is its own crate (it is not part of rootwatch's build); its
-# first build fetches and compiles VRL, which takes minutes.
-vrl_peer=$target/vrl-peer/release/vrl-peer
+# shellcheck source=benches/build.sh
+source benches/build.sh
 vrl_note=""
 echo "building the VRL peer (benches/vrl-peer)..." >&2
-if ! cargo build --release --locked --quiet --manifest-path benches/vrl-peer/Cargo.toml \
-  --target-dir "$target/vrl-peer" 2>"$work/vrl-build.err"; then
+if ! build_vrl_peer "$work/vrl-build.err"; then
   vrl_note="vector VRL peer: not run, its build failed: $(grep -m1 -E '^error' "$work/vrl-build.err" || tail -1 "$work/vrl-build.err")"
   vrl_peer=""
 fi
@@ -56,7 +48,7 @@ if [[ -z $config ]]; then
   if [[ -f $file.toml ]]; then
     config=$file.toml
   else
-    "$target/debug/examples/gen-trail" 0 "$work/empty.jsonl" 2>/dev/null
+    "$gen_trail" 0 "$work/empty.jsonl" 2>/dev/null
     config=$work/empty.jsonl.toml
   fi
 fi

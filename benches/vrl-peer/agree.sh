@@ -23,13 +23,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 cd "$here"
-cargo build --release --locked --quiet --bin rootwatch
-cargo build --locked --quiet --example gen-trail
-target=$(cargo metadata --format-version 1 --no-deps | "$python" -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-cargo build --release --locked --quiet --manifest-path benches/vrl-peer/Cargo.toml --target-dir "$target/vrl-peer"
-rootwatch=$target/release/rootwatch
-vrl_peer=$target/vrl-peer/release/vrl-peer
-"$target/debug/examples/gen-trail" 0 "$work/allow.jsonl" 2>/dev/null
+# shellcheck source=benches/build.sh
+source benches/build.sh
+build_vrl_peer /dev/stderr
+"$gen_trail" 0 "$work/allow.jsonl" 2>/dev/null
 allow=$work/allow.jsonl.toml
 
 runs=()
