@@ -26,6 +26,9 @@ pub enum Item<'a> {
     Object(ObjectRef),
     /// Recognised and deliberately ignored.
     Skipped(Skip),
+    /// A CloudTrail record the caller's prefilter proved cannot alert,
+    /// passed over unparsed (only from [`decode_reader_filtered`]).
+    Unparsed(&'a [u8]),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -499,7 +502,46 @@ struct S3Object<'a> {
 /// the file. Returns an error when the stream itself cannot be read further
 /// (I/O or JSON syntax); items already passed to `out` stand.
 pub fn decode_reader<R: Read>(reader: R, out: &mut Out<'_>) -> Result<(), DecodeError> {
-    decode_documents(maybe_gunzip(reader)?, out)
+    decode_reader_filtered(reader, &|_| true, out)
+}
+
+/// [`decode_reader`] that parses a record of a CloudTrail log file
+/// (`{"Records":[...]}`) only when `parse` says so: a plain record (an
+/// object whose first key is `eventVersion`, not an S3 notification's) that
+/// it says no to comes out as [`Item::Unparsed`]. Such a record is not
+/// checked further: one that is not valid JSON inside, or lacks the other
+/// fields of a record, is counted as a record that could not alert.
+pub fn decode_reader_filtered<R: Read>(
+    reader: R,
+    parse: &dyn Fn(&[u8]) -> bool,
+    out: &mut Out<'_>,
+) -> Result<(), DecodeError> {
+    let mut plain = maybe_gunzip(reader)?;
+    match records::read_log_files(&mut plain, parse, out)? {
+        None => Ok(()),
+        Some(from) => decode_documents(
+            records::resume(from.prefix, plain),
+            from.first_index,
+            from.skip_first,
+            out,
+        ),
+    }
+}
+
+/// The `eventTime` in a record's bytes, read without parsing the record:
+/// the first `"eventTime"` key's value when it is a plain string. For
+/// telemetry only: a nested key of that name that came first would be
+/// read instead (CloudTrail writes the record's own near the start).
+pub fn event_time(record: &[u8]) -> Option<chrono::DateTime<chrono::Utc>> {
+    const KEY: &[u8] = br#""eventTime""#;
+    let at = memchr::memmem::find(record, KEY)? + KEY.len();
+    let rest = record[at..].trim_ascii_start().strip_prefix(b":")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+    let end = memchr::memchr2(b'"', b'\\', rest)?;
+    if rest[end] != b'"' {
+        return None;
+    }
+    crate::event::parse_event_time(std::str::from_utf8(&rest[..end]).ok()?)
 }
 
 /// The first two bytes of a gzip stream.
@@ -672,29 +714,43 @@ fn read_line_bounded(
     }
 }
 
-fn decode_documents<R: Read>(reader: R, out: &mut Out<'_>) -> Result<(), DecodeError> {
+/// Documents back to back. The first `Records` element read is numbered
+/// `first_index` and, with `skip_first`, passed over (it stands for the
+/// elements before it, decoded already).
+fn decode_documents<R: Read>(
+    reader: R,
+    mut first_index: usize,
+    mut skip_first: bool,
+    out: &mut Out<'_>,
+) -> Result<(), DecodeError> {
     let mut de = serde_json::Deserializer::from_reader(reader);
     loop {
         if de.end().is_ok() {
             return Ok(());
         }
-        DocumentSeed { out: &mut *out }
-            .deserialize(&mut de)
-            .map_err(|source| {
-                if source.is_io() {
-                    DecodeError::Io(source.into())
-                } else {
-                    DecodeError::Json {
-                        envelope: Envelope::Stream,
-                        source,
-                    }
+        DocumentSeed {
+            out: &mut *out,
+            first_index: std::mem::take(&mut first_index),
+            skip_first: std::mem::take(&mut skip_first),
+        }
+        .deserialize(&mut de)
+        .map_err(|source| {
+            if source.is_io() {
+                DecodeError::Io(source.into())
+            } else {
+                DecodeError::Json {
+                    envelope: Envelope::Stream,
+                    source,
                 }
-            })?;
+            }
+        })?;
     }
 }
 
 struct DocumentSeed<'s, 'o> {
     out: &'s mut Out<'o>,
+    first_index: usize,
+    skip_first: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for DocumentSeed<'_, '_> {
@@ -718,6 +774,8 @@ impl<'de> Visitor<'de> for DocumentSeed<'_, '_> {
             if key == "Records" {
                 map.next_value_seed(RecordsSeed {
                     out: &mut *self.out,
+                    first_index: self.first_index,
+                    skip_first: self.skip_first,
                 })?;
                 streamed = true;
             } else {
@@ -751,6 +809,8 @@ impl<'de> Visitor<'de> for DocumentSeed<'_, '_> {
 
 struct RecordsSeed<'s, 'o> {
     out: &'s mut Out<'o>,
+    first_index: usize,
+    skip_first: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for RecordsSeed<'_, '_> {
@@ -768,7 +828,11 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0;
+        let mut index = self.first_index;
+        if self.skip_first {
+            seq.next_element::<IgnoredAny>()?;
+            index += 1;
+        }
         while let Some(item) = seq.next_element::<Box<RawValue>>()? {
             decode_records_element(item.get(), index, self.out);
             index += 1;
@@ -777,5 +841,6 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
     }
 }
 
+mod records;
 #[cfg(test)]
 mod tests;

@@ -80,6 +80,15 @@ pub struct Pipeline {
     abort: CancellationToken,
 }
 
+/// How old an event was when scanned, when its time is known.
+fn event_lag(time: Option<chrono::DateTime<chrono::Utc>>, now: SystemTime) {
+    if let Some(t) = time
+        && let Ok(lag) = now.duration_since(t.into())
+    {
+        telemetry::event_lag(lag);
+    }
+}
+
 impl Pipeline {
     pub fn new(settings: &Settings, abort: CancellationToken) -> Pipeline {
         Self::with_aws(settings, abort, None)
@@ -156,7 +165,8 @@ impl Pipeline {
         after: &mut dyn FnMut(&mut Scan),
     ) {
         let now = SystemTime::now();
-        if let Err(e) = decode::decode_reader(reader, &mut |item| {
+        let may_alert = |record: &[u8]| self.detector.may_alert(record);
+        if let Err(e) = decode::decode_reader_filtered(reader, &may_alert, &mut |item| {
             self.scan_item(item, now, scan);
             after(scan);
         }) {
@@ -171,6 +181,10 @@ impl Pipeline {
                 scan.events += 1;
                 self.scan_record(&rec, now, scan);
             }
+            Ok(Item::Unparsed(bytes)) => {
+                scan.events += 1;
+                event_lag(decode::event_time(bytes), now);
+            }
             Ok(Item::Object(o)) => scan.objects.push(o),
             Ok(Item::Skipped(kind)) => {
                 telemetry::skipped(kind);
@@ -181,11 +195,7 @@ impl Pipeline {
     }
 
     fn scan_record(&self, rec: &Record<'_>, now: SystemTime, scan: &mut Scan) {
-        if let Some(t) = rec.time()
-            && let Ok(lag) = now.duration_since(t.into())
-        {
-            telemetry::event_lag(lag);
-        }
+        event_lag(rec.time(), now);
         let mut findings = Vec::new();
         self.detector.evaluate(rec, &mut findings);
         if !findings.is_empty() {

@@ -158,6 +158,13 @@ fn assess(detector: &Detector, item: Result<Item<'_>, DecodeError>) -> Assessed 
         }
         Ok(Item::Object(o)) => Assessed::Object(o),
         Ok(Item::Skipped(s)) => Assessed::Skipped(s),
+        // Counted by the caller without an item; one that gets here is
+        // still a record without findings.
+        Ok(Item::Unparsed(_)) => Assessed::Record {
+            findings: Vec::new(),
+            key: None,
+            suppressed: 0,
+        },
         Err(e) => Assessed::Error(e),
     }
 }
@@ -201,9 +208,14 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
         Unit::Documents(path) => {
             let end = match File::open(&path) {
                 Ok(f) => {
-                    let stream = decode::decode_reader(f, &mut |item| {
-                        items.push((None, assess(detector, item)))
-                    });
+                    let stream = decode::decode_reader_filtered(
+                        f,
+                        &|record| detector.may_alert(record),
+                        &mut |item| match item {
+                            Ok(Item::Unparsed(_)) => unparsed += 1,
+                            item => items.push((None, assess(detector, item))),
+                        },
+                    );
                     (stream.err(), None)
                 }
                 Err(e) => (None, Some(e)),
@@ -217,9 +229,14 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
             };
         }
         Unit::Stdin => {
-            let stream = decode::decode_reader(io::stdin().lock(), &mut |item| {
-                items.push((None, assess(detector, item)))
-            });
+            let stream = decode::decode_reader_filtered(
+                io::stdin().lock(),
+                &|record| detector.may_alert(record),
+                &mut |item| match item {
+                    Ok(Item::Unparsed(_)) => unparsed += 1,
+                    item => items.push((None, assess(detector, item))),
+                },
+            );
             return Done {
                 path: Arc::from(Path::new("-")),
                 items,

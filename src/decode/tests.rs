@@ -4,6 +4,8 @@ use std::io::Write;
 #[derive(Debug, PartialEq)]
 enum Got {
     Record(String),
+    /// Passed over by a prefilter: the eventID read from its bytes.
+    Unparsed(String),
     Object(String, String),
     Skipped(Skip),
     Error(&'static str),
@@ -16,6 +18,12 @@ fn collect(f: impl FnOnce(&mut Out<'_>)) -> Vec<Got> {
             Ok(Item::Record(r)) => Got::Record(r.event_id.get().unwrap_or("-").to_owned()),
             Ok(Item::Object(o)) => Got::Object(o.bucket, o.key),
             Ok(Item::Skipped(s)) => Got::Skipped(s),
+            // Not JSON inside: the prefilter does not look (see log_files).
+            Ok(Item::Unparsed(b)) => Got::Unparsed(
+                serde_json::from_slice::<serde_json::Value>(b).map_or("not JSON".into(), |v| {
+                    v["eventID"].as_str().unwrap_or("-").to_owned()
+                }),
+            ),
             Err(e) => Got::Error(e.kind()),
         })
     });
@@ -419,6 +427,7 @@ fn lines(bytes: Vec<u8>) -> Vec<(u64, Got)> {
                 Ok(Item::Record(r)) => Got::Record(r.event_id.get().unwrap_or("-").to_owned()),
                 Ok(Item::Object(o)) => Got::Object(o.bucket, o.key),
                 Ok(Item::Skipped(s)) => Got::Skipped(s),
+                Ok(Item::Unparsed(_)) => unreachable!("decode_lines parses every line"),
                 Err(e) => Got::Error(e.kind()),
             },
         ))
@@ -468,7 +477,7 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    fn arb_json() -> impl Strategy<Value = serde_json::Value> {
+    pub(super) fn arb_json() -> impl Strategy<Value = serde_json::Value> {
         let leaf = prop_oneof![
             Just(serde_json::Value::Null),
             any::<bool>().prop_map(serde_json::Value::from),
@@ -572,4 +581,247 @@ fn object_refs_carry_the_notifications_region() {
     // CloudTrail's own notice names no region: the bucket is looked up.
     let notice = r#"{"s3Bucket":"trail-bucket","s3ObjectKey":["AWSLogs/a.json.gz"]}"#;
     assert_eq!(regions(notice), [None]);
+}
+
+/// CloudTrail log files go through a scan that splits the `Records` array
+/// without a parser; what comes out must be what the parser alone makes
+/// of the same bytes (but for a record that is not JSON inside: the parser
+/// stopped there, the scan reads on), and a record passed over unparsed
+/// must be one the parser would have made a record of.
+mod log_files {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The parser alone, as every stream was read before the scan.
+    fn parser(bytes: &[u8]) -> (Vec<Got>, Result<(), &'static str>) {
+        let mut res = Ok(());
+        let got = collect(|out| {
+            res = maybe_gunzip(std::io::Cursor::new(bytes.to_vec()))
+                .map_err(DecodeError::from)
+                .and_then(|plain| decode_documents(plain, 0, false, out))
+                .map_err(|e| e.kind())
+        });
+        (got, res)
+    }
+
+    /// The scan, reading `bytes` whole or a byte at a time, parsing every
+    /// record or none it may pass over.
+    fn scan(bytes: &[u8], trickle: bool, parse: bool) -> (Vec<Got>, Result<(), &'static str>) {
+        let mut res = Ok(());
+        let filter = move |_: &[u8]| parse;
+        let got = collect(|out| {
+            let r = if trickle {
+                decode_reader_filtered(Trickle(std::io::Cursor::new(bytes.to_vec())), &filter, out)
+            } else {
+                decode_reader_filtered(std::io::Cursor::new(bytes.to_vec()), &filter, out)
+            };
+            res = r.map_err(|e| e.kind());
+        });
+        (got, res)
+    }
+
+    fn as_parsed(got: Vec<Got>) -> Vec<Got> {
+        got.into_iter()
+            .map(|g| match g {
+                Got::Unparsed(id) => Got::Record(id),
+                g => g,
+            })
+            .collect()
+    }
+
+    /// Whatever the bytes, the scan agrees with the parser; when it parses
+    /// everything it is the parser's output exactly.
+    fn agree(bytes: &[u8]) {
+        let expected = parser(bytes);
+        for trickle in [false, true] {
+            let all = scan(bytes, trickle, true);
+            assert_eq!(all, expected, "{}", String::from_utf8_lossy(bytes));
+            let (none, res) = scan(bytes, trickle, false);
+            assert_eq!(
+                (as_parsed(none), res),
+                expected,
+                "{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    fn corpus_records() -> Vec<String> {
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/third_party");
+        let mut out = Vec::new();
+        for file in [
+            "aws-docs-examples/records.jsonl",
+            "invictus-aws-dataset/records.jsonl",
+            "panther-analysis/all_test_logs_records.jsonl",
+            "stratus-red-team/detonation_logs.jsonl",
+        ] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            out.extend(
+                text.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn every_corpus_as_log_files() {
+        let records = corpus_records();
+        assert!(records.len() > 1000);
+        // As CloudTrail writes them, in files of 50, and with whitespace
+        // wherever JSON allows it.
+        let mut files = String::new();
+        for chunk in records.chunks(50) {
+            files.push_str(&format!(r#"{{"Records":[{}]}}"#, chunk.join(",")));
+        }
+        agree(files.as_bytes());
+        agree(&gzip(files.as_bytes()));
+        let spaced = format!(
+            " \n{{ \"Records\" :\t[ {} ] }}\r\n",
+            records[..20].join(" ,\n ")
+        );
+        agree(spaced.as_bytes());
+        // A plain record the filter passed over really is one.
+        let (got, res) = scan(files.as_bytes(), false, false);
+        assert_eq!(res, Ok(()));
+        assert!(got.iter().filter(|g| matches!(g, Got::Unparsed(_))).count() > 1000);
+    }
+
+    #[test]
+    fn shapes_that_hand_over_to_the_parser() {
+        let r = ROOT_LOGIN;
+        let s3 = &S3_NOTIFICATION[12..S3_NOTIFICATION.len() - 2];
+        let tricky = r#"{"eventVersion":"1.08","eventID":"x}{\"]","eventName":"a{b","userIdentity":{"type":"IAMUser"},"requestParameters":{"p":["}",{"q":"\\"}]}}"#;
+        for doc in [
+            String::new(),
+            "  ".into(),
+            r#"{"Records":[]}"#.into(),
+            r#"{ "Records" : [ ] }"#.into(),
+            format!(r#"{{"Records":[{r},{tricky}]}}"#),
+            format!(r#"{{"Records":[{r}]}}{{"Records":[{tricky}]}} {}"#, sns(r)),
+            format!(r#"{}{{"Records":[{r}]}}"#, sns(r)),
+            // S3 notifications name objects, whatever the filter says.
+            format!(r#"{{"Records":[{s3},{r}]}}"#),
+            // A trailing comma, an element that is not an object.
+            format!(r#"{{"Records":[{r},]}}"#),
+            format!(r#"{{"Records":[{r},5,{r},"x",[{r}]]}}"#),
+            format!(r#"{{"Records":[5,{r}]}}"#),
+            // Keys after the array, before it, or junk after it.
+            format!(r#"{{"Records":[{r}],"x":{{"Records":1}}}}"#),
+            format!(r#"{{"x":1,"Records":[{r}]}}"#),
+            format!(r#"{{"Records":[{r}] x"#),
+            format!(r#"{{"Records":[{r}]] "#),
+            format!(r#"{{"Records":[{r} {r}]}}"#),
+            format!(r#"{{"Records":{{}}}} {{"Records":[{r}]}}"#),
+            format!(r#"{{"Recordsx":[{r}]}}"#),
+            format!(r#"{{"Record":[{r}]}}"#),
+            // Cut short anywhere.
+            format!(r#"{{"Records":[{r},{r}"#),
+            format!(r#"{{"Records":[{r},{}"#, &r[..100]),
+            format!(r#"{{"Records":[{r}"#),
+            r#"{"Rec"#.into(),
+            // Escapes: the filter is not asked to judge them away.
+            format!(r#"{{"Records":[{}]}}"#, r.replace("Root", "R\\u006fot")),
+        ] {
+            agree(doc.as_bytes());
+        }
+        // Not UTF-8 inside the second record.
+        let mut bad = format!(r#"{{"Records":[{r},{r}]}}"#).into_bytes();
+        let at = bad.len() - 30;
+        bad[at] = 0xff;
+        agree(&bad);
+    }
+
+    #[test]
+    fn element_errors_keep_their_index_after_a_hand_over() {
+        let r = ROOT_LOGIN;
+        let doc = format!(r#"{{"Records":[{r},{r},5,{r}]}}"#);
+        let mut errors = Vec::new();
+        let mut records = 0;
+        decode_reader_filtered(
+            std::io::Cursor::new(doc.into_bytes()),
+            &|_| false,
+            &mut |item| match item {
+                Err(e) => errors.push(e.to_string()),
+                Ok(_) => records += 1,
+            },
+        )
+        .unwrap();
+        assert_eq!(records, 3);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].starts_with("Records array, element 2:"),
+            "{}",
+            errors[0]
+        );
+    }
+
+    #[test]
+    fn event_time_is_read_from_the_bytes() {
+        let t = event_time(ROOT_LOGIN.as_bytes()).unwrap();
+        assert_eq!(t.to_rfc3339(), "2014-07-16T15:49:27+00:00");
+        assert_eq!(
+            event_time(br#"{"eventTime" : "2014-07-16T15:49:27.5Z"}"#)
+                .unwrap()
+                .timestamp(),
+            1405525767
+        );
+        assert!(event_time(br#"{"eventTime":1}"#).is_none());
+        assert!(event_time(br#"{"eventTime":"2014\u002d07"}"#).is_none());
+        assert!(event_time(b"{}").is_none());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+
+        /// Log files of arbitrary elements (records, notifications, JSON of
+        /// any shape), cut anywhere, with any byte spoiled.
+        #[test]
+        fn the_scan_agrees_with_the_parser(
+            picks in prop::collection::vec((0usize..4, 0usize..10_000, super::properties::arb_json()), 0..6),
+            cut in proptest::option::of(0usize..100_000),
+            spoil in proptest::option::of((0usize..100_000, any::<u8>())),
+        ) {
+            let records = corpus_records();
+            let s3 = &S3_NOTIFICATION[12..S3_NOTIFICATION.len() - 2];
+            let elements: Vec<String> = picks
+                .iter()
+                .map(|(kind, i, v)| match kind {
+                    0 | 1 => records[i % records.len()].clone(),
+                    2 => s3.to_owned(),
+                    _ => v.to_string(),
+                })
+                .collect();
+            let mut bytes = format!(r#"{{"Records":[{}]}}"#, elements.join(",")).into_bytes();
+            if let Some((at, b)) = spoil {
+                let at = at % bytes.len();
+                bytes[at] = b;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            let expected = parser(&bytes);
+            let all = scan(&bytes, false, true);
+            let (none, none_res) = scan(&bytes, false, false);
+            let none = (as_parsed(none), none_res);
+            if spoil.is_none() {
+                prop_assert_eq!(&all, &expected);
+                prop_assert_eq!(&none, &expected);
+            } else {
+                // Where the parser stops at text that is not JSON inside a
+                // record, the scan reports that record alone and reads on
+                // (the filter, passing over a record, does not look inside
+                // it): what the parser got out comes out the same first.
+                prop_assert!(all.0.starts_with(&expected.0), "{:?} / {:?}", all, expected);
+                prop_assert!(none.0.starts_with(&expected.0), "{:?} / {:?}", none, expected);
+                if expected.1.is_err() {
+                    prop_assert!(all.1.is_err() || all.0.iter().any(|g| matches!(g, Got::Error(_))));
+                } else {
+                    prop_assert_eq!(&all, &expected);
+                }
+            }
+        }
+    }
 }
