@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# End-to-end benchmark through SQS: an emulator on 127.0.0.1, a preloaded
-# queue of EventBridge-wrapped CloudTrail events (one per message), a
-# consumer that only receives and deletes (the baseline), then `rootwatch
-# run` on the same backlog with a local webhook receiver; then an idle
-# phase and a latency phase at a steady rate. Prints one table.
+# End-to-end benchmark through SQS and S3: an emulator on 127.0.0.1, a
+# preloaded queue of EventBridge-wrapped CloudTrail events (one per
+# message), a consumer that only receives and deletes (the baseline), then
+# `rootwatch run` on the same backlog with a local webhook receiver; then an
+# idle phase and a latency phase at a steady rate. Then the same events as
+# gzip CloudTrail log files in an S3 bucket, one S3 event notification per
+# file on a second queue: a consumer that receives, downloads and deletes,
+# then rootwatch; and, if BIG_EVENTS is set, one large log file. Prints a
+# table per part.
 #
 #   benches/e2e.sh [EVENTS]          (default 100000)
 #
-# Environment: CONCURRENCY (workers, both consumers; 4), IDLE_SECS (60),
+# Environment: S3_EVENTS (events of the S3 part, the first of the backlog;
+# EVENTS; 0 skips it), S3_FILE_EVENTS (records per log file; 1000),
+# BIG_EVENTS (records of the one large log file; 0: none; 550000 makes
+# about 100 MB of gzip), CONCURRENCY (workers, both consumers; 4), IDLE_SECS (60),
 # LATENCY_RATE (events/s; 1000), LATENCY_SECS (10), EMULATOR_PORT (45231;
 # the next three ports are used too), BENCH_HOME (~/.cache/rootwatch/bench:
 # Node 22 and fauxqs are installed there from npm on first use), ROOTWATCH
@@ -50,6 +57,20 @@ export TRAIL=$work/trail.jsonl ALLOWLIST_CONFIG=$work/trail.jsonl.toml
 findings() { "$ROOTWATCH" replay --config "$ALLOWLIST_CONFIG" - 2>&1 >/dev/null | grep -oE '[0-9]+ finding\(s\)' | cut -d' ' -f1; }
 EXPECTED_FINDINGS=$(head -n "$events" "$TRAIL" | findings)
 EXPECTED_LATENCY_FINDINGS=$(tail -n "+$((events + 1))" "$TRAIL" | findings)
-export EXPECTED_FINDINGS EXPECTED_LATENCY_FINDINGS
+export S3_EVENTS=${S3_EVENTS:-$events}
+EXPECTED_S3_FINDINGS=$(head -n "$S3_EVENTS" "$TRAIL" | findings)
+export EXPECTED_FINDINGS EXPECTED_LATENCY_FINDINGS EXPECTED_S3_FINDINGS
 
+# The large log file: other events (another seed), one `Records` document.
+export BIG_EVENTS=${BIG_EVENTS:-0}
+if ((BIG_EVENTS > 0)); then
+  "$gen_trail" "$BIG_EVENTS" "$work/big.jsonl" 11 2>/dev/null
+  EXPECTED_BIG_FINDINGS=$(findings <"$work/big.jsonl")
+  { printf '{"Records":['; paste -sd, "$work/big.jsonl"; printf ']}'; } | gzip -6 >"$work/big.json.gz"
+  rm "$work/big.jsonl"
+  export BIG_GZIP=$work/big.json.gz EXPECTED_BIG_FINDINGS
+fi
+
+# A backlog of a million events is several GB in the emulator's heap.
+export NODE_OPTIONS="--max-old-space-size=16384"
 "$node" benches/e2e/driver.mjs

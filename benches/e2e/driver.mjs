@@ -5,6 +5,7 @@
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
+import zlib from "node:zlib";
 import { setTimeout as sleep } from "node:timers/promises";
 
 const env = process.env;
@@ -18,10 +19,29 @@ const PORT = Number(env.EMULATOR_PORT ?? 45231);
 const STATS = PORT + 1;
 const HOOK = PORT + 2;
 const METRICS = PORT + 3;
-const trail = fs.readFileSync(env.TRAIL, "utf8").split("\n").filter((l) => l.trim());
+// The trail is read as bytes and cut into lines: a backlog of a million
+// events is larger than the longest string Node can hold.
+function readLines(file) {
+  const buf = fs.readFileSync(file);
+  const lines = [];
+  for (let at = 0; at < buf.length; ) {
+    let end = buf.indexOf(10, at);
+    if (end < 0) end = buf.length;
+    if (end > at) lines.push(buf.toString("utf8", at, end));
+    at = end + 1;
+  }
+  return lines;
+}
+const trail = readLines(env.TRAIL);
 const expectedFindings = Number(env.EXPECTED_FINDINGS);
 const expectedLatencyFindings = Number(env.EXPECTED_LATENCY_FINDINGS ?? NaN);
 const work = env.WORK;
+// The S3 phase: S3_EVENTS of the backlog's events (0: none) in gzip log
+// files of S3_FILE_EVENTS records each, and BIG_GZIP (a path: one large
+// log file) if set.
+const S3_EVENTS = Math.min(Number(env.S3_EVENTS ?? N), N);
+const FILE_EVENTS = Number(env.S3_FILE_EVENTS ?? 1000);
+const BUCKET = "bench-trail";
 
 const children = [];
 function start(cmd, args, opts = {}) {
@@ -79,16 +99,16 @@ function eventbridge(record) {
   });
 }
 
-async function sendAll(queue, bodies, parallel = 16) {
+// Sends messages body(0) .. body(count - 1), built as they are sent.
+async function sendAll(queue, count, body, parallel = 16) {
   let next = 0;
   async function lane() {
-    while (next < bodies.length) {
-      const chunk = bodies.slice(next, next + 10);
-      next += 10;
-      await sqs("SendMessageBatch", {
-        QueueUrl: queue,
-        Entries: chunk.map((b, i) => ({ Id: `m${i}`, MessageBody: b })),
-      });
+    while (next < count) {
+      const from = next;
+      next = Math.min(count, next + 10);
+      const entries = [];
+      for (let i = from; i < next; i++) entries.push({ Id: `m${i - from}`, MessageBody: body(i) });
+      await sqs("SendMessageBatch", { QueueUrl: queue, Entries: entries });
     }
   }
   await Promise.all(Array.from({ length: parallel }, lane));
@@ -136,6 +156,231 @@ function quantile(before, after, q) {
   return { total, le: diff.find(([, n]) => n >= want)[0] };
 }
 
+// Starts `rootwatch run` on one SQS source, alerts to the receiver.
+function startRootwatch(name, queue, sourceExtra = "") {
+  const config = path.join(work, `${name}.toml`);
+  fs.writeFileSync(
+    config,
+    fs.readFileSync(env.ALLOWLIST_CONFIG, "utf8") +
+      `
+[[sources]]
+type = "sqs"
+name = "${name}"
+queue_url = "${queue}"
+concurrency = ${CONCURRENCY}
+wait_time_secs = 20
+${sourceExtra}
+
+[[sinks]]
+type = "webhook"
+name = "hook"
+url = "http://127.0.0.1:${HOOK}/hook"
+
+[server]
+listen = "127.0.0.1:${METRICS}"
+
+[throttle]
+window_secs = 0
+`,
+  );
+  return start(env.ROOTWATCH, ["run", "--config", config], {
+    env: {
+      ...env,
+      AWS_ENDPOINT_URL: endpoint,
+      AWS_ACCESS_KEY_ID: "bench",
+      AWS_SECRET_ACCESS_KEY: "bench",
+      AWS_REGION: "us-east-1",
+      AWS_EC2_METADATA_DISABLED: "true",
+      RUST_LOG: "warn",
+    },
+  });
+}
+
+// ------------------------------------------------------------- S3 phase
+const s3url = (key = "") => `${endpoint}/${BUCKET}${key ? "/" + key : ""}`;
+async function s3(method, key, body) {
+  const r = await fetch(s3url(key), { method, body });
+  const bytes = Buffer.from(await r.arrayBuffer());
+  if (!r.ok) throw new Error(`S3 ${method} ${key}: ${r.status} ${bytes}`);
+  return bytes;
+}
+
+// An S3 event notification as S3 sends it to a queue, for one object.
+function notification(key, size) {
+  return JSON.stringify({
+    Records: [
+      {
+        eventVersion: "2.1",
+        eventSource: "aws:s3",
+        awsRegion: "us-east-1",
+        eventTime: new Date().toISOString(),
+        eventName: "ObjectCreated:Put",
+        s3: {
+          s3SchemaVersion: "1.0",
+          configurationId: "trail",
+          bucket: { name: BUCKET, arn: `arn:aws:s3:::${BUCKET}` },
+          object: { key, size },
+        },
+      },
+    ],
+  });
+}
+
+const logKey = (n) =>
+  `AWSLogs/111122223333/CloudTrail/us-east-1/2026/11/30/111122223333_CloudTrail_us-east-1_20261130T0000Z_${String(n).padStart(6, "0")}.json.gz`;
+
+// Runs `lanes` copies of `f` until `f` returns false.
+async function lanes(n, f) {
+  await Promise.all(
+    Array.from({ length: n }, async () => {
+      while (await f());
+    }),
+  );
+}
+
+function rssSampler(pid) {
+  let peak = 0;
+  const t = setInterval(() => {
+    try {
+      peak = Math.max(peak, proc(pid).rssMb);
+    } catch {}
+  }, 50);
+  return () => (clearInterval(t), peak);
+}
+
+const notices = (files) => (i) => notification(files[i].key, files[i].size);
+
+// The baseline: receive, download each object whole, delete; no
+// inflating, no parsing. Events/s and the request counts.
+async function s3Baseline(queue, files) {
+  const keyOf = (m) => JSON.parse(m.Body).Records[0].s3.object.key;
+  await sendAll(queue, files.length, notices(files));
+  await stats(true);
+  let done = 0;
+  await lanes(CONCURRENCY, async () => {
+    if (done >= files.length) return false;
+    const r = await sqs("ReceiveMessage", { QueueUrl: queue, MaxNumberOfMessages: 10, WaitTimeSeconds: 1 });
+    const ms = r.Messages ?? [];
+    for (const m of ms) await s3("GET", keyOf(m));
+    if (ms.length)
+      await sqs("DeleteMessageBatch", {
+        QueueUrl: queue,
+        Entries: ms.map((m, i) => ({ Id: `d${i}`, ReceiptHandle: m.ReceiptHandle })),
+      });
+    done += ms.length;
+    return true;
+  });
+  const b = (await stats()).counts;
+  return { rate: S3_EVENTS / ((b.DeleteMessageBatch.last - b.ReceiveMessage.first) / 1000), counts: b };
+}
+
+// rootwatch (started, idle) on the same notifications; adds to `rows`.
+async function s3Drain(queue, files, rw, baseline, rows) {
+  const b = baseline.counts;
+  const baselineRate = baseline.rate;
+  await sendAll(queue, files.length, notices(files));
+  await stats(true);
+  const alerts0 = await alerts();
+  const sample = rssSampler(rw.pid);
+  const expected = Number(env.EXPECTED_S3_FINDINGS);
+  await until(
+    "rootwatch to drain the S3 notifications",
+    async () => {
+      if (rw.exitCode !== null) throw new Error(`rootwatch exited with ${rw.exitCode}`);
+      return (await depth(queue)) === 0 && (await alerts()) - alerts0 >= expected;
+    },
+    3600,
+  );
+  await sleep(500);
+  const drainPeak = sample();
+  const drained = proc(rw.pid);
+  const r = (await stats()).counts;
+  const rwRate = S3_EVENTS / ((r.DeleteMessageBatch.last - r.ReceiveMessage.first) / 1000);
+  const delivered = (await alerts()) - alerts0;
+  const requests = Object.entries(r)
+    .filter(([k]) => k !== "GetQueueAttributes")
+    .map(([k, c]) => `${k} ${c.n}`)
+    .join(", ");
+  const ok = delivered === expected;
+
+  rows.push(
+    `| events/s draining the backlog | ${f(baselineRate)} | ${f(rwRate)} (${f((100 * rwRate) / baselineRate)}% of baseline) | ≥ 90% of baseline |`,
+    `| requests | ${b.ReceiveMessage.n + b.DeleteMessageBatch.n} SQS, ${b["S3 GET"]?.n ?? 0} S3 GET | ${requests} | |`,
+    `| alerts delivered / expected (replay) | | ${delivered} / ${expected} | equal |`,
+    `| CPU seconds per million events | | ${f((drained.cpu / S3_EVENTS) * 1e6, 1)} (${f(drained.cpu, 2)} s, start-up included) | reported |`,
+    `| peak RSS while draining | | ${f(drainPeak, 1)} MB | < 64 MB |`,
+  );
+  return ok;
+}
+
+async function s3Phase() {
+  await s3("PUT");
+  const queue = (await sqs("CreateQueue", { QueueName: "bench-s3", Attributes: { VisibilityTimeout: "120" } }))
+    .QueueUrl;
+  const files = [];
+  for (let from = 0; from < S3_EVENTS; from += FILE_EVENTS) {
+    const records = trail.slice(from, Math.min(S3_EVENTS, from + FILE_EVENTS));
+    files.push({ key: logKey(files.length), events: records.length, records });
+  }
+  let next = 0;
+  let gzBytes = 0;
+  await lanes(8, async () => {
+    const file = files[next++];
+    if (!file) return false;
+    const gz = zlib.gzipSync(`{"Records":[${file.records.join(",")}]}`);
+    delete file.records;
+    file.size = gz.length;
+    gzBytes += gz.length;
+    await s3("PUT", file.key, gz);
+    return true;
+  });
+
+  const rows = [];
+  const baseline = files.length ? await s3Baseline(queue, files) : null;
+  const rw = startRootwatch("bench-s3", queue, "max_object_bytes = 4294967296");
+  const ok = baseline ? await s3Drain(queue, files, rw, baseline, rows) : true;
+
+  let bigOk = true;
+  if (env.BIG_GZIP) {
+    const gz = fs.readFileSync(env.BIG_GZIP);
+    const key = logKey(999999);
+    await s3("PUT", key, gz);
+    const expectedBig = Number(env.EXPECTED_BIG_FINDINGS);
+    const alerts1 = await alerts();
+    const cpu0 = proc(rw.pid).cpu;
+    const sampleBig = rssSampler(rw.pid);
+    const t0 = performance.now();
+    await sendAll(queue, 1, () => notification(key, gz.length));
+    await until(
+      "rootwatch to read the large log file",
+      async () => {
+        if (rw.exitCode !== null) throw new Error(`rootwatch exited with ${rw.exitCode}`);
+        return (await depth(queue)) === 0 && (await alerts()) - alerts1 >= expectedBig;
+      },
+      3600,
+    );
+    const secs = (performance.now() - t0) / 1000;
+    const bigPeak = sampleBig();
+    const bigDelivered = (await alerts()) - alerts1;
+    bigOk = bigDelivered === expectedBig;
+    const events = Number(env.BIG_EVENTS);
+    rows.push(
+      `| one log file of ${f(gz.length / 1e6, 1)} MB gzip (${events} events): time, events/s | | ${f(secs, 1)} s, ${f(events / secs)} events/s, CPU ${f(proc(rw.pid).cpu - cpu0, 2)} s | |`,
+      `| peak RSS reading it | | ${f(bigPeak, 1)} MB | < 64 MB |`,
+      `| its alerts delivered / expected (replay) | | ${bigDelivered} / ${expectedBig} | equal |`,
+    );
+  }
+  rw.kill("SIGTERM");
+  await new Promise((res) => rw.on("exit", res));
+  console.log(`
+End to end through SQS and S3 (fauxqs on 127.0.0.1), ${S3_EVENTS} events in ${files.length} gzip log files (${f(gzBytes / 1e6, 1)} MB), one S3 notification per file, ${CONCURRENCY} worker(s)
+| measure | receive, download, delete only | rootwatch | target |
+|---|---|---|---|
+${rows.join("\n")}
+RSS is sampled every 50 ms.`);
+  return ok && bigOk;
+}
+
 // ------------------------------------------------------------------ run
 start(process.execPath, [path.join(here, "emulator.mjs"), String(PORT), String(STATS)], {
   cwd: env.BENCH_HOME,
@@ -146,11 +391,11 @@ await until("the emulator", () => stats());
 await until("the receiver", () => alerts().then(() => true));
 
 const queue = (await sqs("CreateQueue", { QueueName: "bench", Attributes: { VisibilityTimeout: "120" } })).QueueUrl;
-const bodies = trail.slice(0, N).map(eventbridge);
+const backlog = (i) => eventbridge(trail[i]);
 const latencyBodies = trail.slice(N, N + RATE * LAT_SECS).map(eventbridge);
 
 // Baseline: receive and delete only, as many lanes as rootwatch's workers.
-await sendAll(queue, bodies);
+await sendAll(queue, N, backlog);
 await stats(true);
 let deleted = 0;
 async function baselineLane() {
@@ -171,42 +416,9 @@ const baselineSecs = (b.DeleteMessageBatch.last - b.ReceiveMessage.first) / 1000
 const baselineRate = N / baselineSecs;
 
 // rootwatch on the same backlog.
-await sendAll(queue, bodies);
-fs.writeFileSync(
-  path.join(work, "e2e.toml"),
-  fs.readFileSync(env.ALLOWLIST_CONFIG, "utf8") +
-    `
-[[sources]]
-type = "sqs"
-name = "bench"
-queue_url = "${queue}"
-concurrency = ${CONCURRENCY}
-wait_time_secs = 20
-
-[[sinks]]
-type = "webhook"
-name = "hook"
-url = "http://127.0.0.1:${HOOK}/hook"
-
-[server]
-listen = "127.0.0.1:${METRICS}"
-
-[throttle]
-window_secs = 0
-`,
-);
+await sendAll(queue, N, backlog);
 await stats(true);
-const rw = start(env.ROOTWATCH, ["run", "--config", path.join(work, "e2e.toml")], {
-  env: {
-    ...env,
-    AWS_ENDPOINT_URL: endpoint,
-    AWS_ACCESS_KEY_ID: "bench",
-    AWS_SECRET_ACCESS_KEY: "bench",
-    AWS_REGION: "us-east-1",
-    AWS_EC2_METADATA_DISABLED: "true",
-    RUST_LOG: "warn",
-  },
-});
+const rw = startRootwatch("bench", queue);
 let peak = 0;
 await until(
   "rootwatch to drain the queue",
@@ -276,4 +488,6 @@ End to end through SQS (fauxqs on 127.0.0.1), ${N} EventBridge-wrapped events, 1
 | alert latency at ${RATE} events/s, p99 | | ${le(p99.le)} | < 5 ms |
 Latency is rootwatch_alert_latency_seconds (receive returned → first send attempt), read from its histogram buckets: a figure is the bucket bound the quantile falls under.
 CPU at the end: ${f(final.cpu, 2)} s; peak RSS over the whole run: ${f(final.peakMb, 1)} MB.`);
-process.exit(delivered === expectedFindings ? 0 : 1);
+let ok = delivered === expectedFindings;
+if (S3_EVENTS > 0 || env.BIG_GZIP) ok = (await s3Phase()) && ok;
+process.exit(ok ? 0 : 1);
