@@ -337,7 +337,11 @@ async function s3Phase() {
 
   const rows = [];
   const baseline = files.length ? await s3Baseline(queue, files) : null;
-  const rw = startRootwatch("bench-s3", queue, "max_object_bytes = 4294967296");
+  const rw = startRootwatch(
+    "bench-s3",
+    queue,
+    `max_object_bytes = 4294967296\nallowed_buckets = ["${BUCKET}"]`,
+  );
   const ok = baseline ? await s3Drain(queue, files, rw, baseline, rows) : true;
 
   let bigOk = true;
