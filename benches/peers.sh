@@ -15,8 +15,10 @@
 # agree: a fast wrong answer does not count, and the script fails when it
 # does not.
 #
-# Engines: `rootwatch replay` on the file and on a gzip copy (decompression
-# included); benches/peer.py (json.loads + the same rules); the VRL peer,
+# Engines: `rootwatch replay` on the file, on a gzip copy (decompression
+# included) and on the same records as gzip CloudTrail log files (one
+# `{"Records":[...]}` document per file, LOG_FILE_EVENTS records each,
+# default 10,000; what a backfill of a trail bucket reads); benches/peer.py (json.loads + the same rules); the VRL peer,
 # benches/vrl-peer (Vector's VRL engine running parse_json + the same rules
 # as one compiled program; built here into its own target directory, and
 # left out with a one-line reason when it cannot be built). The ratio
@@ -53,6 +55,15 @@ if [[ -z $config ]]; then
   fi
 fi
 gzip -c -6 "$file" >"$work/trail.jsonl.gz"
+# The same records as CloudTrail writes them to S3: gzip log files, one
+# `{"Records":[...]}` document each, LOG_FILE_EVENTS records per file.
+mkdir "$work/logs"
+split -l "${LOG_FILE_EVENTS:-10000}" -d -a 6 "$file" "$work/logs/part-"
+for part in "$work"/logs/part-*; do
+  { printf '{"Records":['; paste -sd, "$part"; printf ']}'; } | gzip -6 >"$part.json.gz"
+  rm "$part"
+done
+logs=("$work"/logs/part-*.json.gz)
 
 # run NAME wall|cpu COMMAND...: the best time over REPS runs, and the
 # findings count the command reported (parsed from its stderr).
@@ -85,30 +96,38 @@ cores=$(nproc)
 engines=()
 run "rootwatch replay" cpu "${pin[@]}" "$rootwatch" replay --config "$config" "$file" && engines+=("rootwatch replay")
 run "rootwatch replay (gzip)" cpu "${pin[@]}" "$rootwatch" replay --config "$config" "$work/trail.jsonl.gz" && engines+=("rootwatch replay (gzip)")
+run "rootwatch (log files, gzip)" cpu "${pin[@]}" "$rootwatch" replay --config "$config" "${logs[@]}" && engines+=("rootwatch (log files, gzip)")
 run "python json.loads peer" cpu "${pin[@]}" "$python" benches/peer.py --config "$config" "$file" && engines+=("python json.loads peer")
 if [[ -n $vrl_peer ]]; then
   run "vector VRL peer" cpu "${pin[@]}" "$vrl_peer" --config "$config" "$file" && engines+=("vector VRL peer")
 fi
 run "rootwatch, 1 core, wall" wall "${pin[@]}" "$rootwatch" replay --jobs 1 --config "$config" "$file" && engines+=("rootwatch, 1 core, wall")
 run "rootwatch, $cores cores, wall" wall "$rootwatch" replay --jobs "$cores" --config "$config" "$file" && engines+=("rootwatch, $cores cores, wall")
+run "log files, 1 core, wall" wall "${pin[@]}" "$rootwatch" replay --jobs 1 --config "$config" "${logs[@]}" && engines+=("log files, 1 core, wall")
+run "log files, $cores cores, wall" wall "$rootwatch" replay --jobs "$cores" --config "$config" "${logs[@]}" && engines+=("log files, $cores cores, wall")
 
 base=${secs["rootwatch replay"]}
 n=${events["rootwatch replay"]}
 printf '\n%s: %s events, %s bytes; best of %s run(s) each; one core is %s\n' \
   "$file" "$n" "$(stat -c %s "$file")" "$reps" "${pin[*]:-not pinned}"
-printf '| %-28s | %10s | %12s | %9s | %22s |\n' engine seconds events/s findings "rootwatch is N× faster"
-printf '|%s|%s|%s|%s|%s|\n' "------------------------------" "------------" "--------------" "-----------" "------------------------"
+printf '| %-29s | %10s | %12s | %9s | %22s |\n' engine seconds events/s findings "rootwatch is N× faster"
+printf '|%s|%s|%s|%s|%s|\n' "-------------------------------" "------------" "--------------" "-----------" "------------------------"
 status=0
 for e in "${engines[@]}"; do
   rate=$(echo "$n / ${secs[$e]}" | bc -l)
   ratio=$(echo "${secs[$e]} / $base" | bc -l)
-  printf '| %-28s | %10.2f | %12.0f | %9s | %22.1f |\n' "$e" "${secs[$e]}" "$rate" "${findings[$e]:-?}" "$ratio"
+  printf '| %-29s | %10.2f | %12.0f | %9s | %22.1f |\n' "$e" "${secs[$e]}" "$rate" "${findings[$e]:-?}" "$ratio"
   if [[ ${findings[$e]:-} != "${findings["rootwatch replay"]}" ]]; then status=1; fi
 done
 one=${secs["rootwatch, 1 core, wall"]:-}
 all=${secs["rootwatch, $cores cores, wall"]:-}
 if [[ -n $one && -n $all ]]; then
   printf 'every core (%s) against one, wall clock: %.2f×\n' "$cores" "$(echo "$one / $all" | bc -l)"
+fi
+one=${secs["log files, 1 core, wall"]:-}
+all=${secs["log files, $cores cores, wall"]:-}
+if [[ -n $one && -n $all ]]; then
+  printf 'log files, every core (%s) against one, wall clock: %.2f×\n' "$cores" "$(echo "$one / $all" | bc -l)"
 fi
 if [[ -n $vrl_note ]]; then
   echo "$vrl_note"
