@@ -646,25 +646,7 @@ mod log_files {
         }
     }
 
-    fn corpus_records() -> Vec<String> {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/third_party");
-        let mut out = Vec::new();
-        for file in [
-            "aws-docs-examples/records.jsonl",
-            "invictus-aws-dataset/records.jsonl",
-            "panther-analysis/all_test_logs_records.jsonl",
-            "stratus-red-team/detonation_logs.jsonl",
-        ] {
-            let text = std::fs::read_to_string(dir.join(file)).unwrap();
-            out.extend(
-                text.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(str::to_owned),
-            );
-        }
-        out
-    }
+    use crate::fixtures::corpus_records;
 
     #[test]
     fn every_corpus_as_log_files() {

@@ -177,20 +177,7 @@ mod tests {
     fn never_passes_over_a_corpus_finding() {
         let dir =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/third_party");
-        let mut bodies = Vec::new();
-        for file in [
-            "aws-docs-examples/records.jsonl",
-            "invictus-aws-dataset/records.jsonl",
-            "panther-analysis/all_test_logs_records.jsonl",
-            "stratus-red-team/detonation_logs.jsonl",
-        ] {
-            let text = std::fs::read_to_string(dir.join(file)).unwrap();
-            bodies.extend(
-                text.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(str::to_owned),
-            );
-        }
+        let mut bodies = crate::fixtures::corpus_records();
         for (file, key) in [
             ("panther-analysis/all_cloudtrail_rule_tests.jsonl", "log"),
             (
