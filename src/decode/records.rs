@@ -221,7 +221,11 @@ impl Scan {
                 i = at + 1;
                 continue;
             }
-            let at = i + memchr::memchr3(b'"', b'{', b'}', &bytes[i..])?;
+            // Between strings there are a few bytes (`":"`, `","`, `":{"`):
+            // a plain loop finds the next one sooner than a vector search.
+            let at = i + bytes[i..]
+                .iter()
+                .position(|b| matches!(b, b'"' | b'{' | b'}'))?;
             match bytes[at] {
                 b'"' => self.in_string = true,
                 b'{' => self.depth += 1,
