@@ -169,6 +169,23 @@ fn assess(detector: &Detector, item: Result<Item<'_>, DecodeError>) -> Assessed 
     }
 }
 
+/// Decodes and assesses a stream of JSON documents; records the prefilter
+/// proves silent are only counted. How the stream ended, if not well.
+fn documents(
+    detector: &Detector,
+    reader: impl io::Read,
+    items: &mut Vec<(Option<u64>, Assessed)>,
+    unparsed: &mut u64,
+) -> Option<DecodeError> {
+    decode::decode_reader_filtered(reader, &|record| detector.may_alert(record), &mut |item| {
+        match item {
+            Ok(Item::Unparsed(_)) => *unparsed += 1,
+            item => items.push((None, assess(detector, item))),
+        }
+    })
+    .err()
+}
+
 /// Decodes and assesses one unit. Pure but for reading the files it names.
 /// `buf` is the calling thread's, kept from unit to unit: a fresh buffer
 /// for every megabyte read costs page faults and zeroing in the kernel.
@@ -207,17 +224,7 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
         }
         Unit::Documents(path) => {
             let end = match File::open(&path) {
-                Ok(f) => {
-                    let stream = decode::decode_reader_filtered(
-                        f,
-                        &|record| detector.may_alert(record),
-                        &mut |item| match item {
-                            Ok(Item::Unparsed(_)) => unparsed += 1,
-                            item => items.push((None, assess(detector, item))),
-                        },
-                    );
-                    (stream.err(), None)
-                }
+                Ok(f) => (documents(detector, f, &mut items, &mut unparsed), None),
                 Err(e) => (None, Some(e)),
             };
             return Done {
@@ -229,20 +236,13 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
             };
         }
         Unit::Stdin => {
-            let stream = decode::decode_reader_filtered(
-                io::stdin().lock(),
-                &|record| detector.may_alert(record),
-                &mut |item| match item {
-                    Ok(Item::Unparsed(_)) => unparsed += 1,
-                    item => items.push((None, assess(detector, item))),
-                },
-            );
+            let stream = documents(detector, io::stdin().lock(), &mut items, &mut unparsed);
             return Done {
                 path: Arc::from(Path::new("-")),
                 items,
                 lines,
                 unparsed,
-                end: Some((stream.err(), None)),
+                end: Some((stream, None)),
             };
         }
         Unit::End {
@@ -866,17 +866,7 @@ mod tests {
     /// are those of one thread, whatever the number of threads.
     #[test]
     fn threads_change_nothing_but_speed() {
-        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/third_party");
-        let mut lines = Vec::new();
-        for file in [
-            "invictus-aws-dataset/records.jsonl",
-            "stratus-red-team/detonation_logs.jsonl",
-            "panther-analysis/all_test_logs_records.jsonl",
-            "aws-docs-examples/records.jsonl",
-        ] {
-            let text = std::fs::read_to_string(fixtures.join(file)).unwrap();
-            lines.extend(text.lines().map(str::to_owned));
-        }
+        let lines = crate::fixtures::corpus_records();
         let dir = tempfile::tempdir().unwrap();
         let mut big = Vec::new();
         for (i, l) in lines.iter().enumerate() {

@@ -65,6 +65,20 @@ async function until(what, f, secs = 600) {
   throw new Error(`timed out waiting for ${what}`);
 }
 
+// Waits until the queue is empty and `expected` alerts arrived since
+// `since`; fails as soon as rootwatch exits. `each` runs on every poll.
+async function waitDrained(what, rw, queue, since, expected, each = () => {}) {
+  await until(
+    what,
+    async () => {
+      if (rw.exitCode !== null) throw new Error(`rootwatch exited with ${rw.exitCode}`);
+      each();
+      return (await depth(queue)) === 0 && (await alerts()) - since >= expected;
+    },
+    3600,
+  );
+}
+
 const endpoint = `http://127.0.0.1:${PORT}`;
 async function sqs(action, body) {
   const r = await fetch(endpoint + "/", {
@@ -305,14 +319,7 @@ async function s3Drain(queue, files, rw, baseline, rows) {
   const alerts0 = await alerts();
   const sample = rssSampler(rw.pid);
   const expected = Number(env.EXPECTED_S3_FINDINGS);
-  await until(
-    "rootwatch to drain the S3 notifications",
-    async () => {
-      if (rw.exitCode !== null) throw new Error(`rootwatch exited with ${rw.exitCode}`);
-      return (await depth(queue)) === 0 && (await alerts()) - alerts0 >= expected;
-    },
-    3600,
-  );
+  await waitDrained("rootwatch to drain the S3 notifications", rw, queue, alerts0, expected);
   await sleep(500);
   const drainPeak = sample();
   const drained = proc(rw.pid);
@@ -377,14 +384,7 @@ async function s3Phase() {
     const sampleBig = rssSampler(rw.pid);
     const t0 = performance.now();
     await sendAll(queue, 1, () => notification(key, gz.length));
-    await until(
-      "rootwatch to read the large log file",
-      async () => {
-        if (rw.exitCode !== null) throw new Error(`rootwatch exited with ${rw.exitCode}`);
-        return (await depth(queue)) === 0 && (await alerts()) - alerts1 >= expectedBig;
-      },
-      3600,
-    );
+    await waitDrained("rootwatch to read the large log file", rw, queue, alerts1, expectedBig);
     const secs = (performance.now() - t0) / 1000;
     const bigPeak = sampleBig();
     const bigDelivered = (await alerts()) - alerts1;
@@ -446,15 +446,9 @@ await sendAll(queue, N, backlog);
 await stats(true);
 const rw = startRootwatch("bench", queue);
 let peak = 0;
-await until(
-  "rootwatch to drain the queue",
-  async () => {
-    if (rw.exitCode !== null) throw new Error(`rootwatch exited with ${rw.exitCode}`);
-    peak = Math.max(peak, proc(rw.pid).rssMb);
-    return (await depth(queue)) === 0 && (await alerts()) >= expectedFindings;
-  },
-  3600,
-);
+await waitDrained("rootwatch to drain the queue", rw, queue, 0, expectedFindings, () => {
+  peak = Math.max(peak, proc(rw.pid).rssMb);
+});
 await sleep(500);
 const drained = proc(rw.pid);
 const r = (await stats()).counts;
