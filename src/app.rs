@@ -193,8 +193,13 @@ async fn run_sources(
     } {
         telemetry::task_failed("audit", "audit", &e);
     }
-    let finished =
-        tokio::time::timeout(settings.shutdown_grace, join_all(&mut tasks, &names)).await;
+    let finished = tokio::time::timeout(settings.shutdown_grace, async {
+        join_all(&mut tasks, &names).await;
+        // Deliveries no input waits for (a throttle summary whose window
+        // held no input) finish within the grace period too.
+        pipeline.deliveries_finished().await;
+    })
+    .await;
     if finished.is_err() {
         tracing::warn!(
             deliveries = pipeline.deliveries_in_progress(),

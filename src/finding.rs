@@ -54,12 +54,21 @@ impl FromStr for Severity {
     }
 }
 
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
 /// A throttled burst: repeats of one (rule, principal, source IP) key inside
 /// a throttle window, reported once at the window's end.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
-    /// Repeats folded into the window after its first finding was sent.
+    /// Findings of the key inside the window after its first one was sent:
+    /// the folded ones and the escalations.
     pub count: u64,
+    /// Of `count`, findings more severe than any sent before them in the
+    /// window, which went out at once.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub escalated: u64,
     pub first_event_time: Option<String>,
     pub last_event_time: Option<String>,
     pub event_names: Vec<String>,

@@ -89,6 +89,20 @@ fn event_lag(time: Option<chrono::DateTime<chrono::Utc>>, now: SystemTime) {
     }
 }
 
+/// Inputs the throttle may hold as carriers of its summaries: at most a
+/// quarter of the smallest SQS source's in-flight bound, so held carriers
+/// never take more than that from intake.
+fn carrier_bound(settings: &Settings) -> usize {
+    settings
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            crate::config::SourceSettings::Sqs(q) => Some(q.max_in_flight.get() / 4),
+            _ => None,
+        })
+        .fold(crate::throttle::MAX_CARRIERS, usize::min)
+}
+
 impl Pipeline {
     pub fn new(settings: &Settings, abort: CancellationToken) -> Pipeline {
         Self::with_aws(settings, abort, None)
@@ -117,9 +131,13 @@ impl Pipeline {
             detector: Detector::new(settings.detect.clone()),
             dedup: Dedup::new(settings.dedup_capacity),
             sent: SentTo::new(settings.dedup_capacity),
-            throttle: settings
-                .throttle_window
-                .map(|w| Mutex::new(Throttle::new(w))),
+            throttle: settings.throttle_window.map(|w| {
+                Mutex::new(Throttle::with_limits(
+                    w,
+                    crate::throttle::MAX_WINDOWS,
+                    carrier_bound(settings),
+                ))
+            }),
             sinks,
             deliveries: TaskTracker::new(),
             abort,
@@ -232,9 +250,21 @@ impl Pipeline {
                         || guard.clone(),
                         Instant::now(),
                     );
-                    if admit == Admit::Folded {
-                        telemetry::throttle_suppressed(&finding.rule, &finding.finding_id);
-                        continue;
+                    match admit {
+                        Admit::Send => {}
+                        Admit::Escalated => {
+                            telemetry::throttle_escalated(&finding.rule, &finding.finding_id);
+                        }
+                        Admit::Folded { released } => {
+                            // The window's summary is carried by this
+                            // finding's input now (or by nothing, past the
+                            // bound): the one that carried it is handled.
+                            if let Some(previous) = released {
+                                previous.done();
+                            }
+                            telemetry::throttle_suppressed(&finding.rule, &finding.finding_id);
+                            continue;
+                        }
                     }
                 }
                 self.send(finding, vec![guard.clone()], group.received);
@@ -302,22 +332,32 @@ impl Pipeline {
     /// period.
     pub async fn run_throttle(self: Arc<Self>, stop: CancellationToken) {
         let Some(t) = &self.throttle else { return };
+        let mut reported = crate::throttle::Stats::default();
         loop {
             let stopping = tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => false,
                 _ = stop.cancelled() => true,
             };
-            let closed = {
+            let (closed, windows, held, stats) = {
                 let mut t = t.lock().expect("throttle lock");
-                if stopping {
+                let closed = if stopping {
                     t.close_all()
                 } else {
                     t.close_due(Instant::now())
-                }
+                };
+                (closed, t.open_windows(), t.held_inputs(), t.stats())
             };
+            telemetry::throttle_state(
+                windows,
+                held,
+                stats.evicted - reported.evicted,
+                stats.unheld - reported.unheld,
+            );
+            reported = stats;
             for c in closed {
-                tracing::info!(rule = %c.summary.rule, finding_id = %c.summary.finding_id, repeats = c.held.len(), "throttle window closed; sending its summary");
-                self.send(c.summary, c.held, None);
+                let repeats = c.summary.summary.as_ref().map_or(0, |s| s.count);
+                tracing::info!(rule = %c.summary.rule, finding_id = %c.summary.finding_id, repeats, held_input = c.carrier.is_some(), "throttle window closed; sending its summary");
+                self.send(c.summary, c.carrier.into_iter().collect(), None);
             }
             if stopping {
                 return;
@@ -446,6 +486,13 @@ impl Pipeline {
                 }
             }
         }
+    }
+
+    /// Waits until every delivery started so far (and any started while
+    /// waiting) has ended.
+    pub async fn deliveries_finished(&self) {
+        self.deliveries.close();
+        self.deliveries.wait().await;
     }
 
     pub fn deliveries_in_progress(&self) -> usize {

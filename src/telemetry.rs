@@ -25,6 +25,11 @@ pub const EVENT_LAG: &str = "rootwatch_event_lag_seconds";
 pub const ALERT_LATENCY: &str = "rootwatch_alert_latency_seconds";
 pub const DEDUP_SUPPRESSED: &str = "rootwatch_dedup_suppressed_total";
 pub const THROTTLE_SUPPRESSED: &str = "rootwatch_throttle_suppressed_total";
+pub const THROTTLE_ESCALATED: &str = "rootwatch_throttle_escalated_total";
+pub const THROTTLE_WINDOWS: &str = "rootwatch_throttle_windows";
+pub const THROTTLE_HELD_INPUTS: &str = "rootwatch_throttle_held_inputs";
+pub const THROTTLE_EVICTED: &str = "rootwatch_throttle_evicted_total";
+pub const THROTTLE_UNHELD: &str = "rootwatch_throttle_unheld_total";
 pub const IN_FLIGHT: &str = "rootwatch_in_flight_messages";
 pub const CHECKPOINT_AGE: &str = "rootwatch_cloudwatch_checkpoint_age_seconds";
 pub const INPUTS_SKIPPED: &str = "rootwatch_inputs_skipped_total";
@@ -60,6 +65,11 @@ pub const ALL: &[&str] = &[
     ALERT_LATENCY,
     DEDUP_SUPPRESSED,
     THROTTLE_SUPPRESSED,
+    THROTTLE_ESCALATED,
+    THROTTLE_WINDOWS,
+    THROTTLE_HELD_INPUTS,
+    THROTTLE_EVICTED,
+    THROTTLE_UNHELD,
     IN_FLIGHT,
     CHECKPOINT_AGE,
     INPUTS_SKIPPED,
@@ -180,6 +190,23 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         THROTTLE_SUPPRESSED,
         "Findings folded into a throttle window, by rule."
     );
+    describe_counter!(
+        THROTTLE_ESCALATED,
+        "Findings more severe than any sent in their throttle window, sent at once instead of folded, by rule."
+    );
+    describe_gauge!(THROTTLE_WINDOWS, "Throttle windows open.");
+    describe_gauge!(
+        THROTTLE_HELD_INPUTS,
+        "Inputs held unacknowledged as carriers of a throttle summary not yet delivered (one per window at most)."
+    );
+    describe_counter!(
+        THROTTLE_EVICTED,
+        "Throttle windows closed early, their summary sent, to make room for a new key."
+    );
+    describe_counter!(
+        THROTTLE_UNHELD,
+        "Folded findings whose input was acknowledged at once because the bound on held inputs was reached; a crash before their window's summary loses its count."
+    );
     describe_gauge!(
         IN_FLIGHT,
         "Inputs received and not yet acknowledged, by source."
@@ -283,6 +310,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
                 .absolute(0);
         }
         counter!(THROTTLE_SUPPRESSED, "rule" => rule.to_owned()).absolute(0);
+        counter!(THROTTLE_ESCALATED, "rule" => rule.to_owned()).absolute(0);
     }
     for kind in [
         "invalid_json",
@@ -302,6 +330,10 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
     }
     counter!(DEDUP_SUPPRESSED).absolute(0);
     counter!(ACKS_ABANDONED).absolute(0);
+    gauge!(THROTTLE_WINDOWS).set(0.0);
+    gauge!(THROTTLE_HELD_INPUTS).set(0.0);
+    counter!(THROTTLE_EVICTED).absolute(0);
+    counter!(THROTTLE_UNHELD).absolute(0);
     for task in ["source", "throttle"] {
         counter!(TASK_FAILURES, "task" => task).absolute(0);
     }
@@ -467,6 +499,38 @@ pub fn dedup_suppressed(event_id: &str) {
 pub fn throttle_suppressed(rule: &str, finding_id: &str) {
     tracing::debug!(rule, finding_id, "finding folded into a throttle window");
     counter!(THROTTLE_SUPPRESSED, "rule" => rule.to_owned()).increment(1);
+}
+
+pub fn throttle_escalated(rule: &str, finding_id: &str) {
+    tracing::info!(
+        rule,
+        finding_id,
+        "finding more severe than any sent in its throttle window; sent at once"
+    );
+    counter!(THROTTLE_ESCALATED, "rule" => rule.to_owned()).increment(1);
+}
+
+/// The throttle's state after a tick, with the windows evicted and the
+/// folds left unheld since the last one.
+pub fn throttle_state(windows: usize, held: usize, evicted: u64, unheld: u64) {
+    if evicted > 0 {
+        tracing::warn!(
+            evicted,
+            open = windows,
+            "throttle windows closed early to make room for new keys"
+        );
+    }
+    if unheld > 0 {
+        tracing::warn!(
+            unheld,
+            held,
+            "folded findings acknowledged without holding their input: the bound on held inputs is reached"
+        );
+    }
+    gauge!(THROTTLE_WINDOWS).set(windows as f64);
+    gauge!(THROTTLE_HELD_INPUTS).set(held as f64);
+    counter!(THROTTLE_EVICTED).increment(evicted);
+    counter!(THROTTLE_UNHELD).increment(unheld);
 }
 
 pub fn in_flight(source: &str, n: usize) {

@@ -98,6 +98,7 @@ proptest! {
             if summarised {
                 f.summary = Some(Summary {
                     count: 3,
+                    escalated: 0,
                     first_event_time: f.event_time.clone(),
                     last_event_time: f.event_time.clone(),
                     event_names: vec![f.event_name.clone().unwrap_or_default(); 3],

@@ -109,6 +109,7 @@ pub fn formats(data: &[u8]) {
         let names: Vec<String> = std::iter::from_fn(&mut field).collect();
         f.summary = Some(Summary {
             count: u64::from(flags),
+            escalated: u64::from(flags & 1),
             first_event_time: f.event_time.clone(),
             last_event_time: names.first().cloned(),
             event_names: names,

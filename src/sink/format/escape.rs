@@ -625,6 +625,7 @@ pub(crate) mod testing {
         );
         burst.summary = Some(Summary {
             count: 37,
+            escalated: 0,
             first_event_time: Some("2024-05-14T10:15:02Z".into()),
             last_event_time: Some("2024-05-14T10:19:47Z".into()),
             event_names: [
@@ -682,6 +683,7 @@ pub(crate) mod testing {
         names.extend((0..40).map(|i| format!("{HOSTILE}{i}")));
         f.summary = Some(Summary {
             count: 42,
+            escalated: 0,
             first_event_time: Some(HOSTILE.to_owned()),
             last_event_time: Some(long()),
             event_names: names,
