@@ -47,12 +47,13 @@ impl DeadLetterFile {
         line.push('\n');
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            *guard = Some(
-                OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&self.path)?,
-            );
+            let mut options = OpenOptions::new();
+            options.create(true).append(true);
+            // Findings carry raw CloudTrail records: readable by the owner
+            // alone.
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            *guard = Some(options.open(&self.path)?);
         }
         let file = guard.as_mut().expect("opened above");
         let result = file
@@ -122,7 +123,7 @@ impl Entry<'_> {
 /// like a URL (a receiver's error page may echo its own address).
 pub fn scrub(error: &str, secrets: &[&str]) -> String {
     let mut text = error.to_owned();
-    for s in secrets.iter().filter(|s| s.len() >= 4) {
+    for s in secrets.iter().filter(|s| !s.is_empty()) {
         text = text.replace(s, "[redacted]");
     }
     text.split(' ')
@@ -184,6 +185,12 @@ mod tests {
             finding.finding_id.as_str()
         );
         assert_eq!(lines[0]["finding"]["event_id"], "dl-1");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+        }
     }
 
     #[test]
@@ -227,5 +234,7 @@ mod tests {
         let s = scrub(&text, &[secret]);
         assert!(!s.contains(secret) && !s.contains("hooks.slack.com"), "{s}");
         assert!(s.starts_with("HTTP 404: no_service for [url]"), "{s}");
+        let s = scrub("bad key k3y for the tenant", &["k3y"]);
+        assert_eq!(s, "bad key [redacted] for the tenant", "a short secret too");
     }
 }

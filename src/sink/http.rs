@@ -225,29 +225,53 @@ async fn error_body(mut resp: reqwest::Response) -> String {
 }
 
 /// The strings to scrub for a sink: the URL whole, its path, each path
-/// segment and query value long enough to be a token, and `extra`.
+/// segment and query value long enough to be a token, and every `extra`
+/// secret (tokens, HMAC secrets, header values) whatever its length.
 fn secrets_of(url: &Secret, extra: Vec<String>) -> Vec<String> {
-    // Short segments (`hook`, `v2`) are not secrets; scrubbing them would
-    // garble ordinary words in error text.
+    // Short URL parts (`hook`, `v2`) are not secrets; scrubbing them would
+    // garble ordinary words in error text. A configured secret is one,
+    // however short.
     const MIN: usize = 8;
-    let mut out = vec![url.expose().to_owned()];
+    let mut parts = Vec::new();
     if let Ok(u) = reqwest::Url::parse(url.expose()) {
-        out.push(u.path().to_owned());
+        parts.push(u.path().to_owned());
         if let Some(q) = u.query() {
-            out.push(q.to_owned());
+            parts.push(q.to_owned());
         }
-        out.extend(u.path_segments().into_iter().flatten().map(str::to_owned));
-        out.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
-        out.extend(
+        parts.extend(u.path_segments().into_iter().flatten().map(str::to_owned));
+        parts.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
+        parts.extend(
             u.query()
                 .into_iter()
                 .flat_map(|q| q.split('&'))
                 .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_owned())),
         );
     }
+    parts.retain(|s| s.len() >= MIN);
+    let mut out = vec![url.expose().to_owned()];
+    out.extend(parts);
     out.extend(extra);
-    out.retain(|s| s.len() >= MIN);
+    out.retain(|s| !s.is_empty());
     out.sort_by_key(|s| std::cmp::Reverse(s.len()));
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configured_secrets_are_scrubbed_however_short() {
+        let url = Secret::new("https://soc.example.com/hook/v2?token=abcdefgh12345");
+        let secrets = secrets_of(&url, vec!["k3y".into(), "bearer7".into(), String::new()]);
+        for s in ["k3y", "bearer7", "abcdefgh12345", "/hook/v2"] {
+            assert!(secrets.iter().any(|x| x == s), "{s}: {secrets:?}");
+        }
+        assert!(
+            !secrets
+                .iter()
+                .any(|x| x == "hook" || x == "v2" || x.is_empty())
+        );
+    }
 }
