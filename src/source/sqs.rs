@@ -51,6 +51,14 @@ type Registry = Arc<Mutex<HashMap<String, InFlight>>>;
 /// deliveries instead of holding them all in memory.
 const MAX_OBJECT_EVENTS_IN_FLIGHT: usize = 10_000;
 
+/// The batch position a DeleteMessageBatch entry id (`m<position>`) names,
+/// if the request being answered sent it.
+fn sent_position(id: &str, pending: &[usize]) -> Option<usize> {
+    id.strip_prefix('m')
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|i| pending.contains(i))
+}
+
 /// Dispatches `groups` found in an object under a unit nested in the
 /// message's `unit`, holding one permit of `room` per event until their
 /// deliveries end. Blocks until there is room: call it from a blocking
@@ -561,11 +569,17 @@ impl SqsSource {
             telemetry::messages_deleted(self.name(), out.successful().len() as u64);
             let mut retry = Vec::new();
             for f in out.failed() {
-                let Some(i) = f
-                    .id()
-                    .strip_prefix('m')
-                    .and_then(|n| n.parse::<usize>().ok())
-                else {
+                // An id this request did not send (a malformed or hostile
+                // answer) names no message: reported, never indexed.
+                let Some(i) = sent_position(f.id(), &pending) else {
+                    telemetry::source_error(
+                        self.name(),
+                        "delete",
+                        &format!(
+                            "DeleteMessageBatch answered for an entry id it was not sent ({:?}); ignored",
+                            f.id().chars().take(64).collect::<String>()
+                        ),
+                    );
                     continue;
                 };
                 let detail = format!(
@@ -575,7 +589,7 @@ impl SqsSource {
                     f.message().unwrap_or("")
                 );
                 telemetry::source_error(self.name(), "delete", &detail);
-                if !f.sender_fault() {
+                if !f.sender_fault() && !retry.contains(&i) {
                     retry.push(i);
                 }
             }
@@ -735,6 +749,16 @@ where
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_delete_answer_names_only_entries_it_was_sent() {
+        let pending = [0, 3, 7];
+        assert_eq!(sent_position("m3", &pending), Some(3));
+        assert_eq!(sent_position("m7", &pending), Some(7));
+        for hostile in ["m1", "m99", "m18446744073709551616", "3", "", "m-1", "m٣"] {
+            assert_eq!(sent_position(hostile, &pending), None, "{hostile}");
+        }
+    }
 
     #[tokio::test]
     async fn a_panicking_worker_is_replaced_until_stop() {
