@@ -383,6 +383,33 @@ async fn server_errors_are_retried_until_the_deadline() {
     assert!(calls.load(Ordering::SeqCst) >= 3);
 }
 
+/// The sink's retry loop is the only one: a 5xx answer is one call per
+/// attempt, not the SDK's own three tries inside each (which would
+/// multiply every retry and overrun the sink's deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_attempt_is_one_call() {
+    let (url, calls) = put_events_server(|_| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"__type":"InternalException","message":"oops"}"#.to_owned(),
+        )
+    })
+    .await;
+    // The process's AWS configuration as the daemon loads it: the SDK's
+    // standard retry mode on.
+    let sink = build(
+        "type = \"eventbridge\"\nevent_bus = \"default\"",
+        &aws_at(&url).await,
+    );
+    let policy = Policy {
+        max_attempts: Some(2),
+        ..quick()
+    };
+    let err = deliver(sink.as_ref(), "once-1", &policy).await.unwrap_err();
+    assert!(matches!(err, DeliveryError::GaveUp { .. }), "{err:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "two attempts, two calls");
+}
+
 /// `rootwatch test-alert` builds SNS sinks with the AWS configuration: the
 /// test finding reaches the topic's queue, and a missing topic is reported
 /// rejected (exit 69), not unreachable.

@@ -39,7 +39,15 @@ impl<C> LazyClient<C> {
     pub async fn get(&self) -> &C {
         self.client
             .get_or_init(|| async {
-                (self.make)(&crate::aws::sdk_config(&self.base, &self.aws).await)
+                // The sink's own loop (`sink::retry`) retries within the
+                // sink's deadline; the SDK's retries inside each attempt
+                // would multiply it.
+                let config = crate::aws::sdk_config(&self.base, &self.aws)
+                    .await
+                    .to_builder()
+                    .retry_config(aws_config::retry::RetryConfig::disabled())
+                    .build();
+                (self.make)(&config)
             })
             .await
     }
