@@ -279,7 +279,8 @@ async fn start_sources(
                     &own,
                     base,
                     Arc::clone(pipeline),
-                );
+                )
+                .with_health(readiness.health());
                 // The checkpoint is read before any network call, so a
                 // corrupt file is reported even when AWS is unreachable.
                 src.load_checkpoint()?;

@@ -334,7 +334,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
     gauge!(THROTTLE_HELD_INPUTS).set(0.0);
     counter!(THROTTLE_EVICTED).absolute(0);
     counter!(THROTTLE_UNHELD).absolute(0);
-    for task in ["source", "throttle"] {
+    for task in ["source", "throttle", "follower"] {
         counter!(TASK_FAILURES, "task" => task).absolute(0);
     }
     let _ = histogram!(EVENT_LAG);
@@ -626,12 +626,13 @@ pub fn task_failed(task: &'static str, name: &str, error: &dyn std::fmt::Display
 
 /// A source's receive calls failed `failures` times in a row: it is
 /// degraded (`/readyz` 503) until one succeeds.
-pub fn source_degraded(source: &str, failures: u32, error: &str) {
+pub fn source_degraded(source: &str, failures: u32, kind: &str, error: &str) {
     tracing::error!(
         source,
         failures,
+        kind,
         error,
-        "source degraded: its receive calls keep failing; not ready until one succeeds (retrying with backoff)"
+        "source degraded: its calls to its upstream keep failing; not ready until one succeeds (retrying with backoff)"
     );
     gauge!(SOURCE_UP, "source" => source.to_owned()).set(0.0);
 }

@@ -587,3 +587,72 @@ async fn a_backfill_from_30_days_back_reaches_todays_events_within_seconds() {
         ])
     );
 }
+
+/// A CloudWatch Logs source whose polls keep failing is degraded, as an
+/// SQS source is: `/readyz` answers 503 naming the source and the kind of
+/// failure (never the service's text, which names accounts and roles) and
+/// `rootwatch_source_up` is 0, until a poll succeeds again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_polls_degrade_the_source_without_showing_the_error_text() {
+    let aws = Aws::new().await;
+    let group = LogGroup::new(&aws).await;
+    let proxy = FaultProxy::start().await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("cwl_health").replace('-', "_");
+    let src = source(&group, &dir.path().join("cp.json"), now_ms()).replace(
+        "type = \"cloudwatch_logs\"",
+        &format!("type = \"cloudwatch_logs\"\nname = \"{name}\""),
+    );
+    let toml = conf(src, &hook)
+        .toml()
+        .replace("listen = \"\"", "listen = \"127.0.0.1:0\"");
+    let (d, admin) = Daemon::with_admin(&toml, Some(aws_at(&proxy.url).await), None).await;
+    let up = || async {
+        metric_in(
+            &admin_get(admin, "/metrics").await.1,
+            "rootwatch_source_up",
+            &format!("source=\"{name}\""),
+        )
+    };
+    eventually(LIMIT, "ready", || async {
+        admin_get(admin, "/readyz").await.0 == 200
+    })
+    .await;
+    assert_eq!(up().await, 1.0);
+
+    proxy.set_logs_fault(Some((
+        400,
+        "AccessDeniedException",
+        "User: arn:aws:sts::444455556666:assumed-role/rootwatch-reader/i-0abc is not authorized to perform: logs:FilterLogEvents on resource: arn:aws:logs:us-east-1:444455556666:log-group:trail",
+    )));
+    eventually(
+        Duration::from_secs(60),
+        "/readyz 503 naming the source and the kind of failure",
+        || async {
+            let (code, body) = admin_get(admin, "/readyz").await;
+            code == 503
+                && body.starts_with("degraded\n")
+                && body.contains(&format!("source `{name}`"))
+                && body.trim_end().ends_with(": denied")
+        },
+    )
+    .await;
+    let (_, body) = admin_get(admin, "/readyz").await;
+    assert!(
+        !body.contains("444455556666") && !body.contains("arn:"),
+        "{body}"
+    );
+    assert_eq!(up().await, 0.0);
+    assert!(proxy.answers("FilterLogEvents", 400) >= 3);
+
+    proxy.set_logs_fault(None);
+    eventually(
+        Duration::from_secs(120),
+        "ready again after a poll succeeds",
+        || async { admin_get(admin, "/readyz").await == (200, "ready\n".to_owned()) },
+    )
+    .await;
+    assert_eq!(up().await, 1.0);
+    d.stop().await;
+}

@@ -82,7 +82,8 @@ async fn an_sqs_outage_with_messages_in_flight_loses_nothing_and_shows_in_readyz
             code == 503
                 && body.starts_with("degraded\n")
                 && body.contains(&format!("source `{name}`"))
-                && body.contains("receive calls failed")
+                && body.contains("calls to its upstream failed")
+                && body.trim_end().ends_with(": server_error")
         },
     )
     .await;

@@ -35,16 +35,14 @@ fn example_source(kind: &str) -> toml::Table {
 }
 
 /// A configuration made of the example's own `[dedup]`, `[throttle]` and
-/// `[shutdown]`, its SQS source pointed at `queue` and its webhook sink
-/// pointed at `hook` (with a literal HMAC secret for its `${...}`), the
-/// admin server off. `sink_extra` is added to the sink.
-fn shipped(queue: &str, hook: &str, sink_extra: &str) -> String {
+/// `[shutdown]`, `source`, and the example's webhook sink pointed at `hook`
+/// (with a literal HMAC secret for its `${...}`), the admin server off.
+/// `sink_extra` is added to the sink.
+fn shipped_with(source: toml::Table, hook: &str, sink_extra: &str) -> String {
     let mut doc = toml::Table::new();
     for s in ["dedup", "throttle", "shutdown"] {
         doc.insert(s.into(), toml::Value::Table(example_table(s)));
     }
-    let mut source = example_source("sqs");
-    source.insert("queue_url".into(), queue.into());
     doc.insert(
         "sources".into(),
         toml::Value::Array(vec![toml::Value::Table(source)]),
@@ -67,6 +65,13 @@ fn shipped(queue: &str, hook: &str, sink_extra: &str) -> String {
     // Inserted after the tables so the sink's keys stay in its own table.
     let text = text.replacen("[[sinks]]\n", &format!("[[sinks]]\n{sink_extra}\n"), 1);
     format!("{ALLOW}{text}")
+}
+
+/// [`shipped_with`] the example's SQS source, pointed at `queue`.
+fn shipped(queue: &str, hook: &str, sink_extra: &str) -> String {
+    let mut source = example_source("sqs");
+    source.insert("queue_url".into(), queue.into());
+    shipped_with(source, hook, sink_extra)
 }
 
 #[test]
@@ -349,4 +354,48 @@ async fn a_crash_inside_a_window_loses_at_most_the_count() {
     assert!(after[1]["summary"].is_null(), "{after:?}");
     assert_ne!(after[0]["event_id"], after[1]["event_id"]);
     assert_eq!(rules_of(&hook, "root-console-login").len(), 1);
+}
+
+/// CloudWatch Logs with its defaults (poll interval, lookback, request
+/// rate): 12,000 noisy events, more than the 10,000 a log group keeps in
+/// flight, then a root login. Every folded event used to stay in flight,
+/// so the group stopped reading before the login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_noisy_key_in_cloudwatch_logs_never_stops_reading() {
+    const NOISY: usize = 12_000;
+    let aws = Aws::new().await;
+    let group = LogGroup::new(&aws).await;
+    let t0 = now_ms() - 120_000;
+    let mut events: Vec<(i64, String)> = (0..NOISY)
+        .map(|n| (t0 + (n as i64) * 5, noisy_call(n)))
+        .collect();
+    events.push((t0 + 70_000, root_login("root-login-cwl")));
+    group.put_messages(&events).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut source = toml::Table::new();
+    source.insert("type".into(), "cloudwatch_logs".into());
+    source.insert(
+        "log_groups".into(),
+        toml::Value::Array(vec![group.name.clone().into()]),
+    );
+    source.insert(
+        "checkpoint_path".into(),
+        dir.path().join("cp.json").display().to_string().into(),
+    );
+    source.insert("start".into(), rfc3339(t0 - 1000).into());
+    let hook = Webhook::ok().await;
+    let d = Daemon::start(&shipped_with(source, &hook.url(), ""), &aws.config).await;
+    eventually(
+        Duration::from_secs(180),
+        "the root login's alert behind 12,000 noisy events",
+        || async { !rules_of(&hook, "root-console-login").is_empty() },
+    )
+    .await;
+    d.stop().await;
+    let noisy: Vec<_> = rules_of(&hook, "source-ip-not-allowed")
+        .into_iter()
+        .filter(|f| f["user_name"] == "ci-deployer")
+        .collect();
+    assert_eq!(noisy.len(), 2, "the first alert and the summary");
+    assert_eq!(noisy[1]["summary"]["count"], (NOISY - 1) as u64);
 }

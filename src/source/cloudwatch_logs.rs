@@ -212,6 +212,12 @@ struct Shared {
     limiter: RateLimiter,
     filter: Option<String>,
     lookback_ms: i64,
+    /// Where poll successes and failures are reported, for `/readyz` and
+    /// `rootwatch_source_up`.
+    health: Arc<super::health::SourceHealth>,
+    /// Each group's last checkpoint handed to the writer: where a follower
+    /// that crashed starts again.
+    saved: Mutex<HashMap<String, GroupCheckpoint>>,
 }
 
 pub struct CloudwatchLogsSource {
@@ -301,8 +307,19 @@ impl CloudwatchLogsSource {
                 client: aws_sdk_cloudwatchlogs::Client::from_conf(config),
                 pipeline,
                 filter,
+                health: Arc::default(),
+                saved: Mutex::default(),
             }),
         }
+    }
+
+    /// Reports poll successes and failures to `health` (the daemon's
+    /// readiness), as the SQS source reports its receives.
+    pub fn with_health(mut self, health: Arc<super::health::SourceHealth>) -> Self {
+        Arc::get_mut(&mut self.shared)
+            .expect("not shared before the source runs")
+            .health = health;
+        self
     }
 
     fn name(&self) -> &str {
@@ -451,7 +468,7 @@ impl CloudwatchLogsSource {
         for g in &self.groups {
             let c = &self.file.groups[&g.name];
             following.insert(g.name.clone());
-            followers.spawn(Arc::clone(&shared).follow(
+            followers.spawn(Arc::clone(&shared).follow_supervised(
                 g.name.clone(),
                 Progress::resume(c, shared.lookback_ms),
                 stop.clone(),
@@ -493,7 +510,7 @@ impl CloudwatchLogsSource {
                     let _ = updates
                         .send(Update::Group(g.name.clone(), progress.checkpoint()))
                         .await;
-                    followers.spawn(Arc::clone(&shared).follow(
+                    followers.spawn(Arc::clone(&shared).follow_supervised(
                         g.name,
                         progress,
                         stop.clone(),
@@ -504,7 +521,17 @@ impl CloudwatchLogsSource {
                 listed_at = Some(at);
             }
         }
-        while followers.join_next().await.is_some() {}
+        while let Some(r) = followers.join_next().await {
+            // A group whose follower kept crashing: the source fails as a
+            // whole (`/readyz` failed, exit 70) rather than go on without it.
+            if let Err(e) = r
+                && e.is_panic()
+            {
+                drop(updates);
+                let _ = writer.await;
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
         drop(updates);
         let _ = writer.await;
         tracing::info!(source = %name, "cloudwatch_logs source stopped; checkpoint written");
@@ -519,6 +546,7 @@ struct Held {
     /// Stopping to hand the group to another replica: the lease is
     /// released once the follower has written its last checkpoint.
     releasing: bool,
+    started: Instant,
 }
 
 impl CloudwatchLogsSource {
@@ -549,6 +577,10 @@ impl CloudwatchLogsSource {
             .map(|g| (g.name.clone(), g.created_ms))
             .collect();
         let mut held: HashMap<String, Held> = HashMap::new();
+        // Crashes in a row of each group's follower, and groups not taken
+        // again before their backoff after a crash ends.
+        let mut crashes: HashMap<String, u32> = HashMap::new();
+        let mut cooldown: HashMap<String, Instant> = HashMap::new();
         // Followers of lost leases, still ending their deliveries: their
         // group is not taken again until they are done.
         let mut finishing: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
@@ -577,6 +609,42 @@ impl CloudwatchLogsSource {
             if let Err(e) = table.heartbeat(now).await {
                 telemetry::source_error(&name, "checkpoint_table", &e);
             }
+            // A follower that ended unasked crashed: its lease is not
+            // renewed but released after its last checkpoint, and the group
+            // is taken again (here or by another replica) after a backoff.
+            let crashed: Vec<String> = held
+                .iter()
+                .filter(|(_, h)| !h.releasing && h.task.is_finished())
+                .map(|(g, _)| g.clone())
+                .collect();
+            for g in crashed {
+                let h = held.remove(&g).expect("listed above");
+                let ran = h.started.elapsed();
+                let detail = match h.task.await {
+                    Err(e) if e.is_panic() => panic_text(e.into_panic()),
+                    Err(e) => e.to_string(),
+                    Ok(()) => "ended".to_owned(),
+                };
+                let n = crashes.entry(g.clone()).or_insert(0);
+                if ran >= FOLLOWER_HEALTHY_AFTER {
+                    *n = 0;
+                }
+                *n += 1;
+                telemetry::task_failed(
+                    "follower",
+                    &format!("{name}/{g}"),
+                    &format!("crash {n} in a row: {detail}"),
+                );
+                if *n >= FOLLOWER_CRASHES {
+                    panic!("log group {g}: its follower crashed {n} times in a row ({detail})");
+                }
+                cooldown.insert(
+                    g.clone(),
+                    Instant::now() + backoff(*n, Duration::from_secs(1), Duration::from_secs(60)),
+                );
+                let _ = updates.send(Update::Release(g)).await;
+            }
+            cooldown.retain(|_, until| *until > Instant::now());
             let mut lost = Vec::new();
             for (g, h) in held.iter_mut() {
                 match table.renew(g, now_ms()).await {
@@ -646,7 +714,10 @@ impl CloudwatchLogsSource {
                         if room == 0 || stop.is_cancelled() {
                             break;
                         }
-                        if held.contains_key(g) || finishing.contains_key(g) {
+                        if held.contains_key(g)
+                            || finishing.contains_key(g)
+                            || cooldown.contains_key(g)
+                        {
                             continue;
                         }
                         let free = snap.leases.get(g).is_none_or(|l| {
@@ -675,6 +746,7 @@ impl CloudwatchLogsSource {
                                         task,
                                         expires_ms: a.expires_ms,
                                         releasing: false,
+                                        started: Instant::now(),
                                     },
                                 );
                                 room -= 1;
@@ -843,6 +915,36 @@ impl Shared {
         }
     }
 
+    /// [`Shared::follow`] under [`supervise_follower`]: a crashed
+    /// follower starts again from the group's last saved checkpoint.
+    async fn follow_supervised(
+        self: Arc<Self>,
+        group: String,
+        progress: Progress,
+        stop: CancellationToken,
+        updates: mpsc::Sender<Update>,
+    ) {
+        let mut first = Some(progress);
+        let (me, g, st) = (Arc::clone(&self), group.clone(), stop.clone());
+        supervise_follower(
+            self.name(),
+            &group,
+            &stop,
+            Duration::from_secs(1),
+            move || {
+                let progress = first.take().unwrap_or_else(|| {
+                    let saved = me.saved.lock().expect("saved lock").get(&g).cloned();
+                    match saved {
+                        Some(c) => Progress::resume(&c, me.lookback_ms),
+                        None => Progress::new(now_ms() - me.lookback_ms, me.lookback_ms),
+                    }
+                });
+                Arc::clone(&me).follow(g.clone(), progress, st.clone(), updates.clone())
+            },
+        )
+        .await
+    }
+
     /// Polls one group until `stop`, then settles what is in flight and
     /// saves the final position.
     async fn follow(
@@ -874,13 +976,25 @@ impl Shared {
                 {
                     Ok(read) => {
                         errors = 0;
+                        self.health
+                            .receive_ok(self.name(), std::time::Instant::now());
                         if matches!(read, Read::Behind) {
                             wait = Duration::ZERO;
                         }
                     }
                     Err(CallError::Stopped) => break,
-                    Err(CallError::Api { kind, message, .. }) => {
+                    Err(CallError::Api {
+                        kind,
+                        code,
+                        message,
+                    }) => {
                         errors += 1;
+                        self.health.receive_failed(
+                            self.name(),
+                            super::health::error_kind(code.as_deref()),
+                            &format!("log group {group}: {message}"),
+                            std::time::Instant::now(),
+                        );
                         telemetry::source_error(
                             self.name(),
                             kind,
@@ -1105,9 +1219,75 @@ impl Shared {
         let c = progress.checkpoint();
         if saved.as_ref() != Some(&c) {
             *saved = Some(c.clone());
+            self.saved
+                .lock()
+                .expect("saved lock")
+                .insert(group.to_owned(), c.clone());
             let _ = updates.send(Update::Group(group.to_owned(), c)).await;
         }
     }
+}
+
+/// Crashes in a row after which a group's follower is not started again
+/// and the source fails (a crash after a follower ran for
+/// [`FOLLOWER_HEALTHY_AFTER`] starts the count again).
+const FOLLOWER_CRASHES: u32 = 5;
+const FOLLOWER_HEALTHY_AFTER: Duration = Duration::from_secs(60);
+
+/// Runs the follower `start` makes until one returns (they return after
+/// `stop`). One that panics is logged and counted
+/// (`rootwatch_task_failures_total{task="follower"}`) and started again
+/// after a backoff; while none runs, no one reads the group. After
+/// [`FOLLOWER_CRASHES`] crashes in a row this panics, failing the source.
+async fn supervise_follower<F, Fut>(
+    source: &str,
+    group: &str,
+    stop: &CancellationToken,
+    backoff_base: Duration,
+    mut start: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let mut crashes = 0u32;
+    loop {
+        let started = Instant::now();
+        let Err(e) = tokio::spawn(start()).await else {
+            return;
+        };
+        if !e.is_panic() {
+            return;
+        }
+        if started.elapsed() >= FOLLOWER_HEALTHY_AFTER {
+            crashes = 0;
+        }
+        crashes += 1;
+        let detail = panic_text(e.into_panic());
+        telemetry::task_failed(
+            "follower",
+            &format!("{source}/{group}"),
+            &format!("crash {crashes} in a row: {detail}"),
+        );
+        if stop.is_cancelled() {
+            return;
+        }
+        if crashes >= FOLLOWER_CRASHES {
+            panic!("log group {group}: its follower crashed {crashes} times in a row ({detail})");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff(crashes, backoff_base, Duration::from_secs(60))) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// A panic's message, when it has one.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Watches how late events become searchable (`ingestionTime -
@@ -1287,6 +1467,79 @@ mod tests {
     }
 
     const ROOT_ONLY: &str = r#"{ $.userIdentity.type = "Root" }"#;
+
+    const MS: Duration = Duration::from_millis(10);
+
+    /// A follower that panics is counted and started again after a
+    /// backoff; one that returns ends its supervision.
+    #[tokio::test]
+    async fn a_crashed_follower_starts_again_after_a_backoff() {
+        telemetry::prometheus();
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let r = Arc::clone(&runs);
+        let before = Instant::now();
+        supervise_follower("cwl", "g", &CancellationToken::new(), MS, move || {
+            let n = r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async move {
+                if n < 2 {
+                    panic!("follower bug {n}");
+                }
+            }
+        })
+        .await;
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 3);
+        // Two backoffs: at least half of 2 and half of 4 times the base.
+        assert!(before.elapsed() >= MS * 3, "{:?}", before.elapsed());
+        let metrics = telemetry::prometheus().render();
+        let failures = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"rootwatch_task_failures_total{task="follower"} "#))
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(failures.is_some_and(|n| n >= 2.0), "{metrics}");
+    }
+
+    /// Crashing again and again fails the source (which makes `/readyz`
+    /// say `failed` and the daemon exit 70) instead of leaving a group
+    /// unread.
+    #[tokio::test]
+    async fn a_follower_crashing_again_and_again_fails_the_source() {
+        telemetry::prometheus();
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let r = Arc::clone(&runs);
+        let task = tokio::spawn(async move {
+            supervise_follower("cwl", "g", &CancellationToken::new(), MS, move || {
+                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { panic!("always") }
+            })
+            .await
+        });
+        let e = task.await.unwrap_err();
+        assert!(e.is_panic());
+        assert!(panic_text(e.into_panic()).contains("crashed 5 times in a row"));
+        assert_eq!(
+            runs.load(std::sync::atomic::Ordering::SeqCst),
+            FOLLOWER_CRASHES
+        );
+    }
+
+    /// A stop during the backoff ends supervision without another start.
+    #[tokio::test]
+    async fn a_stop_during_the_backoff_starts_nothing_more() {
+        let stop = CancellationToken::new();
+        let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let (r, st) = (Arc::clone(&runs), stop.clone());
+        let supervised = tokio::spawn(async move {
+            supervise_follower("cwl", "g", &st, Duration::from_secs(1), move || {
+                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                async { panic!("once") }
+            })
+            .await
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        stop.cancel();
+        supervised.await.unwrap();
+        assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
 
     #[test]
     fn no_pattern_reads_everything() {

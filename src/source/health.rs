@@ -19,14 +19,82 @@ use crate::telemetry;
 /// probe's own business (`failureThreshold` × `periodSeconds`).
 pub const DEGRADED_AFTER_FAILURES: u32 = 3;
 
-/// Error text kept for `/readyz`, in bytes.
-const MAX_ERROR_TEXT: usize = 300;
-
 #[derive(Debug)]
 struct Streak {
     failures: u32,
     since: Instant,
-    last_error: String,
+    /// What kind of failure the last one was: `/readyz` names the kind,
+    /// never the service's error text (it carries account ids, role and
+    /// user ARNs, request ids). The text goes to the log.
+    kind: &'static str,
+}
+
+/// The kind of a failed AWS call, from its error code (`None`: no answer,
+/// the connection failed or timed out): `throttled`, `denied`, `not_found`,
+/// `server_error`, `unreachable` or `error`.
+pub fn error_kind(code: Option<&str>) -> &'static str {
+    let Some(code) = code else {
+        return "unreachable";
+    };
+    const THROTTLED: &[&str] = &[
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "LimitExceededException",
+        "SlowDown",
+        "AWS.SimpleQueueService.RequestThrottled",
+        "KMS.ThrottlingException",
+    ];
+    const DENIED: &[&str] = &[
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "UnrecognizedClientException",
+        "InvalidClientTokenId",
+        "InvalidSecurity",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "AuthFailure",
+        "OptInRequired",
+        "KMS.AccessDeniedException",
+        "KMS.DisabledException",
+    ];
+    const NOT_FOUND: &[&str] = &[
+        "AWS.SimpleQueueService.NonExistentQueue",
+        "QueueDoesNotExist",
+        "ResourceNotFoundException",
+        "NoSuchBucket",
+        "NoSuchKey",
+    ];
+    const SERVER: &[&str] = &[
+        "InternalError",
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ServiceException",
+    ];
+    if THROTTLED.contains(&code) {
+        "throttled"
+    } else if DENIED.contains(&code) || code.ends_with("NotAuthorized") {
+        "denied"
+    } else if NOT_FOUND.contains(&code) {
+        "not_found"
+    } else if SERVER.contains(&code) || code.ends_with("InternalError") {
+        "server_error"
+    } else {
+        "error"
+    }
 }
 
 /// The failure streak of every source that has one.
@@ -34,7 +102,7 @@ struct Streak {
 pub struct SourceHealth(Mutex<BTreeMap<String, Streak>>);
 
 impl SourceHealth {
-    /// A receive call of `source` succeeded: the streak ends, and a
+    /// A call of `source` to its upstream succeeded: the streak ends, and a
     /// degraded source is up again.
     pub fn receive_ok(&self, source: &str, now: Instant) {
         let ended = self.0.lock().expect("health lock").remove(source);
@@ -45,23 +113,24 @@ impl SourceHealth {
         }
     }
 
-    /// A receive call of `source` failed with `error`.
-    pub fn receive_failed(&self, source: &str, error: &str, now: Instant) {
+    /// A call of `source` to its upstream failed: `kind` (see
+    /// [`error_kind`]) is what `/readyz` shows, `error` goes to the log.
+    pub fn receive_failed(&self, source: &str, kind: &'static str, error: &str, now: Instant) {
         let mut all = self.0.lock().expect("health lock");
         let s = all.entry(source.to_owned()).or_insert_with(|| Streak {
             failures: 0,
             since: now,
-            last_error: String::new(),
+            kind,
         });
         s.failures += 1;
-        s.last_error = bounded(error);
+        s.kind = kind;
         if s.failures == DEGRADED_AFTER_FAILURES {
-            telemetry::source_degraded(source, s.failures, &s.last_error);
+            telemetry::source_degraded(source, s.failures, kind, error);
         }
     }
 
-    /// One line per degraded source, naming it and the problem; empty when
-    /// every source is up.
+    /// One line per degraded source, naming it and the kind of problem;
+    /// empty when every source is up.
     pub fn problems(&self, now: Instant) -> Vec<String> {
         self.0
             .lock()
@@ -71,8 +140,8 @@ impl SourceHealth {
             .map(|(name, s)| {
                 let secs = now.duration_since(s.since).as_secs();
                 format!(
-                    "source `{name}`: the last {} receive calls failed (for {secs} s): {}",
-                    s.failures, s.last_error
+                    "source `{name}`: the last {} calls to its upstream failed (for {secs} s): {}",
+                    s.failures, s.kind
                 )
             })
             .collect()
@@ -87,22 +156,6 @@ impl SourceHealth {
     }
 }
 
-/// The error on one line, at most [`MAX_ERROR_TEXT`] bytes.
-fn bounded(error: &str) -> String {
-    let one_line: String = error
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if one_line.len() <= MAX_ERROR_TEXT {
-        return one_line;
-    }
-    let mut end = MAX_ERROR_TEXT;
-    while !one_line.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &one_line[..end])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,21 +167,26 @@ mod tests {
         let h = SourceHealth::default();
         let t0 = Instant::now();
         for i in 1..DEGRADED_AFTER_FAILURES {
-            h.receive_failed("q", "connection refused", t0);
+            h.receive_failed("q", "unreachable", "connection refused", t0);
             assert!(!h.is_degraded(), "after {i} failures");
         }
         // A success in between starts the count again.
         h.receive_ok("q", t0);
         for _ in 1..DEGRADED_AFTER_FAILURES {
-            h.receive_failed("q", "connection refused", t0);
+            h.receive_failed("q", "unreachable", "connection refused", t0);
         }
         assert!(!h.is_degraded());
-        h.receive_failed("q", "HTTP 500\nInternalError", t0 + Duration::from_secs(7));
+        h.receive_failed(
+            "q",
+            "denied",
+            "AccessDenied: User: arn:aws:sts::111122223333:assumed-role/rootwatch/i-0abc is not authorized",
+            t0 + Duration::from_secs(7),
+        );
         assert!(h.is_degraded());
-        h.receive_failed("other", "x", t0);
+        h.receive_failed("other", "error", "x", t0);
         assert_eq!(
             h.problems(t0 + Duration::from_secs(12)),
-            ["source `q`: the last 3 receive calls failed (for 12 s): HTTP 500 InternalError"]
+            ["source `q`: the last 3 calls to its upstream failed (for 12 s): denied"]
         );
         h.receive_ok("q", t0 + Duration::from_secs(13));
         assert!(!h.is_degraded());
@@ -136,11 +194,23 @@ mod tests {
     }
 
     #[test]
-    fn error_text_is_bounded_on_a_char_boundary() {
-        let long = "é".repeat(400);
-        let b = bounded(&long);
-        assert!(b.len() <= MAX_ERROR_TEXT + '…'.len_utf8(), "{}", b.len());
-        assert!(b.ends_with('…'));
-        assert_eq!(bounded("short"), "short");
+    fn error_kinds() {
+        for (code, kind) in [
+            (None, "unreachable"),
+            (Some("ThrottlingException"), "throttled"),
+            (Some("AWS.SimpleQueueService.RequestThrottled"), "throttled"),
+            (Some("AccessDeniedException"), "denied"),
+            (Some("AccessDenied"), "denied"),
+            (Some("ExpiredToken"), "denied"),
+            (Some("InvalidClientTokenId"), "denied"),
+            (Some("AWS.SimpleQueueService.NonExistentQueue"), "not_found"),
+            (Some("ResourceNotFoundException"), "not_found"),
+            (Some("InternalError"), "server_error"),
+            (Some("com.amazonaws.sqs#InternalError"), "server_error"),
+            (Some("ServiceUnavailable"), "server_error"),
+            (Some("InvalidParameterValue"), "error"),
+        ] {
+            assert_eq!(error_kind(code), kind, "{code:?}");
+        }
     }
 }

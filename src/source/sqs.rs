@@ -275,8 +275,13 @@ impl SqsSource {
                     errors += 1;
                     let error = DisplayErrorContext(&e);
                     telemetry::source_error(self.name(), "receive", &error);
-                    self.health
-                        .receive_failed(self.name(), &error.to_string(), Instant::now());
+                    let code = aws_sdk_sqs::error::ProvideErrorMetadata::code(&e);
+                    self.health.receive_failed(
+                        self.name(),
+                        super::health::error_kind(code),
+                        &error.to_string(),
+                        Instant::now(),
+                    );
                     let wait = backoff(errors, Duration::from_millis(500), Duration::from_secs(60));
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => continue,

@@ -555,6 +555,9 @@ pub fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<i32
 struct Faults {
     /// Every SQS call answers 500 while set.
     sqs_down: std::sync::atomic::AtomicBool,
+    /// Every CloudWatch Logs call answers this (status, error code,
+    /// message) while set.
+    logs_fault: Mutex<Option<(u16, String, String)>>,
     /// S3 GETs whose path contains one of these answer 403 AccessDenied.
     denied: Mutex<Vec<String>>,
     /// S3 GETs whose path contains the text are answered after the delay.
@@ -603,6 +606,13 @@ impl FaultProxy {
         self.faults
             .sqs_down
             .store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Every CloudWatch Logs call answers `status` with the error `code`
+    /// and `message` (as the JSON protocol does) until `None`.
+    pub fn set_logs_fault(&self, fault: Option<(u16, &str, &str)>) {
+        *self.faults.logs_fault.lock().unwrap() =
+            fault.map(|(s, c, m)| (s, c.to_owned(), m.to_owned()));
     }
 
     /// GETs whose path contains `part` answer 403 AccessDenied.
@@ -672,6 +682,26 @@ async fn forward(
             StatusCode::INTERNAL_SERVER_ERROR,
             [("content-type", "application/x-amz-json-1.0")],
             r#"{"__type":"com.amazonaws.sqs#InternalError","message":"injected outage"}"#,
+        )
+            .into_response();
+    }
+    let logs = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("Logs_20140328."))
+        .map(str::to_owned);
+    let fault = p.faults.logs_fault.lock().unwrap().clone();
+    if let (Some(call), Some((status, code, message))) = (&logs, fault) {
+        *p.faults
+            .answers
+            .lock()
+            .unwrap()
+            .entry((call.clone(), status))
+            .or_default() += 1;
+        return (
+            StatusCode::from_u16(status).unwrap(),
+            [("content-type", "application/x-amz-json-1.1")],
+            serde_json::json!({"__type": code, "message": message}).to_string(),
         )
             .into_response();
     }
@@ -1162,5 +1192,32 @@ impl LogGroup {
             );
         }
         put.send().await.unwrap();
+    }
+
+    /// Puts `(timestamp, message)` events in time order, a thousand a call
+    /// (PutLogEvents takes at most 10,000 events and 1 MB).
+    pub async fn put_messages(&self, events: &[(i64, String)]) {
+        let mut events = events.to_vec();
+        events.sort();
+        for chunk in events.chunks(1000) {
+            let batch = chunk
+                .iter()
+                .map(|(ts, m)| {
+                    aws_sdk_cloudwatchlogs::types::InputLogEvent::builder()
+                        .timestamp(*ts)
+                        .message(m)
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            self.logs
+                .put_log_events()
+                .log_group_name(&self.name)
+                .log_stream_name("trail")
+                .set_log_events(Some(batch))
+                .send()
+                .await
+                .unwrap();
+        }
     }
 }
