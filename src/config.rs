@@ -1291,7 +1291,18 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     1,
                     3600,
                 )?,
-                lookback: secs(&format!("{key}.lookback_secs"), *lookback_secs, 0, 86_400)?,
+                lookback: match lookback_secs {
+                    // CloudWatch Logs makes an event searchable seconds to
+                    // minutes after its timestamp: with no lookback, every
+                    // event that arrives late is passed over unread.
+                    0 => {
+                        return Err(invalid(
+                            format!("{key}.lookback_secs"),
+                            "0 would pass over every event made searchable after its own time; give at least 1 (the default, 300, covers CloudTrail's usual delivery delay)".to_owned(),
+                        ));
+                    }
+                    l => secs(&format!("{key}.lookback_secs"), *l, 1, 86_400)?,
+                },
                 start,
                 max_requests_per_sec,
                 filter_pattern,

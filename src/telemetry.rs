@@ -34,6 +34,7 @@ pub const IN_FLIGHT: &str = "rootwatch_in_flight_messages";
 pub const CHECKPOINT_AGE: &str = "rootwatch_cloudwatch_checkpoint_age_seconds";
 pub const INPUTS_SKIPPED: &str = "rootwatch_inputs_skipped_total";
 pub const INGESTION_DELAY: &str = "rootwatch_cloudwatch_ingestion_delay_seconds";
+pub const LATE_EVENTS: &str = "rootwatch_cloudwatch_late_events_total";
 pub const ALERTS_ALREADY_DELIVERED: &str = "rootwatch_alerts_already_delivered_total";
 pub const ALERTS_DEAD_LETTERED: &str = "rootwatch_alerts_dead_lettered_total";
 pub const DEAD_LETTER_ERRORS: &str = "rootwatch_dead_letter_errors_total";
@@ -74,6 +75,7 @@ pub const ALL: &[&str] = &[
     CHECKPOINT_AGE,
     INPUTS_SKIPPED,
     INGESTION_DELAY,
+    LATE_EVENTS,
     ALERTS_ALREADY_DELIVERED,
     ALERTS_DEAD_LETTERED,
     DEAD_LETTER_ERRORS,
@@ -216,6 +218,10 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "Age of the CloudWatch Logs checkpoint, by log group."
     );
     describe_counter!(
+        LATE_EVENTS,
+        "CloudWatch Logs events that became searchable more than lookback_secs after their timestamp, by source: read this time, but events as late as they are can be passed over."
+    );
+    describe_counter!(
         INPUTS_SKIPPED,
         "Inputs recognised and deliberately not read (S3 test events, digest files, non-CloudTrail EventBridge events, ...), by kind."
     );
@@ -287,6 +293,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
             counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => kind).absolute(0);
         }
         let _ = histogram!(INGESTION_DELAY, "source" => s.clone());
+        counter!(LATE_EVENTS, "source" => s.clone()).absolute(0);
         gauge!(IN_FLIGHT, "source" => s).set(0.0);
     }
     for &sink in sinks {
@@ -425,6 +432,11 @@ pub fn ingestion_delay(source: &str, delay: Duration) {
 
 /// An event became searchable close to the lookback: one a little later
 /// than the lookback would never be read.
+/// An event became searchable later than the lookback after its time.
+pub fn late_event(source: &str) {
+    counter!(LATE_EVENTS, "source" => source.to_owned()).increment(1);
+}
+
 pub fn late_event_warning(source: &str, log_group: &str, delay: Duration, lookback: Duration) {
     tracing::warn!(
         source,

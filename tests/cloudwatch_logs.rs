@@ -656,3 +656,36 @@ async fn failing_polls_degrade_the_source_without_showing_the_error_text() {
     assert_eq!(up().await, 1.0);
     d.stop().await;
 }
+
+/// An event made searchable more than `lookback_secs` after its timestamp
+/// is counted: read this time (the checkpoint was still before it), but
+/// events as late as it can be passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_later_than_the_lookback_are_counted() {
+    let aws = Aws::new().await;
+    let g = LogGroup::new(&aws).await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("cwl_late").replace('-', "_");
+    let start = now_ms() - 900_000;
+    g.put(&[(now_ms() - 400_000, "cw-400s-late")]).await;
+    let src = source(&g, &dir.path().join("cp.json"), start).replace(
+        "type = \"cloudwatch_logs\"",
+        &format!("type = \"cloudwatch_logs\"\nname = \"{name}\""),
+    );
+    let toml = conf(src, &hook)
+        .toml()
+        .replace("listen = \"\"", "listen = \"127.0.0.1:0\"");
+    let (d, admin) = Daemon::with_admin(&toml, Some(aws.config.clone()), None).await;
+    eventually(LIMIT, "the late event's alert", || async {
+        alerts(&hook).contains_key("cw-400s-late")
+    })
+    .await;
+    let late = scrape(
+        admin,
+        &format!("rootwatch_cloudwatch_late_events_total{{source=\"{name}\"}}"),
+    )
+    .await;
+    d.stop().await;
+    assert_eq!(late, Some(1.0));
+}

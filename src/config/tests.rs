@@ -350,14 +350,14 @@ fn cloudwatch_logs_defaults() {
 #[test]
 fn cloudwatch_logs_prefix_start_and_filter() {
     let c = cwl(
-        "name = \"trail\"\nlog_group_prefix = \"aws-cloudtrail\"\ndiscovery_interval_secs = 60\nstart = \"2024-05-01T00:00:00+02:00\"\nlookback_secs = 0\nmax_requests_per_sec = 2\nfilter_pattern = '{ $.userIdentity.type = \"Root\" }'\n",
+        "name = \"trail\"\nlog_group_prefix = \"aws-cloudtrail\"\ndiscovery_interval_secs = 60\nstart = \"2024-05-01T00:00:00+02:00\"\nlookback_secs = 1\nmax_requests_per_sec = 2\nfilter_pattern = '{ $.userIdentity.type = \"Root\" }'\n",
     );
     assert_eq!(c.name, "trail");
     assert_eq!(c.log_groups, LogGroups::Prefix("aws-cloudtrail".into()));
     assert_eq!(c.discovery_interval, Duration::from_secs(60));
     let Start::At(t) = c.start else { panic!() };
     assert_eq!(t.to_rfc3339(), "2024-04-30T22:00:00+00:00");
-    assert_eq!(c.lookback, Duration::ZERO);
+    assert_eq!(c.lookback, Duration::from_secs(1));
     assert_eq!(c.max_requests_per_sec.get(), 2);
     assert_eq!(
         c.filter_pattern.as_deref(),
@@ -456,7 +456,11 @@ fn cloudwatch_logs_interval_errors() {
     );
     assert_eq!(
         cwl_err("log_groups = [\"a\"]\nlookback_secs = 86401\n"),
-        "`sources[0].lookback_secs`: 86401 is out of range (0 to 86400 seconds)"
+        "`sources[0].lookback_secs`: 86401 is out of range (1 to 86400 seconds)"
+    );
+    assert!(
+        cwl_err("log_groups = [\"a\"]\nlookback_secs = 0\n")
+            .starts_with("`sources[0].lookback_secs`: 0 would pass over every event made searchable after its own time"),
     );
     assert_eq!(
         cwl_err("log_group_prefix = \"a\"\ndiscovery_interval_secs = 0\n"),

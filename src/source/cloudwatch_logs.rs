@@ -1307,6 +1307,9 @@ impl LateEvents {
         let delay = Duration::from_millis(ingested.saturating_sub(ts).max(0) as u64);
         telemetry::ingestion_delay(shared.name(), delay);
         let lookback = shared.settings.lookback;
+        if delay > lookback {
+            telemetry::late_event(shared.name());
+        }
         if delay.as_secs_f64() >= lookback.as_secs_f64() * LATE_WARNING_SHARE
             && self
                 .warned_at
