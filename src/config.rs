@@ -323,7 +323,8 @@ pub enum SinkType {
 }
 
 /// One sink. Fields that do not apply to its `type` are rejected by name.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Its `Debug` form leaves out every value that may be a secret.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSink {
     #[serde(rename = "type")]
@@ -357,6 +358,43 @@ pub struct RawSink {
     /// Lets `url` be plain `http://` to a host that is not loopback.
     #[serde(default)]
     pub allow_insecure_http: bool,
+}
+
+impl std::fmt::Debug for RawSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A webhook URL is a credential (Slack, Teams), and so are tokens,
+        // keys, header values and external ids.
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        f.debug_struct("RawSink")
+            .field("kind", &self.kind)
+            .field("name", &self.name)
+            .field("url", &hidden(&self.url))
+            .field("hmac_secret", &hidden(&self.hmac_secret))
+            .field("bearer_token", &hidden(&self.bearer_token))
+            .field(
+                "headers",
+                &self.headers.as_ref().map(|h| {
+                    h.keys()
+                        .map(|k| (k, "<redacted>"))
+                        .collect::<BTreeMap<_, _>>()
+                }),
+            )
+            .field("routing_key", &hidden(&self.routing_key))
+            .field("api_key", &hidden(&self.api_key))
+            .field("format", &self.format)
+            .field("topic_arn", &self.topic_arn)
+            .field("event_bus", &self.event_bus)
+            .field("region", &self.region)
+            .field("role_arn", &self.role_arn)
+            .field("external_id", &hidden(&self.external_id))
+            .field("session_name", &self.session_name)
+            .field("min_severity", &self.min_severity)
+            .field("rules", &self.rules)
+            .field("retry_max_secs", &self.retry_max_secs)
+            .field("timeout_secs", &self.timeout_secs)
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .finish()
+    }
 }
 
 // ---------------------------------------------------------------- settings

@@ -1000,3 +1000,28 @@ fn checkpoint_table_settings() {
         "`sources[0].lease_duration_secs`: 5 is out of range (10 to 3600 seconds)"
     );
 }
+
+#[test]
+fn raw_sink_settings_print_no_secret() {
+    let raw = parse(
+        "[[sinks]]\ntype = \"webhook\"\nurl = \"https://hooks.example.com/T0/B0/s3cr3t-url\"\nhmac_secret = \"hmac-s3cr3t\"\nbearer_token = \"b3arer\"\nheaders = { \"X-Api-Key\" = \"h3ader\" }\n[[sinks]]\ntype = \"pagerduty\"\nrouting_key = \"r0uting\"\n[[sinks]]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:us-east-1:111122223333:soc\"\nrole_arn = \"arn:aws:iam::111122223333:role/p\"\nexternal_id = \"ext-s3cr3t\"\n",
+        &|_| None,
+    )
+    .unwrap();
+    let shown = format!("{raw:?}");
+    for secret in [
+        "s3cr3t-url",
+        "hmac-s3cr3t",
+        "b3arer",
+        "h3ader",
+        "r0uting",
+        "ext-s3cr3t",
+    ] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+    assert!(
+        shown.contains("X-Api-Key") && shown.contains("<redacted>"),
+        "{shown}"
+    );
+    assert!(shown.contains("arn:aws:sns:us-east-1:111122223333:soc"));
+}
