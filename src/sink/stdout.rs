@@ -11,13 +11,21 @@ pub struct StdoutSink;
 
 impl Sink for StdoutSink {
     fn send<'a>(&'a self, finding: &'a Finding) -> BoxFuture<'a, Result<(), SendError>> {
-        Box::pin(async move { write_line(&mut std::io::stdout().lock(), finding) })
+        // A write to a pipe whose reader is slow (or stopped) blocks: on a
+        // blocking thread, not on one of the runtime's workers.
+        let line = finding.to_json();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || write_text(&mut std::io::stdout().lock(), line))
+                .await
+                .map_err(|e| SendError::Permanent {
+                    error: format!("writing to stdout: {e}"),
+                    status: None,
+                })?
+        })
     }
 }
 
-/// Writes `finding` as one JSON line to `out` and flushes it.
-pub fn write_line(out: &mut impl Write, finding: &Finding) -> Result<(), SendError> {
-    let mut line = finding.to_json();
+fn write_text(out: &mut impl Write, mut line: String) -> Result<(), SendError> {
     line.push('\n');
     out.write_all(line.as_bytes())
         .and_then(|_| out.flush())
@@ -25,6 +33,11 @@ pub fn write_line(out: &mut impl Write, finding: &Finding) -> Result<(), SendErr
             error: format!("writing to stdout: {e}"),
             status: None,
         })
+}
+
+/// Writes `finding` as one JSON line to `out` and flushes it.
+pub fn write_line(out: &mut impl Write, finding: &Finding) -> Result<(), SendError> {
+    write_text(out, finding.to_json())
 }
 
 #[cfg(test)]
