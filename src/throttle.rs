@@ -573,6 +573,62 @@ mod tests {
         assert_eq!(t.held_inputs(), 0);
     }
 
+    proptest::proptest! {
+        /// Whatever arrives in whatever order: every held input comes back
+        /// exactly once (handed back by a later fold or with its window's
+        /// summary), the bounds hold at every step, and the summaries count
+        /// every finding that was not sent as a first.
+        #[test]
+        fn every_held_input_comes_back_once_and_the_bounds_hold(
+            steps in proptest::collection::vec(
+                (0u8..6, 0u8..4, 0u64..40, proptest::bool::ANY),
+                1..300,
+            ),
+            max_windows in 1usize..5,
+            max_carriers in 0usize..4,
+        ) {
+            let mut t: Throttle<u32> =
+                Throttle::with_limits(Duration::from_secs(30), max_windows, max_carriers);
+            let t0 = Instant::now();
+            let mut now = 0u64;
+            let (mut held, mut back) = (BTreeSet::new(), Vec::new());
+            let (mut firsts, mut counted) = (0u64, 0u64);
+            let mut admitted = 0u64;
+            for (n, (key, severity, advance, close)) in steps.into_iter().enumerate() {
+                now += advance;
+                let at = t0 + Duration::from_secs(now);
+                if close {
+                    for c in t.close_due(at) {
+                        counted += c.summary.summary.as_ref().unwrap().count;
+                        back.extend(c.carrier);
+                    }
+                }
+                let f = with_severity(
+                    finding("root-api-call", "ListUsers", &format!("198.51.100.{key}"), "t"),
+                    Severity::ALL[usize::from(severity)],
+                );
+                admitted += 1;
+                let id = n as u32;
+                match t.admit(&f, || { held.insert(id); id }, at) {
+                    Admit::Send => firsts += 1,
+                    Admit::Escalated => {}
+                    Admit::Folded { released } => back.extend(released),
+                }
+                proptest::prop_assert!(t.held_inputs() <= max_carriers);
+                proptest::prop_assert!(t.open_windows() <= max_windows);
+            }
+            for c in t.close_all() {
+                counted += c.summary.summary.as_ref().unwrap().count;
+                back.extend(c.carrier);
+            }
+            proptest::prop_assert_eq!(t.held_inputs(), 0);
+            let returned: BTreeSet<u32> = back.iter().copied().collect();
+            proptest::prop_assert_eq!(returned.len(), back.len(), "an input came back twice");
+            proptest::prop_assert_eq!(returned, held);
+            proptest::prop_assert_eq!(firsts + counted, admitted);
+        }
+    }
+
     #[test]
     fn open_windows_are_bounded_and_the_oldest_closes_early() {
         let mut t: Throttle<u32> = Throttle::with_limits(Duration::from_secs(300), 3, 100);
