@@ -18,25 +18,101 @@ use std::sync::{Arc, Mutex};
 
 use crate::finding::Finding;
 
-/// One source's dead-letter file, opened on first use, appended to only.
+/// Bytes one dead-letter file may hold before it is rotated (to `PATH.1`,
+/// `PATH.1` to `PATH.2`, ...), and rotated files kept. A sink that refuses
+/// everything for days fills at most `(ROTATED + 1) × MAX_BYTES` of disk;
+/// past that a write fails, and the input stays unacknowledged, rather
+/// than an undelivered alert being deleted.
+pub const MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub const ROTATED: u32 = 3;
+
+/// One source's dead-letter file, opened on first use, appended to only,
+/// rotated by size.
 #[derive(Debug)]
 pub struct DeadLetterFile {
     path: PathBuf,
     source: String,
-    file: Mutex<Option<File>>,
+    max_bytes: u64,
+    rotated: u32,
+    /// The open file and its size.
+    file: Mutex<Option<(File, u64)>>,
 }
 
 impl DeadLetterFile {
     pub fn new(path: impl Into<PathBuf>, source: &str) -> DeadLetterFile {
+        Self::with_limits(path, source, MAX_BYTES, ROTATED)
+    }
+
+    pub fn with_limits(
+        path: impl Into<PathBuf>,
+        source: &str,
+        max_bytes: u64,
+        rotated: u32,
+    ) -> DeadLetterFile {
         DeadLetterFile {
             path: path.into(),
             source: source.to_owned(),
+            max_bytes,
+            rotated,
             file: Mutex::new(None),
         }
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn rotated_path(&self, n: u32) -> PathBuf {
+        let mut p = self.path.clone().into_os_string();
+        p.push(format!(".{n}"));
+        PathBuf::from(p)
+    }
+
+    fn open(&self) -> io::Result<(File, u64)> {
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        // Findings carry raw CloudTrail records: readable by the owner
+        // alone.
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(&self.path)?;
+        let size = file.metadata()?.len();
+        Ok((file, size))
+    }
+
+    /// Moves the full file aside (`PATH` to `PATH.1`, each older one up by
+    /// one); refuses when the oldest place is taken.
+    fn rotate(&self) -> io::Result<()> {
+        if self.rotated == 0 || self.rotated_path(self.rotated).exists() {
+            return Err(io::Error::other(format!(
+                "the dead-letter file {} and its {} rotated files are full ({} bytes each): move the rotated files away once their alerts are handled",
+                self.path.display(),
+                self.rotated,
+                self.max_bytes
+            )));
+        }
+        for n in (1..self.rotated).rev() {
+            let from = self.rotated_path(n);
+            if from.exists() {
+                std::fs::rename(&from, self.rotated_path(n + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, self.rotated_path(1))?;
+        #[cfg(unix)]
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        crate::telemetry::dead_letter_rotated(&self.source, &self.path);
+        Ok(())
+    }
+
+    /// Bytes in the file and its rotated files.
+    fn total_bytes(&self, current: u64) -> u64 {
+        (1..=self.rotated)
+            .filter_map(|n| std::fs::metadata(self.rotated_path(n)).ok())
+            .map(|m| m.len())
+            .sum::<u64>()
+            + current
     }
 
     /// Appends one entry and fsyncs it. Blocking: call it from a blocking
@@ -47,22 +123,26 @@ impl DeadLetterFile {
         line.push('\n');
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            let mut options = OpenOptions::new();
-            options.create(true).append(true);
-            // Findings carry raw CloudTrail records: readable by the owner
-            // alone.
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            *guard = Some(options.open(&self.path)?);
+            *guard = Some(self.open()?);
         }
-        let file = guard.as_mut().expect("opened above");
+        let (_, size) = guard.as_ref().expect("opened above");
+        if *size > 0 && size + line.len() as u64 > self.max_bytes {
+            *guard = None;
+            self.rotate()?;
+            *guard = Some(self.open()?);
+        }
+        let (file, size) = guard.as_mut().expect("opened above");
         let result = file
             .write_all(line.as_bytes())
             .and_then(|_| file.sync_data());
-        if result.is_err() {
+        match result {
+            Ok(()) => {
+                *size += line.len() as u64;
+                crate::telemetry::dead_letter_bytes(&self.source, self.total_bytes(*size));
+            }
             // Reopen next time: the descriptor may be the problem (a file
-            // rotated away, a full disk since cleared).
-            *guard = None;
+            // moved away, a full disk since cleared).
+            Err(_) => *guard = None,
         }
         result
     }
@@ -191,6 +271,39 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600, "{mode:o}");
         }
+    }
+
+    #[test]
+    fn full_files_rotate_and_a_full_set_refuses_rather_than_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.jsonl");
+        let finding = finding();
+        let entry = Entry {
+            input: "event-1",
+            sink: "slack",
+            reason: "rejected",
+            status: Some(400),
+            error: "HTTP 400",
+            finding: &finding,
+        };
+        let one = entry.to_json("s").len() as u64 + 1;
+        // Two lines a file, two rotated files: six lines, then a refusal.
+        let f = DeadLetterFile::with_limits(&path, "s", 2 * one + 10, 2);
+        for _ in 0..6 {
+            f.append(&entry).unwrap();
+        }
+        let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
+        assert_eq!(lines(&path), 2);
+        assert_eq!(lines(&dir.path().join("dead.jsonl.1")), 2);
+        assert_eq!(lines(&dir.path().join("dead.jsonl.2")), 2);
+        let e = f.append(&entry).unwrap_err();
+        assert!(e.to_string().contains("rotated files are full"), "{e}");
+        assert_eq!(lines(&path), 2, "nothing deleted, nothing written");
+        // Once the operator moves the oldest away, writing goes on.
+        std::fs::remove_file(dir.path().join("dead.jsonl.2")).unwrap();
+        f.append(&entry).unwrap();
+        assert_eq!(lines(&path), 1);
+        assert_eq!(lines(&dir.path().join("dead.jsonl.2")), 2);
     }
 
     #[test]

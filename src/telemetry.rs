@@ -38,6 +38,8 @@ pub const LATE_EVENTS: &str = "rootwatch_cloudwatch_late_events_total";
 pub const ALERTS_ALREADY_DELIVERED: &str = "rootwatch_alerts_already_delivered_total";
 pub const ALERTS_DEAD_LETTERED: &str = "rootwatch_alerts_dead_lettered_total";
 pub const DEAD_LETTER_ERRORS: &str = "rootwatch_dead_letter_errors_total";
+pub const DEAD_LETTER_BYTES: &str = "rootwatch_dead_letter_bytes";
+pub const DEAD_LETTER_ROTATIONS: &str = "rootwatch_dead_letter_rotations_total";
 pub const ACKS_ABANDONED: &str = "rootwatch_acks_abandoned_total";
 pub const TASK_FAILURES: &str = "rootwatch_task_failures_total";
 pub const SOURCE_UP: &str = "rootwatch_source_up";
@@ -79,6 +81,8 @@ pub const ALL: &[&str] = &[
     ALERTS_ALREADY_DELIVERED,
     ALERTS_DEAD_LETTERED,
     DEAD_LETTER_ERRORS,
+    DEAD_LETTER_BYTES,
+    DEAD_LETTER_ROTATIONS,
     ACKS_ABANDONED,
     TASK_FAILURES,
     SOURCE_UP,
@@ -217,6 +221,14 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         CHECKPOINT_AGE,
         "Age of the CloudWatch Logs checkpoint, by log group."
     );
+    describe_gauge!(
+        DEAD_LETTER_BYTES,
+        "Bytes in a source's dead-letter file and its rotated files, by source (as of its last write)."
+    );
+    describe_counter!(
+        DEAD_LETTER_ROTATIONS,
+        "Dead-letter files rotated for size, by source."
+    );
     describe_counter!(
         LATE_EVENTS,
         "CloudWatch Logs events that became searchable more than lookback_secs after their timestamp, by source: read this time, but events as late as they are can be passed over."
@@ -293,6 +305,8 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
             counter!(SOURCE_ERRORS, "source" => s.clone(), "kind" => kind).absolute(0);
         }
         let _ = histogram!(INGESTION_DELAY, "source" => s.clone());
+        gauge!(DEAD_LETTER_BYTES, "source" => s.clone()).set(0.0);
+        counter!(DEAD_LETTER_ROTATIONS, "source" => s.clone()).absolute(0);
         counter!(LATE_EVENTS, "source" => s.clone()).absolute(0);
         gauge!(IN_FLIGHT, "source" => s).set(0.0);
     }
@@ -608,6 +622,15 @@ pub fn dead_lettered(
 ) {
     tracing::error!(sink, finding_id, input, reason, dead_letter = %path.display(), "alert not delivered; written to the dead-letter file");
     counter!(ALERTS_DEAD_LETTERED, "sink" => sink.to_owned(), "reason" => reason).increment(1);
+}
+
+pub fn dead_letter_bytes(source: &str, bytes: u64) {
+    gauge!(DEAD_LETTER_BYTES, "source" => source.to_owned()).set(bytes as f64);
+}
+
+pub fn dead_letter_rotated(source: &str, path: &std::path::Path) {
+    tracing::warn!(source, dead_letter = %path.display(), "dead-letter file rotated for size: undelivered alerts are piling up");
+    counter!(DEAD_LETTER_ROTATIONS, "source" => source.to_owned()).increment(1);
 }
 
 pub fn dead_letter_error(
