@@ -755,7 +755,7 @@ req(not c.get("privileged"), "privileged not allowed")
 
 want_actions = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                 "sqs:GetQueueAttributes", "s3:GetObject", "kms:Decrypt",
-                "logs:FilterLogEvents", "logs:DescribeLogGroups"}
+                "logs:FilterLogEvents", "logs:DescribeLogGroups", "sqs:SendMessage"}
 pol = json.load(open("deploy/ecs/task-role-policy.json"))
 got = set()
 for st in pol["Statement"]:

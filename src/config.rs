@@ -230,6 +230,8 @@ pub enum RawSource {
         /// Where undeliverable findings are written; by default next to
         /// the checkpoint.
         dead_letter_path: Option<String>,
+        /// Or an SQS queue they are sent to, which needs no volume.
+        dead_letter_queue_url: Option<String>,
         /// AWS region of the source's clients; default: the credential
         /// chain's.
         region: Option<String>,
@@ -498,10 +500,20 @@ pub struct CloudwatchLogsSettings {
     /// Shared by every group of the source.
     pub max_requests_per_sec: std::num::NonZeroU32,
     pub filter_pattern: Option<String>,
-    /// Undeliverable findings are appended here before the checkpoint
-    /// passes their event.
-    pub dead_letter_path: PathBuf,
+    /// Where undeliverable findings go before the checkpoint passes their
+    /// event.
+    pub dead_letter: DeadLetterDest,
     pub aws: crate::aws::AwsSettings,
+}
+
+/// Where a source without a dead-letter queue of its own writes the
+/// findings no sink took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeadLetterDest {
+    /// A file appended to (a persistent volume on a single host).
+    File(PathBuf),
+    /// An SQS queue in rootwatch's own account and region (no volume).
+    Queue(String),
 }
 
 /// Where a cloudwatch_logs source keeps its positions.
@@ -1154,6 +1166,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             max_requests_per_sec,
             filter_pattern,
             dead_letter_path,
+            dead_letter_queue_url,
             region,
             role_arn,
             external_id,
@@ -1264,10 +1277,10 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                             ),
                         ));
                     }
-                    if dead_letter_path.is_none() {
+                    if dead_letter_path.is_none() && dead_letter_queue_url.is_none() {
                         return Err(invalid(
-                            format!("{key}.dead_letter_path"),
-                            "is required with `checkpoint_table`: undeliverable alerts need a durable file (a persistent volume)",
+                            format!("{key}.dead_letter_queue_url"),
+                            "(or `dead_letter_path`) is required with `checkpoint_table`: undeliverable alerts need a durable place, an SQS queue or a file on a persistent volume",
                         ));
                     }
                     CheckpointStore::Table {
@@ -1344,13 +1357,26 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                 start,
                 max_requests_per_sec,
                 filter_pattern,
-                dead_letter_path: match (
+                dead_letter: match (
                     dead_letter(key, dead_letter_path.as_deref())?,
+                    dead_letter_queue_url,
                     &checkpoint,
                 ) {
-                    (Some(p), _) => p,
-                    (None, CheckpointStore::File(path)) => path.with_extension("dead-letter.jsonl"),
-                    (None, CheckpointStore::Table { .. }) => unreachable!("required above"),
+                    (Some(_), Some(_), _) => {
+                        return Err(invalid(
+                            format!("{key}.dead_letter_queue_url"),
+                            "give either it or `dead_letter_path`, not both",
+                        ));
+                    }
+                    (None, Some(url), _) => {
+                        check_queue_url(&format!("{key}.dead_letter_queue_url"), url)?;
+                        DeadLetterDest::Queue(url.clone())
+                    }
+                    (Some(p), None, _) => DeadLetterDest::File(p),
+                    (None, None, CheckpointStore::File(path)) => {
+                        DeadLetterDest::File(path.with_extension("dead-letter.jsonl"))
+                    }
+                    (None, None, CheckpointStore::Table { .. }) => unreachable!("required above"),
                 },
                 checkpoint,
             })
@@ -1443,6 +1469,26 @@ fn aws_settings(
 }
 
 /// `dead_letter_path`: a file, not empty, not a directory.
+/// An SQS queue URL: http(s), with the account and the queue's name in
+/// its path.
+fn check_queue_url(key: &str, queue_url: &str) -> Result<(), ConfigError> {
+    let url = reqwest::Url::parse(queue_url)
+        .map_err(|e| invalid(key, format!("`{queue_url}` is not a URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url
+            .path_segments()
+            .is_none_or(|s| s.filter(|p| !p.is_empty()).count() < 2)
+    {
+        return Err(invalid(
+            key,
+            format!(
+                "`{queue_url}` is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn dead_letter(key: &str, path: Option<&str>) -> Result<Option<PathBuf>, ConfigError> {
     let k = || format!("{key}.dead_letter_path");
     match path {

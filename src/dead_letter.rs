@@ -119,7 +119,10 @@ impl DeadLetterFile {
     /// thread. The line is written with one `write_all` on an append-mode
     /// file, so concurrent writers never interleave within a line.
     pub fn append(&self, entry: &Entry<'_>) -> io::Result<()> {
-        let mut line = entry.to_json(&self.source);
+        self.append_line(entry.to_json(&self.source))
+    }
+
+    fn append_line(&self, mut line: String) -> io::Result<()> {
         line.push('\n');
         let mut guard = self.file.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
@@ -148,10 +151,104 @@ impl DeadLetterFile {
     }
 }
 
+/// SQS takes at most 256 KiB in one message body (SendMessage API
+/// reference).
+const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// A dead-letter SQS queue in rootwatch's own account: stateless
+/// deployments (shared DynamoDB checkpoints, Fargate tasks) need no volume.
+pub struct DeadLetterQueue {
+    client: aws_sdk_sqs::Client,
+    url: String,
+    source: String,
+}
+
+impl std::fmt::Debug for DeadLetterQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadLetterQueue")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl DeadLetterQueue {
+    pub fn new(aws: &aws_config::SdkConfig, url: &str, source: &str) -> Self {
+        DeadLetterQueue {
+            client: aws_sdk_sqs::Client::new(aws),
+            url: url.to_owned(),
+            source: source.to_owned(),
+        }
+    }
+
+    /// Sends one entry as one message. An entry over SQS's size limit goes
+    /// without the finding's raw `event` (`event_omitted` says so; the
+    /// `input` names where to read it again).
+    async fn send(&self, entry: &Entry<'_>) -> io::Result<()> {
+        let mut body = entry.to_json(&self.source);
+        if body.len() > MAX_MESSAGE_BYTES {
+            let mut v: serde_json::Value =
+                serde_json::from_str(&body).expect("an entry's JSON parses back");
+            v["finding"]["event"] = serde_json::Value::Null;
+            v["event_omitted"] =
+                "the entry was over SQS's 256 KiB message limit; read the event again from `input`"
+                    .into();
+            body = v.to_string();
+        }
+        self.client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| io::Error::other(aws_sdk_sqs::error::DisplayErrorContext(&e).to_string()))
+    }
+}
+
+/// Where a source's undeliverable findings are written.
+#[derive(Debug)]
+pub enum DeadLetterStore {
+    File(DeadLetterFile),
+    Queue(DeadLetterQueue),
+}
+
+impl DeadLetterStore {
+    /// Writes one entry durably: fsynced to the file, or taken by SQS.
+    pub async fn write(self: &Arc<Self>, entry: &Entry<'_>) -> io::Result<()> {
+        match &**self {
+            DeadLetterStore::File(_) => {
+                let (store, line) = (Arc::clone(self), entry.to_json(self.source()));
+                tokio::task::spawn_blocking(move || match &*store {
+                    DeadLetterStore::File(f) => f.append_line(line),
+                    DeadLetterStore::Queue(_) => unreachable!("matched above"),
+                })
+                .await
+                .map_err(|e| io::Error::other(e.to_string()))?
+            }
+            DeadLetterStore::Queue(q) => q.send(entry).await,
+        }
+    }
+
+    fn source(&self) -> &str {
+        match self {
+            DeadLetterStore::File(f) => &f.source,
+            DeadLetterStore::Queue(q) => &q.source,
+        }
+    }
+
+    /// The file's path or the queue's URL, for logs.
+    pub fn describe(&self) -> String {
+        match self {
+            DeadLetterStore::File(f) => f.path.display().to_string(),
+            DeadLetterStore::Queue(q) => q.url.clone(),
+        }
+    }
+}
+
 /// Where a unit's undeliverable findings go, and which failures go there.
 #[derive(Debug, Clone)]
 pub struct Target {
-    pub file: Arc<DeadLetterFile>,
+    pub store: Arc<DeadLetterStore>,
     /// What the input is called in the entry (a log event id, a file path).
     pub input: Arc<str>,
     /// Whether a delivery that ran out of retry time is dead-lettered too,
@@ -324,9 +421,9 @@ mod tests {
 
     #[test]
     fn targets_take_rejections_and_deadlines_only_when_told() {
-        let file = Arc::new(DeadLetterFile::new("x", "s"));
+        let store = Arc::new(DeadLetterStore::File(DeadLetterFile::new("x", "s")));
         let mut t = Target {
-            file,
+            store,
             input: "i".into(),
             deadline_too: false,
         };

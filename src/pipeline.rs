@@ -449,21 +449,18 @@ impl Pipeline {
                 g.fail(reason);
                 continue;
             };
-            let (f, sink_name, error_text) = (Arc::clone(&finding), sink.clone(), error.clone());
-            let t = target.clone();
-            let written = tokio::task::spawn_blocking(move || {
-                t.file.append(&Entry {
-                    input: &t.input,
-                    sink: &sink_name,
+            let written = target
+                .store
+                .write(&Entry {
+                    input: &target.input,
+                    sink: &sink,
                     reason,
                     status,
-                    error: &error_text,
-                    finding: &f,
+                    error: &error,
+                    finding: &finding,
                 })
-            })
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r);
+                .await;
+            let place = target.store.describe();
             match written {
                 Ok(()) => {
                     telemetry::dead_lettered(
@@ -471,17 +468,12 @@ impl Pipeline {
                         &finding.finding_id,
                         &target.input,
                         reason,
-                        target.file.path(),
+                        &place,
                     );
                     g.done();
                 }
                 Err(e) => {
-                    telemetry::dead_letter_error(
-                        &sink,
-                        &finding.finding_id,
-                        target.file.path(),
-                        &e,
-                    );
+                    telemetry::dead_letter_error(&sink, &finding.finding_id, &place, &e);
                     g.fail("dead_letter");
                 }
             }
@@ -717,9 +709,11 @@ mod tests {
         let (down, _) = receiver(|_| 503).await;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dead.jsonl");
-        let file = Arc::new(crate::dead_letter::DeadLetterFile::new(&path, "logs"));
+        let file = Arc::new(crate::dead_letter::DeadLetterStore::File(
+            crate::dead_letter::DeadLetterFile::new(&path, "logs"),
+        ));
         let target = |deadline_too| crate::dead_letter::Target {
-            file: Arc::clone(&file),
+            store: Arc::clone(&file),
             input: "event-42".into(),
             deadline_too,
         };

@@ -613,14 +613,15 @@ pub fn alert_already_delivered(sink: &str, finding_id: &str) {
 
 /// An undeliverable alert written to a dead-letter file, so its input can
 /// be acknowledged.
-pub fn dead_lettered(
-    sink: &str,
-    finding_id: &str,
-    input: &str,
-    reason: &'static str,
-    path: &std::path::Path,
-) {
-    tracing::error!(sink, finding_id, input, reason, dead_letter = %path.display(), "alert not delivered; written to the dead-letter file");
+pub fn dead_lettered(sink: &str, finding_id: &str, input: &str, reason: &'static str, place: &str) {
+    tracing::error!(
+        sink,
+        finding_id,
+        input,
+        reason,
+        dead_letter = place,
+        "alert not delivered; written to the dead-letter file or queue"
+    );
     counter!(ALERTS_DEAD_LETTERED, "sink" => sink.to_owned(), "reason" => reason).increment(1);
 }
 
@@ -633,13 +634,8 @@ pub fn dead_letter_rotated(source: &str, path: &std::path::Path) {
     counter!(DEAD_LETTER_ROTATIONS, "source" => source.to_owned()).increment(1);
 }
 
-pub fn dead_letter_error(
-    sink: &str,
-    finding_id: &str,
-    path: &std::path::Path,
-    error: &dyn std::fmt::Display,
-) {
-    tracing::error!(sink, finding_id, dead_letter = %path.display(), error = %error, "cannot write the dead-letter file; the input stays unacknowledged");
+pub fn dead_letter_error(sink: &str, finding_id: &str, place: &str, error: &dyn std::fmt::Display) {
+    tracing::error!(sink, finding_id, dead_letter = place, error = %error, "cannot write the dead letter; the input stays unacknowledged");
     counter!(DEAD_LETTER_ERRORS, "sink" => sink.to_owned()).increment(1);
 }
 

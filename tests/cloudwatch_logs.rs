@@ -689,3 +689,53 @@ async fn events_later_than_the_lookback_are_counted() {
     d.stop().await;
     assert_eq!(late, Some(1.0));
 }
+
+/// With `dead_letter_queue_url` (no volume needed), a rejected alert is
+/// sent to the queue instead of a file, and the checkpoint moves on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_alert_goes_to_the_dead_letter_queue() {
+    let aws = Aws::new().await;
+    let g = LogGroup::new(&aws).await;
+    let (queue, _) = aws.queue(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cp = dir.path().join("checkpoints.json");
+    let hook = Webhook::start(|_| (axum::http::StatusCode::BAD_REQUEST, vec![])).await;
+    let t = now_ms();
+    g.put(&[(t - 20_000, "cw-rejected-to-queue")]).await;
+    let src = format!(
+        "{}dead_letter_queue_url = \"{queue}\"\n",
+        source(&g, &cp, t - 600_000)
+    );
+    let d = Daemon::start(&conf(src, &hook).toml(), &aws.config).await;
+    eventually(
+        LIMIT,
+        "the checkpoint passes the rejected event",
+        || async { cp.exists() && position(&cp, &g).0 > t - 20_000 },
+    )
+    .await;
+    d.stop().await;
+    assert_eq!(hook.requests().len(), 1, "sent once, not in a loop");
+    assert!(
+        !dir.path().join("checkpoints.dead-letter.jsonl").exists(),
+        "no file"
+    );
+    let got = aws
+        .sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(got.len(), 1, "{got:?}");
+    let l: serde_json::Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
+    assert_eq!(l["source"], "cloudwatch_logs-0");
+    assert_eq!(l["reason"], "rejected");
+    assert_eq!(l["status"], 400);
+    assert_eq!(l["finding"]["event_id"], "cw-rejected-to-queue");
+    assert_eq!(l["finding"]["event"]["eventID"], "cw-rejected-to-queue");
+    assert!(l["input"].as_str().unwrap().starts_with(&g.name), "{l}");
+}

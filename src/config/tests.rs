@@ -524,12 +524,30 @@ fn two_sources_cannot_share_a_checkpoint_file() {
 fn dead_letter_paths() {
     let c = cwl("log_groups = [\"a\"]\n");
     assert_eq!(
-        c.dead_letter_path,
-        PathBuf::from("/var/lib/rootwatch/cwl.dead-letter.jsonl"),
+        c.dead_letter,
+        DeadLetterDest::File(PathBuf::from("/var/lib/rootwatch/cwl.dead-letter.jsonl")),
         "next to the checkpoint by default"
     );
     let c = cwl("log_groups = [\"a\"]\ndead_letter_path = \"/data/dl.jsonl\"\n");
-    assert_eq!(c.dead_letter_path, PathBuf::from("/data/dl.jsonl"));
+    assert_eq!(
+        c.dead_letter,
+        DeadLetterDest::File(PathBuf::from("/data/dl.jsonl"))
+    );
+    let q = "https://sqs.eu-west-1.amazonaws.com/111122223333/rootwatch-dead-letters";
+    let c = cwl(&format!(
+        "log_groups = [\"a\"]\ndead_letter_queue_url = \"{q}\"\n"
+    ));
+    assert_eq!(c.dead_letter, DeadLetterDest::Queue(q.to_owned()));
+    assert_eq!(
+        err(&format!(
+            "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\ncheckpoint_path = \"/c.json\"\ndead_letter_path = \"/d.jsonl\"\ndead_letter_queue_url = \"{q}\"\n"
+        )),
+        "`sources[0].dead_letter_queue_url`: give either it or `dead_letter_path`, not both"
+    );
+    assert!(
+        err("[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\ncheckpoint_path = \"/c.json\"\ndead_letter_queue_url = \"rootwatch-dead-letters\"\n")
+            .starts_with("`sources[0].dead_letter_queue_url`: `rootwatch-dead-letters` is not a URL"),
+    );
     let file = |extra: &str| {
         let s = load_str(&format!(
             "[[sources]]\ntype = \"file\"\npaths = [\"/in\"]\n{extra}"
@@ -989,7 +1007,13 @@ fn checkpoint_table_settings() {
     );
     assert_eq!(
         e("checkpoint_table = \"t-1\"\n"),
-        "`sources[0].dead_letter_path`: is required with `checkpoint_table`: undeliverable alerts need a durable file (a persistent volume)"
+        "`sources[0].dead_letter_queue_url`: (or `dead_letter_path`) is required with `checkpoint_table`: undeliverable alerts need a durable place, an SQS queue or a file on a persistent volume"
+    );
+    assert!(
+        table(
+            "checkpoint_table = \"t-1\"\ndead_letter_queue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/dl\"\n"
+        )
+        .is_ok()
     );
     assert!(
         e("checkpoint_table = \"no\"\ndead_letter_path = \"/d\"\n")

@@ -29,8 +29,8 @@ use super::checkpoint::{
 use super::checkpoint_table::{self as table, CheckpointTable, TableError};
 use super::{SourceError, backoff};
 use crate::ack::{Outcome, Unit};
-use crate::config::{CheckpointStore, CloudwatchLogsSettings, LogGroups, Start};
-use crate::dead_letter::{DeadLetterFile, Target};
+use crate::config::{CheckpointStore, CloudwatchLogsSettings, DeadLetterDest, LogGroups, Start};
+use crate::dead_letter::{DeadLetterFile, DeadLetterQueue, DeadLetterStore, Target};
 use crate::detect::{DetectSettings, Scope};
 use crate::pipeline::{Pipeline, Scan};
 use crate::telemetry;
@@ -205,7 +205,7 @@ enum Update {
 }
 
 struct Shared {
-    dead_letter: Arc<DeadLetterFile>,
+    dead_letter: Arc<DeadLetterStore>,
     settings: CloudwatchLogsSettings,
     client: aws_sdk_cloudwatchlogs::Client,
     pipeline: Arc<Pipeline>,
@@ -300,7 +300,16 @@ impl CloudwatchLogsSource {
             groups: Vec::new(),
             listed_at: None,
             shared: Arc::new(Shared {
-                dead_letter: Arc::new(DeadLetterFile::new(&settings.dead_letter_path, &name)),
+                // A dead-letter queue lives where rootwatch runs, as the
+                // checkpoint table does: the process's own credentials.
+                dead_letter: Arc::new(match &settings.dead_letter {
+                    DeadLetterDest::File(path) => {
+                        DeadLetterStore::File(DeadLetterFile::new(path, &name))
+                    }
+                    DeadLetterDest::Queue(url) => {
+                        DeadLetterStore::Queue(DeadLetterQueue::new(table_aws, url, &name))
+                    }
+                }),
                 limiter: RateLimiter::new(settings.max_requests_per_sec),
                 lookback_ms: settings.lookback.as_millis() as i64,
                 settings,
@@ -1158,7 +1167,7 @@ impl Shared {
         progress.dispatched_again(id.clone(), ts, message, attempt);
         let tx = tx.clone();
         let target = Target {
-            file: Arc::clone(&self.dead_letter),
+            store: Arc::clone(&self.dead_letter),
             input: format!("{group}/{id}").into(),
             deadline_too: attempt >= DELIVERY_ATTEMPTS,
         };

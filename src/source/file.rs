@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::ack::{Outcome, Unit};
 use crate::config::FileSettings;
-use crate::dead_letter::{DeadLetterFile, Target};
+use crate::dead_letter::{DeadLetterFile, DeadLetterStore, Target};
 use crate::pipeline::{Pipeline, Scan};
 use crate::telemetry;
 
@@ -38,15 +38,17 @@ enum State {
 pub struct FileSource {
     settings: FileSettings,
     pipeline: Arc<Pipeline>,
-    dead_letter: Option<Arc<DeadLetterFile>>,
+    dead_letter: Option<Arc<DeadLetterStore>>,
 }
 
 impl FileSource {
     pub fn new(settings: FileSettings, pipeline: Arc<Pipeline>) -> Self {
-        let dead_letter = settings
-            .dead_letter_path
-            .as_ref()
-            .map(|p| Arc::new(DeadLetterFile::new(p, &settings.name)));
+        let dead_letter = settings.dead_letter_path.as_ref().map(|p| {
+            Arc::new(DeadLetterStore::File(DeadLetterFile::new(
+                p,
+                &settings.name,
+            )))
+        });
         FileSource {
             settings,
             pipeline,
@@ -176,7 +178,7 @@ impl FileSource {
             Some(file) => Unit::with_dead_letter(
                 on_done,
                 Target {
-                    file: Arc::clone(file),
+                    store: Arc::clone(file),
                     input: id.into(),
                     deadline_too: true,
                 },
