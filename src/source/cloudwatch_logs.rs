@@ -459,12 +459,14 @@ impl CloudwatchLogsSource {
     /// flight to be delivered (or cancelled by the app's grace period),
     /// writes the final checkpoint and returns.
     pub async fn run(self, stop: CancellationToken) {
+        let ages = tokio::spawn(Arc::clone(&self.shared).report_ages(stop.clone()));
         match self.shared.settings.checkpoint.clone() {
             CheckpointStore::File(path) => self.run_file(path, stop).await,
             CheckpointStore::Table { lease_duration, .. } => {
                 self.run_leased(lease_duration, stop).await
             }
         }
+        let _ = ages.await;
     }
 
     async fn run_file(self, path: std::path::PathBuf, stop: CancellationToken) {
@@ -613,7 +615,14 @@ impl CloudwatchLogsSource {
             if stop.is_cancelled() {
                 break;
             }
-            finishing.retain(|_, t| !t.is_finished());
+            finishing.retain(|g, t| {
+                let done = t.is_finished();
+                if done {
+                    // Another replica reports the group's age from now on.
+                    shared.forget(g);
+                }
+                !done
+            });
             let now = now_ms();
             if let Err(e) = table.heartbeat(now).await {
                 telemetry::source_error(&name, "checkpoint_table", &e);
@@ -647,6 +656,7 @@ impl CloudwatchLogsSource {
                 if *n >= FOLLOWER_CRASHES {
                     panic!("log group {g}: its follower crashed {n} times in a row ({detail})");
                 }
+                shared.forget(&g);
                 cooldown.insert(
                     g.clone(),
                     Instant::now() + backoff(*n, Duration::from_secs(1), Duration::from_secs(60)),
@@ -681,6 +691,7 @@ impl CloudwatchLogsSource {
                 .collect();
             for g in done {
                 held.remove(&g);
+                shared.forget(&g);
                 let _ = updates.send(Update::Release(g)).await;
             }
             if discovers && Instant::now() >= next_discovery {
@@ -922,6 +933,30 @@ impl Shared {
                 None => return Ok(out),
             }
         }
+    }
+
+    /// Sets every followed group's checkpoint age once per poll interval,
+    /// from its last saved checkpoint, until `stop`: a follower that no
+    /// longer saves (stuck, crashed, backing off) shows a growing age, so
+    /// `RootwatchCheckpointStale` can fire.
+    async fn report_ages(self: Arc<Self>, stop: CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = stop.cancelled() => return,
+            }
+            let now = now_ms();
+            for (group, c) in self.saved.lock().expect("saved lock").iter() {
+                let age = (now - c.position_ms).max(0) as u64;
+                telemetry::checkpoint_age(group, Duration::from_millis(age));
+            }
+        }
+    }
+
+    /// Stops reporting `group`'s checkpoint age (its lease went to
+    /// another replica).
+    fn forget(&self, group: &str) {
+        self.saved.lock().expect("saved lock").remove(group);
     }
 
     /// [`Shared::follow`] under [`supervise_follower`]: a crashed
