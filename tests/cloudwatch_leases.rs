@@ -359,3 +359,153 @@ async fn the_table_refuses_a_lost_lease_and_hands_over_the_last_checkpoint() {
     assert_eq!(back.checkpoint, later);
     assert_eq!(back.from, None, "a released lease is not a takeover");
 }
+
+/// A DynamoDB item's size as DynamoDB counts it against its 400 KB limit:
+/// attribute names plus values (a number counted by its digits, which is
+/// more than DynamoDB's own count).
+fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+                    AttributeValue::B(b) => b.as_ref().len(),
+                    other => panic!("an attribute rootwatch does not write: {other:?}"),
+                }
+        })
+        .sum()
+}
+
+/// Every item of the table, by `pk`.
+async fn items(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> BTreeMap<String, HashMap<String, AttributeValue>> {
+    let mut out = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = ddb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap();
+        for i in page.items() {
+            let pk = i["pk"].as_s().unwrap().clone();
+            out.insert(pk, i.clone());
+        }
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return out,
+        }
+    }
+}
+
+const MANY: usize = 20_000;
+
+/// 20,000 alerted events inside the lookback: their handled ids would be
+/// far more than one 400 KB item could hold as text. The first replica
+/// alerts each once and stops; a second replica takes the lease over from
+/// the checkpoint it left, which must let it skip every one of them. The
+/// checkpoint item stays under DynamoDB's item limit (moto refuses larger
+/// writes, as DynamoDB does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_alerts_in_the_lookback_fit_the_item_and_a_new_replica_repeats_none() {
+    let aws = Aws::new().await;
+    let (ddb, table) = table(&aws).await;
+    let receiver = Receiver::start().await;
+    let group = LogGroup::new(&aws).await;
+    let t = now_ms();
+    let ids: Vec<String> = (0..MANY).map(|i| format!("many-{i:05}")).collect();
+    // Spread over the last 40 s, a few per millisecond apart.
+    let events: Vec<(i64, &str)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (t - 40_000 + (i as i64) * 2, id.as_str()))
+        .collect();
+    // About 900 bytes an event: 1,000 a call stays under PutLogEvents' 1 MB.
+    for batch in events.chunks(1_000) {
+        group.put(batch).await;
+    }
+    // window_secs = 0 turns throttling off, so each of the events is its
+    // own alert (and a repeat of any of them shows). The lookback (an
+    // hour) keeps every event inside the window both replicas re-read,
+    // however long the first one takes to deliver them.
+    let config = format!(
+        "[[sources]]\ntype = \"cloudwatch_logs\"\nname = \"many\"\nlog_groups = [\"{}\"]\npoll_interval_secs = 2\nlookback_secs = 3600\nstart = \"{}\"\ncheckpoint_table = \"{table}\"\nlease_duration_secs = {LEASE_SECS}\ndead_letter_path = \"{}\"\n\
+         [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = 60\n[server]\nlisten = \"\"\n[shutdown]\ngrace_secs = 30\n[throttle]\nwindow_secs = 0\n",
+        group.name,
+        rfc3339(t - 600_000),
+        std::env::temp_dir()
+            .join(format!("{}.jsonl", unique("dead-letter")))
+            .display(),
+        receiver.url()
+    );
+    let started = Instant::now();
+    let first = Daemon::start(&config, &aws.config).await;
+    eventually(
+        Duration::from_secs(900),
+        "the first replica alerts all 20,000 events",
+        || async { receiver.accepted().len() >= MANY },
+    )
+    .await;
+    eprintln!("{MANY} alerts in {:?}", started.elapsed());
+    first.stop().await;
+    let once = receiver.accepted_by_event();
+    assert_eq!(once.len(), MANY);
+    assert!(once.values().all(|&n| n == 1));
+    let pk = format!("many#{}", group.name);
+    let sizes = |items: &BTreeMap<String, HashMap<String, AttributeValue>>| {
+        items
+            .iter()
+            .filter(|(k, _)| k.starts_with(&pk))
+            .map(|(k, i)| (k.clone(), item_size(i)))
+            .collect::<Vec<_>>()
+    };
+    let written = items(&ddb, &table).await;
+    eprintln!(
+        "checkpoint items after the first replica: {:?}",
+        sizes(&written)
+    );
+    let position = |items: &BTreeMap<String, HashMap<String, AttributeValue>>| {
+        items[&pk]["position_ms"]
+            .as_n()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let first_position = position(&written);
+
+    // A new replica takes the lease over. An event put after it started is
+    // read after all the earlier ones (a read goes in time order): once its
+    // alert arrived, the new replica has read the whole lookback.
+    let second = Daemon::start(&config, &aws.config).await;
+    group.put(&[(now_ms(), "after-restart")]).await;
+    eventually(
+        Duration::from_secs(300),
+        "the second replica alerts the event put after it started",
+        || async { receiver.accepted_by_event().contains_key("after-restart") },
+    )
+    .await;
+    // Polls re-read the lookback every 2 s: give a repeat time to show.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    second.stop().await;
+    let all = receiver.accepted_by_event();
+    let repeated = all.values().filter(|&&n| n > 1).count();
+    assert_eq!(
+        repeated, 0,
+        "the second replica alerted {repeated} events again"
+    );
+    assert_eq!(all.len(), MANY + 1);
+    // The first replica's checkpoint passed every event it alerted.
+    assert!(
+        first_position >= t - 40_000 + 2 * (MANY as i64 - 1),
+        "the first replica left its checkpoint at {first_position}"
+    );
+    let after = items(&ddb, &table).await;
+    for (k, size) in sizes(&after) {
+        assert!(size < 400_000, "item {k} holds {size} bytes");
+    }
+}
