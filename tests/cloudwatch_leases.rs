@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use common::*;
+use rootwatch::source::checkpoint_table::checkpoint_of;
 
 const LEASE_SECS: u64 = 10;
 const REPLICAS: usize = 3;
@@ -64,12 +65,8 @@ async fn leases(ddb: &aws_sdk_dynamodb::Client, table: &str) -> HashMap<String, 
         .iter()
         .filter(|i| text(i, "kind") == "group")
         .map(|i| {
-            let handled: BTreeMap<String, i64> =
-                serde_json::from_str(&text(i, "handled")).unwrap_or_default();
-            (
-                text(i, "log_group"),
-                (text(i, "lease_owner"), handled.len()),
-            )
+            let handled = checkpoint_of(i).unwrap().map_or(0, |c| c.handled.len());
+            (text(i, "log_group"), (text(i, "lease_owner"), handled))
         })
         .collect()
 }
@@ -301,6 +298,7 @@ async fn replicas_share_groups_and_take_over_a_killed_ones() {
 async fn the_table_refuses_a_lost_lease_and_hands_over_the_last_checkpoint() {
     use rootwatch::source::checkpoint::GroupCheckpoint;
     use rootwatch::source::checkpoint_table::{CheckpointTable, TableError};
+    use rootwatch::source::handled::EventKey;
     let aws = Aws::new().await;
     let (_, table) = table(&aws).await;
     let lease = Duration::from_secs(10);
@@ -320,7 +318,7 @@ async fn the_table_refuses_a_lost_lease_and_hands_over_the_last_checkpoint() {
     );
     let written = GroupCheckpoint {
         position_ms: 2_000,
-        handled: [("ev-1".to_owned(), 1_990)].into(),
+        handled: [(EventKey::of("ev-1"), 1_990)].into(),
     };
     a.save("g", &written).await.unwrap();
     assert!(a.renew("g", t + 5_000).await.is_ok());
@@ -477,6 +475,9 @@ async fn twenty_thousand_alerts_in_the_lookback_fit_the_item_and_a_new_replica_r
             .unwrap()
     };
     let first_position = position(&written);
+    // Every alerted event is in the item, none left out.
+    let kept = checkpoint_of(&written[&pk]).unwrap().unwrap().handled.len();
+    assert_eq!(kept, MANY);
 
     // A new replica takes the lease over. An event put after it started is
     // read after all the earlier ones (a read goes in time order): once its
@@ -508,4 +509,44 @@ async fn twenty_thousand_alerts_in_the_lookback_fit_the_item_and_a_new_replica_r
     for (k, size) in sizes(&after) {
         assert!(size < 400_000, "item {k} holds {size} bytes");
     }
+}
+
+/// An item written before handled events were keys (`handled` as a JSON
+/// map of event ids) is read as it is, and the first checkpoint write
+/// replaces it with `handled_keys`: a deployment upgrades in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_with_handled_ids_as_json_is_read_and_rewritten_with_keys() {
+    use rootwatch::source::checkpoint_table::CheckpointTable;
+    use rootwatch::source::handled::EventKey;
+    let aws = Aws::new().await;
+    let (ddb, table) = table(&aws).await;
+    let id = "37000000000000000000000000000000000000000000000000000001";
+    ddb.put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("src#g".into()))
+        .item("source", AttributeValue::S("src".into()))
+        .item("kind", AttributeValue::S("group".into()))
+        .item("log_group", AttributeValue::S("g".into()))
+        .item("position_ms", AttributeValue::N("2000".into()))
+        .item("handled", AttributeValue::S(format!(r#"{{"{id}":1990}}"#)))
+        .item("lease_counter", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    let a = CheckpointTable::new(
+        &aws.config,
+        &table,
+        "src",
+        "replica-a".into(),
+        Duration::from_secs(10),
+    );
+    let got = a.acquire("g", 1_800_000_000_000, 5).await.unwrap().unwrap();
+    assert_eq!(got.checkpoint.position_ms, 2_000);
+    assert_eq!(got.checkpoint.handled, [(EventKey::of(id), 1_990)].into());
+    let saved = a.save("g", &got.checkpoint).await.unwrap();
+    assert_eq!((saved.kept, saved.dropped), (1, 0));
+    let item = &items(&ddb, &table).await["src#g"];
+    assert!(item.contains_key("handled_keys"), "{item:?}");
+    assert!(!item.contains_key("handled"), "{item:?}");
+    assert_eq!(checkpoint_of(item).unwrap(), Some(got.checkpoint));
 }
