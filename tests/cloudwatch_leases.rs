@@ -550,3 +550,43 @@ async fn an_item_with_handled_ids_as_json_is_read_and_rewritten_with_keys() {
     assert!(!item.contains_key("handled"), "{item:?}");
     assert_eq!(checkpoint_of(item).unwrap(), Some(got.checkpoint));
 }
+
+/// Past the size bound the write still succeeds on moto (which refuses
+/// items over the limit, counting binary by its base64): the oldest handled
+/// events are left out and said so, and the next owner gets the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_bound_a_checkpoint_is_written_without_its_oldest_events() {
+    use rootwatch::source::checkpoint::GroupCheckpoint;
+    use rootwatch::source::checkpoint_table::CheckpointTable;
+    use rootwatch::source::handled::EventKey;
+    let aws = Aws::new().await;
+    let (ddb, table) = table(&aws).await;
+    let lease = Duration::from_secs(10);
+    let a = CheckpointTable::new(&aws.config, &table, "src", "replica-a".into(), lease);
+    let b = CheckpointTable::new(&aws.config, &table, "src", "replica-b".into(), lease);
+    let t = 1_800_000_000_000;
+    a.acquire("g", t, 0).await.unwrap().unwrap();
+    // 40,000 events over a day (the longest lookback), about 2 s apart:
+    // 10 bytes each, more than the bound holds.
+    let c = GroupCheckpoint {
+        position_ms: t,
+        handled: (0..40_000i64)
+            .map(|i| (EventKey::of(&format!("ev-{i}")), t - 86_400_000 + i * 2_160))
+            .collect(),
+    };
+    let saved = a.save("g", &c).await.unwrap();
+    assert!(saved.dropped > 0, "{saved:?}");
+    assert_eq!(saved.kept + saved.dropped, 40_000);
+    let item = &items(&ddb, &table).await["src#g"];
+    assert!(item_size(item) < 400_000, "{}", item_size(item));
+    a.release("g").await.unwrap();
+    let took = b.acquire("g", t + 1_000, 0).await.unwrap().unwrap();
+    assert_eq!(took.checkpoint.position_ms, t);
+    assert_eq!(took.checkpoint.handled.len(), saved.kept);
+    let newest = c.handled.values().max().unwrap();
+    let oldest_kept = took.checkpoint.handled.values().min().unwrap();
+    assert_eq!(took.checkpoint.handled.values().max(), Some(newest));
+    for (k, ts) in &c.handled {
+        assert_eq!(took.checkpoint.handled.contains_key(k), ts >= oldest_kept);
+    }
+}
