@@ -49,6 +49,7 @@ pub const POSTURE_RESOLVED: &str = "rootwatch_posture_resolved_total";
 pub const LEASES_HELD: &str = "rootwatch_cloudwatch_leases_held";
 pub const LEASE_TAKEOVERS: &str = "rootwatch_cloudwatch_lease_takeovers_total";
 pub const LEASE_LOSSES: &str = "rootwatch_cloudwatch_lease_losses_total";
+pub const CHECKPOINT_IDS_DROPPED: &str = "rootwatch_cloudwatch_checkpoint_ids_dropped_total";
 
 /// Every metric name, for tests that check dashboards against exports.
 pub const ALL: &[&str] = &[
@@ -92,6 +93,7 @@ pub const ALL: &[&str] = &[
     LEASES_HELD,
     LEASE_TAKEOVERS,
     LEASE_LOSSES,
+    CHECKPOINT_IDS_DROPPED,
 ];
 
 /// The process-wide Prometheus recorder, installed on first use.
@@ -274,6 +276,10 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         LEASE_LOSSES,
         "Log group leases this replica lost to another (its group stopped here without advancing the checkpoint), by source."
     );
+    describe_counter!(
+        CHECKPOINT_IDS_DROPPED,
+        "Handled events left out of a shared checkpoint write (the oldest, past the item's size bound; a restart may repeat their alerts), counted at every such write, by source."
+    );
     describe_gauge!(
         SOURCE_UP,
         "1 while the source's receive calls succeed, 0 once several in a row failed (its upstream is unreachable or refuses it), by source."
@@ -288,6 +294,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         gauge!(LEASES_HELD, "source" => s.clone()).set(0.0);
         counter!(LEASE_TAKEOVERS, "source" => s.clone()).absolute(0);
         counter!(LEASE_LOSSES, "source" => s.clone()).absolute(0);
+        counter!(CHECKPOINT_IDS_DROPPED, "source" => s.clone()).absolute(0);
         for reason in [
             "decode",
             "s3",
@@ -595,6 +602,19 @@ pub fn lease_lost(source: &str, log_group: &str, owner: &str, why: &dyn std::fmt
         "log group lease lost: stopped following it here; its checkpoint is not advanced by this replica"
     );
     counter!(LEASE_LOSSES, "source" => source.to_owned()).increment(1);
+}
+
+/// A shared checkpoint written without its oldest handled events: more
+/// alerted inside the lookback than the table item holds.
+pub fn checkpoint_ids_dropped(source: &str, log_group: &str, kept: usize, dropped: usize) {
+    tracing::warn!(
+        source,
+        log_group,
+        kept,
+        dropped,
+        "too many alerted events inside the lookback for the checkpoint item: the oldest were left out of it, and a restart or takeover may alert them again (a shorter lookback_secs holds fewer)"
+    );
+    counter!(CHECKPOINT_IDS_DROPPED, "source" => source.to_owned()).increment(dropped as u64);
 }
 
 pub fn checkpoint_age(log_group: &str, age: Duration) {

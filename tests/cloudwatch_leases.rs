@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use common::*;
+use rootwatch::source::checkpoint_table::checkpoint_of;
 
 const LEASE_SECS: u64 = 10;
 const REPLICAS: usize = 3;
@@ -64,12 +65,8 @@ async fn leases(ddb: &aws_sdk_dynamodb::Client, table: &str) -> HashMap<String, 
         .iter()
         .filter(|i| text(i, "kind") == "group")
         .map(|i| {
-            let handled: BTreeMap<String, i64> =
-                serde_json::from_str(&text(i, "handled")).unwrap_or_default();
-            (
-                text(i, "log_group"),
-                (text(i, "lease_owner"), handled.len()),
-            )
+            let handled = checkpoint_of(i).unwrap().map_or(0, |c| c.handled.len());
+            (text(i, "log_group"), (text(i, "lease_owner"), handled))
         })
         .collect()
 }
@@ -301,6 +298,7 @@ async fn replicas_share_groups_and_take_over_a_killed_ones() {
 async fn the_table_refuses_a_lost_lease_and_hands_over_the_last_checkpoint() {
     use rootwatch::source::checkpoint::GroupCheckpoint;
     use rootwatch::source::checkpoint_table::{CheckpointTable, TableError};
+    use rootwatch::source::handled::EventKey;
     let aws = Aws::new().await;
     let (_, table) = table(&aws).await;
     let lease = Duration::from_secs(10);
@@ -320,7 +318,7 @@ async fn the_table_refuses_a_lost_lease_and_hands_over_the_last_checkpoint() {
     );
     let written = GroupCheckpoint {
         position_ms: 2_000,
-        handled: [("ev-1".to_owned(), 1_990)].into(),
+        handled: [(EventKey::of("ev-1"), 1_990)].into(),
     };
     a.save("g", &written).await.unwrap();
     assert!(a.renew("g", t + 5_000).await.is_ok());
@@ -358,4 +356,237 @@ async fn the_table_refuses_a_lost_lease_and_hands_over_the_last_checkpoint() {
     let back = a.acquire("g", t + 16_500, 5).await.unwrap().unwrap();
     assert_eq!(back.checkpoint, later);
     assert_eq!(back.from, None, "a released lease is not a takeover");
+}
+
+/// A DynamoDB item's size as DynamoDB counts it against its 400 KB limit:
+/// attribute names plus values (a number counted by its digits, which is
+/// more than DynamoDB's own count).
+fn item_size(item: &HashMap<String, AttributeValue>) -> usize {
+    item.iter()
+        .map(|(k, v)| {
+            k.len()
+                + match v {
+                    AttributeValue::S(s) | AttributeValue::N(s) => s.len(),
+                    AttributeValue::B(b) => b.as_ref().len(),
+                    other => panic!("an attribute rootwatch does not write: {other:?}"),
+                }
+        })
+        .sum()
+}
+
+/// Every item of the table, by `pk`.
+async fn items(
+    ddb: &aws_sdk_dynamodb::Client,
+    table: &str,
+) -> BTreeMap<String, HashMap<String, AttributeValue>> {
+    let mut out = BTreeMap::new();
+    let mut start = None;
+    loop {
+        let page = ddb
+            .scan()
+            .table_name(table)
+            .consistent_read(true)
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .unwrap();
+        for i in page.items() {
+            let pk = i["pk"].as_s().unwrap().clone();
+            out.insert(pk, i.clone());
+        }
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => return out,
+        }
+    }
+}
+
+const MANY: usize = 20_000;
+
+/// 20,000 alerted events inside the lookback: their handled ids would be
+/// far more than one 400 KB item could hold as text. The first replica
+/// alerts each once and stops; a second replica takes the lease over from
+/// the checkpoint it left, which must let it skip every one of them. The
+/// checkpoint item stays under DynamoDB's item limit (moto refuses larger
+/// writes, as DynamoDB does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_thousand_alerts_in_the_lookback_fit_the_item_and_a_new_replica_repeats_none() {
+    let aws = Aws::new().await;
+    let (ddb, table) = table(&aws).await;
+    let receiver = Receiver::start().await;
+    let group = LogGroup::new(&aws).await;
+    let t = now_ms();
+    let ids: Vec<String> = (0..MANY).map(|i| format!("many-{i:05}")).collect();
+    // Spread over the last 40 s, a few per millisecond apart.
+    let events: Vec<(i64, &str)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (t - 40_000 + (i as i64) * 2, id.as_str()))
+        .collect();
+    // About 900 bytes an event: 1,000 a call stays under PutLogEvents' 1 MB.
+    for batch in events.chunks(1_000) {
+        group.put(batch).await;
+    }
+    // window_secs = 0 turns throttling off, so each of the events is its
+    // own alert (and a repeat of any of them shows). The lookback (an
+    // hour) keeps every event inside the window both replicas re-read,
+    // however long the first one takes to deliver them.
+    let config = format!(
+        "[[sources]]\ntype = \"cloudwatch_logs\"\nname = \"many\"\nlog_groups = [\"{}\"]\npoll_interval_secs = 2\nlookback_secs = 3600\nstart = \"{}\"\ncheckpoint_table = \"{table}\"\nlease_duration_secs = {LEASE_SECS}\ndead_letter_path = \"{}\"\n\
+         [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = 60\n[server]\nlisten = \"\"\n[shutdown]\ngrace_secs = 30\n[throttle]\nwindow_secs = 0\n",
+        group.name,
+        rfc3339(t - 600_000),
+        std::env::temp_dir()
+            .join(format!("{}.jsonl", unique("dead-letter")))
+            .display(),
+        receiver.url()
+    );
+    let started = Instant::now();
+    let first = Daemon::start(&config, &aws.config).await;
+    eventually(
+        Duration::from_secs(900),
+        "the first replica alerts all 20,000 events",
+        || async { receiver.accepted().len() >= MANY },
+    )
+    .await;
+    eprintln!("{MANY} alerts in {:?}", started.elapsed());
+    first.stop().await;
+    let once = receiver.accepted_by_event();
+    assert_eq!(once.len(), MANY);
+    assert!(once.values().all(|&n| n == 1));
+    let pk = format!("many#{}", group.name);
+    let sizes = |items: &BTreeMap<String, HashMap<String, AttributeValue>>| {
+        items
+            .iter()
+            .filter(|(k, _)| k.starts_with(&pk))
+            .map(|(k, i)| (k.clone(), item_size(i)))
+            .collect::<Vec<_>>()
+    };
+    let written = items(&ddb, &table).await;
+    eprintln!(
+        "checkpoint items after the first replica: {:?}",
+        sizes(&written)
+    );
+    let position = |items: &BTreeMap<String, HashMap<String, AttributeValue>>| {
+        items[&pk]["position_ms"]
+            .as_n()
+            .unwrap()
+            .parse::<i64>()
+            .unwrap()
+    };
+    let first_position = position(&written);
+    // Every alerted event is in the item, none left out.
+    let kept = checkpoint_of(&written[&pk]).unwrap().unwrap().handled.len();
+    assert_eq!(kept, MANY);
+
+    // A new replica takes the lease over. An event put after it started is
+    // read after all the earlier ones (a read goes in time order): once its
+    // alert arrived, the new replica has read the whole lookback.
+    let second = Daemon::start(&config, &aws.config).await;
+    group.put(&[(now_ms(), "after-restart")]).await;
+    eventually(
+        Duration::from_secs(300),
+        "the second replica alerts the event put after it started",
+        || async { receiver.accepted_by_event().contains_key("after-restart") },
+    )
+    .await;
+    // Polls re-read the lookback every 2 s: give a repeat time to show.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    second.stop().await;
+    let all = receiver.accepted_by_event();
+    let repeated = all.values().filter(|&&n| n > 1).count();
+    assert_eq!(
+        repeated, 0,
+        "the second replica alerted {repeated} events again"
+    );
+    assert_eq!(all.len(), MANY + 1);
+    // The first replica's checkpoint passed every event it alerted.
+    assert!(
+        first_position >= t - 40_000 + 2 * (MANY as i64 - 1),
+        "the first replica left its checkpoint at {first_position}"
+    );
+    let after = items(&ddb, &table).await;
+    for (k, size) in sizes(&after) {
+        assert!(size < 400_000, "item {k} holds {size} bytes");
+    }
+}
+
+/// An item written before handled events were keys (`handled` as a JSON
+/// map of event ids) is read as it is, and the first checkpoint write
+/// replaces it with `handled_keys`: a deployment upgrades in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_item_with_handled_ids_as_json_is_read_and_rewritten_with_keys() {
+    use rootwatch::source::checkpoint_table::CheckpointTable;
+    use rootwatch::source::handled::EventKey;
+    let aws = Aws::new().await;
+    let (ddb, table) = table(&aws).await;
+    let id = "37000000000000000000000000000000000000000000000000000001";
+    ddb.put_item()
+        .table_name(&table)
+        .item("pk", AttributeValue::S("src#g".into()))
+        .item("source", AttributeValue::S("src".into()))
+        .item("kind", AttributeValue::S("group".into()))
+        .item("log_group", AttributeValue::S("g".into()))
+        .item("position_ms", AttributeValue::N("2000".into()))
+        .item("handled", AttributeValue::S(format!(r#"{{"{id}":1990}}"#)))
+        .item("lease_counter", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    let a = CheckpointTable::new(
+        &aws.config,
+        &table,
+        "src",
+        "replica-a".into(),
+        Duration::from_secs(10),
+    );
+    let got = a.acquire("g", 1_800_000_000_000, 5).await.unwrap().unwrap();
+    assert_eq!(got.checkpoint.position_ms, 2_000);
+    assert_eq!(got.checkpoint.handled, [(EventKey::of(id), 1_990)].into());
+    let saved = a.save("g", &got.checkpoint).await.unwrap();
+    assert_eq!((saved.kept, saved.dropped), (1, 0));
+    let item = &items(&ddb, &table).await["src#g"];
+    assert!(item.contains_key("handled_keys"), "{item:?}");
+    assert!(!item.contains_key("handled"), "{item:?}");
+    assert_eq!(checkpoint_of(item).unwrap(), Some(got.checkpoint));
+}
+
+/// Past the size bound the write still succeeds on moto (which refuses
+/// items over the limit, counting binary by its base64): the oldest handled
+/// events are left out and said so, and the next owner gets the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_bound_a_checkpoint_is_written_without_its_oldest_events() {
+    use rootwatch::source::checkpoint::GroupCheckpoint;
+    use rootwatch::source::checkpoint_table::CheckpointTable;
+    use rootwatch::source::handled::EventKey;
+    let aws = Aws::new().await;
+    let (ddb, table) = table(&aws).await;
+    let lease = Duration::from_secs(10);
+    let a = CheckpointTable::new(&aws.config, &table, "src", "replica-a".into(), lease);
+    let b = CheckpointTable::new(&aws.config, &table, "src", "replica-b".into(), lease);
+    let t = 1_800_000_000_000;
+    a.acquire("g", t, 0).await.unwrap().unwrap();
+    // 40,000 events over a day (the longest lookback), about 2 s apart:
+    // 10 bytes each, more than the bound holds.
+    let c = GroupCheckpoint {
+        position_ms: t,
+        handled: (0..40_000i64)
+            .map(|i| (EventKey::of(&format!("ev-{i}")), t - 86_400_000 + i * 2_160))
+            .collect(),
+    };
+    let saved = a.save("g", &c).await.unwrap();
+    assert!(saved.dropped > 0, "{saved:?}");
+    assert_eq!(saved.kept + saved.dropped, 40_000);
+    let item = &items(&ddb, &table).await["src#g"];
+    assert!(item_size(item) < 400_000, "{}", item_size(item));
+    a.release("g").await.unwrap();
+    let took = b.acquire("g", t + 1_000, 0).await.unwrap().unwrap();
+    assert_eq!(took.checkpoint.position_ms, t);
+    assert_eq!(took.checkpoint.handled.len(), saved.kept);
+    let newest = c.handled.values().max().unwrap();
+    let oldest_kept = took.checkpoint.handled.values().min().unwrap();
+    assert_eq!(took.checkpoint.handled.values().max(), Some(newest));
+    for (k, ts) in &c.handled {
+        assert_eq!(took.checkpoint.handled.contains_key(k), ts >= oldest_kept);
+    }
 }

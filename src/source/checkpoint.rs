@@ -4,7 +4,8 @@
 //!
 //! [`Progress`] is the per-group bookkeeping (pure, no I/O, no clock);
 //! [`CheckpointFile`] is what is written to `checkpoint_path`, atomically
-//! ([`write_atomic`]).
+//! ([`write_atomic`]). Handled events are remembered by an 8-byte key of
+//! their id ([`EventKey`]), in the file as in the DynamoDB table.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File, OpenOptions};
@@ -13,10 +14,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::handled::EventKey;
 use crate::ack::Outcome;
 
-/// The file format this code reads and writes.
-pub const VERSION: u32 = 1;
+/// The file format this code writes. Version 1 (handled events by their
+/// full id) is still read, so a file written before keys upgrades in place.
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,12 +52,65 @@ pub struct GroupCheckpoint {
     /// Every event with a timestamp at or before this (ms since the epoch)
     /// was handled, except late arrivals the next read still covers.
     pub position_ms: i64,
-    /// CloudWatch Logs event id -> timestamp, for events with alerts that
-    /// were handled and lie inside the window a restart re-reads
-    /// (timestamp >= position - lookback). Events without alerts are not
-    /// kept: reading them again cannot repeat an alert.
+    /// Key of the CloudWatch Logs event id -> timestamp, for events with
+    /// alerts that were handled and lie inside the window a restart
+    /// re-reads (timestamp >= position - lookback). Events without alerts
+    /// are not kept: reading them again cannot repeat an alert.
     #[serde(default)]
-    pub handled: BTreeMap<String, i64>,
+    pub handled: BTreeMap<EventKey, i64>,
+}
+
+/// Version 1 of the file: handled events by their full id.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointFileV1 {
+    #[allow(dead_code)]
+    version: u32,
+    source: String,
+    #[serde(default)]
+    discovered_at_ms: Option<i64>,
+    groups: BTreeMap<String, GroupCheckpointV1>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupCheckpointV1 {
+    position_ms: i64,
+    #[serde(default)]
+    handled: BTreeMap<String, i64>,
+}
+
+impl From<CheckpointFileV1> for CheckpointFile {
+    fn from(v1: CheckpointFileV1) -> Self {
+        CheckpointFile {
+            version: VERSION,
+            source: v1.source,
+            discovered_at_ms: v1.discovered_at_ms,
+            groups: v1
+                .groups
+                .into_iter()
+                .map(|(g, c)| {
+                    let handled = keyed(c.handled);
+                    (
+                        g,
+                        GroupCheckpoint {
+                            position_ms: c.position_ms,
+                            handled,
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Handled events by full id (as version 1 files and older table items
+/// hold them) -> by key.
+pub fn keyed(by_id: BTreeMap<String, i64>) -> BTreeMap<EventKey, i64> {
+    by_id
+        .into_iter()
+        .map(|(id, ts)| (EventKey::of(&id), ts))
+        .collect()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,14 +152,25 @@ pub fn load(path: &Path, source: &str) -> Result<Option<CheckpointFile>, Checkpo
         path: path.to_owned(),
         problem,
     };
-    let file: CheckpointFile =
-        serde_json::from_slice(&bytes).map_err(|e| corrupt(format!("not a checkpoint ({e})")))?;
-    if file.version != VERSION {
-        return Err(corrupt(format!(
-            "version {} is not supported (this rootwatch reads version {VERSION})",
-            file.version
-        )));
+    #[derive(Deserialize)]
+    struct Version {
+        version: u32,
     }
+    let not_a_checkpoint = |e: serde_json::Error| corrupt(format!("not a checkpoint ({e})"));
+    let file: CheckpointFile = match serde_json::from_slice::<Version>(&bytes)
+        .map_err(not_a_checkpoint)?
+        .version
+    {
+        1 => serde_json::from_slice::<CheckpointFileV1>(&bytes)
+            .map_err(not_a_checkpoint)?
+            .into(),
+        VERSION => serde_json::from_slice(&bytes).map_err(not_a_checkpoint)?,
+        other => {
+            return Err(corrupt(format!(
+                "version {other} is not supported (this rootwatch reads versions 1 and {VERSION})"
+            )));
+        }
+    };
     if file.source != source {
         return Err(CheckpointError::OtherSource {
             path: path.to_owned(),
@@ -204,7 +271,7 @@ pub struct Progress {
     lookback_ms: i64,
     position: i64,
     frontier: i64,
-    handled: HashMap<String, Handled>,
+    handled: HashMap<EventKey, Handled>,
     in_flight: HashMap<String, Unsettled>,
     failed: HashMap<String, Unsettled>,
     /// Reads in a row that found nothing new: each one doubles the next
@@ -237,7 +304,7 @@ impl Progress {
         p.handled = c
             .handled
             .iter()
-            .map(|(id, &ts)| (id.clone(), Handled { ts, alerted: true }))
+            .map(|(&key, &ts)| (key, Handled { ts, alerted: true }))
             .collect();
         p
     }
@@ -282,14 +349,15 @@ impl Progress {
 
     /// Whether the event was handled, is being delivered, or awaits retry.
     pub fn is_known(&self, id: &str) -> bool {
-        self.handled.contains_key(id)
+        self.handled.contains_key(&EventKey::of(id))
             || self.in_flight.contains_key(id)
             || self.failed.contains_key(id)
     }
 
     /// An event with nothing to deliver.
     pub fn handled_quietly(&mut self, id: String, ts: i64) {
-        self.handled.insert(id, Handled { ts, alerted: false });
+        self.handled
+            .insert(EventKey::of(&id), Handled { ts, alerted: false });
     }
 
     /// An event whose findings were dispatched; [`Progress::settle`] follows.
@@ -316,7 +384,7 @@ impl Progress {
         match outcome {
             Outcome::Done => {
                 self.handled.insert(
-                    id.to_owned(),
+                    EventKey::of(id),
                     Handled {
                         ts: u.ts,
                         alerted: true,
@@ -388,7 +456,7 @@ impl Progress {
                 .handled
                 .iter()
                 .filter(|(_, h)| h.alerted && h.ts >= restart_from)
-                .map(|(id, h)| (id.clone(), h.ts))
+                .map(|(&key, h)| (key, h.ts))
                 .collect(),
         }
     }
@@ -501,8 +569,8 @@ mod tests {
         assert_eq!(g.settle("b", Outcome::Done), Settled::Done);
         assert_eq!(g.advance(), 5_000);
         assert_eq!(
-            g.checkpoint().handled.keys().collect::<Vec<_>>(),
-            ["b", "c"]
+            g.checkpoint().handled,
+            [(EventKey::of("b"), 2_000), (EventKey::of("c"), 3_000)].into()
         );
 
         // A late event behind the position holds it, but does not move it back.
@@ -511,7 +579,7 @@ mod tests {
         assert_eq!(g.advance(), 5_000);
         assert_eq!(g.settle("late", Outcome::Released), Settled::Released);
         assert_eq!(g.advance(), 5_000);
-        assert!(!g.checkpoint().handled.contains_key("late"));
+        assert!(!g.checkpoint().handled.contains_key(&EventKey::of("late")));
         assert_eq!(
             g.settle("late", Outcome::Done),
             Settled::Unknown,
@@ -544,14 +612,14 @@ mod tests {
         // (and written), the quiet one need not be.
         assert!(g.is_known("alert"));
         assert!(!g.is_known("quiet"));
-        assert_eq!(g.checkpoint().handled["alert"], 200_000);
+        assert_eq!(g.checkpoint().handled[&EventKey::of("alert")], 200_000);
     }
 
     #[test]
     fn resuming_skips_what_was_handled_at_the_edge() {
         let c = GroupCheckpoint {
             position_ms: 1_000_000,
-            handled: [("x".to_owned(), 900_000)].into(),
+            handled: [(EventKey::of("x"), 900_000)].into(),
         };
         let mut g = Progress::resume(&c, L);
         assert!(g.is_known("x"));
@@ -575,7 +643,7 @@ mod tests {
             "g".into(),
             GroupCheckpoint {
                 position_ms: 7,
-                handled: [("e".to_owned(), 6)].into(),
+                handled: [(EventKey::of("e"), 6)].into(),
             },
         );
         write_atomic(&path, &serde_json::to_vec_pretty(&f).unwrap()).unwrap();
@@ -602,6 +670,37 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_file_is_read_with_its_ids_turned_into_keys() {
+        let dir = temp();
+        let path = dir.path().join("cp.json");
+        let id = "37000000000000000000000000000000000000000000000000000001";
+        fs::write(
+            &path,
+            format!(
+                r#"{{"version":1,"source":"cwl","discovered_at_ms":5,"groups":{{"g":{{"position_ms":7,"handled":{{"{id}":6}}}},"h":{{"position_ms":9}}}}}}"#
+            ),
+        )
+        .unwrap();
+        let f = load(&path, "cwl").unwrap().unwrap();
+        assert_eq!(f.version, VERSION, "written back as the current version");
+        assert_eq!(f.discovered_at_ms, Some(5));
+        assert_eq!(f.groups["g"].position_ms, 7);
+        assert_eq!(f.groups["g"].handled, [(EventKey::of(id), 6)].into());
+        assert!(f.groups["h"].handled.is_empty());
+        let g = Progress::resume(&f.groups["g"], L);
+        assert!(
+            g.is_known(id),
+            "an event the old file names is still skipped"
+        );
+        assert!(!g.is_known("37000000000000000000000000000000000000000000000000000002"));
+        // Written again, the file holds keys, not ids.
+        let text = String::from_utf8(serde_json::to_vec(&f).unwrap()).unwrap();
+        assert!(text.contains(&EventKey::of(id).to_string()), "{text}");
+        assert!(!text.contains(id), "{text}");
+        assert!(text.contains(r#""version":2"#), "{text}");
+    }
+
+    #[test]
     fn a_bad_file_is_a_clear_error_and_is_left_alone() {
         let dir = temp();
         let path = dir.path().join("cp.json");
@@ -614,8 +713,12 @@ mod tests {
                 "unknown field `position`",
             ),
             (
-                r#"{"version":2,"source":"cwl","groups":{}}"#,
-                "version 2 is not supported",
+                r#"{"version":3,"source":"cwl","groups":{}}"#,
+                "version 3 is not supported",
+            ),
+            (
+                r#"{"version":2,"source":"cwl","groups":{"g":{"position_ms":5,"handled":{"some-event-id":4}}}}"#,
+                "is not an event key",
             ),
             (
                 r#"{"version":1,"source":"cwl","groups":{"g":{"position_ms":-1}}}"#,

@@ -4,8 +4,9 @@
 //! The table's only key is a string partition key `pk`. Items:
 //!
 //! * a group: `pk = "<source>#<log group>"`, its checkpoint
-//!   (`position_ms`, `handled` as JSON, as in the checkpoint file), and its
-//!   lease: `lease_owner`, `lease_expires` (ms since the epoch) and
+//!   (`position_ms`, and `handled_keys`: the events handled inside the
+//!   lookback, binary, see [`super::handled::encode`]), and its lease:
+//!   `lease_owner`, `lease_expires` (ms since the epoch) and
 //!   `lease_counter` (acquisitions so far);
 //! * a replica: `pk = "<source>#@replica/<owner>"` with `lease_expires`,
 //!   renewed with the leases, so replicas can count each other (including
@@ -14,14 +15,23 @@
 //! Every write to a group is conditional on its lease: acquiring needs it
 //! free, expired or already ours; renewing, saving and releasing need it
 //! ours. A write refused by its condition means the lease is lost.
+//!
+//! A group item stays under DynamoDB's 400 KB item limit however many
+//! events alerted inside the lookback: `handled_keys` is at most
+//! [`MAX_ENCODED`] bytes (8-byte keys, not ids), and past that the oldest
+//! are left out of the item (a restart may repeat their alerts) rather than
+//! the write failing and the checkpoint standing still. Items written
+//! before, with `handled` as a JSON map of event ids to times, are still
+//! read; the next checkpoint write replaces that attribute.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::checkpoint::GroupCheckpoint;
+use super::checkpoint::{self, GroupCheckpoint};
+use super::handled::{self, MAX_ENCODED};
 
 /// '@' cannot appear in a log group name, so replica items never clash
 /// with group items.
@@ -89,6 +99,44 @@ fn num(item: &HashMap<String, AttributeValue>, k: &str) -> Option<i64> {
 
 fn text<'a>(item: &'a HashMap<String, AttributeValue>, k: &str) -> Option<&'a str> {
     item.get(k)?.as_s().ok().map(String::as_str)
+}
+
+/// The checkpoint a group item holds; `Ok(None)` when it has none yet.
+/// Reads `handled_keys`, or `handled` (JSON) from an item written before it.
+pub fn checkpoint_of(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<Option<GroupCheckpoint>, String> {
+    let Some(position_ms) = num(item, "position_ms") else {
+        return Ok(None);
+    };
+    let handled = match (item.get("handled_keys"), text(item, "handled")) {
+        (Some(keys), _) => {
+            let bytes = keys
+                .as_b()
+                .map_err(|_| "`handled_keys` is not binary".to_owned())?;
+            handled::decode(bytes.as_ref())
+                .map_err(|e| format!("`handled_keys` cannot be read: {e}"))?
+        }
+        (None, Some(json)) => checkpoint::keyed(
+            serde_json::from_str(json)
+                .map_err(|e| format!("`handled` is not a map of event ids to times ({e})"))?,
+        ),
+        (None, None) => Default::default(),
+    };
+    Ok(Some(GroupCheckpoint {
+        position_ms,
+        handled,
+    }))
+}
+
+/// A checkpoint written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Saved {
+    /// Handled events kept in the item.
+    pub kept: usize,
+    /// The oldest handled events left out to stay under the item limit:
+    /// after a restart their alerts may repeat.
+    pub dropped: usize,
 }
 
 /// The name this process holds leases under: the host (a pod's name) and a
@@ -273,29 +321,18 @@ impl CheckpointTable {
             Err(e) => return Err(self.api(e)),
         };
         let old = out.attributes();
-        let checkpoint = match old.and_then(|o| num(o, "position_ms")) {
-            Some(position_ms) => GroupCheckpoint {
-                position_ms,
-                handled: old
-                    .and_then(|o| text(o, "handled"))
-                    .map(|h| {
-                        serde_json::from_str::<BTreeMap<String, i64>>(h).map_err(|e| {
-                            TableError::Api {
-                                table: self.table.clone(),
-                                message: format!(
-                                    "log group `{group}`: `handled` is not a map of event ids to times ({e})"
-                                ),
-                            }
-                        })
-                    })
-                    .transpose()?
-                    .unwrap_or_default(),
-            },
-            None => GroupCheckpoint {
+        let checkpoint = old
+            .map(checkpoint_of)
+            .transpose()
+            .map_err(|message| TableError::Api {
+                table: self.table.clone(),
+                message: format!("log group `{group}`: {message}"),
+            })?
+            .flatten()
+            .unwrap_or_else(|| GroupCheckpoint {
                 position_ms: initial_position_ms,
-                handled: BTreeMap::new(),
-            },
-        };
+                handled: Default::default(),
+            });
         let from = old
             .and_then(|o| text(o, "lease_owner"))
             .filter(|o| *o != self.owner)
@@ -321,18 +358,31 @@ impl CheckpointTable {
         self.still_owned(group, owned).map(|()| expires)
     }
 
-    /// Writes a group's checkpoint, only while this replica holds its lease.
-    pub async fn save(&self, group: &str, c: &GroupCheckpoint) -> Result<(), TableError> {
-        let handled = serde_json::to_string(&c.handled).expect("a map serialises");
+    /// Writes a group's checkpoint, only while this replica holds its
+    /// lease. The handled events beyond [`MAX_ENCODED`] bytes, the oldest,
+    /// are left out (see [`Saved`]), so the write always fits the item.
+    pub async fn save(&self, group: &str, c: &GroupCheckpoint) -> Result<Saved, TableError> {
+        let encoded = handled::encode(&c.handled, MAX_ENCODED);
         let owned = self
             .update_owned(
                 group,
-                "SET #p = :pos, #h = :h",
-                &[("#p", "position_ms"), ("#h", "handled")],
-                [(":pos", n(c.position_ms)), (":h", s(handled))],
+                // `handled` is the JSON of items written before keys.
+                "SET #p = :pos, #k = :k REMOVE #h",
+                &[
+                    ("#p", "position_ms"),
+                    ("#k", "handled_keys"),
+                    ("#h", "handled"),
+                ],
+                [
+                    (":pos", n(c.position_ms)),
+                    (":k", AttributeValue::B(encoded.bytes.into())),
+                ],
             )
             .await?;
-        self.still_owned(group, owned)
+        self.still_owned(group, owned).map(|()| Saved {
+            kept: encoded.kept,
+            dropped: encoded.dropped,
+        })
     }
 
     /// Gives a lease up at once (its group's last checkpoint written), so
@@ -445,6 +495,55 @@ mod tests {
             for r in 1..6 {
                 assert!(fair_share(g, r) * r >= g);
             }
+        }
+    }
+
+    fn group_item(extra: &[(&str, AttributeValue)]) -> HashMap<String, AttributeValue> {
+        let mut item: HashMap<String, AttributeValue> = [
+            ("pk".to_owned(), s("src#g")),
+            ("position_ms".to_owned(), n(5_000)),
+        ]
+        .into();
+        item.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        item
+    }
+
+    #[test]
+    fn an_item_is_read_in_either_format() {
+        use crate::source::handled::EventKey;
+        let id = "37000000000000000000000000000000000000000000000000000001";
+        let want = GroupCheckpoint {
+            position_ms: 5_000,
+            handled: [(EventKey::of(id), 4_990)].into(),
+        };
+        // As items were written before keys: a JSON map of ids.
+        let old = group_item(&[("handled", s(format!(r#"{{"{id}":4990}}"#)))]);
+        assert_eq!(checkpoint_of(&old).unwrap(), Some(want.clone()));
+        let bytes = handled::encode(&want.handled, MAX_ENCODED).bytes;
+        let new = group_item(&[("handled_keys", AttributeValue::B(bytes.into()))]);
+        assert_eq!(checkpoint_of(&new).unwrap(), Some(want));
+        let none = group_item(&[]);
+        assert!(checkpoint_of(&none).unwrap().unwrap().handled.is_empty());
+        let mut fresh = none.clone();
+        fresh.remove("position_ms");
+        assert_eq!(checkpoint_of(&fresh).unwrap(), None);
+
+        for (item, want) in [
+            (
+                group_item(&[("handled", s("[1]"))]),
+                "`handled` is not a map",
+            ),
+            (
+                group_item(&[("handled_keys", s("x"))]),
+                "`handled_keys` is not binary",
+            ),
+            (
+                group_item(&[("handled_keys", AttributeValue::B(vec![9].into()))]),
+                "`handled_keys` cannot be read: format 9",
+            ),
+        ] {
+            let e = checkpoint_of(&item).unwrap_err();
+            assert!(e.contains(want), "{e}");
         }
     }
 

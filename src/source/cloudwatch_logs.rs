@@ -1427,7 +1427,10 @@ async fn table_write_loop(
     // A failed write (not a refusal) comes back to be tried again.
     let flush = async |g: String, c: GroupCheckpoint| -> Option<(String, GroupCheckpoint)> {
         match table.save(&g, &c).await {
-            Ok(()) => {
+            Ok(saved) => {
+                if saved.dropped > 0 {
+                    telemetry::checkpoint_ids_dropped(&source, &g, saved.kept, saved.dropped);
+                }
                 tracing::debug!(source = %source, log_group = %g, "checkpoint written");
                 None
             }

@@ -5,6 +5,7 @@ pub mod checkpoint;
 pub mod checkpoint_table;
 pub mod cloudwatch_logs;
 pub mod file;
+pub mod handled;
 pub mod health;
 pub mod s3;
 pub mod sqs;
