@@ -590,3 +590,49 @@ async fn past_the_bound_a_checkpoint_is_written_without_its_oldest_events() {
         assert_eq!(took.checkpoint.handled.contains_key(k), ts >= oldest_kept);
     }
 }
+
+/// A log group created while every replica was down is new: the next
+/// replica reads it from its creation (the table keeps when the prefix was
+/// last listed), as a file checkpoint does, not from that replica's start.
+/// The lookback is short so that reading from the start would miss the
+/// event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_created_while_every_replica_was_down_is_read_from_its_creation() {
+    let aws = Aws::new().await;
+    let (ddb, table) = table(&aws).await;
+    let prefix = unique("lease-discovery");
+    let _first = LogGroup::create(&aws, format!("{prefix}-a")).await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[sources]]\ntype = \"cloudwatch_logs\"\nname = \"discovery\"\nlog_group_prefix = \"{prefix}\"\npoll_interval_secs = 1\nlookback_secs = 5\ncheckpoint_table = \"{table}\"\nlease_duration_secs = {LEASE_SECS}\ndead_letter_path = \"{}\"\n\
+         [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = 60\n[server]\nlisten = \"\"\n[shutdown]\ngrace_secs = 5\n[throttle]\nwindow_secs = 0\n",
+        dir.path().join("dead-letter.jsonl").display(),
+        hook.url()
+    );
+    let d = Daemon::start(&config, &aws.config).await;
+    eventually(
+        Duration::from_secs(60),
+        "the first group's lease",
+        || async { !leases(&ddb, &table).await.is_empty() },
+    )
+    .await;
+    d.stop().await;
+
+    // Every replica down: a new group, with an event just after its
+    // creation, then longer than the lookback, and than the minute a
+    // group's creation may precede a listing and still count as new,
+    // before the next start.
+    let second = LogGroup::create(&aws, format!("{prefix}-b")).await;
+    second.put(&[(now_ms() + 500, "made-while-down")]).await;
+    tokio::time::sleep(Duration::from_secs(66)).await;
+    let d = Daemon::start(&config, &aws.config).await;
+    eventually(
+        Duration::from_secs(60),
+        "the event of the group made while every replica was down",
+        || async { alerts(&hook).contains_key("made-while-down") },
+    )
+    .await;
+    d.stop().await;
+    assert_eq!(alerts(&hook)["made-while-down"], 1);
+}

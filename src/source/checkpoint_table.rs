@@ -36,6 +36,8 @@ use super::handled::{self, MAX_ENCODED};
 /// '@' cannot appear in a log group name, so replica items never clash
 /// with group items.
 const REPLICA_MARK: &str = "@replica/";
+/// The source's last listing of its log groups, by any replica.
+const DISCOVERY_MARK: &str = "@discovery";
 /// A replica item expired this many lease durations ago is swept away (a
 /// replica killed without its clean shutdown leaves one behind).
 const SWEEP_AFTER_LEASES: i64 = 10;
@@ -183,6 +185,55 @@ impl CheckpointTable {
 
     fn replica_pk(&self) -> String {
         format!("{}#{REPLICA_MARK}{}", self.source, self.owner)
+    }
+
+    fn discovery_pk(&self) -> String {
+        format!("{}#{DISCOVERY_MARK}", self.source)
+    }
+
+    /// When any replica of the source last listed its log groups (`None`
+    /// before the first listing ever): a group created after it is new,
+    /// and is read from its creation.
+    pub async fn discovered_at(&self) -> Result<Option<i64>, TableError> {
+        let call = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key("pk", s(self.discovery_pk()))
+            .send();
+        let out = tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| self.timeout())?
+            .map_err(|e| self.api(e))?;
+        Ok(out.item().and_then(|i| num(i, "discovered_ms")))
+    }
+
+    /// Records a listing of the log groups at `at_ms`, unless a later one
+    /// is recorded already.
+    pub async fn record_discovery(&self, at_ms: i64) -> Result<(), TableError> {
+        let call = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(self.discovery_pk()))
+            .update_expression("SET #d = :at, #s = :src, #k = :kind")
+            .condition_expression("attribute_not_exists(#d) OR #d < :at")
+            .expression_attribute_names("#d", "discovered_ms")
+            .expression_attribute_names("#s", "source")
+            .expression_attribute_names("#k", "kind")
+            .expression_attribute_values(":at", n(at_ms))
+            .expression_attribute_values(":src", s(&self.source))
+            .expression_attribute_values(":kind", s("discovery"))
+            .send();
+        match tokio::time::timeout(CALL_TIMEOUT, call)
+            .await
+            .map_err(|_| self.timeout())?
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failure(&e) => Ok(()),
+            Err(e) => Err(self.api(e)),
+        }
     }
 
     fn api<E, R>(&self, e: SdkError<E, R>) -> TableError

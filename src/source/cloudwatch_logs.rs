@@ -582,11 +582,29 @@ impl CloudwatchLogsSource {
             rx,
             lost_tx,
         ));
-        let mut groups: std::collections::BTreeMap<String, Option<i64>> = self
+        let discovers = matches!(shared.settings.log_groups, LogGroups::Prefix(_));
+        // Each group with its creation time and the source's listing before
+        // the one that found it: a group created after that listing is new
+        // and is read from its creation, also when it was created while
+        // every replica was down (the table keeps the last listing time).
+        let mut listed_before = None;
+        if discovers {
+            match table.discovered_at().await {
+                Ok(at) => listed_before = at,
+                Err(e) => telemetry::source_error(&name, "checkpoint_table", &e),
+            }
+        }
+        let mut groups: std::collections::BTreeMap<String, (Option<i64>, Option<i64>)> = self
             .groups
             .iter()
-            .map(|g| (g.name.clone(), g.created_ms))
+            .map(|g| (g.name.clone(), (g.created_ms, listed_before)))
             .collect();
+        if let Some(at) = self.listed_at {
+            if let Err(e) = table.record_discovery(at).await {
+                telemetry::source_error(&name, "checkpoint_table", &e);
+            }
+            listed_before = Some(at);
+        }
         let mut held: HashMap<String, Held> = HashMap::new();
         // Crashes in a row of each group's follower, and groups not taken
         // again before their backoff after a crash ends.
@@ -595,7 +613,6 @@ impl CloudwatchLogsSource {
         // Followers of lost leases, still ending their deliveries: their
         // group is not taken again until they are done.
         let mut finishing: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
-        let discovers = matches!(shared.settings.log_groups, LogGroups::Prefix(_));
         let mut next_discovery = Instant::now() + shared.settings.discovery_interval;
         telemetry::leases_held(&name, 0);
         let lose = |held: &mut HashMap<String, Held>,
@@ -696,11 +713,18 @@ impl CloudwatchLogsSource {
             }
             if discovers && Instant::now() >= next_discovery {
                 next_discovery = Instant::now() + shared.settings.discovery_interval;
+                let at = now_ms();
                 match shared.resolve(&stop).await {
                     Ok(found) => {
                         for g in found {
-                            groups.entry(g.name).or_insert(g.created_ms);
+                            groups
+                                .entry(g.name)
+                                .or_insert((g.created_ms, listed_before));
                         }
+                        if let Err(e) = table.record_discovery(at).await {
+                            telemetry::source_error(&name, "checkpoint_table", &e);
+                        }
+                        listed_before = Some(at);
                     }
                     Err((kind, message)) if !stop.is_cancelled() => {
                         telemetry::source_error(&name, kind, &message)
@@ -730,7 +754,7 @@ impl CloudwatchLogsSource {
                     }
                     let mut room = share.saturating_sub(active.len());
                     let now = now_ms();
-                    for (g, created) in &groups {
+                    for (g, (created, listed_before)) in &groups {
                         if room == 0 || stop.is_cancelled() {
                             break;
                         }
@@ -748,7 +772,7 @@ impl CloudwatchLogsSource {
                         if !free {
                             continue;
                         }
-                        let initial = initial_position(self.start_ms, *created, self.listed_at);
+                        let initial = initial_position(self.start_ms, *created, *listed_before);
                         match table.acquire(g, now_ms(), initial).await {
                             Ok(Some(a)) => {
                                 telemetry::lease_acquired(&name, g, &owner, a.from.as_deref());
