@@ -6,15 +6,18 @@
 # idle phase and a latency phase at a steady rate. Then the same events as
 # gzip CloudTrail log files in an S3 bucket, one S3 event notification per
 # file on a second queue: a consumer that receives, downloads and deletes,
-# then rootwatch; and, if BIG_EVENTS is set, one large log file. Prints a
-# table per part.
+# then rootwatch; and, if BIG_EVENTS is set, one large log file. Then a
+# noisy key with the throttle off and on. Prints a table per part.
 #
 #   benches/e2e.sh [EVENTS]          (default 100000)
 #
 # Environment: S3_EVENTS (events of the S3 part, the first of the backlog;
 # EVENTS; 0 skips it), S3_FILE_EVENTS (records per log file; 1000),
 # BIG_EVENTS (records of the one large log file; 0: none; 550000 makes
-# about 100 MB of gzip), CONCURRENCY (workers, both consumers; 4), IDLE_SECS (60),
+# about 100 MB of gzip), NOISY_EVENTS (the noisy-key part: calls by one
+# IAM user from outside the allow list with a root login among them, run
+# with the throttle off and with the shipped window; 30000; 0 skips it),
+# CONCURRENCY (workers, both consumers; 4), IDLE_SECS (60),
 # LATENCY_RATE (events/s; 1000), LATENCY_SECS (10), EMULATOR_PORT (45231;
 # the next three ports are used too), BENCH_HOME (~/.cache/rootwatch/bench:
 # Node 22 and fauxqs are installed there from npm on first use), ROOTWATCH

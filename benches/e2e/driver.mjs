@@ -171,11 +171,13 @@ function quantile(before, after, q) {
 }
 
 // Starts `rootwatch run` on one SQS source, alerts to the receiver.
-function startRootwatch(name, queue, sourceExtra = "") {
+// `detect`: the detection part of the config (the trail's allow list by
+// default); `windowSecs`: the throttle window (0: off).
+function startRootwatch(name, queue, sourceExtra = "", { detect, windowSecs = 0 } = {}) {
   const config = path.join(work, `${name}.toml`);
   fs.writeFileSync(
     config,
-    fs.readFileSync(env.ALLOWLIST_CONFIG, "utf8") +
+    (detect ?? fs.readFileSync(env.ALLOWLIST_CONFIG, "utf8")) +
       `
 [[sources]]
 type = "sqs"
@@ -194,7 +196,7 @@ url = "http://127.0.0.1:${HOOK}/hook"
 listen = "127.0.0.1:${METRICS}"
 
 [throttle]
-window_secs = 0
+window_secs = ${windowSecs}
 `,
   );
   return start(env.ROOTWATCH, ["run", "--config", config], {
@@ -407,6 +409,129 @@ RSS is sampled every 50 ms.`);
   return ok && bigOk;
 }
 
+// ------------------------------------------------------- noisy-key phase
+// The shipped throttle under a noisy principal: NOISY_EVENTS calls by one
+// IAM user from one address outside the allow list (a CI job, a scanner,
+// an attacker wanting cover), a root console login in the middle, one
+// message each; once with the throttle off, once with config/example.toml's
+// window (300 s). The window is ended by SIGTERM (shutdown summarises every
+// open window) rather than waited for.
+const NOISY = Number(env.NOISY_EVENTS ?? 30000);
+const NOISY_DETECT = `[detect.ip_allowlist]
+cidrs = ["203.0.113.0/24"]
+scope = "all"
+`;
+function noisyCall(i) {
+  const t = new Date(Date.UTC(2024, 4, 1, 12, 0, 0) + i * 10).toISOString().replace(/\.\d+Z$/, "Z");
+  return JSON.stringify({
+    eventVersion: "1.09",
+    userIdentity: {
+      type: "IAMUser",
+      principalId: "AIDACKCEVSQ6C2EXAMPLE",
+      arn: "arn:aws:iam::111122223333:user/ci-deployer",
+      accountId: "111122223333",
+      accessKeyId: "AKIAIOSFODNN7EXAMPLE",
+      userName: "ci-deployer",
+    },
+    eventTime: t,
+    eventSource: "s3.amazonaws.com",
+    eventName: "ListBuckets",
+    awsRegion: "us-east-1",
+    sourceIPAddress: "198.51.100.7",
+    userAgent: "aws-cli/2.15.0",
+    requestParameters: null,
+    responseElements: null,
+    requestID: `noisy-req-${i}`,
+    eventID: `noisy-${i}`,
+    readOnly: true,
+    eventType: "AwsApiCall",
+    managementEvent: true,
+    recipientAccountId: "111122223333",
+    eventCategory: "Management",
+  });
+}
+function rootLogin(id) {
+  return JSON.stringify({
+    eventVersion: "1.08",
+    userIdentity: { type: "Root", principalId: "111122223333", arn: "arn:aws:iam::111122223333:root", accountId: "111122223333" },
+    eventTime: "2024-05-01T12:30:00Z",
+    eventSource: "signin.amazonaws.com",
+    eventName: "ConsoleLogin",
+    awsRegion: "us-east-1",
+    sourceIPAddress: "203.0.113.50",
+    userAgent: "Mozilla/5.0 (X11; Linux x86_64) Gecko/20100101 Firefox/124.0",
+    requestParameters: null,
+    responseElements: { ConsoleLogin: "Success" },
+    additionalEventData: { LoginTo: "https://console.aws.amazon.com/console/home", MobileVersion: "No", MFAUsed: "Yes" },
+    eventID: id,
+    eventType: "AwsConsoleSignIn",
+    recipientAccountId: "111122223333",
+  });
+}
+const hookState = async () => (await fetch(`http://127.0.0.1:${HOOK}/`)).json();
+
+async function noisyRun(name, windowSecs) {
+  const q = (await sqs("CreateQueue", { QueueName: name, Attributes: { VisibilityTimeout: "120" } })).QueueUrl;
+  const half = Math.floor(NOISY / 2);
+  await sendAll(q, NOISY + 1, (i) =>
+    eventbridge(i === half ? rootLogin(`root-login-${name}`) : noisyCall(i < half ? i : i - 1)),
+  );
+  const before = await hookState();
+  const t0 = performance.now();
+  const rw = startRootwatch(name, q, "", { detect: NOISY_DETECT, windowSecs });
+  const alive = () => {
+    if (rw.exitCode !== null) throw new Error(`rootwatch exited with ${rw.exitCode}`);
+  };
+  const rootSecs = await until("the root login's alert", async () => {
+    alive();
+    return (await hookState()).rootLogins > before.rootLogins && (performance.now() - t0) / 1000;
+  });
+  // With the throttle on, the one message carrying the window's summary
+  // stays in flight until the window ends.
+  const carriers = windowSecs > 0 ? 1 : 0;
+  const drainSecs = await until(
+    "the queue drained",
+    async () => {
+      alive();
+      return (await depth(q)) <= carriers && (performance.now() - t0) / 1000;
+    },
+    3600,
+  );
+  const held = await depth(q);
+  const open = await hookState();
+  rw.kill("SIGTERM");
+  await new Promise((res) => rw.on("exit", res));
+  const after = await hookState();
+  const summary = after.summaries.slice(before.summaries.length).find((x) => x.rule === "source-ip-not-allowed");
+  return {
+    rootSecs,
+    drainSecs,
+    held,
+    alertsWhileOpen: open.alerts - before.alerts,
+    summaryCount: summary?.count,
+    left: await depth(q),
+  };
+}
+
+async function noisyPhase() {
+  const off = await noisyRun("noisy-off", 0);
+  const on = await noisyRun("noisy-on", 300);
+  const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
+  const rootOk = on.rootSecs <= off.rootSecs + 5;
+  const drainOk = on.drainSecs <= off.drainSecs * 1.1;
+  const summaryOk = on.summaryCount === NOISY - 1 && on.left === 0;
+  console.log(`
+A noisy key through SQS (fauxqs): ${NOISY} calls by one IAM user from outside the allow list (scope "all"), a root console login at ${Math.floor(NOISY / 2)}, one message each
+| measure | throttle off (window_secs = 0) | throttle on (window_secs = 300, shipped) | target |
+|---|---|---|---|
+| root login alerted, s after start | ${f(off.rootSecs)} | ${f(on.rootSecs)} | on ≤ off + 5 s: ${rootOk ? "met" : "NOT MET"} |
+| queue drained (but the summary's carrier), s after start | ${f(off.drainSecs)} | ${f(on.drainSecs)} (${f((100 * on.drainSecs) / off.drainSecs, 0)}%) | on ≤ 110% of off: ${drainOk ? "met" : "NOT MET"} |
+| messages left in flight while the window is open | ${off.held} | ${on.held} | ≤ 1 |
+| alerts delivered while the window is open | ${off.alertsWhileOpen} | ${on.alertsWhileOpen} | |
+| the noisy key's summary at shutdown: count | | ${on.summaryCount ?? "none"} (queue after: ${on.left}) | ${NOISY - 1}, queue empty: ${summaryOk ? "met" : "NOT MET"} |`);
+  return rootOk && drainOk && summaryOk && on.held <= 1;
+}
+
 // ------------------------------------------------------------------ run
 start(process.execPath, [path.join(here, "emulator.mjs"), String(PORT), String(STATS)], {
   cwd: env.BENCH_HOME,
@@ -510,4 +635,5 @@ Latency is rootwatch_alert_latency_seconds (receive returned → first send atte
 CPU at the end: ${f(final.cpu, 2)} s; peak RSS over the whole run: ${f(final.peakMb, 1)} MB.`);
 let ok = delivered === expectedFindings;
 if (S3_EVENTS > 0 || env.BIG_GZIP) ok = (await s3Phase()) && ok;
+if (NOISY > 0) ok = (await noisyPhase()) && ok;
 process.exit(ok ? 0 : 1);
