@@ -15,6 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
+use rootwatch::source::handled::EventKey;
 
 /// An SQS source and a webhook sink for the spawned binary: `source_extra`
 /// goes into the `[[sources]]` table, `sink_extra` into `[[sinks]]`;
@@ -279,13 +280,19 @@ fn checkpointed(
         .as_object()
         .cloned()
         .unwrap_or_default();
+    // The file keeps each handled event as the key of its CloudWatch Logs
+    // event id.
+    let by_key: BTreeMap<String, &String> = cw_ids
+        .iter()
+        .map(|(id, event)| (EventKey::of(id).to_string(), event))
+        .collect();
     handled
         .keys()
         .map(|k| {
-            cw_ids
+            by_key
                 .get(k)
-                .cloned()
-                .unwrap_or_else(|| panic!("unknown event id {k}"))
+                .map(|e| (*e).clone())
+                .unwrap_or_else(|| panic!("unknown event key {k}"))
         })
         .collect()
 }
