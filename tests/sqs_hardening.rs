@@ -253,3 +253,31 @@ async fn objects_outside_allowed_buckets_are_refused_unread() {
         .unwrap_or_default();
     assert!(left[0].body.as_deref().unwrap().contains(&other));
 }
+
+/// A log file of a million `{}` elements: each is an error, every one is
+/// counted, and the message goes to the dead-letter queue. (The memory
+/// bound is checked where the errors are collected, in the pipeline's
+/// unit tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_bad_records_are_counted_and_dead_lettered() {
+    let aws = Aws::new().await;
+    let (queue, dlq) = aws.queue(Some(1)).await;
+    let dlq = dlq.unwrap();
+    let b = bucket(&aws).await;
+    let mut text = format!(r#"{{"Records":[{},"#, root_call("among-empties"));
+    text.push_str(&"{},".repeat(1_000_000));
+    text.push_str("{}]}");
+    aws.put_gz(&b, "AWSLogs/empties.json.gz", &text).await;
+    aws.send(&queue, &s3_notification(&b, "AWSLogs/empties.json.gz"))
+        .await;
+    let hook = Webhook::ok().await;
+    let before = decode_errors("not_a_record");
+    expect_dead_lettered(&aws, &queue, &dlq, &hook, "", 1).await;
+    assert_eq!(decode_errors("not_a_record") - before, 1_000_001);
+    let ids: Vec<String> = hook
+        .delivered()
+        .iter()
+        .map(|f| f["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["among-empties"], "the good record still alerts");
+}

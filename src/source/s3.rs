@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use tokio_util::io::SyncIoBridge;
 
 use crate::config::ObjectLimits;
-use crate::decode::{self, DecodeError, ObjectRef};
+use crate::decode::{self, ObjectRef};
 use crate::pipeline::{EventFindings, Pipeline, Scan};
 
 #[derive(Debug, thiserror::Error)]
@@ -249,7 +249,7 @@ pub async fn scan_object(
             counter: Arc::clone(&counter),
         };
         let mut scan = Scan::default();
-        p.scan_reader_with(reader, &mut scan, &mut |scan| {
+        let stream = p.scan_reader_with(reader, &mut scan, &mut |scan| {
             counter
                 .mark
                 .store(counter.read.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -258,14 +258,17 @@ pub async fn scan_object(
             }
         });
         let (what, setting, limit) = match counter.tripped.load(Ordering::Relaxed) {
-            UNDER => return Ok(scan),
+            UNDER => {
+                if let Err(e) = stream {
+                    scan.errors.push(e);
+                }
+                return Ok(scan);
+            }
             OBJECT => ("object", "max_object_bytes", limits.max_object_bytes),
             _ => ("record", "max_record_bytes", limits.max_record_bytes),
         };
-        // The I/O error the limit caused is this error, not another one.
-        if matches!(scan.errors.last(), Some(DecodeError::Io(_))) {
-            scan.errors.pop();
-        }
+        // The I/O error the limit caused (`stream`'s) is this error, not
+        // another one.
         // What was found before the limit is still reported.
         dispatch(std::mem::take(&mut scan.groups));
         Err(FetchError::TooLarge {

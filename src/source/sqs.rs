@@ -22,7 +22,7 @@ use super::{SourceError, backoff, s3};
 use crate::ack::{Outcome, Unit};
 use crate::config::SqsSettings;
 use crate::decode::ObjectRef;
-use crate::pipeline::{EventFindings, Pipeline, Scan};
+use crate::pipeline::{EventFindings, ObjectRefs, Pipeline, Scan};
 use crate::telemetry;
 
 /// Most messages one ReceiveMessage returns (an SQS limit), and most entries
@@ -355,15 +355,18 @@ impl SqsSource {
         // A panic half-way drops `unit` without an outcome: the message
         // fails as abandoned, never taken as handled.
         let Received { id, at, body, unit } = r;
+        let limits = self.settings.limits;
         let mut scan = Scan {
             received: Some(at),
+            // Each object up to the most a message may name is read; past
+            // that the count alone refuses the message.
+            objects: ObjectRefs::with_cap(limits.max_objects_per_message),
             ..Scan::default()
         };
         self.pipeline
             .scan_body(body.as_deref().unwrap_or(""), &mut scan);
         let objects = std::mem::take(&mut scan.objects);
-        let limits = self.settings.limits;
-        if objects.len() > limits.max_objects_per_message {
+        if objects.named() > limits.max_objects_per_message as u64 {
             // Refused whole: reading some of them would hide the rest.
             telemetry::decode_error(
                 self.name(),
@@ -371,18 +374,18 @@ impl SqsSource {
                 "too_large",
                 &format!(
                     "the message names {} S3 objects: over max_objects_per_message = {}; none read",
-                    objects.len(),
+                    objects.named(),
                     limits.max_objects_per_message
                 ),
             );
             unit.fail("decode");
         } else {
-            for object in &objects {
+            for object in objects.kept() {
                 self.scan_object(&id, object, &unit, &mut scan).await;
             }
         }
-        for e in &scan.errors {
-            telemetry::decode_error(self.name(), &id, e.kind(), e);
+        telemetry::decode_errors(self.name(), &id, &scan.errors);
+        if !scan.errors.is_empty() {
             unit.fail("decode");
         }
         telemetry::events_processed(self.name(), scan.events);
@@ -439,7 +442,7 @@ impl SqsSource {
                 scan.events += s.events;
                 scan.skipped += s.skipped;
                 scan.groups.append(&mut s.groups);
-                scan.errors.append(&mut s.errors);
+                scan.errors.append(s.errors);
                 if !s.objects.is_empty() {
                     scan.errors.push(crate::decode::DecodeError::Malformed {
                         envelope: crate::decode::Envelope::Records,
