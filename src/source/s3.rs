@@ -201,8 +201,9 @@ const CHUNK: usize = 64;
 
 /// Fetches one object and scans its records. Decode errors inside the
 /// object land in the returned scan's `errors`. Events with findings go to
-/// `dispatch` in chunks while the object is read (from a blocking thread);
-/// the last few are left in the returned scan's `groups`.
+/// `dispatch` while the object is read (from a blocking thread), in chunks
+/// and then the last few, so the returned scan holds none: the caller's
+/// bound on findings in flight applies to every one of them.
 pub async fn scan_object(
     client: &aws_sdk_s3::Client,
     object: &ObjectRef,
@@ -257,6 +258,11 @@ pub async fn scan_object(
                 dispatch(std::mem::take(&mut scan.groups));
             }
         });
+        // What was found before the end, or before a limit, goes out
+        // through `dispatch` too.
+        if !scan.groups.is_empty() {
+            dispatch(std::mem::take(&mut scan.groups));
+        }
         let (what, setting, limit) = match counter.tripped.load(Ordering::Relaxed) {
             UNDER => {
                 if let Err(e) = stream {
@@ -269,8 +275,6 @@ pub async fn scan_object(
         };
         // The I/O error the limit caused (`stream`'s) is this error, not
         // another one.
-        // What was found before the limit is still reported.
-        dispatch(std::mem::take(&mut scan.groups));
         Err(FetchError::TooLarge {
             object,
             what,

@@ -46,9 +46,10 @@ struct InFlight {
 /// receive with its own receipt, and only that receipt can extend or delete it.
 type Registry = Arc<Mutex<HashMap<String, InFlight>>>;
 
-/// Events with findings read from S3 objects whose deliveries may be in
-/// progress at once, per source: an object full of findings waits for
-/// deliveries instead of holding them all in memory.
+/// Events with findings whose deliveries may be in progress at once, per
+/// source, whether they came from S3 objects or from message bodies: an
+/// object full of findings waits for deliveries instead of holding them
+/// all in memory, and so do many small inputs.
 const MAX_OBJECT_EVENTS_IN_FLIGHT: usize = 10_000;
 
 /// The batch position a DeleteMessageBatch entry id (`m<position>`) names,
@@ -57,6 +58,13 @@ fn sent_position(id: &str, pending: &[usize]) -> Option<usize> {
     id.strip_prefix('m')
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|i| pending.contains(i))
+}
+
+/// Permits of the findings room for `groups`: one per event, and never
+/// more than the room holds, so any one message can always go on once the
+/// deliveries before it ended.
+fn permits_for(groups: &[EventFindings]) -> u32 {
+    groups.len().min(MAX_OBJECT_EVENTS_IN_FLIGHT) as u32
 }
 
 /// Dispatches `groups` found in an object under a unit nested in the
@@ -69,10 +77,23 @@ fn dispatch_bounded(
     room: &Arc<Semaphore>,
     groups: Vec<EventFindings>,
 ) {
-    let n = groups.len().min(MAX_OBJECT_EVENTS_IN_FLIGHT) as u32;
+    if groups.is_empty() {
+        return;
+    }
     let permit = tokio::runtime::Handle::current()
-        .block_on(Arc::clone(room).acquire_many_owned(n))
+        .block_on(Arc::clone(room).acquire_many_owned(permits_for(&groups)))
         .expect("never closed");
+    dispatch_holding(pipeline, unit, permit, groups);
+}
+
+/// Dispatches `groups` under a unit nested in `unit` that gives `permit`
+/// back once every delivery of them ended.
+fn dispatch_holding(
+    pipeline: &Arc<Pipeline>,
+    unit: &Unit,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    groups: Vec<EventFindings>,
+) {
     let parent = unit.clone();
     let chunk = Unit::new(move |outcome| {
         drop(permit);
@@ -389,7 +410,18 @@ impl SqsSource {
             unit.fail("decode");
         }
         telemetry::events_processed(self.name(), scan.events);
-        self.pipeline.dispatch(&unit, scan.groups);
+        let groups = std::mem::take(&mut scan.groups);
+        if !groups.is_empty() {
+            // The message's own findings wait for room like an object's.
+            // The wait cannot be on this message itself: the permits its
+            // objects took come back as their deliveries end, and those
+            // wait on nothing the message still has to do.
+            let permit = Arc::clone(&self.findings_room)
+                .acquire_many_owned(permits_for(&groups))
+                .await
+                .expect("never closed");
+            dispatch_holding(&self.pipeline, &unit, permit, groups);
+        }
         unit.done();
     }
 
