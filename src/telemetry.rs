@@ -320,6 +320,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "not_a_record",
         "invalid_utf8",
         "too_large",
+        "too_slow",
         "io",
     ] {
         counter!(DECODE_ERRORS, "kind" => kind).absolute(0);

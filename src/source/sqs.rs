@@ -482,14 +482,16 @@ impl SqsSource {
                     });
                 }
             }
-            Err(e @ s3::FetchError::TooLarge { .. }) => {
-                telemetry::decode_error(self.name(), id, "too_large", &e);
-                unit.fail("decode");
-            }
-            Err(e) => {
-                telemetry::source_error(self.name(), "s3", &e);
-                unit.fail("s3");
-            }
+            Err(e) => match e.limit_kind() {
+                Some(kind) => {
+                    telemetry::decode_error(self.name(), id, kind, &e);
+                    unit.fail("decode");
+                }
+                None => {
+                    telemetry::source_error(self.name(), "s3", &e);
+                    unit.fail("s3");
+                }
+            },
         }
     }
 
