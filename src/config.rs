@@ -178,6 +178,13 @@ pub enum RawSource {
         /// S3 objects one message may name.
         #[serde(default = "default_max_objects_per_message")]
         max_objects_per_message: usize,
+        /// Bytes one S3 object may take as stored (compressed, for gzip).
+        #[serde(default = "default_max_compressed_object_bytes")]
+        max_compressed_object_bytes: u64,
+        /// Seconds reading one S3 object may take, from the GetObject
+        /// call to its last byte, waits for delivery room not counted.
+        #[serde(default = "default_max_object_read_secs")]
+        max_object_read_secs: u64,
         /// The only buckets notifications may send rootwatch to; unset:
         /// any bucket the credentials can read.
         allowed_buckets: Option<Vec<String>>,
@@ -291,6 +298,24 @@ fn default_max_record_bytes() -> u64 {
 /// a handful.
 fn default_max_objects_per_message() -> usize {
     100
+}
+/// CloudTrail and Firehose write gzip, and CloudTrail JSON compresses
+/// about tenfold: a log file at the 256 MiB decompressed default is some
+/// 25 MiB stored. 64 MiB leaves room for files that compress worse, while
+/// an object that inflates to little (empty gzip members) or that S3
+/// already says is huge is refused before it costs minutes of transfer.
+/// An object stored uncompressed is held to the smaller of this and
+/// `max_object_bytes`.
+fn default_max_compressed_object_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+/// 64 MiB at even 1 MB/s from S3 takes about a minute, and inflating and
+/// scanning 256 MiB a few seconds more; five minutes is then a connection
+/// that stalls or drips bytes, not a slow object. It is also how often
+/// CloudTrail writes a new file per account and region: a worker held
+/// longer falls behind the trail.
+fn default_max_object_read_secs() -> u64 {
+    300
 }
 fn default_poll() -> u64 {
     2
@@ -469,9 +494,15 @@ pub struct SqsSettings {
 /// Bounds on what one SQS message may make rootwatch read from S3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectLimits {
+    /// Decompressed bytes per object.
     pub max_object_bytes: u64,
     pub max_record_bytes: u64,
     pub max_objects_per_message: usize,
+    /// Stored bytes per object, as S3 sends them.
+    pub max_compressed_object_bytes: u64,
+    /// Wall time reading one object may take, waits for delivery room
+    /// not counted.
+    pub max_object_read: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -981,18 +1012,34 @@ fn name_or(key: &str, name: &Option<String>, default: String) -> Result<String, 
     }
 }
 
-fn object_limits(
-    key: &str,
+/// The SQS source's `max_*` keys, as the raw config spells them.
+struct RawLimits {
     max_object_bytes: u64,
     max_record_bytes: u64,
     max_objects_per_message: usize,
-) -> Result<ObjectLimits, ConfigError> {
+    max_compressed_object_bytes: u64,
+    max_object_read_secs: u64,
+}
+
+fn object_limits(key: &str, raw: RawLimits) -> Result<ObjectLimits, ConfigError> {
+    let RawLimits {
+        max_object_bytes,
+        max_record_bytes,
+        max_objects_per_message,
+        max_compressed_object_bytes,
+        max_object_read_secs,
+    } = raw;
     const MIB: u64 = 1024 * 1024;
-    if !(MIB..=64 * 1024 * MIB).contains(&max_object_bytes) {
-        return Err(invalid(
-            format!("{key}.max_object_bytes"),
-            format!("{max_object_bytes} is out of range (1 MiB = {MIB} to 64 GiB)"),
-        ));
+    for (name, bytes) in [
+        ("max_object_bytes", max_object_bytes),
+        ("max_compressed_object_bytes", max_compressed_object_bytes),
+    ] {
+        if !(MIB..=64 * 1024 * MIB).contains(&bytes) {
+            return Err(invalid(
+                format!("{key}.{name}"),
+                format!("{bytes} is out of range (1 MiB = {MIB} to 64 GiB)"),
+            ));
+        }
     }
     if max_record_bytes < 64 * 1024 || max_record_bytes > max_object_bytes {
         return Err(invalid(
@@ -1011,6 +1058,13 @@ fn object_limits(
             10_000,
         )?
         .get(),
+        max_compressed_object_bytes,
+        max_object_read: secs(
+            &format!("{key}.max_object_read_secs"),
+            max_object_read_secs,
+            1,
+            3600,
+        )?,
     })
 }
 
@@ -1053,6 +1107,8 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             max_object_bytes,
             max_record_bytes,
             max_objects_per_message,
+            max_compressed_object_bytes,
+            max_object_read_secs,
             allowed_buckets,
             expected_bucket_owner,
             region,
@@ -1107,9 +1163,13 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                 )?,
                 limits: object_limits(
                     key,
-                    *max_object_bytes,
-                    *max_record_bytes,
-                    *max_objects_per_message,
+                    RawLimits {
+                        max_object_bytes: *max_object_bytes,
+                        max_record_bytes: *max_record_bytes,
+                        max_objects_per_message: *max_objects_per_message,
+                        max_compressed_object_bytes: *max_compressed_object_bytes,
+                        max_object_read_secs: *max_object_read_secs,
+                    },
                 )?,
                 allowed_buckets: match allowed_buckets {
                     None => None,

@@ -182,6 +182,68 @@ impl DecodeError {
     }
 }
 
+/// Errors of one input kept whole; the rest are only counted. A few
+/// hundred KB of gzip can hold a hundred million bad records, and each kept
+/// error costs an allocation or two: an input of any size may cost this
+/// many, no more.
+pub const MAX_KEPT_ERRORS: usize = 100;
+
+/// The decode errors of one input: the first [`MAX_KEPT_ERRORS`] whole
+/// (to log, with their positions), and a count of every one by kind.
+#[derive(Debug, Default)]
+pub struct Errors {
+    kept: Vec<DecodeError>,
+    by_kind: BTreeMap<&'static str, u64>,
+}
+
+impl Errors {
+    pub fn push(&mut self, error: DecodeError) {
+        *self.by_kind.entry(error.kind()).or_default() += 1;
+        if self.kept.len() < MAX_KEPT_ERRORS {
+            self.kept.push(error);
+        }
+    }
+
+    /// Adds `other`'s counts, and its kept errors while there is room.
+    pub fn append(&mut self, other: Errors) {
+        for (kind, n) in other.by_kind {
+            *self.by_kind.entry(kind).or_default() += n;
+        }
+        let room = MAX_KEPT_ERRORS - self.kept.len();
+        self.kept.extend(other.kept.into_iter().take(room));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_kind.is_empty()
+    }
+
+    /// Every error, kept or not.
+    pub fn total(&self) -> u64 {
+        self.by_kind.values().sum()
+    }
+
+    pub fn kept(&self) -> &[DecodeError] {
+        &self.kept
+    }
+
+    /// Every error by kind, kept or not.
+    pub fn by_kind(&self) -> &BTreeMap<&'static str, u64> {
+        &self.by_kind
+    }
+
+    /// The errors that were only counted, by kind.
+    pub fn not_kept(&self) -> BTreeMap<&'static str, u64> {
+        let mut rest = self.by_kind.clone();
+        for e in &self.kept {
+            if let Some(n) = rest.get_mut(e.kind()) {
+                *n -= 1;
+            }
+        }
+        rest.retain(|_, n| *n > 0);
+        rest
+    }
+}
+
 /// Receives each item or error; decoding goes on after an error where the
 /// input allows, so one bad record does not hide the good ones around it.
 pub type Out<'o> = dyn FnMut(Result<Item<'_>, DecodeError>) + 'o;

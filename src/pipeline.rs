@@ -24,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::ack::Unit;
 use crate::config::{Secret, Settings, SinkKind, SinkSettings};
 use crate::dead_letter::{self, Entry};
-use crate::decode::{self, DecodeError, Item, ObjectRef};
+use crate::decode::{self, DecodeError, Errors, Item, ObjectRef};
 use crate::dedup::{Claim, Dedup, SentTo};
 use crate::detect::Detector;
 use crate::event::{EventKey, Record};
@@ -48,11 +48,63 @@ pub struct EventFindings {
 pub struct Scan {
     pub events: u64,
     pub groups: Vec<EventFindings>,
-    pub objects: Vec<ObjectRef>,
-    pub errors: Vec<DecodeError>,
+    pub objects: ObjectRefs,
+    pub errors: Errors,
     pub skipped: u64,
     /// When the input was received (SQS), copied into each group.
     pub received: Option<Instant>,
+}
+
+/// Object references an input named beyond which only their number is
+/// kept, unless the reader asks for more ([`ObjectRefs::with_cap`]).
+pub const MAX_KEPT_OBJECTS: usize = 100;
+
+/// The S3 objects an input named: the first few, and how many in all. A
+/// notification names one or a handful; an input naming more is refused
+/// or reported, and for that its count is enough.
+#[derive(Debug)]
+pub struct ObjectRefs {
+    kept: Vec<ObjectRef>,
+    named: u64,
+    cap: usize,
+}
+
+impl Default for ObjectRefs {
+    fn default() -> Self {
+        ObjectRefs::with_cap(MAX_KEPT_OBJECTS)
+    }
+}
+
+impl ObjectRefs {
+    /// Keeps the first `cap`; a source that reads up to that many objects
+    /// a message names needs each of them.
+    pub fn with_cap(cap: usize) -> Self {
+        ObjectRefs {
+            kept: Vec::new(),
+            named: 0,
+            cap,
+        }
+    }
+
+    fn push(&mut self, object: ObjectRef) {
+        self.named += 1;
+        if self.kept.len() < self.cap {
+            self.kept.push(object);
+        }
+    }
+
+    /// Every reference, kept or not.
+    pub fn named(&self) -> u64 {
+        self.named
+    }
+
+    pub fn kept(&self) -> &[ObjectRef] {
+        &self.kept
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.named == 0
+    }
 }
 
 pub struct SinkRunner {
@@ -153,7 +205,9 @@ impl Pipeline {
     /// Decodes a stream (an S3 object, a file), one record at a time.
     /// Blocking: call it from a blocking thread.
     pub fn scan_reader(&self, reader: impl Read, scan: &mut Scan) {
-        self.scan_reader_with(reader, scan, &mut |_| {})
+        if let Err(e) = self.scan_reader_with(reader, scan, &mut |_| {}) {
+            scan.errors.push(e);
+        }
     }
 
     /// Decodes JSON lines, one body per line; errors carry their line
@@ -175,21 +229,22 @@ impl Pipeline {
     /// Like [`Pipeline::scan_reader`], calling `after` after each item, so
     /// the caller can take findings out as they are found (and bound how
     /// many are in flight) rather than hold a whole object's, and can
-    /// track where each record ended in the stream.
+    /// track where each record ended in the stream. The error that ended
+    /// the stream early, if one did, is returned rather than added to
+    /// `scan.errors`: the caller may know it for the effect of something
+    /// it did (a limit its reader enforces).
     pub fn scan_reader_with(
         &self,
         reader: impl Read,
         scan: &mut Scan,
         after: &mut dyn FnMut(&mut Scan),
-    ) {
+    ) -> Result<(), DecodeError> {
         let now = SystemTime::now();
         let may_alert = |record: &[u8]| self.detector.may_alert(record);
-        if let Err(e) = decode::decode_reader_filtered(reader, &may_alert, &mut |item| {
+        decode::decode_reader_filtered(reader, &may_alert, &mut |item| {
             self.scan_item(item, now, scan);
             after(scan);
-        }) {
-            scan.errors.push(e);
-        }
+        })
     }
 
     /// `now` is read once per input, not once per record.
@@ -592,6 +647,66 @@ mod tests {
             .await
             .unwrap()
             .expect("the input ends")
+    }
+
+    fn gzip(text: &str) -> Vec<u8> {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    }
+
+    /// A log file of a million `{}` elements between two root calls: a few
+    /// KB of gzip that once made a million errors, all held at once.
+    #[test]
+    fn a_million_bad_records_keep_a_hundred_errors_and_count_them_all() {
+        let p = Pipeline::new(&settings(&[], 5), CancellationToken::new());
+        let mut text = format!(r#"{{"Records":[{},"#, ROOT_CALL.replace("EVENT", "first"));
+        text.push_str(&"{},".repeat(1_000_000));
+        text.push_str(&ROOT_CALL.replace("EVENT", "last"));
+        text.push_str("]}");
+        let gz = gzip(&text);
+        assert!(gz.len() < 64 * 1024, "{}", gz.len());
+        let mut scan = Scan::default();
+        p.scan_reader(&gz[..], &mut scan);
+        assert_eq!(scan.events, 2);
+        assert_eq!(scan.groups.len(), 2, "the records around them still alert");
+        assert_eq!(scan.errors.kept().len(), decode::MAX_KEPT_ERRORS);
+        assert_eq!(scan.errors.total(), 1_000_000);
+        assert_eq!(scan.errors.by_kind()["not_a_record"], 1_000_000);
+        assert_eq!(scan.errors.not_kept()["not_a_record"], 999_900);
+        // The kept ones are the first, with their positions.
+        assert!(
+            scan.errors.kept()[0].to_string().contains("element 1:"),
+            "{}",
+            scan.errors.kept()[0]
+        );
+    }
+
+    /// An S3 event notification naming a thousand objects.
+    #[test]
+    fn object_references_are_kept_up_to_the_cap() {
+        let p = Pipeline::new(&settings(&[], 5), CancellationToken::new());
+        let refs: Vec<String> = (0..1000)
+            .map(|i| {
+                format!(
+                    r#"{{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"trail"}},"object":{{"key":"AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/f{i}.json.gz"}}}}}}"#
+                )
+            })
+            .collect();
+        let body = format!(r#"{{"Records":[{}]}}"#, refs.join(","));
+        let mut scan = Scan::default();
+        p.scan_body(&body, &mut scan);
+        assert_eq!(scan.objects.kept().len(), MAX_KEPT_OBJECTS);
+        assert_eq!(scan.objects.named(), 1000);
+        assert!(scan.objects.kept()[0].key.ends_with("/f0.json.gz"));
+
+        let mut scan = Scan {
+            objects: ObjectRefs::with_cap(1000),
+            ..Scan::default()
+        };
+        p.scan_body(&body, &mut scan);
+        assert_eq!(scan.objects.kept().len(), 1000);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,12 +122,59 @@ enum Assessed {
     Error(DecodeError),
 }
 
+/// The items of one unit, with line numbers counted from its first line.
+/// Errors and object references past the first [`decode::MAX_KEPT_ERRORS`]
+/// of each are only counted: a small file can hold millions of either,
+/// and each listed one is held until its unit is applied.
+#[derive(Default)]
+struct Items {
+    list: Vec<(Option<u64>, Assessed)>,
+    errors: usize,
+    objects: usize,
+    unlisted: Unlisted,
+}
+
+/// Errors and object references counted but not listed one by one.
+#[derive(Default)]
+struct Unlisted {
+    errors: BTreeMap<&'static str, u64>,
+    objects: u64,
+}
+
+impl Unlisted {
+    fn add(&mut self, other: Unlisted) {
+        for (kind, n) in other.errors {
+            *self.errors.entry(kind).or_default() += n;
+        }
+        self.objects += other.objects;
+    }
+}
+
+impl Items {
+    fn push(&mut self, line: Option<u64>, what: Assessed) {
+        const MAX: usize = decode::MAX_KEPT_ERRORS;
+        match &what {
+            Assessed::Error(e) if self.errors >= MAX => {
+                *self.unlisted.errors.entry(e.kind()).or_default() += 1;
+                return;
+            }
+            Assessed::Object(_) if self.objects >= MAX => {
+                self.unlisted.objects += 1;
+                return;
+            }
+            Assessed::Error(_) => self.errors += 1,
+            Assessed::Object(_) => self.objects += 1,
+            _ => {}
+        }
+        self.list.push((line, what));
+    }
+}
+
 /// What a worker made of one unit, applied to the summary and the output
 /// in input order.
 struct Done {
     path: Arc<Path>,
-    /// With line numbers counted from the unit's first line.
-    items: Vec<(Option<u64>, Assessed)>,
+    items: Items,
     /// Lines in the unit, so the next unit's numbers follow on.
     lines: u64,
     /// Lines the prefilter proved silent: counted, not parsed.
@@ -174,13 +221,13 @@ fn assess(detector: &Detector, item: Result<Item<'_>, DecodeError>) -> Assessed 
 fn documents(
     detector: &Detector,
     reader: impl io::Read,
-    items: &mut Vec<(Option<u64>, Assessed)>,
+    items: &mut Items,
     unparsed: &mut u64,
 ) -> Option<DecodeError> {
     decode::decode_reader_filtered(reader, &|record| detector.may_alert(record), &mut |item| {
         match item {
             Ok(Item::Unparsed(_)) => *unparsed += 1,
-            item => items.push((None, assess(detector, item))),
+            item => items.push(None, assess(detector, item)),
         }
     })
     .err()
@@ -190,19 +237,19 @@ fn documents(
 /// `buf` is the calling thread's, kept from unit to unit: a fresh buffer
 /// for every megabyte read costs page faults and zeroing in the kernel.
 fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
-    let mut items = Vec::new();
+    let mut items = Items::default();
     let mut unparsed = 0;
     let mut lines = 0;
-    let mut decode = |bytes: &[u8], items: &mut Vec<(Option<u64>, Assessed)>| {
+    let mut decode = |bytes: &[u8], items: &mut Items| {
         let stream = decode::decode_plain_lines_filtered(
             bytes,
             &|line| detector.may_alert(line),
-            &mut |line, item| items.push((Some(line), assess(detector, item))),
+            &mut |line, item| items.push(Some(line), assess(detector, item)),
             &mut |_| unparsed += 1,
         );
         match stream {
             Ok(n) => lines = n,
-            Err(e) => items.push((None, Assessed::Error(e))),
+            Err(e) => items.push(None, Assessed::Error(e)),
         }
     };
     let path = match unit {
@@ -218,7 +265,7 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
         } => {
             match read_range(&file, start, end, buf) {
                 Ok(from) => decode(&buf[from..], &mut items),
-                Err(e) => items.push((None, Assessed::Error(e.into()))),
+                Err(e) => items.push(None, Assessed::Error(e.into())),
             }
             path
         }
@@ -518,6 +565,11 @@ pub struct Replay<'a> {
     /// Lines of the current file in the units applied so far: units are
     /// cut without counting lines (the decoder counts them anyway).
     lines_before: u64,
+    /// Errors and object references of the current file listed so far,
+    /// and those past [`decode::MAX_KEPT_ERRORS`] only counted.
+    listed_errors: usize,
+    listed_objects: usize,
+    unlisted: Unlisted,
 }
 
 impl<'a> Replay<'a> {
@@ -529,6 +581,9 @@ impl<'a> Replay<'a> {
             format: crate::sink::format::Payload::Json,
             jobs: 1,
             lines_before: 0,
+            listed_errors: 0,
+            listed_objects: 0,
+            unlisted: Unlisted::default(),
         }
     }
 
@@ -633,13 +688,18 @@ impl<'a> Replay<'a> {
     fn apply(&mut self, done: Done, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<()> {
         let path = &*done.path;
         self.summary.events += done.unparsed;
-        for (line, what) in done.items {
+        for (line, what) in done.items.list {
             let location = match line {
                 Some(n) => Location::Line(path, self.lines_before + n),
                 None => Location::File(path),
             };
             self.item(&location, what, out, err)?;
         }
+        for (kind, n) in &done.items.unlisted.errors {
+            *self.summary.decode_errors.entry(kind).or_default() += n;
+        }
+        self.summary.object_refs += done.items.unlisted.objects;
+        self.unlisted.add(done.items.unlisted);
         self.lines_before += done.lines;
         if let Some((stream, unreadable)) = done.end {
             self.lines_before = 0;
@@ -647,6 +707,30 @@ impl<'a> Replay<'a> {
             if let Some(e) = stream {
                 self.count_error(&e);
                 writeln!(err, "{}: {e}", path.display())?;
+            }
+            let unlisted = std::mem::take(&mut self.unlisted);
+            (self.listed_errors, self.listed_objects) = (0, 0);
+            if !unlisted.errors.is_empty() {
+                let n: u64 = unlisted.errors.values().sum();
+                let counts: Vec<String> = unlisted
+                    .errors
+                    .iter()
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect();
+                writeln!(
+                    err,
+                    "{}: {n} more decode error(s) not listed ({})",
+                    path.display(),
+                    counts.join(", ")
+                )?;
+            }
+            if unlisted.objects > 0 {
+                writeln!(
+                    err,
+                    "{}: names {} more S3 object(s); not fetched (replay reads local files only)",
+                    path.display(),
+                    unlisted.objects
+                )?;
             }
             if let Some(e) = unreadable {
                 self.summary.unreadable_files += 1;
@@ -694,6 +778,11 @@ impl<'a> Replay<'a> {
             }
             Assessed::Object(obj) => {
                 self.summary.object_refs += 1;
+                if self.listed_objects >= decode::MAX_KEPT_ERRORS {
+                    self.unlisted.objects += 1;
+                    return Ok(());
+                }
+                self.listed_objects += 1;
                 writeln!(
                     err,
                     "{location}: names {obj}; not fetched (replay reads local files only)"
@@ -702,6 +791,11 @@ impl<'a> Replay<'a> {
             Assessed::Skipped(s) => *self.summary.skipped.entry(s.as_str()).or_default() += 1,
             Assessed::Error(e) => {
                 self.count_error(&e);
+                if self.listed_errors >= decode::MAX_KEPT_ERRORS {
+                    *self.unlisted.errors.entry(e.kind()).or_default() += 1;
+                    return Ok(());
+                }
+                self.listed_errors += 1;
                 writeln!(err, "{location}: {e}")?;
             }
         }
@@ -744,6 +838,54 @@ mod tests {
             .map(str::to_owned)
             .collect();
         (r.finish(), lines)
+    }
+
+    /// A file of a thousand bad elements (or lines) lists the first
+    /// hundred errors, counts the rest in one line, and counts every one
+    /// in the summary; so for S3 object references.
+    #[test]
+    fn errors_and_object_references_past_the_first_hundred_are_counted() {
+        let d = detector();
+        let notice = |i: usize| {
+            format!(
+                r#"{{"eventVersion":"2.1","eventSource":"aws:s3","awsRegion":"us-east-1","s3":{{"bucket":{{"name":"trail"}},"object":{{"key":"f{i}.json.gz"}}}}}}"#
+            )
+        };
+        let mut records: Vec<String> = vec!["{}".to_owned(); 1000];
+        records.extend((0..300).map(notice));
+        records.push(ROOT_CALL.to_owned());
+        let log_file = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        let lines = vec!["{}"; 1000].join("\n");
+        for (name, text) in [("a.json", log_file), ("a.jsonl", lines)] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(name);
+            std::fs::write(&path, &text).unwrap();
+            for jobs in [1, 2] {
+                let mut r =
+                    Replay::new(&d, std::num::NonZeroUsize::new(100).unwrap()).with_jobs(jobs);
+                let (mut out, mut err) = (Vec::new(), Vec::new());
+                r.run(std::slice::from_ref(&path), &mut out, &mut err)
+                    .unwrap();
+                let summary = r.finish();
+                let err = String::from_utf8(err).unwrap();
+                let errors: u64 = summary.decode_errors.values().sum();
+                assert_eq!(errors, 1000, "{name}: {err}");
+                let listed = err.lines().filter(|l| l.contains("not a ")).count();
+                assert_eq!(listed, 100, "{name}: {err}");
+                assert!(
+                    err.contains("900 more decode error(s) not listed"),
+                    "{name}: {err}"
+                );
+                if name == "a.json" {
+                    assert_eq!(summary.object_refs, 300);
+                    assert_eq!(
+                        err.lines().filter(|l| l.contains(": names s3://")).count(),
+                        100
+                    );
+                    assert!(err.contains("names 200 more S3 object(s)"), "{err}");
+                }
+            }
+        }
     }
 
     /// As in `run`, only an event that alerted enters the dedup cache: a

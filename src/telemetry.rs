@@ -348,8 +348,8 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "not_a_record",
         "invalid_utf8",
         "too_large",
+        "too_slow",
         "io",
-        "too_large",
     ] {
         counter!(DECODE_ERRORS, "kind" => kind).absolute(0);
     }
@@ -400,6 +400,12 @@ pub fn source_error(source: &str, kind: &'static str, error: &dyn std::fmt::Disp
     counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => kind).increment(1);
 }
 
+/// `count` source errors of one kind, told in one log line.
+pub fn source_errors(source: &str, kind: &'static str, count: u64, error: &dyn std::fmt::Display) {
+    tracing::warn!(source, kind, count, error = %error, "source error");
+    counter!(SOURCE_ERRORS, "source" => source.to_owned(), "kind" => kind).increment(count);
+}
+
 /// A source worker task panicked; `restarted` says whether another took
 /// its place (not when the source is already stopping).
 pub fn worker_panicked(source: &str, detail: &str, restarted: bool) {
@@ -438,6 +444,31 @@ pub fn decode_error(
 ) {
     tracing::warn!(source, message_id, kind, error = %error, "decode error");
     counter!(DECODE_ERRORS, "kind" => kind).increment(1);
+}
+
+/// Every decode error of one input: those kept whole are logged one by
+/// one, the rest in one line of counts by kind; the counter gets them all.
+pub fn decode_errors(source: &str, message_id: &str, errors: &crate::decode::Errors) {
+    for e in errors.kept() {
+        decode_error(source, message_id, e.kind(), e);
+    }
+    let rest = errors.not_kept();
+    if rest.is_empty() {
+        return;
+    }
+    let counts: Vec<String> = rest.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    tracing::warn!(
+        source,
+        message_id,
+        total = errors.total(),
+        not_logged = rest.values().sum::<u64>(),
+        counts = %counts.join(" "),
+        "decode errors past the first {} of this input counted, not logged one by one",
+        errors.kept().len()
+    );
+    for (kind, n) in rest {
+        counter!(DECODE_ERRORS, "kind" => kind).increment(n);
+    }
 }
 
 /// An input recognised and deliberately not read.

@@ -253,3 +253,101 @@ async fn objects_outside_allowed_buckets_are_refused_unread() {
         .unwrap_or_default();
     assert!(left[0].body.as_deref().unwrap().contains(&other));
 }
+
+/// A log file of a million `{}` elements: each is an error, every one is
+/// counted, and the message goes to the dead-letter queue. (The memory
+/// bound is checked where the errors are collected, in the pipeline's
+/// unit tests.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_bad_records_are_counted_and_dead_lettered() {
+    let aws = Aws::new().await;
+    let (queue, dlq) = aws.queue(Some(1)).await;
+    let dlq = dlq.unwrap();
+    let b = bucket(&aws).await;
+    let mut text = format!(r#"{{"Records":[{},"#, root_call("among-empties"));
+    text.push_str(&"{},".repeat(1_000_000));
+    text.push_str("{}]}");
+    aws.put_gz(&b, "AWSLogs/empties.json.gz", &text).await;
+    aws.send(&queue, &s3_notification(&b, "AWSLogs/empties.json.gz"))
+        .await;
+    let hook = Webhook::ok().await;
+    let before = decode_errors("not_a_record");
+    expect_dead_lettered(&aws, &queue, &dlq, &hook, "", 1).await;
+    assert_eq!(decode_errors("not_a_record") - before, 1_000_001);
+    let ids: Vec<String> = hook
+        .delivered()
+        .iter()
+        .map(|f| f["event_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["among-empties"], "the good record still alerts");
+}
+
+/// Empty gzip members inflate to nothing, so only the stored size bounds
+/// how much of such an object is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_over_the_compressed_limit_is_refused() {
+    let aws = Aws::new().await;
+    let (queue, dlq) = aws.queue(Some(1)).await;
+    let dlq = dlq.unwrap();
+    let b = bucket(&aws).await;
+    let empty = gzip("");
+    let mut object = gzip(&format!(r#"{{"Records":[{}]}}"#, root_call("stored")));
+    while object.len() < 2 * 1024 * 1024 {
+        object.extend_from_slice(&empty);
+    }
+    put(&aws, &b, "AWSLogs/hollow.json.gz", object).await;
+    aws.send(&queue, &s3_notification(&b, "AWSLogs/hollow.json.gz"))
+        .await;
+    let hook = Webhook::ok().await;
+    let before = decode_errors("too_large");
+    expect_dead_lettered(
+        &aws,
+        &queue,
+        &dlq,
+        &hook,
+        "max_compressed_object_bytes = 1048576\n",
+        1,
+    )
+    .await;
+    assert!(decode_errors("too_large") > before, "counted as too_large");
+}
+
+/// An object whose body stops half-way (a stalled or dripping connection)
+/// holds its worker no longer than `max_object_read_secs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_read_past_the_time_limit_is_refused() {
+    let aws = Aws::new().await;
+    let (queue, dlq) = aws.queue(Some(1)).await;
+    let dlq = dlq.unwrap();
+    let b = bucket(&aws).await;
+    let records: Vec<String> = (0..200)
+        .map(|i| root_call(&format!("stalled-{i}")))
+        .collect();
+    aws.put_gz(
+        &b,
+        "AWSLogs/stalled.json.gz",
+        &format!(r#"{{"Records":[{}]}}"#, records.join(",")),
+    )
+    .await;
+    aws.send(&queue, &s3_notification(&b, "AWSLogs/stalled.json.gz"))
+        .await;
+    let proxy = FaultProxy::start().await;
+    proxy.stall_get("stalled", Duration::from_secs(300));
+    let hook = Webhook::ok().await;
+    let config = sqs_to_webhook(&queue, 1, &hook.url(), "").replace(
+        "visibility_timeout_secs = 1\n",
+        "visibility_timeout_secs = 1\nmax_object_read_secs = 2\n",
+    );
+    let before = decode_errors("too_slow");
+    let started = std::time::Instant::now();
+    let d = Daemon::start(&config, &aws_at(&proxy.url).await).await;
+    eventually(
+        Duration::from_secs(60),
+        "the stalled object's message in the dead-letter queue",
+        || async { aws.depth(&dlq).await == 1 && aws.depth(&queue).await == 0 },
+    )
+    .await;
+    d.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert!(decode_errors("too_slow") > before, "counted as too_slow");
+}

@@ -595,6 +595,8 @@ fn sqs_object_limits_default_and_bounds() {
             max_object_bytes: 256 * 1024 * 1024,
             max_record_bytes: 2 * 1024 * 1024,
             max_objects_per_message: 100,
+            max_compressed_object_bytes: 64 * 1024 * 1024,
+            max_object_read: Duration::from_secs(300),
         }
     );
     assert_eq!(q.allowed_buckets, None);
@@ -605,6 +607,9 @@ fn sqs_object_limits_default_and_bounds() {
     assert_eq!(q.limits.max_object_bytes, 4_194_304);
     assert_eq!(q.limits.max_record_bytes, 65_536);
     assert_eq!(q.limits.max_objects_per_message, 3);
+    let q = sqs("max_compressed_object_bytes = 1048576\nmax_object_read_secs = 30\n").unwrap();
+    assert_eq!(q.limits.max_compressed_object_bytes, 1_048_576);
+    assert_eq!(q.limits.max_object_read, Duration::from_secs(30));
     for (extra, key) in [
         ("max_object_bytes = 1000\n", "sources[0].max_object_bytes"),
         ("max_record_bytes = 100\n", "sources[0].max_record_bytes"),
@@ -615,6 +620,22 @@ fn sqs_object_limits_default_and_bounds() {
         (
             "max_objects_per_message = 0\n",
             "sources[0].max_objects_per_message",
+        ),
+        (
+            "max_compressed_object_bytes = 1000\n",
+            "sources[0].max_compressed_object_bytes",
+        ),
+        (
+            "max_compressed_object_bytes = 68719476737\n",
+            "sources[0].max_compressed_object_bytes",
+        ),
+        (
+            "max_object_read_secs = 0\n",
+            "sources[0].max_object_read_secs",
+        ),
+        (
+            "max_object_read_secs = 3601\n",
+            "sources[0].max_object_read_secs",
         ),
     ] {
         let e = sqs(extra).unwrap_err().to_string();

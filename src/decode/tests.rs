@@ -807,3 +807,43 @@ mod log_files {
         }
     }
 }
+
+/// Errors of a log file's elements and of the stream around them, as the
+/// S3 reader gathers them: kept up to the cap in order, counted in full.
+#[test]
+fn errors_keep_the_first_and_count_every_one() {
+    let mut text = String::from(r#"{"Records":["#);
+    text.push_str(&["{}"; 151].join(","));
+    text.push_str("]}");
+    let mut errors = Errors::default();
+    let stream = decode_reader(text.as_bytes(), &mut |item| {
+        if let Err(e) = item {
+            errors.push(e);
+        }
+    });
+    assert!(stream.is_ok());
+    assert_eq!(errors.total(), 151);
+    assert_eq!(errors.kept().len(), MAX_KEPT_ERRORS);
+    assert!(
+        errors.kept()[0]
+            .to_string()
+            .starts_with("Records array, element 0:")
+    );
+    assert_eq!(errors.by_kind()["not_a_record"], 151);
+    assert_eq!(errors.not_kept()["not_a_record"], 51);
+
+    let mut more = Errors::default();
+    more.push(DecodeError::TooDeep);
+    errors.append(more);
+    assert_eq!(errors.total(), 152);
+    assert_eq!(errors.kept().len(), MAX_KEPT_ERRORS);
+    assert_eq!(errors.not_kept()["too_deep"], 1);
+
+    let mut few = Errors::default();
+    few.push(DecodeError::TooDeep);
+    let mut other = Errors::default();
+    other.push(DecodeError::LineTooLong);
+    few.append(other);
+    assert_eq!(few.kept().len(), 2);
+    assert!(few.not_kept().is_empty());
+}

@@ -1205,18 +1205,13 @@ impl Shared {
         if attempt == 1 {
             // Reading the event again cannot change it: reported once, and
             // its records that did decode still alert (as the file source).
-            for e in &scan.errors {
-                telemetry::decode_error(self.name(), &id, e.kind(), e);
-            }
-            for o in &scan.objects {
-                telemetry::source_error(
-                    self.name(),
-                    "read",
-                    &format!(
-                        "log group {group}, event {id}: names {o}; the cloudwatch_logs source does not fetch S3 objects"
-                    ),
-                );
-            }
+            telemetry::decode_errors(self.name(), &id, &scan.errors);
+            super::report_unfetched(
+                self.name(),
+                &format!("log group {group}, event {id}"),
+                "the cloudwatch_logs source",
+                &scan.objects,
+            );
             telemetry::events_processed(self.name(), scan.events);
         }
         if scan.groups.is_empty() {

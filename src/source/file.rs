@@ -157,18 +157,10 @@ impl FileSource {
                 return;
             }
         };
-        for e in &scan.errors {
-            // A file will not change by reading it again: the error is
-            // reported and the rest of the file still alerts.
-            telemetry::decode_error(&name, &id, e.kind(), e);
-        }
-        for o in &scan.objects {
-            telemetry::source_error(
-                &name,
-                "read",
-                &format!("{id}: names {o}; the file source does not fetch S3 objects"),
-            );
-        }
+        // A file will not change by reading it again: its errors are
+        // reported and the rest of the file still alerts.
+        telemetry::decode_errors(&name, &id, &scan.errors);
+        super::report_unfetched(&name, &id, "the file source", &scan.objects);
         telemetry::events_processed(&name, scan.events);
         let tx = tx.clone();
         let on_done = move |outcome| {

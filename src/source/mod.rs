@@ -27,3 +27,30 @@ pub struct SourceError {
     pub source_name: String,
     pub message: String,
 }
+
+/// Reports the S3 objects an input named to a source that does not fetch
+/// them (`who`): one error each for those kept, one for the rest, every
+/// one counted.
+pub fn report_unfetched(
+    source: &str,
+    input: &str,
+    who: &str,
+    objects: &crate::pipeline::ObjectRefs,
+) {
+    for o in objects.kept() {
+        crate::telemetry::source_error(
+            source,
+            "read",
+            &format!("{input}: names {o}; {who} does not fetch S3 objects"),
+        );
+    }
+    let rest = objects.named() - objects.kept().len() as u64;
+    if rest > 0 {
+        crate::telemetry::source_errors(
+            source,
+            "read",
+            rest,
+            &format!("{input}: names {rest} more S3 objects; {who} does not fetch S3 objects"),
+        );
+    }
+}

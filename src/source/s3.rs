@@ -3,17 +3,23 @@
 //! decoder on a blocking thread, so memory stays bounded by one record; the
 //! decompressed stream passes through [`Limited`], which stops it at the
 //! source's object and record limits (a gzip bomb inflates to gigabytes
-//! from a few KB).
+//! from a few KB). The stored bytes pass through [`Metered`] first, which
+//! stops them at the stored-size limit and at the read's deadline (empty
+//! gzip members inflate to nothing, and a connection can drip or stall).
 
 use std::io::{BufRead, Read};
 use std::num::NonZeroUsize;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
+use tokio::io::{AsyncRead, ReadBuf};
 use tokio_util::io::SyncIoBridge;
 
 use crate::config::ObjectLimits;
-use crate::decode::{self, DecodeError, ObjectRef};
+use crate::decode::{self, ObjectRef};
 use crate::pipeline::{EventFindings, Pipeline, Scan};
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +36,30 @@ pub enum FetchError {
         limit: u64,
         read: u64,
     },
+    #[error("{object}: {size} bytes stored: over max_compressed_object_bytes = {limit}; not read")]
+    StoredTooLarge {
+        object: ObjectRef,
+        size: u64,
+        limit: u64,
+    },
+    #[error("{object}: not read within max_object_read_secs = {secs} ({read} stored bytes read)")]
+    TooSlow {
+        object: ObjectRef,
+        secs: u64,
+        read: u64,
+    },
+}
+
+impl FetchError {
+    /// The decode-error kind of an object over one of the source's limits;
+    /// `None` for a failure of S3 or of the connection.
+    pub fn limit_kind(&self) -> Option<&'static str> {
+        match self {
+            FetchError::TooLarge { .. } | FetchError::StoredTooLarge { .. } => Some("too_large"),
+            FetchError::TooSlow { .. } => Some("too_slow"),
+            FetchError::Get { .. } | FetchError::Read { .. } => None,
+        }
+    }
 }
 
 /// Regions and buckets remembered per source. Notifications are input, so
@@ -158,14 +188,89 @@ const READ_AHEAD: u64 = 64 * 1024;
 const UNDER: u8 = 0;
 const OBJECT: u8 = 1;
 const RECORD: u8 = 2;
+const STORED: u8 = 3;
+const LATE: u8 = 4;
 
-/// Byte counts shared between [`Limited`] (which counts) and the decoder's
-/// item callback (which marks where each record ended).
+/// Byte counts shared between [`Metered`] and [`Limited`] (which count)
+/// and the decoder's item callback (which marks where each record ended).
 #[derive(Default)]
 struct Counter {
+    /// Stored (possibly compressed) bytes received.
+    stored: AtomicU64,
+    /// Decompressed bytes read.
     read: AtomicU64,
     mark: AtomicU64,
     tripped: AtomicU8,
+}
+
+impl Counter {
+    fn trip(&self, why: u8) -> std::io::Error {
+        self.tripped.store(why, Ordering::Relaxed);
+        std::io::Error::other("input over its limit")
+    }
+}
+
+/// When reading an object must have ended. Time its reader spends waiting
+/// for room to hand findings on moves it later: that wait is the sinks'
+/// backpressure, not the object's slowness.
+struct Deadline(Mutex<tokio::time::Instant>);
+
+impl Deadline {
+    fn at(&self) -> tokio::time::Instant {
+        *self.0.lock().expect("not poisoned")
+    }
+
+    fn push(&self, by: Duration) {
+        *self.0.lock().expect("not poisoned") += by;
+    }
+}
+
+/// The object's body as received: fails once more than
+/// `max_stored` bytes came, or once the deadline passed, whether bytes
+/// still trickle in or none come at all.
+struct Metered<R> {
+    inner: Pin<Box<R>>,
+    max_stored: u64,
+    deadline: Arc<Deadline>,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    counter: Arc<Counter>,
+}
+
+impl<R: AsyncRead> AsyncRead for Metered<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let at = me.deadline.at();
+        if tokio::time::Instant::now() >= at {
+            return Poll::Ready(Err(me.counter.trip(LATE)));
+        }
+        let before = buf.filled().len();
+        match me.inner.as_mut().poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                let n = (buf.filled().len() - before) as u64;
+                let stored = me.counter.stored.fetch_add(n, Ordering::Relaxed) + n;
+                if stored > me.max_stored {
+                    // A read that fails hands over no bytes.
+                    buf.set_filled(before);
+                    return Poll::Ready(Err(me.counter.trip(STORED)));
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                if me.sleep.deadline() != at {
+                    me.sleep.as_mut().reset(at);
+                }
+                match me.sleep.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(me.counter.trip(LATE))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
 }
 
 /// A reader that fails once more than `max_object` bytes passed through it,
@@ -190,8 +295,7 @@ impl<R: Read> Read for Limited<R> {
         } else {
             return Ok(n);
         };
-        c.tripped.store(tripped, Ordering::Relaxed);
-        Err(std::io::Error::other("input over its size limit"))
+        Err(c.trip(tripped))
     }
 }
 
@@ -201,8 +305,9 @@ const CHUNK: usize = 64;
 
 /// Fetches one object and scans its records. Decode errors inside the
 /// object land in the returned scan's `errors`. Events with findings go to
-/// `dispatch` in chunks while the object is read (from a blocking thread);
-/// the last few are left in the returned scan's `groups`.
+/// `dispatch` while the object is read (from a blocking thread), in chunks
+/// and then the last few, so the returned scan holds none: the caller's
+/// bound on findings in flight applies to every one of them.
 pub async fn scan_object(
     client: &aws_sdk_s3::Client,
     object: &ObjectRef,
@@ -211,18 +316,46 @@ pub async fn scan_object(
     pipeline: &Arc<Pipeline>,
     mut dispatch: impl FnMut(Vec<EventFindings>) + Send + 'static,
 ) -> Result<Scan, FetchError> {
-    let out = client
+    let deadline = Arc::new(Deadline(Mutex::new(
+        tokio::time::Instant::now() + limits.max_object_read,
+    )));
+    let too_slow = |read: u64| FetchError::TooSlow {
+        object: object.clone(),
+        secs: limits.max_object_read.as_secs(),
+        read,
+    };
+    let get = client
         .get_object()
         .bucket(&object.bucket)
         .key(&object.key)
         .set_expected_bucket_owner(expected_owner.map(str::to_owned))
-        .send()
+        .send();
+    let out = tokio::time::timeout_at(deadline.at(), get)
         .await
+        .map_err(|_| too_slow(0))?
         .map_err(|e| FetchError::Get {
             object: object.clone(),
             error: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
         })?;
-    let body = SyncIoBridge::new(out.body.into_async_read());
+    // Refused before a byte is read when S3 says the size up front; the
+    // count in `Metered` holds when it does not.
+    if let Some(size) = out.content_length().and_then(|n| u64::try_from(n).ok())
+        && size > limits.max_compressed_object_bytes
+    {
+        return Err(FetchError::StoredTooLarge {
+            object: object.clone(),
+            size,
+            limit: limits.max_compressed_object_bytes,
+        });
+    }
+    let counter = Arc::new(Counter::default());
+    let body = SyncIoBridge::new(Metered {
+        inner: Box::pin(out.body.into_async_read()),
+        max_stored: limits.max_compressed_object_bytes,
+        deadline: Arc::clone(&deadline),
+        sleep: Box::pin(tokio::time::sleep_until(deadline.at())),
+        counter: Arc::clone(&counter),
+    });
     let p = Arc::clone(pipeline);
     let o = object.clone();
     let read_err = move |error: String| FetchError::Read {
@@ -232,24 +365,68 @@ pub async fn scan_object(
     let read_err2 = read_err.clone();
     let object = object.clone();
     tokio::task::spawn_blocking(move || {
-        let mut plain = decode::maybe_gunzip(body).map_err(|e| read_err(e.to_string()))?;
+        // The error a reader's limit caused, in place of the I/O error
+        // the decoder saw.
+        let over = |c: &Counter| {
+            let (what, setting, limit, read) = match c.tripped.load(Ordering::Relaxed) {
+                UNDER => return None,
+                OBJECT => (
+                    "object",
+                    "max_object_bytes",
+                    limits.max_object_bytes,
+                    c.read.load(Ordering::Relaxed),
+                ),
+                RECORD => (
+                    "record",
+                    "max_record_bytes",
+                    limits.max_record_bytes,
+                    c.read.load(Ordering::Relaxed),
+                ),
+                STORED => (
+                    "stored object",
+                    "max_compressed_object_bytes",
+                    limits.max_compressed_object_bytes,
+                    c.stored.load(Ordering::Relaxed),
+                ),
+                _ => {
+                    return Some(FetchError::TooSlow {
+                        object: object.clone(),
+                        secs: limits.max_object_read.as_secs(),
+                        read: c.stored.load(Ordering::Relaxed),
+                    });
+                }
+            };
+            Some(FetchError::TooLarge {
+                object: object.clone(),
+                what,
+                setting,
+                limit,
+                read,
+            })
+        };
+        let failed = |e: std::io::Error| over(&counter).unwrap_or_else(|| read_err(e.to_string()));
+        let mut plain = decode::maybe_gunzip(body).map_err(failed)?;
         // The decoder would inflate a second layer without this reader's
         // limits in between; CloudTrail never writes one.
         if plain
             .fill_buf()
-            .map_err(|e| read_err(e.to_string()))?
+            .map_err(failed)?
             .starts_with(&crate::decode::GZIP_MAGIC)
         {
             return Err(read_err("gzip inside gzip is not read".into()));
         }
-        let counter = Arc::new(Counter::default());
         let reader = Limited {
             inner: plain,
             limits,
             counter: Arc::clone(&counter),
         };
+        let mut dispatch = |groups: Vec<EventFindings>| {
+            let waited = std::time::Instant::now();
+            dispatch(groups);
+            deadline.push(waited.elapsed());
+        };
         let mut scan = Scan::default();
-        p.scan_reader_with(reader, &mut scan, &mut |scan| {
+        let stream = p.scan_reader_with(reader, &mut scan, &mut |scan| {
             counter
                 .mark
                 .store(counter.read.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -257,24 +434,20 @@ pub async fn scan_object(
                 dispatch(std::mem::take(&mut scan.groups));
             }
         });
-        let (what, setting, limit) = match counter.tripped.load(Ordering::Relaxed) {
-            UNDER => return Ok(scan),
-            OBJECT => ("object", "max_object_bytes", limits.max_object_bytes),
-            _ => ("record", "max_record_bytes", limits.max_record_bytes),
-        };
-        // The I/O error the limit caused is this error, not another one.
-        if matches!(scan.errors.last(), Some(DecodeError::Io(_))) {
-            scan.errors.pop();
+        // What was found before the end, or before a limit, goes out
+        // through `dispatch` too.
+        if !scan.groups.is_empty() {
+            dispatch(std::mem::take(&mut scan.groups));
         }
-        // What was found before the limit is still reported.
-        dispatch(std::mem::take(&mut scan.groups));
-        Err(FetchError::TooLarge {
-            object,
-            what,
-            setting,
-            limit,
-            read: counter.read.load(Ordering::Relaxed),
-        })
+        match (over(&counter), stream) {
+            // The I/O error the limit caused is this error, not another one.
+            (Some(e), _) => Err(e),
+            (None, Err(e)) => {
+                scan.errors.push(e);
+                Ok(scan)
+            }
+            (None, Ok(())) => Ok(scan),
+        }
     })
     .await
     .map_err(|e| read_err2(e.to_string()))?
@@ -292,6 +465,8 @@ mod tests {
                 max_object_bytes: max_object,
                 max_record_bytes: max_record,
                 max_objects_per_message: 1,
+                max_compressed_object_bytes: 1 << 40,
+                max_object_read: Duration::from_secs(3600),
             },
             counter: Arc::clone(&counter),
         };
@@ -331,5 +506,52 @@ mod tests {
                 .store(c.read.load(Ordering::Relaxed), Ordering::Relaxed);
         }
         assert_eq!(c.tripped.load(Ordering::Relaxed), UNDER);
+    }
+
+    fn metered<R: AsyncRead>(
+        inner: R,
+        max_stored: u64,
+        within: Duration,
+    ) -> (Metered<R>, Arc<Counter>, Arc<Deadline>) {
+        let counter = Arc::new(Counter::default());
+        let at = tokio::time::Instant::now() + within;
+        let deadline = Arc::new(Deadline(Mutex::new(at)));
+        let m = Metered {
+            inner: Box::pin(inner),
+            max_stored,
+            deadline: Arc::clone(&deadline),
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            counter: Arc::clone(&counter),
+        };
+        (m, counter, deadline)
+    }
+
+    /// The count that holds when S3 does not say the size up front.
+    #[tokio::test]
+    async fn stops_past_the_stored_limit() {
+        use tokio::io::AsyncReadExt;
+        let data = vec![0u8; 300_000];
+        let (mut m, c, _) = metered(&data[..], 200_000, Duration::from_secs(60));
+        assert!(m.read_to_end(&mut Vec::new()).await.is_err());
+        assert_eq!(c.tripped.load(Ordering::Relaxed), STORED);
+        let (mut m, c, _) = metered(&data[..], 300_000, Duration::from_secs(60));
+        m.read_to_end(&mut Vec::new()).await.unwrap();
+        assert_eq!(c.tripped.load(Ordering::Relaxed), UNDER);
+    }
+
+    /// A body that stops sending fails at the deadline, and a deadline
+    /// pushed back (the reader waited for delivery room) is honoured.
+    #[tokio::test]
+    async fn stops_at_the_deadline_of_a_stalled_body() {
+        use tokio::io::AsyncReadExt;
+        let (_writer, stalled) = tokio::io::duplex(64);
+        let (mut m, c, deadline) = metered(stalled, 1 << 40, Duration::from_millis(100));
+        deadline.push(Duration::from_millis(200));
+        let started = std::time::Instant::now();
+        assert!(m.read(&mut [0u8; 16]).await.is_err());
+        assert_eq!(c.tripped.load(Ordering::Relaxed), LATE);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(290), "{took:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
     }
 }

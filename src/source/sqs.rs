@@ -22,7 +22,7 @@ use super::{SourceError, backoff, s3};
 use crate::ack::{Outcome, Unit};
 use crate::config::SqsSettings;
 use crate::decode::ObjectRef;
-use crate::pipeline::{EventFindings, Pipeline, Scan};
+use crate::pipeline::{EventFindings, ObjectRefs, Pipeline, Scan};
 use crate::telemetry;
 
 /// Most messages one ReceiveMessage returns (an SQS limit), and most entries
@@ -46,9 +46,10 @@ struct InFlight {
 /// receive with its own receipt, and only that receipt can extend or delete it.
 type Registry = Arc<Mutex<HashMap<String, InFlight>>>;
 
-/// Events with findings read from S3 objects whose deliveries may be in
-/// progress at once, per source: an object full of findings waits for
-/// deliveries instead of holding them all in memory.
+/// Events with findings whose deliveries may be in progress at once, per
+/// source, whether they came from S3 objects or from message bodies: an
+/// object full of findings waits for deliveries instead of holding them
+/// all in memory, and so do many small inputs.
 const MAX_OBJECT_EVENTS_IN_FLIGHT: usize = 10_000;
 
 /// The batch position a DeleteMessageBatch entry id (`m<position>`) names,
@@ -57,6 +58,13 @@ fn sent_position(id: &str, pending: &[usize]) -> Option<usize> {
     id.strip_prefix('m')
         .and_then(|n| n.parse::<usize>().ok())
         .filter(|i| pending.contains(i))
+}
+
+/// Permits of the findings room for `groups`: one per event, and never
+/// more than the room holds, so any one message can always go on once the
+/// deliveries before it ended.
+fn permits_for(groups: &[EventFindings]) -> u32 {
+    groups.len().min(MAX_OBJECT_EVENTS_IN_FLIGHT) as u32
 }
 
 /// Dispatches `groups` found in an object under a unit nested in the
@@ -69,10 +77,23 @@ fn dispatch_bounded(
     room: &Arc<Semaphore>,
     groups: Vec<EventFindings>,
 ) {
-    let n = groups.len().min(MAX_OBJECT_EVENTS_IN_FLIGHT) as u32;
+    if groups.is_empty() {
+        return;
+    }
     let permit = tokio::runtime::Handle::current()
-        .block_on(Arc::clone(room).acquire_many_owned(n))
+        .block_on(Arc::clone(room).acquire_many_owned(permits_for(&groups)))
         .expect("never closed");
+    dispatch_holding(pipeline, unit, permit, groups);
+}
+
+/// Dispatches `groups` under a unit nested in `unit` that gives `permit`
+/// back once every delivery of them ended.
+fn dispatch_holding(
+    pipeline: &Arc<Pipeline>,
+    unit: &Unit,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    groups: Vec<EventFindings>,
+) {
     let parent = unit.clone();
     let chunk = Unit::new(move |outcome| {
         drop(permit);
@@ -360,15 +381,18 @@ impl SqsSource {
         // A panic half-way drops `unit` without an outcome: the message
         // fails as abandoned, never taken as handled.
         let Received { id, at, body, unit } = r;
+        let limits = self.settings.limits;
         let mut scan = Scan {
             received: Some(at),
+            // Each object up to the most a message may name is read; past
+            // that the count alone refuses the message.
+            objects: ObjectRefs::with_cap(limits.max_objects_per_message),
             ..Scan::default()
         };
         self.pipeline
             .scan_body(body.as_deref().unwrap_or(""), &mut scan);
         let objects = std::mem::take(&mut scan.objects);
-        let limits = self.settings.limits;
-        if objects.len() > limits.max_objects_per_message {
+        if objects.named() > limits.max_objects_per_message as u64 {
             // Refused whole: reading some of them would hide the rest.
             telemetry::decode_error(
                 self.name(),
@@ -376,22 +400,33 @@ impl SqsSource {
                 "too_large",
                 &format!(
                     "the message names {} S3 objects: over max_objects_per_message = {}; none read",
-                    objects.len(),
+                    objects.named(),
                     limits.max_objects_per_message
                 ),
             );
             unit.fail("decode");
         } else {
-            for object in &objects {
+            for object in objects.kept() {
                 self.scan_object(&id, object, &unit, &mut scan).await;
             }
         }
-        for e in &scan.errors {
-            telemetry::decode_error(self.name(), &id, e.kind(), e);
+        telemetry::decode_errors(self.name(), &id, &scan.errors);
+        if !scan.errors.is_empty() {
             unit.fail("decode");
         }
         telemetry::events_processed(self.name(), scan.events);
-        self.pipeline.dispatch(&unit, scan.groups);
+        let groups = std::mem::take(&mut scan.groups);
+        if !groups.is_empty() {
+            // The message's own findings wait for room like an object's.
+            // The wait cannot be on this message itself: the permits its
+            // objects took come back as their deliveries end, and those
+            // wait on nothing the message still has to do.
+            let permit = Arc::clone(&self.findings_room)
+                .acquire_many_owned(permits_for(&groups))
+                .await
+                .expect("never closed");
+            dispatch_holding(&self.pipeline, &unit, permit, groups);
+        }
         unit.done();
     }
 
@@ -444,7 +479,7 @@ impl SqsSource {
                 scan.events += s.events;
                 scan.skipped += s.skipped;
                 scan.groups.append(&mut s.groups);
-                scan.errors.append(&mut s.errors);
+                scan.errors.append(s.errors);
                 if !s.objects.is_empty() {
                     scan.errors.push(crate::decode::DecodeError::Malformed {
                         envelope: crate::decode::Envelope::Records,
@@ -452,14 +487,16 @@ impl SqsSource {
                     });
                 }
             }
-            Err(e @ s3::FetchError::TooLarge { .. }) => {
-                telemetry::decode_error(self.name(), id, "too_large", &e);
-                unit.fail("decode");
-            }
-            Err(e) => {
-                telemetry::source_error(self.name(), "s3", &e);
-                unit.fail("s3");
-            }
+            Err(e) => match e.limit_kind() {
+                Some(kind) => {
+                    telemetry::decode_error(self.name(), id, kind, &e);
+                    unit.fail("decode");
+                }
+                None => {
+                    telemetry::source_error(self.name(), "s3", &e);
+                    unit.fail("s3");
+                }
+            },
         }
     }
 

@@ -562,6 +562,9 @@ struct Faults {
     denied: Mutex<Vec<String>>,
     /// S3 GETs whose path contains the text are answered after the delay.
     slow: Mutex<Option<(String, Duration)>>,
+    /// S3 GETs whose path contains the text send the first half of their
+    /// body at once and the rest after the delay.
+    stalled: Mutex<Option<(String, Duration)>>,
     /// Answers given, by (action, status): SQS actions by name, S3 GETs
     /// as `GetObject`.
     answers: Mutex<std::collections::BTreeMap<(String, u16), u64>>,
@@ -627,6 +630,12 @@ impl FaultProxy {
     /// GETs whose path contains `part` are answered `delay` late.
     pub fn slow_get(&self, part: &str, delay: Duration) {
         *self.faults.slow.lock().unwrap() = Some((part.to_owned(), delay));
+    }
+
+    /// GETs whose path contains `part` stop half-way through their body
+    /// for `delay`.
+    pub fn stall_get(&self, part: &str, delay: Duration) {
+        *self.faults.stalled.lock().unwrap() = Some((part.to_owned(), delay));
     }
 
     /// How many `action` calls were answered with `status`.
@@ -744,6 +753,24 @@ async fn forward(
         tokio::time::sleep(delay).await;
     }
     count(status.as_u16());
+    let stalled = p.faults.stalled.lock().unwrap().clone();
+    if let Some((part, delay)) = stalled
+        && action == "GetObject"
+        && path.contains(part.as_str())
+    {
+        use tokio::io::AsyncWriteExt;
+        let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let half = bytes.len() / 2;
+            if tx.write_all(&bytes[..half]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            let _ = tx.write_all(&bytes[half..]).await;
+        });
+        let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(rx));
+        return (status, out, body).into_response();
+    }
     (status, out, bytes).into_response()
 }
 
