@@ -56,3 +56,13 @@ fn decode_detect_corpus_and_crashes() {
 fn formats_corpus_and_crashes() {
     replay("formats", harness::formats);
 }
+
+#[test]
+fn s3_object_corpus_and_crashes() {
+    replay("s3_object", harness::s3_object);
+}
+
+#[test]
+fn throttle_corpus_and_crashes() {
+    replay("throttle", harness::throttle);
+}

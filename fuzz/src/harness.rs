@@ -118,3 +118,87 @@ pub fn formats(data: &[u8]) {
     }
     check_finding(&f);
 }
+
+/// Any bytes as an S3 object (gzip or plain), read as the S3 source reads
+/// it: the detector's prefilter decides which records of a CloudTrail log
+/// file are parsed at all. Passing a record over must never hide a
+/// finding: the findings, in order, equal those of parsing every record.
+pub fn s3_object(data: &[u8]) {
+    let findings = |filtered: bool| {
+        let mut ids = Vec::new();
+        let parse = |record: &[u8]| !filtered || detector().may_alert(record);
+        let _ = decode::decode_reader_filtered(data, &parse, &mut |item| {
+            if let Ok(Item::Record(r)) = item {
+                let mut found = Vec::new();
+                detector().evaluate(&r, &mut found);
+                ids.extend(found.into_iter().map(|f| f.finding_id));
+            }
+        });
+        ids
+    };
+    assert_eq!(
+        findings(true),
+        findings(false),
+        "the prefilter passed over a record that alerts"
+    );
+}
+
+/// Any bytes as findings arriving at a throttle with small bounds (two
+/// bytes of bounds, then three bytes a step: key and severity, seconds
+/// to advance, whether the ticker closes due windows first): every held
+/// input comes back exactly once, the bounds hold at every step, and first
+/// alerts plus summary counts account for every finding admitted.
+pub fn throttle(data: &[u8]) {
+    use rootwatch::throttle::{Admit, Throttle};
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+    let [w, c, steps @ ..] = data else { return };
+    let (max_windows, max_carriers) = (usize::from(w % 5) + 1, usize::from(c % 4));
+    let mut t: Throttle<usize> =
+        Throttle::with_limits(Duration::from_secs(30), max_windows, max_carriers);
+    let t0 = Instant::now();
+    let (mut now, mut admitted, mut firsts, mut counted) = (0u64, 0u64, 0u64, 0u64);
+    let (mut held, mut back) = (BTreeSet::new(), Vec::new());
+    let mut closed = |c: Vec<rootwatch::throttle::Closed<usize>>, back: &mut Vec<usize>| {
+        for c in c {
+            counted += c.summary.summary.as_ref().expect("a summary").count;
+            back.extend(c.carrier);
+        }
+    };
+    for (n, step) in steps.chunks_exact(3).enumerate() {
+        now += u64::from(step[1] % 40);
+        let at = t0 + Duration::from_secs(now);
+        if step[2] & 1 == 1 {
+            closed(t.close_due(at), &mut back);
+        }
+        let raw = format!(
+            r#"{{"userIdentity":{{"type":"Root","arn":"arn:aws:iam::111122223333:root"}},"eventName":"ListUsers","sourceIPAddress":"198.51.100.{}","eventTime":"2024-05-01T12:00:00Z","eventID":"e{n}"}}"#,
+            step[0] % 6
+        );
+        let rec = rootwatch::event::Record::parse(&raw).expect("a record");
+        let severity = Severity::ALL[usize::from(step[0] >> 6)];
+        let f = Finding::new(&rec, "root-api-call", "t", severity, String::new(), None);
+        admitted += 1;
+        let admit = t.admit(
+            &f,
+            || {
+                held.insert(n);
+                n
+            },
+            at,
+        );
+        match admit {
+            Admit::Send => firsts += 1,
+            Admit::Escalated => {}
+            Admit::Folded { released } => back.extend(released),
+        }
+        assert!(t.held_inputs() <= max_carriers, "carrier bound");
+        assert!(t.open_windows() <= max_windows, "window bound");
+    }
+    closed(t.close_all(), &mut back);
+    assert_eq!(t.held_inputs(), 0);
+    let returned: BTreeSet<usize> = back.iter().copied().collect();
+    assert_eq!(returned.len(), back.len(), "an input came back twice");
+    assert_eq!(returned, held, "every held input comes back");
+    assert_eq!(firsts + counted, admitted, "every finding accounted for");
+}
