@@ -16,6 +16,18 @@ pub const MESSAGES_REDRIVE: &str = "rootwatch_messages_redrive_total";
 pub const SOURCE_ERRORS: &str = "rootwatch_source_errors_total";
 pub const EVENTS_PROCESSED: &str = "rootwatch_events_processed_total";
 pub const DECODE_ERRORS: &str = "rootwatch_decode_errors_total";
+/// The `kind` label values of [`DECODE_ERRORS`].
+const DECODE_ERROR_KINDS: [&str; 9] = [
+    "invalid_json",
+    "malformed",
+    "unknown_envelope",
+    "too_deep",
+    "not_a_record",
+    "invalid_utf8",
+    "too_large",
+    "too_slow",
+    "io",
+];
 pub const FINDINGS: &str = "rootwatch_findings_total";
 pub const ALERTS_DELIVERED: &str = "rootwatch_alerts_delivered_total";
 pub const ALERTS_RETRIED: &str = "rootwatch_alerts_retried_total";
@@ -286,6 +298,9 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
     );
     for &source in sources {
         let s = source.to_owned();
+        for kind in DECODE_ERROR_KINDS {
+            counter!(DECODE_ERRORS, "source" => s.clone(), "kind" => kind).absolute(0);
+        }
         gauge!(SOURCE_UP, "source" => s.clone()).set(1.0);
         counter!(MESSAGES_RECEIVED, "source" => s.clone()).absolute(0);
         counter!(MESSAGES_DELETED, "source" => s.clone()).absolute(0);
@@ -339,19 +354,6 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         }
         counter!(THROTTLE_SUPPRESSED, "rule" => rule.to_owned()).absolute(0);
         counter!(THROTTLE_ESCALATED, "rule" => rule.to_owned()).absolute(0);
-    }
-    for kind in [
-        "invalid_json",
-        "malformed",
-        "unknown_envelope",
-        "too_deep",
-        "not_a_record",
-        "invalid_utf8",
-        "too_large",
-        "too_slow",
-        "io",
-    ] {
-        counter!(DECODE_ERRORS, "kind" => kind).absolute(0);
     }
     for kind in crate::decode::Skip::ALL {
         counter!(INPUTS_SKIPPED, "kind" => kind.as_str()).absolute(0);
@@ -443,7 +445,7 @@ pub fn decode_error(
     error: &dyn std::fmt::Display,
 ) {
     tracing::warn!(source, message_id, kind, error = %error, "decode error");
-    counter!(DECODE_ERRORS, "kind" => kind).increment(1);
+    counter!(DECODE_ERRORS, "source" => source.to_owned(), "kind" => kind).increment(1);
 }
 
 /// Every decode error of one input: those kept whole are logged one by
@@ -467,7 +469,7 @@ pub fn decode_errors(source: &str, message_id: &str, errors: &crate::decode::Err
         errors.kept().len()
     );
     for (kind, n) in rest {
-        counter!(DECODE_ERRORS, "kind" => kind).increment(n);
+        counter!(DECODE_ERRORS, "source" => source.to_owned(), "kind" => kind).increment(n);
     }
 }
 

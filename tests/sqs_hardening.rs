@@ -68,8 +68,13 @@ async fn a_slow_object_does_not_expose_the_rest_of_its_batch() {
     assert_eq!(hook.delivered().len(), 10);
 }
 
-fn decode_errors(kind: &str) -> u64 {
-    metric("rootwatch_decode_errors_total", &format!("kind=\"{kind}\""))
+/// Decode errors of `kind` counted for `source` (each test names its own
+/// source: tests run in one process and share the counters).
+fn decode_errors(source: &str, kind: &str) -> u64 {
+    metric(
+        "rootwatch_decode_errors_total",
+        &format!("source=\"{source}\",kind=\"{kind}\""),
+    )
 }
 
 /// gzip members back to back (a valid gzip file, as MultiGzDecoder and
@@ -143,9 +148,10 @@ async fn a_gzip_bomb_is_refused_at_the_object_limit() {
     aws.send(&queue, &s3_notification(&b, "AWSLogs/bomb.json.gz"))
         .await;
     let hook = Webhook::ok().await;
-    let before = decode_errors("too_large");
-    expect_dead_lettered(&aws, &queue, &dlq, &hook, "max_object_bytes = 8388608\n", 1).await;
-    assert!(decode_errors("too_large") > before, "counted as too_large");
+    let name = unique("bomb").replace('-', "_");
+    let extra = format!("name = \"{name}\"\nmax_object_bytes = 8388608\n");
+    expect_dead_lettered(&aws, &queue, &dlq, &hook, &extra, 1).await;
+    assert_eq!(decode_errors(&name, "too_large"), 1, "counted as too_large");
     // What came before the limit was still reported.
     let ids: Vec<String> = hook
         .delivered()
@@ -173,9 +179,10 @@ async fn an_oversized_record_is_refused_at_the_record_limit() {
     aws.send(&queue, &s3_notification(&b, "AWSLogs/record.json.gz"))
         .await;
     let hook = Webhook::ok().await;
-    let before = decode_errors("too_large");
-    expect_dead_lettered(&aws, &queue, &dlq, &hook, "", 1).await;
-    assert!(decode_errors("too_large") > before, "counted as too_large");
+    let name = unique("record").replace('-', "_");
+    let extra = format!("name = \"{name}\"\n");
+    expect_dead_lettered(&aws, &queue, &dlq, &hook, &extra, 1).await;
+    assert_eq!(decode_errors(&name, "too_large"), 1, "counted as too_large");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -198,18 +205,11 @@ async fn a_message_naming_too_many_objects_is_refused_unread() {
     let notice = serde_json::json!({"s3Bucket": b, "s3ObjectKey": keys}).to_string();
     aws.send(&queue, &notice).await;
     let hook = Webhook::ok().await;
-    let before = decode_errors("too_large");
-    expect_dead_lettered(
-        &aws,
-        &queue,
-        &dlq,
-        &hook,
-        "max_objects_per_message = 2\n",
-        1,
-    )
-    .await;
+    let name = unique("many").replace('-', "_");
+    let extra = format!("name = \"{name}\"\nmax_objects_per_message = 2\n");
+    expect_dead_lettered(&aws, &queue, &dlq, &hook, &extra, 1).await;
     assert!(hook.requests().is_empty(), "no object was read");
-    assert!(decode_errors("too_large") > before, "counted as too_large");
+    assert_eq!(decode_errors(&name, "too_large"), 1, "counted as too_large");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,9 +271,10 @@ async fn a_million_bad_records_are_counted_and_dead_lettered() {
     aws.send(&queue, &s3_notification(&b, "AWSLogs/empties.json.gz"))
         .await;
     let hook = Webhook::ok().await;
-    let before = decode_errors("not_a_record");
-    expect_dead_lettered(&aws, &queue, &dlq, &hook, "", 1).await;
-    assert_eq!(decode_errors("not_a_record") - before, 1_000_001);
+    let name = unique("empties").replace('-', "_");
+    let extra = format!("name = \"{name}\"\n");
+    expect_dead_lettered(&aws, &queue, &dlq, &hook, &extra, 1).await;
+    assert_eq!(decode_errors(&name, "not_a_record"), 1_000_001);
     let ids: Vec<String> = hook
         .delivered()
         .iter()
@@ -299,17 +300,10 @@ async fn an_object_over_the_compressed_limit_is_refused() {
     aws.send(&queue, &s3_notification(&b, "AWSLogs/hollow.json.gz"))
         .await;
     let hook = Webhook::ok().await;
-    let before = decode_errors("too_large");
-    expect_dead_lettered(
-        &aws,
-        &queue,
-        &dlq,
-        &hook,
-        "max_compressed_object_bytes = 1048576\n",
-        1,
-    )
-    .await;
-    assert!(decode_errors("too_large") > before, "counted as too_large");
+    let name = unique("hollow").replace('-', "_");
+    let extra = format!("name = \"{name}\"\nmax_compressed_object_bytes = 1048576\n");
+    expect_dead_lettered(&aws, &queue, &dlq, &hook, &extra, 1).await;
+    assert_eq!(decode_errors(&name, "too_large"), 1, "counted as too_large");
 }
 
 /// An object whose body stops half-way (a stalled or dripping connection)
@@ -334,11 +328,11 @@ async fn an_object_read_past_the_time_limit_is_refused() {
     let proxy = FaultProxy::start().await;
     proxy.stall_get("stalled", Duration::from_secs(300));
     let hook = Webhook::ok().await;
+    let name = unique("stalled").replace('-', "_");
     let config = sqs_to_webhook(&queue, 1, &hook.url(), "").replace(
         "visibility_timeout_secs = 1\n",
-        "visibility_timeout_secs = 1\nmax_object_read_secs = 2\n",
+        &format!("visibility_timeout_secs = 1\nname = \"{name}\"\nmax_object_read_secs = 2\n"),
     );
-    let before = decode_errors("too_slow");
     let started = std::time::Instant::now();
     let d = Daemon::start(&config, &aws_at(&proxy.url).await).await;
     eventually(
@@ -349,5 +343,5 @@ async fn an_object_read_past_the_time_limit_is_refused() {
     .await;
     d.stop().await;
     assert!(started.elapsed() < Duration::from_secs(60));
-    assert!(decode_errors("too_slow") > before, "counted as too_slow");
+    assert_eq!(decode_errors(&name, "too_slow"), 1, "counted as too_slow");
 }
