@@ -719,19 +719,9 @@ async fn a_rejected_alert_goes_to_the_dead_letter_queue() {
         !dir.path().join("checkpoints.dead-letter.jsonl").exists(),
         "no file"
     );
-    let got = aws
-        .sqs
-        .receive_message()
-        .queue_url(&queue)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default();
+    let got = aws.receive_bodies(&queue).await;
     assert_eq!(got.len(), 1, "{got:?}");
-    let l: serde_json::Value = serde_json::from_str(got[0].body().unwrap()).unwrap();
+    let l: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
     assert_eq!(l["source"], "cloudwatch_logs-0");
     assert_eq!(l["reason"], "rejected");
     assert_eq!(l["status"], 400);

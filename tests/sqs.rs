@@ -148,20 +148,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_and_good_ones_still_alert()
         got.keys().collect::<Vec<_>>(),
         ["after-poison", "before-poison"]
     );
-    let bodies: Vec<String> = aws
-        .sqs
-        .receive_message()
-        .queue_url(&dlq)
-        .max_number_of_messages(10)
-        .wait_time_seconds(1)
-        .send()
-        .await
-        .unwrap()
-        .messages
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.body)
-        .collect();
+    let bodies = aws.receive_bodies(&dlq).await;
     assert!(bodies.iter().any(|b| b == "this is not json"), "{bodies:?}");
     assert!(
         bodies

@@ -203,6 +203,23 @@ impl Aws {
             .unwrap();
     }
 
+    /// The bodies of up to ten messages one receive returns (waiting 1 s).
+    pub async fn receive_bodies(&self, url: &str) -> Vec<String> {
+        self.sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|m| m.body)
+            .collect()
+    }
+
     /// Visible plus in-flight messages.
     pub async fn depth(&self, url: &str) -> u64 {
         let (visible, hidden) = self.visible_and_hidden(url).await;
