@@ -1116,24 +1116,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             external_id,
             session_name,
         } => {
-            let url = reqwest::Url::parse(queue_url).map_err(|e| {
-                invalid(
-                    format!("{key}.queue_url"),
-                    format!("`{queue_url}` is not a URL ({e})"),
-                )
-            })?;
-            if !matches!(url.scheme(), "http" | "https")
-                || url
-                    .path_segments()
-                    .is_none_or(|s| s.filter(|p| !p.is_empty()).count() < 2)
-            {
-                return Err(invalid(
-                    format!("{key}.queue_url"),
-                    format!(
-                        "`{queue_url}` is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
-                    ),
-                ));
-            }
+            check_queue_url(&format!("{key}.queue_url"), queue_url)?;
             let aws = aws_settings(
                 key,
                 RawAws {
