@@ -34,8 +34,16 @@ pub struct DeadLetterFile {
     source: String,
     max_bytes: u64,
     rotated: u32,
-    /// The open file and its size.
-    file: Mutex<Option<(File, u64)>>,
+    file: Mutex<Option<Open>>,
+}
+
+/// The open file, its size, and the bytes of the rotated files (read when
+/// the file is opened, which each rotation does again).
+#[derive(Debug)]
+struct Open {
+    file: File,
+    size: u64,
+    rotated_bytes: u64,
 }
 
 impl DeadLetterFile {
@@ -68,7 +76,7 @@ impl DeadLetterFile {
         PathBuf::from(p)
     }
 
-    fn open(&self) -> io::Result<(File, u64)> {
+    fn open(&self) -> io::Result<Open> {
         let mut options = OpenOptions::new();
         options.create(true).append(true);
         // Findings carry raw CloudTrail records: readable by the owner
@@ -77,7 +85,15 @@ impl DeadLetterFile {
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let file = options.open(&self.path)?;
         let size = file.metadata()?.len();
-        Ok((file, size))
+        let rotated_bytes = (1..=self.rotated)
+            .filter_map(|n| std::fs::metadata(self.rotated_path(n)).ok())
+            .map(|m| m.len())
+            .sum();
+        Ok(Open {
+            file,
+            size,
+            rotated_bytes,
+        })
     }
 
     /// Moves the full file aside (`PATH` to `PATH.1`, each older one up by
@@ -106,15 +122,6 @@ impl DeadLetterFile {
         Ok(())
     }
 
-    /// Bytes in the file and its rotated files.
-    fn total_bytes(&self, current: u64) -> u64 {
-        (1..=self.rotated)
-            .filter_map(|n| std::fs::metadata(self.rotated_path(n)).ok())
-            .map(|m| m.len())
-            .sum::<u64>()
-            + current
-    }
-
     /// Appends one entry and fsyncs it. Blocking: call it from a blocking
     /// thread. The line is written with one `write_all` on an append-mode
     /// file, so concurrent writers never interleave within a line.
@@ -128,20 +135,21 @@ impl DeadLetterFile {
         if guard.is_none() {
             *guard = Some(self.open()?);
         }
-        let (_, size) = guard.as_ref().expect("opened above");
-        if *size > 0 && size + line.len() as u64 > self.max_bytes {
+        let size = guard.as_ref().expect("opened above").size;
+        if size > 0 && size + line.len() as u64 > self.max_bytes {
             *guard = None;
             self.rotate()?;
             *guard = Some(self.open()?);
         }
-        let (file, size) = guard.as_mut().expect("opened above");
-        let result = file
+        let open = guard.as_mut().expect("opened above");
+        let result = open
+            .file
             .write_all(line.as_bytes())
-            .and_then(|_| file.sync_data());
+            .and_then(|_| open.file.sync_data());
         match result {
             Ok(()) => {
-                *size += line.len() as u64;
-                crate::telemetry::dead_letter_bytes(&self.source, self.total_bytes(*size));
+                open.size += line.len() as u64;
+                crate::telemetry::dead_letter_bytes(&self.source, open.size + open.rotated_bytes);
             }
             // Reopen next time: the descriptor may be the problem (a file
             // moved away, a full disk since cleared).
@@ -208,31 +216,26 @@ impl DeadLetterQueue {
 /// Where a source's undeliverable findings are written.
 #[derive(Debug)]
 pub enum DeadLetterStore {
-    File(DeadLetterFile),
+    /// Shared with the blocking thread each append runs on.
+    File(Arc<DeadLetterFile>),
     Queue(DeadLetterQueue),
 }
 
 impl DeadLetterStore {
-    /// Writes one entry durably: fsynced to the file, or taken by SQS.
-    pub async fn write(self: &Arc<Self>, entry: &Entry<'_>) -> io::Result<()> {
-        match &**self {
-            DeadLetterStore::File(_) => {
-                let (store, line) = (Arc::clone(self), entry.to_json(self.source()));
-                tokio::task::spawn_blocking(move || match &*store {
-                    DeadLetterStore::File(f) => f.append_line(line),
-                    DeadLetterStore::Queue(_) => unreachable!("matched above"),
-                })
-                .await
-                .map_err(|e| io::Error::other(e.to_string()))?
-            }
-            DeadLetterStore::Queue(q) => q.send(entry).await,
-        }
+    pub fn file(f: DeadLetterFile) -> Self {
+        DeadLetterStore::File(Arc::new(f))
     }
 
-    fn source(&self) -> &str {
+    /// Writes one entry durably: fsynced to the file, or taken by SQS.
+    pub async fn write(&self, entry: &Entry<'_>) -> io::Result<()> {
         match self {
-            DeadLetterStore::File(f) => &f.source,
-            DeadLetterStore::Queue(q) => &q.source,
+            DeadLetterStore::File(f) => {
+                let (f, line) = (Arc::clone(f), entry.to_json(&f.source));
+                tokio::task::spawn_blocking(move || f.append_line(line))
+                    .await
+                    .map_err(|e| io::Error::other(e.to_string()))?
+            }
+            DeadLetterStore::Queue(q) => q.send(entry).await,
         }
     }
 
@@ -421,7 +424,7 @@ mod tests {
 
     #[test]
     fn targets_take_rejections_and_deadlines_only_when_told() {
-        let store = Arc::new(DeadLetterStore::File(DeadLetterFile::new("x", "s")));
+        let store = Arc::new(DeadLetterStore::file(DeadLetterFile::new("x", "s")));
         let mut t = Target {
             store,
             input: "i".into(),

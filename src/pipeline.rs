@@ -824,7 +824,7 @@ mod tests {
         let (down, _) = receiver(|_| 503).await;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("dead.jsonl");
-        let file = Arc::new(crate::dead_letter::DeadLetterStore::File(
+        let file = Arc::new(crate::dead_letter::DeadLetterStore::file(
             crate::dead_letter::DeadLetterFile::new(&path, "logs"),
         ));
         let target = |deadline_too| crate::dead_letter::Target {

@@ -27,7 +27,7 @@ use super::checkpoint::{
     self, CheckpointError, CheckpointFile, GroupCheckpoint, Progress, Settled,
 };
 use super::checkpoint_table::{self as table, CheckpointTable, TableError};
-use super::{SourceError, backoff};
+use super::{SourceError, backoff, panic_text};
 use crate::ack::{Outcome, Unit};
 use crate::config::{CheckpointStore, CloudwatchLogsSettings, DeadLetterDest, LogGroups, Start};
 use crate::dead_letter::{DeadLetterFile, DeadLetterQueue, DeadLetterStore, Target};
@@ -304,7 +304,7 @@ impl CloudwatchLogsSource {
                 // checkpoint table does: the process's own credentials.
                 dead_letter: Arc::new(match &settings.dead_letter {
                     DeadLetterDest::File(path) => {
-                        DeadLetterStore::File(DeadLetterFile::new(path, &name))
+                        DeadLetterStore::file(DeadLetterFile::new(path, &name))
                     }
                     DeadLetterDest::Queue(url) => {
                         DeadLetterStore::Queue(DeadLetterQueue::new(table_aws, url, &name))
@@ -1342,15 +1342,6 @@ async fn supervise_follower<F, Fut>(
             _ = stop.cancelled() => return,
         }
     }
-}
-
-/// A panic's message, when it has one.
-fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
 
 /// Watches how late events become searchable (`ingestionTime -

@@ -44,7 +44,7 @@ pub struct FileSource {
 impl FileSource {
     pub fn new(settings: FileSettings, pipeline: Arc<Pipeline>) -> Self {
         let dead_letter = settings.dead_letter_path.as_ref().map(|p| {
-            Arc::new(DeadLetterStore::File(DeadLetterFile::new(
+            Arc::new(DeadLetterStore::file(DeadLetterFile::new(
                 p,
                 &settings.name,
             )))

@@ -20,6 +20,15 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     half + ceiling.saturating_sub(half).mul_f64(rand::random::<f64>())
 }
 
+/// A panic's message, when it has one.
+pub fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 /// A source that could not start, naming it.
 #[derive(Debug, thiserror::Error)]
 #[error("source `{source_name}`: {message}")]

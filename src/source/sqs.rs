@@ -773,12 +773,7 @@ where
         if !e.is_panic() {
             continue;
         }
-        let payload = e.into_panic();
-        let detail = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic without a message".to_owned());
+        let detail = super::panic_text(e.into_panic());
         let restart = !stop.is_cancelled();
         telemetry::worker_panicked(source, &detail, restart);
         if restart {
