@@ -121,19 +121,9 @@ pub fn initial_position(start_ms: i64, created_ms: Option<i64>, listed_before: O
     }
 }
 
-/// Error codes CloudWatch Logs uses when a request is over its quota.
-pub fn is_throttling(code: Option<&str>) -> bool {
-    matches!(
-        code,
-        Some(
-            "ThrottlingException"
-                | "Throttling"
-                | "RateExceeded"
-                | "TooManyRequestsException"
-                | "RequestLimitExceeded"
-        )
-    )
-}
+/// Error codes CloudWatch Logs uses when a request is over its quota
+/// (`ThrottlingException`, `RateExceeded`, ...), as every source reads them.
+pub use super::health::is_throttling;
 
 // ---------------------------------------------------------------- limiter
 

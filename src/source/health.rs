@@ -29,6 +29,28 @@ struct Streak {
     kind: &'static str,
 }
 
+/// Error codes AWS services use when a request is over a rate or quota:
+/// the caller should slow down, nothing is wrong with the request.
+pub fn is_throttling(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "Throttling"
+                | "ThrottlingException"
+                | "ThrottledException"
+                | "RequestThrottled"
+                | "RequestThrottledException"
+                | "TooManyRequestsException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+                | "RateExceeded"
+                | "SlowDown"
+                | "AWS.SimpleQueueService.RequestThrottled"
+                | "KMS.ThrottlingException"
+        )
+    )
+}
+
 /// The kind of a failed AWS call, from its error code (`None`: no answer,
 /// the connection failed or timed out): `throttled`, `denied`, `not_found`,
 /// `server_error`, `unreachable` or `error`.
@@ -36,20 +58,6 @@ pub fn error_kind(code: Option<&str>) -> &'static str {
     let Some(code) = code else {
         return "unreachable";
     };
-    const THROTTLED: &[&str] = &[
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "ProvisionedThroughputExceededException",
-        "RequestLimitExceeded",
-        "LimitExceededException",
-        "SlowDown",
-        "AWS.SimpleQueueService.RequestThrottled",
-        "KMS.ThrottlingException",
-    ];
     const DENIED: &[&str] = &[
         "AccessDenied",
         "AccessDeniedException",
@@ -84,7 +92,7 @@ pub fn error_kind(code: Option<&str>) -> &'static str {
         "ServiceUnavailableException",
         "ServiceException",
     ];
-    if THROTTLED.contains(&code) {
+    if is_throttling(Some(code)) {
         "throttled"
     } else if DENIED.contains(&code) || code.ends_with("NotAuthorized") {
         "denied"
