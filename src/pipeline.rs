@@ -387,7 +387,6 @@ impl Pipeline {
     /// period.
     pub async fn run_throttle(self: Arc<Self>, stop: CancellationToken) {
         let Some(t) = &self.throttle else { return };
-        let mut reported = crate::throttle::Stats::default();
         loop {
             let stopping = tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => false,
@@ -400,15 +399,9 @@ impl Pipeline {
                 } else {
                     t.close_due(Instant::now())
                 };
-                (closed, t.open_windows(), t.held_inputs(), t.stats())
+                (closed, t.open_windows(), t.held_inputs(), t.take_stats())
             };
-            telemetry::throttle_state(
-                windows,
-                held,
-                stats.evicted - reported.evicted,
-                stats.unheld - reported.unheld,
-            );
-            reported = stats;
+            telemetry::throttle_state(windows, held, stats.evicted, stats.unheld);
             for c in closed {
                 let repeats = c.summary.summary.as_ref().map_or(0, |s| s.count);
                 tracing::info!(rule = %c.summary.rule, finding_id = %c.summary.finding_id, repeats, held_input = c.carrier.is_some(), "throttle window closed; sending its summary");

@@ -105,7 +105,7 @@ pub struct Closed<H> {
     pub carrier: Option<H>,
 }
 
-/// Counts since the throttle was made, for metrics.
+/// Counts since they were last taken, for metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
     /// Windows closed early to make room for a new key.
@@ -204,8 +204,9 @@ impl<H> Throttle<H> {
         self.carriers
     }
 
-    pub fn stats(&self) -> Stats {
-        self.stats
+    /// The counts since the last call, which starts them again.
+    pub fn take_stats(&mut self) -> Stats {
+        std::mem::take(&mut self.stats)
     }
 
     /// Admits `f` at `now`. The first of its key in a window is sent, and
@@ -564,7 +565,7 @@ mod tests {
             );
         }
         assert_eq!(t.held_inputs(), 2);
-        assert_eq!(t.stats().unheld, 1, "the third fold was not held");
+        assert_eq!(t.take_stats().unheld, 1, "the third fold was not held");
         let closed = t.close_all();
         assert_eq!(closed.len(), 3, "every window still has its summary");
         let mut carriers: Vec<_> = closed.iter().filter_map(|c| c.carrier).collect();
@@ -640,7 +641,7 @@ mod tests {
             assert_eq!(t.admit(&f(ip), || 0, t0), Admit::Send);
         }
         assert_eq!(t.open_windows(), 3);
-        assert_eq!(t.stats().evicted, 1);
+        assert_eq!(t.take_stats().evicted, 1);
         let closed = t.close_due(t0);
         assert_eq!(closed.len(), 1, "the evicted window's summary goes out");
         assert_eq!(closed[0].summary.source_ip.as_deref(), Some("198.51.100.1"));
