@@ -606,7 +606,7 @@ async fn a_group_created_while_every_replica_was_down_is_read_from_its_creation(
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         "[[sources]]\ntype = \"cloudwatch_logs\"\nname = \"discovery\"\nlog_group_prefix = \"{prefix}\"\npoll_interval_secs = 1\nlookback_secs = 5\ncheckpoint_table = \"{table}\"\nlease_duration_secs = {LEASE_SECS}\ndead_letter_path = \"{}\"\n\
-         [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = 60\n[server]\nlisten = \"\"\n[shutdown]\ngrace_secs = 5\n[throttle]\nwindow_secs = 0\n",
+         [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = 60\n[server]\nlisten = \"\"\n[shutdown]\ngrace_secs = 5\n",
         dir.path().join("dead-letter.jsonl").display(),
         hook.url()
     );
