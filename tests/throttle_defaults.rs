@@ -15,22 +15,25 @@ const EXAMPLE: &str = include_str!("../config/example.toml");
 /// The allow list these tests run: the IAM user's address is outside it.
 const ALLOW: &str = "[detect.ip_allowlist]\ncidrs = [\"203.0.113.0/24\"]\nscope = \"all\"\n";
 
-/// The example's `section` table, as TOML text under its own header.
-fn example_table(section: &str) -> toml::Table {
-    let v: toml::Table = EXAMPLE.parse().expect("config/example.toml parses");
-    v[section].as_table().unwrap().clone()
+fn example() -> toml::Table {
+    EXAMPLE.parse().expect("config/example.toml parses")
 }
 
-/// The example's first source of `kind` (an array-of-tables entry).
-fn example_source(kind: &str) -> toml::Table {
-    let v: toml::Table = EXAMPLE.parse().unwrap();
-    v["sources"]
+/// The example's `section` table.
+fn example_table(section: &str) -> toml::Table {
+    example()[section].as_table().unwrap().clone()
+}
+
+/// The example's first entry of `kind` in the array of tables `list`
+/// (`sources`, `sinks`).
+fn example_entry(list: &str, kind: &str) -> toml::Table {
+    example()[list]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s.as_table().unwrap())
         .find(|s| s["type"].as_str() == Some(kind))
-        .unwrap_or_else(|| panic!("config/example.toml has a {kind} source"))
+        .unwrap_or_else(|| panic!("config/example.toml has a {kind} entry in {list}"))
         .clone()
 }
 
@@ -47,11 +50,7 @@ fn shipped_with(source: toml::Table, hook: &str, sink_extra: &str) -> String {
         "sources".into(),
         toml::Value::Array(vec![toml::Value::Table(source)]),
     );
-    let v: toml::Table = EXAMPLE.parse().unwrap();
-    let mut sink = v["sinks"].as_array().unwrap()[0]
-        .as_table()
-        .unwrap()
-        .clone();
+    let mut sink = example_entry("sinks", "webhook");
     sink.insert("url".into(), hook.into());
     sink.insert("hmac_secret".into(), "test-secret".into());
     doc.insert(
@@ -69,7 +68,7 @@ fn shipped_with(source: toml::Table, hook: &str, sink_extra: &str) -> String {
 
 /// [`shipped_with`] the example's SQS source, pointed at `queue`.
 fn shipped(queue: &str, hook: &str, sink_extra: &str) -> String {
-    let mut source = example_source("sqs");
+    let mut source = example_entry("sources", "sqs");
     source.insert("queue_url".into(), queue.into());
     shipped_with(source, hook, sink_extra)
 }
