@@ -13,7 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::finding::Finding;
@@ -64,10 +64,6 @@ impl DeadLetterFile {
             rotated,
             file: Mutex::new(None),
         }
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn rotated_path(&self, n: u32) -> PathBuf {
@@ -392,7 +388,7 @@ mod tests {
         for _ in 0..6 {
             f.append(&entry).unwrap();
         }
-        let lines = |p: &Path| std::fs::read_to_string(p).unwrap().lines().count();
+        let lines = |p: &std::path::Path| std::fs::read_to_string(p).unwrap().lines().count();
         assert_eq!(lines(&path), 2);
         assert_eq!(lines(&dir.path().join("dead.jsonl.1")), 2);
         assert_eq!(lines(&dir.path().join("dead.jsonl.2")), 2);
