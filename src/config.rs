@@ -221,6 +221,8 @@ pub enum RawSource {
         poll_interval_secs: u64,
         #[serde(default = "default_cwl_lookback")]
         lookback_secs: u64,
+        #[serde(default = "default_cwl_full_read")]
+        full_read_interval_secs: u64,
         /// A local checkpoint file; exactly one of this and
         /// `checkpoint_table`. An Option so a missing value names the key.
         checkpoint_path: Option<String>,
@@ -257,6 +259,9 @@ fn default_cwl_poll() -> u64 {
 }
 fn default_cwl_lookback() -> u64 {
     300
+}
+fn default_cwl_full_read() -> u64 {
+    60
 }
 fn default_cwl_start() -> String {
     "now".into()
@@ -523,9 +528,12 @@ pub struct CloudwatchLogsSettings {
     /// How often `log_group_prefix` is listed again for new groups.
     pub discovery_interval: Duration,
     pub poll_interval: Duration,
-    /// How far behind its checkpoint each poll re-reads, for events that
-    /// CloudWatch Logs makes searchable late.
+    /// How late an event may become searchable and still be read: what a
+    /// full read reaches back (polls in between reach back less, by how
+    /// late events have been arriving).
     pub lookback: Duration,
+    /// How often a read goes back the whole lookback.
+    pub full_read_interval: Duration,
     pub checkpoint: CheckpointStore,
     pub start: Start,
     /// Shared by every group of the source.
@@ -1202,6 +1210,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             discovery_interval_secs,
             poll_interval_secs,
             lookback_secs,
+            full_read_interval_secs,
             checkpoint_path,
             checkpoint_table,
             lease_duration_secs,
@@ -1397,6 +1406,12 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     }
                     l => secs(&format!("{key}.lookback_secs"), *l, 1, 86_400)?,
                 },
+                full_read_interval: secs(
+                    &format!("{key}.full_read_interval_secs"),
+                    *full_read_interval_secs,
+                    1,
+                    86_400,
+                )?,
                 start,
                 max_requests_per_sec,
                 filter_pattern,

@@ -47,6 +47,9 @@ pub const CHECKPOINT_AGE: &str = "rootwatch_cloudwatch_checkpoint_age_seconds";
 pub const INPUTS_SKIPPED: &str = "rootwatch_inputs_skipped_total";
 pub const INGESTION_DELAY: &str = "rootwatch_cloudwatch_ingestion_delay_seconds";
 pub const LATE_EVENTS: &str = "rootwatch_cloudwatch_late_events_total";
+pub const CWL_REQUESTS: &str = "rootwatch_cloudwatch_requests_total";
+pub const CWL_EVENTS_READ: &str = "rootwatch_cloudwatch_events_read_total";
+pub const FULL_READ_FINDS: &str = "rootwatch_cloudwatch_full_read_finds_total";
 pub const ALERTS_ALREADY_DELIVERED: &str = "rootwatch_alerts_already_delivered_total";
 pub const ALERTS_DEAD_LETTERED: &str = "rootwatch_alerts_dead_lettered_total";
 pub const DEAD_LETTER_ERRORS: &str = "rootwatch_dead_letter_errors_total";
@@ -91,6 +94,9 @@ pub const ALL: &[&str] = &[
     INPUTS_SKIPPED,
     INGESTION_DELAY,
     LATE_EVENTS,
+    CWL_REQUESTS,
+    CWL_EVENTS_READ,
+    FULL_READ_FINDS,
     ALERTS_ALREADY_DELIVERED,
     ALERTS_DEAD_LETTERED,
     DEAD_LETTER_ERRORS,
@@ -248,6 +254,18 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "CloudWatch Logs events that became searchable more than lookback_secs after their timestamp, by source: read this time, but events as late as they are can be passed over."
     );
     describe_counter!(
+        CWL_REQUESTS,
+        "FilterLogEvents calls of a CloudWatch Logs source, by source and read (poll: back by the overlap; full: back by lookback_secs)."
+    );
+    describe_counter!(
+        CWL_EVENTS_READ,
+        "Events FilterLogEvents returned to a CloudWatch Logs source, those read again included, by source and read (poll or full)."
+    );
+    describe_counter!(
+        FULL_READ_FINDS,
+        "CloudWatch Logs events found only by a full read: later than the polls' overlap, so alerted up to full_read_interval_secs after they became searchable, by source."
+    );
+    describe_counter!(
         INPUTS_SKIPPED,
         "Inputs recognised and deliberately not read (S3 test events, digest files, non-CloudTrail EventBridge events, ...), by kind."
     );
@@ -330,6 +348,11 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         gauge!(DEAD_LETTER_BYTES, "source" => s.clone()).set(0.0);
         counter!(DEAD_LETTER_ROTATIONS, "source" => s.clone()).absolute(0);
         counter!(LATE_EVENTS, "source" => s.clone()).absolute(0);
+        counter!(FULL_READ_FINDS, "source" => s.clone()).absolute(0);
+        for read in ["poll", "full"] {
+            counter!(CWL_REQUESTS, "source" => s.clone(), "read" => read).absolute(0);
+            counter!(CWL_EVENTS_READ, "source" => s.clone(), "read" => read).absolute(0);
+        }
         gauge!(IN_FLIGHT, "source" => s).set(0.0);
     }
     for &sink in sinks {
@@ -484,11 +507,22 @@ pub fn ingestion_delay(source: &str, delay: Duration) {
     histogram!(INGESTION_DELAY, "source" => source.to_owned()).record(delay.as_secs_f64());
 }
 
-/// An event became searchable close to the lookback: one a little later
-/// than the lookback would never be read.
 /// An event became searchable later than the lookback after its time.
 pub fn late_event(source: &str) {
     counter!(LATE_EVENTS, "source" => source.to_owned()).increment(1);
+}
+
+/// One FilterLogEvents page with `events` events, of a full read or a poll.
+pub fn cloudwatch_page(source: &str, full: bool, events: usize) {
+    let read = if full { "full" } else { "poll" };
+    counter!(CWL_REQUESTS, "source" => source.to_owned(), "read" => read).increment(1);
+    counter!(CWL_EVENTS_READ, "source" => source.to_owned(), "read" => read)
+        .increment(events as u64);
+}
+
+/// A full read found a new event that the polls' overlap did not reach.
+pub fn full_read_find(source: &str) {
+    counter!(FULL_READ_FINDS, "source" => source.to_owned()).increment(1);
 }
 
 pub fn late_event_warning(source: &str, log_group: &str, delay: Duration, lookback: Duration) {

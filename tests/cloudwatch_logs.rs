@@ -172,20 +172,31 @@ async fn a_restart_alerts_exactly_the_events_put_while_it_was_down() {
     assert_eq!(alerts(&first), once(&["cw-first-run"]));
 }
 
+/// Polls reach back only by the overlap (here 30 s: events arrive at
+/// once), so an event made searchable 120 s after its timestamp is found by
+/// the next full read of the lookback, once, and counted as such. The full
+/// read comes every 5 s here instead of the default minute, to keep the
+/// test short.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_event_older_than_the_last_poll_alerts_once() {
+async fn a_late_event_beyond_the_overlap_is_found_by_the_next_full_read() {
     let aws = Aws::new().await;
     let g = LogGroup::new(&aws).await;
     let hook = Webhook::ok().await;
     let dir = tempfile::tempdir().unwrap();
     let cp = dir.path().join("checkpoints.json");
+    let name = unique("cwl_full").replace('-', "_");
     let t = now_ms();
     g.put(&[(t, "cw-on-time")]).await;
-    let d = Daemon::start(
-        &conf(source(&g, &cp, t - 600_000), &hook).toml(),
-        &aws.config,
-    )
-    .await;
+    let src = source(&g, &cp, t - 600_000).replace(
+        "type = \"cloudwatch_logs\"",
+        &format!("type = \"cloudwatch_logs\"\nname = \"{name}\"\nfull_read_interval_secs = 5"),
+    );
+    let toml = conf(src, &hook)
+        .toml()
+        .replace("listen = \"\"", "listen = \"127.0.0.1:0\"");
+    let (d, admin) = Daemon::with_admin(&toml, Some(aws.config.clone()), None).await;
+    let metric =
+        |m: &str, labels: &str| format!("rootwatch_cloudwatch_{m}{{source=\"{name}\"{labels}}}");
     eventually(LIMIT, "the on-time event", || async {
         alerts(&hook).len() == 1
     })
@@ -196,14 +207,26 @@ async fn a_late_event_older_than_the_last_poll_alerts_once() {
         position(&cp, &g).0 > t + 1_000
     })
     .await;
+    assert_eq!(
+        scrape(admin, &metric("full_read_finds_total", "")).await,
+        Some(0.0)
+    );
     g.put(&[(late_ts, "cw-late")]).await;
     eventually(LIMIT, "the late event", || async {
         alerts(&hook).len() == 2
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let finds = scrape(admin, &metric("full_read_finds_total", "")).await;
+    let polls = scrape(admin, &metric("requests_total", ",read=\"poll\"")).await;
+    let fulls = scrape(admin, &metric("requests_total", ",read=\"full\"")).await;
     d.stop().await;
     assert_eq!(alerts(&hook), once(&["cw-on-time", "cw-late"]));
+    assert_eq!(finds, Some(1.0));
+    assert!(
+        polls.unwrap() > fulls.unwrap() && fulls.unwrap() >= 2.0,
+        "{polls:?} {fulls:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

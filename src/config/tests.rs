@@ -337,6 +337,7 @@ fn cloudwatch_logs_defaults() {
     );
     assert_eq!(c.poll_interval, Duration::from_secs(10));
     assert_eq!(c.lookback, Duration::from_secs(300));
+    assert_eq!(c.full_read_interval, Duration::from_secs(60));
     assert_eq!(c.discovery_interval, Duration::from_secs(300));
     assert_eq!(
         c.checkpoint,
@@ -457,6 +458,10 @@ fn cloudwatch_logs_interval_errors() {
     assert_eq!(
         cwl_err("log_groups = [\"a\"]\nlookback_secs = 86401\n"),
         "`sources[0].lookback_secs`: 86401 is out of range (1 to 86400 seconds)"
+    );
+    assert_eq!(
+        cwl_err("log_groups = [\"a\"]\nfull_read_interval_secs = 0\n"),
+        "`sources[0].full_read_interval_secs`: 0 is out of range (1 to 86400 seconds)"
     );
     assert!(
         cwl_err("log_groups = [\"a\"]\nlookback_secs = 0\n")

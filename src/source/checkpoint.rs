@@ -7,7 +7,7 @@
 //! ([`write_atomic`]). Handled events are remembered by an 8-byte key of
 //! their id ([`EventKey`]), in the file as in the DynamoDB table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -253,24 +253,68 @@ pub enum Settled {
     Unknown,
 }
 
+/// How far back a group's reads reach. Times are ms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reach {
+    /// An event that becomes searchable up to this long after its
+    /// timestamp is still read.
+    pub lookback_ms: i64,
+    /// At least this often a read goes back the whole lookback (a full
+    /// read); the polls in between read back only the overlap (see
+    /// [`Progress::overlap`]).
+    pub full_every_ms: i64,
+}
+
+/// The next read, `start ..= end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub start: i64,
+    pub end: i64,
+    /// Whether it reaches back the whole lookback from the last full read.
+    pub full: bool,
+    /// Where a poll would have started: a new event before it was later
+    /// than the overlap, found only because this read is full.
+    pub poll_start: i64,
+}
+
+/// The overlap is twice the largest ingestion delay seen lately, at least
+/// this: room for clock skew and for the time between ingestion and an
+/// event becoming searchable.
+pub const MIN_OVERLAP_MS: i64 = 30_000;
+/// Ingestion delays are remembered per minute, for this long.
+const DELAY_BUCKET_MS: i64 = 60_000;
+const DELAY_BUCKETS: i64 = 15;
+
 /// One log group's reading progress. Times are ms since the epoch.
 ///
-/// * `frontier`: the end of the last complete read. The next read covers
-///   `frontier - lookback ..= now`, so an event made searchable late is
-///   still found as long as it is at most `lookback` behind.
+/// * `frontier`: the end of the last complete read. A poll reads
+///   `frontier - overlap ..= now`, where the overlap follows how late events
+///   have been becoming searchable (twice the largest delay of the last 15
+///   minutes, at least [`MIN_OVERLAP_MS`], at most the lookback; the whole
+///   lookback while no delay was seen).
+/// * `full_end`: the end of the last full read. Once the reads have moved
+///   `full_every` past it, the next read is full: it starts at
+///   `full_end - lookback`, so every event searchable at most `lookback`
+///   after its timestamp is read, however much later than the overlap,
+///   within `full_every` of becoming searchable (an event searchable after
+///   the last full read has a timestamp of at least `full_end - lookback`).
 /// * `position` (the checkpoint): at most the frontier, before every event
-///   still being delivered or failed, and never moving back. A late event
-///   found behind it was found by a read starting at
-///   `frontier - lookback`, which is at or after `position - lookback`, so
-///   a restart (reading from `position - lookback`) finds it again.
+///   still being delivered or failed, and never moving back. Every read
+///   starts at or after `full_end - lookback`, and `full_end` is never more
+///   than `full_every` behind the frontier nor, so, behind the position: a
+///   restart reading from `position - lookback - full_every` finds again any
+///   event that was unsettled when it stopped.
 /// * handled ids: skipped when read again; kept while a read can return
-///   them (`>= frontier - lookback`), and alerted ones while a restart can
-///   (`>= position - lookback`).
+///   them (`>= full_end - lookback`), and alerted ones while a restart can
+///   (`>= position - lookback - full_every`).
 #[derive(Debug)]
 pub struct Progress {
-    lookback_ms: i64,
+    reach: Reach,
     position: i64,
     frontier: i64,
+    full_end: i64,
+    /// `(minute, largest delay seen in it)`, oldest first.
+    delays: VecDeque<(i64, i64)>,
     handled: HashMap<EventKey, Handled>,
     in_flight: HashMap<String, Unsettled>,
     failed: HashMap<String, Unsettled>,
@@ -286,11 +330,13 @@ const MAX_DOUBLINGS: u32 = 40;
 
 impl Progress {
     /// A group that begins at `position` with nothing handled yet.
-    pub fn new(position: i64, lookback_ms: i64) -> Self {
+    pub fn new(position: i64, reach: Reach) -> Self {
         Progress {
-            lookback_ms,
+            reach,
             position,
             frontier: position,
+            full_end: position,
+            delays: VecDeque::new(),
             handled: HashMap::new(),
             in_flight: HashMap::new(),
             failed: HashMap::new(),
@@ -298,9 +344,11 @@ impl Progress {
         }
     }
 
-    /// A group resumed from its checkpoint.
-    pub fn resume(c: &GroupCheckpoint, lookback_ms: i64) -> Self {
-        let mut p = Progress::new(c.position_ms, lookback_ms);
+    /// A group resumed from its checkpoint. Its first read is full and
+    /// starts at `position - lookback - full_every` (see [`Progress`]).
+    pub fn resume(c: &GroupCheckpoint, reach: Reach) -> Self {
+        let mut p = Progress::new(c.position_ms, reach);
+        p.full_end = c.position_ms - reach.full_every_ms;
         p.handled = c
             .handled
             .iter()
@@ -313,18 +361,59 @@ impl Progress {
         self.position
     }
 
-    /// The next read: `(start, end)`, both inclusive. `end` is `now`, or
-    /// the frontier plus a span when far behind, so a long backlog is read
-    /// in steps and the remembered ids stay bounded. The span is
-    /// `base_span_ms`, doubled for every read in a row that found nothing
-    /// new (see [`Progress::read_found`]).
-    pub fn window(&self, now: i64, base_span_ms: i64) -> (i64, i64) {
-        let start = (self.frontier - self.lookback_ms).max(0);
+    /// Records how late a new event became searchable (`ingestionTime -
+    /// timestamp`), seen at `now`.
+    pub fn observe_delay(&mut self, now: i64, delay_ms: i64) {
+        let minute = now.div_euclid(DELAY_BUCKET_MS);
+        let delay = delay_ms.max(0);
+        match self.delays.back_mut() {
+            // A clock that went back adds to the newest minute.
+            Some((m, d)) if *m >= minute => *d = (*d).max(delay),
+            _ => self.delays.push_back((minute, delay)),
+        }
+        while self
+            .delays
+            .front()
+            .is_some_and(|&(m, _)| m <= minute - DELAY_BUCKETS)
+        {
+            self.delays.pop_front();
+        }
+    }
+
+    /// How far behind the frontier a poll starts at `now`.
+    pub fn overlap(&self, now: i64) -> i64 {
+        let recent = now.div_euclid(DELAY_BUCKET_MS) - DELAY_BUCKETS;
+        let lookback = self.reach.lookback_ms;
+        match self
+            .delays
+            .iter()
+            .filter(|&&(m, _)| m > recent)
+            .map(|&(_, d)| d)
+            .max()
+        {
+            Some(d) => d.saturating_mul(2).max(MIN_OVERLAP_MS).min(lookback),
+            None => lookback,
+        }
+    }
+
+    /// The next read. `end` is `now`, or the frontier plus a span when far
+    /// behind, so a long backlog is read in steps and the remembered ids
+    /// stay bounded. The span is `base_span_ms`, doubled for every read in
+    /// a row that found nothing new (see [`Progress::read_found`]).
+    pub fn window(&self, now: i64, base_span_ms: i64) -> Window {
         let span = base_span_ms.saturating_mul(1i64 << self.empty_reads);
         let end = now
             .min(self.frontier.saturating_add(span))
             .max(self.frontier);
-        (start, end)
+        let poll_start = (self.frontier - self.overlap(now)).max(0);
+        let full_start = (self.full_end - self.reach.lookback_ms).max(0);
+        let full = end - self.full_end >= self.reach.full_every_ms || full_start >= poll_start;
+        Window {
+            start: if full { full_start } else { poll_start },
+            end,
+            full,
+            poll_start,
+        }
     }
 
     /// Whether the next window is wider than the base span, because the
@@ -420,9 +509,12 @@ impl Progress {
         self.failed.len()
     }
 
-    /// A read of everything up to `end` completed.
-    pub fn finish_read(&mut self, end: i64) {
-        self.frontier = self.frontier.max(end);
+    /// The read of `window` completed.
+    pub fn finish_read(&mut self, window: &Window) {
+        self.frontier = self.frontier.max(window.end);
+        if window.full {
+            self.full_end = self.full_end.max(window.end);
+        }
     }
 
     /// Moves the position as far as every outcome allows, forgets ids no
@@ -439,17 +531,20 @@ impl Progress {
             None => self.frontier,
         };
         self.position = self.position.max(candidate);
-        let (restart_from, read_from) = (
-            self.position - self.lookback_ms,
-            self.frontier - self.lookback_ms,
-        );
+        let (restart_from, read_from) =
+            (self.restart_from(), self.full_end - self.reach.lookback_ms);
         self.handled
             .retain(|_, h| h.ts >= restart_from && (h.alerted || h.ts >= read_from));
         self.position
     }
 
+    /// Where a restart from this position reads from.
+    fn restart_from(&self) -> i64 {
+        self.position - self.reach.lookback_ms - self.reach.full_every_ms
+    }
+
     pub fn checkpoint(&self) -> GroupCheckpoint {
-        let restart_from = self.position - self.lookback_ms;
+        let restart_from = self.restart_from();
         GroupCheckpoint {
             position_ms: self.position,
             handled: self
@@ -467,19 +562,162 @@ mod tests {
     use super::*;
 
     const L: i64 = 300_000;
+    const F: i64 = 60_000;
+    const REACH: Reach = Reach {
+        lookback_ms: L,
+        full_every_ms: F,
+    };
 
     fn p(position: i64) -> Progress {
-        Progress::new(position, L)
+        Progress::new(position, REACH)
+    }
+
+    fn range(w: Window) -> (i64, i64) {
+        (w.start, w.end)
     }
 
     #[test]
     fn the_window_reaches_back_by_the_lookback_and_forward_in_steps() {
         let g = p(1_000_000);
-        assert_eq!(g.window(1_005_000, 900_000), (700_000, 1_005_000));
-        assert_eq!(g.window(9_000_000, 900_000), (700_000, 1_900_000));
+        assert_eq!(range(g.window(1_005_000, 900_000)), (700_000, 1_005_000));
+        assert_eq!(range(g.window(9_000_000, 900_000)), (700_000, 1_900_000));
         // A clock that went back reads nothing new, and never a reversed range.
-        assert_eq!(g.window(10, 900_000), (700_000, 1_000_000));
-        assert_eq!(p(100).window(200, 900_000), (0, 200));
+        assert_eq!(range(g.window(10, 900_000)), (700_000, 1_000_000));
+        assert_eq!(range(p(100).window(200, 900_000)), (0, 200));
+    }
+
+    /// Polls every 10 s over a group whose events become searchable 5 s
+    /// late: they read back 30 s (the least overlap), and once a minute a
+    /// read goes back the whole lookback from the last full read.
+    #[test]
+    fn polls_read_back_the_overlap_and_a_full_read_comes_once_per_interval() {
+        let t0 = 10_000_000;
+        let mut g = p(t0);
+        // No delay seen yet: the whole lookback.
+        assert_eq!(g.overlap(t0), L);
+        let mut windows = Vec::new();
+        for k in 1..=13 {
+            let now = t0 + k * 10_000;
+            g.observe_delay(now, 5_000);
+            let w = g.window(now, SPAN);
+            windows.push((w.start - t0, w.end - t0, w.full));
+            g.finish_read(&w);
+        }
+        assert_eq!(g.overlap(t0 + 130_000), MIN_OVERLAP_MS);
+        let fulls: Vec<_> = windows.iter().filter(|w| w.2).collect();
+        assert_eq!(fulls, [&(-L, 60_000, true), &(60_000 - L, 120_000, true)]);
+        for &(start, end, full) in &windows {
+            if !full {
+                assert_eq!(start, end - 10_000 - MIN_OVERLAP_MS, "{windows:?}");
+            }
+        }
+        // Larger delays widen the overlap, up to the lookback.
+        g.observe_delay(t0 + 131_000, 100_000);
+        assert_eq!(g.overlap(t0 + 131_000), 200_000);
+        g.observe_delay(t0 + 132_000, 200_000);
+        assert_eq!(g.overlap(t0 + 132_000), L);
+        // They are forgotten after 15 minutes.
+        assert_eq!(g.overlap(t0 + 132_000 + 16 * 60_000), L, "nothing seen");
+        g.observe_delay(t0 + 132_000 + 16 * 60_000, 1_000);
+        assert_eq!(g.overlap(t0 + 132_000 + 16 * 60_000), MIN_OVERLAP_MS);
+    }
+
+    /// A simulated log group: events with the given delays, polled every
+    /// `poll` ms for an hour, with a crash and a restart from the
+    /// checkpoint in the middle. Returns how many times each event's
+    /// alert was delivered, and how many events the reads returned.
+    fn simulate(events: &[(i64, i64)], poll: i64, reach: Reach, crash_at: i64) -> (Vec<u32>, u64) {
+        let t0 = 100 * DAY;
+        let mut g = Progress::new(t0, reach);
+        let mut delivered = vec![0u32; events.len()];
+        let mut pending: Vec<usize> = Vec::new();
+        let mut read = 0u64;
+        let mut now = t0;
+        let mut crashed = false;
+        while now < t0 + 4_000_000 {
+            now += poll;
+            // Last poll's alerts were delivered in the meantime.
+            for i in pending.drain(..) {
+                if g.settle(&i.to_string(), Outcome::Done) == Settled::Done {
+                    delivered[i] += 1;
+                }
+            }
+            g.advance();
+            let w = g.window(now, SPAN);
+            for (i, &(ts, delay)) in events.iter().enumerate() {
+                let ts = t0 + ts;
+                if ts + delay > now || ts < w.start || ts > w.end {
+                    continue;
+                }
+                read += 1;
+                if !g.is_known(&i.to_string()) {
+                    g.observe_delay(now, delay);
+                    g.dispatched(i.to_string(), ts, String::new());
+                    pending.push(i);
+                }
+            }
+            g.read_found(1);
+            g.finish_read(&w);
+            if !crashed && now >= t0 + crash_at {
+                // Killed with this poll's alerts undelivered: only the
+                // checkpoint survives.
+                crashed = true;
+                g.advance();
+                g = Progress::resume(&g.checkpoint(), reach);
+                pending.clear();
+            }
+        }
+        (delivered, read)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Every event searchable at most `lookback` late alerts exactly
+        /// once, across a crash, however its delay compares with the
+        /// overlap.
+        #[test]
+        fn every_event_within_the_lookback_alerts_exactly_once(
+            events in proptest::collection::vec((0i64..3_000_000, 0i64..=L), 1..60),
+            quick in proptest::collection::vec((0i64..3_000_000, 0i64..5_000), 0..60),
+            poll in 1_000i64..30_000,
+            full_every in 1_000i64..600_000,
+            crash_at in 0i64..3_600_000,
+        ) {
+            let all: Vec<_> = events.into_iter().chain(quick).collect();
+            let reach = Reach { lookback_ms: L, full_every_ms: full_every };
+            let (delivered, _) = simulate(&all, poll, reach, crash_at);
+            for (i, n) in delivered.iter().enumerate() {
+                proptest::prop_assert_eq!(*n, 1, "event {:?}", all[i]);
+            }
+        }
+    }
+
+    /// Events a few seconds late, one every second for 50 minutes: each
+    /// alerts once, and each is read about 9 times (four polls and one
+    /// full read of 360 s a minute), not the 31 times of reading the whole
+    /// lookback on every 10 s poll. An event 250 s late alerts once too,
+    /// and widens the overlap to the lookback for the next 15 minutes.
+    #[test]
+    fn polls_over_prompt_events_read_a_fraction_of_the_lookback() {
+        let mut events: Vec<(i64, i64)> = (0..3_000).map(|k| (k * 1_000, k % 7 * 1_000)).collect();
+        let (delivered, read) = simulate(&events, 10_000, REACH, 1_800_000);
+        assert!(delivered.iter().all(|&n| n == 1), "{delivered:?}");
+        let per_event = read as f64 / events.len() as f64;
+        assert!(
+            (8.0..10.0).contains(&per_event),
+            "each event read {per_event:.1} times"
+        );
+        events.push((1_000_500, 250_000));
+        let (delivered, read_with_outlier) = simulate(&events, 10_000, REACH, 1_800_000);
+        assert!(delivered.iter().all(|&n| n == 1), "{delivered:?}");
+        assert!(read_with_outlier > read);
+        let whole_lookback = Reach {
+            lookback_ms: L,
+            full_every_ms: 1,
+        };
+        let (_, every_poll_full) = simulate(&events, 10_000, whole_lookback, 1_800_000);
+        let per_event = every_poll_full as f64 / events.len() as f64;
+        assert!(per_event > 30.0, "{per_event:.1}");
     }
 
     const DAY: i64 = 86_400_000;
@@ -492,12 +730,12 @@ mod tests {
         let mut g = p(now - days * DAY);
         let mut reads = 0;
         loop {
-            let (start, end) = g.window(now, SPAN);
-            assert!(start <= end && end <= now);
+            let w = g.window(now, SPAN);
+            assert!(w.start <= w.end && w.end <= now);
             reads += 1;
             g.read_found(0);
-            g.finish_read(end);
-            if end >= now {
+            g.finish_read(&w);
+            if w.end >= now {
                 return reads;
             }
             assert!(reads < 10_000, "catching up does not end");
@@ -524,25 +762,27 @@ mod tests {
     fn a_read_with_events_brings_the_window_back_to_the_base_span() {
         let mut g = p(0);
         let now = 100 * DAY;
-        assert_eq!(g.window(now, SPAN), (0, SPAN));
+        assert_eq!(range(g.window(now, SPAN)), (0, SPAN));
         assert!(!g.window_is_widened());
+        let w = g.window(now, SPAN);
         g.read_found(0);
-        g.finish_read(SPAN);
-        assert_eq!(g.window(now, SPAN), (SPAN - L, 3 * SPAN));
+        g.finish_read(&w);
+        assert_eq!(range(g.window(now, SPAN)), (SPAN - L, 3 * SPAN));
         assert!(g.window_is_widened());
+        let w = g.window(now, SPAN);
         g.read_found(0);
-        g.finish_read(3 * SPAN);
-        assert_eq!(g.window(now, SPAN), (3 * SPAN - L, 7 * SPAN));
+        g.finish_read(&w);
+        assert_eq!(range(g.window(now, SPAN)), (3 * SPAN - L, 7 * SPAN));
         // Events found: the next window is the base span again.
         g.read_found(12);
-        assert_eq!(g.window(now, SPAN), (3 * SPAN - L, 4 * SPAN));
+        assert_eq!(range(g.window(now, SPAN)), (3 * SPAN - L, 4 * SPAN));
         assert!(!g.window_is_widened());
         // Widening never overflows.
         for _ in 0..100 {
             g.read_found(0);
         }
-        assert_eq!(g.window(now, SPAN).1, now);
-        let (_, far) = g.window(i64::MAX, SPAN);
+        assert_eq!(g.window(now, SPAN).end, now);
+        let far = g.window(i64::MAX, SPAN).end;
         assert!(far > 1_000 * 365 * DAY, "{far}");
     }
 
@@ -552,7 +792,7 @@ mod tests {
         g.handled_quietly("a".into(), 1_500);
         g.dispatched("b".into(), 2_000, "{}".into());
         g.dispatched("c".into(), 3_000, "{}".into());
-        g.finish_read(5_000);
+        g.finish_read(&g.window(5_000, SPAN));
         assert_eq!(g.advance(), 1_999);
         assert_eq!(g.settle("c", Outcome::Done), Settled::Done);
         assert_eq!(g.advance(), 1_999, "b still blocks");
@@ -575,7 +815,7 @@ mod tests {
 
         // A late event behind the position holds it, but does not move it back.
         g.dispatched("late".into(), 4_000, "{}".into());
-        g.finish_read(6_000);
+        g.finish_read(&g.window(6_000, SPAN));
         assert_eq!(g.advance(), 5_000);
         assert_eq!(g.settle("late", Outcome::Released), Settled::Released);
         assert_eq!(g.advance(), 5_000);
@@ -594,10 +834,10 @@ mod tests {
         g.dispatched("alert-old".into(), 10_000, "{}".into());
         g.settle("alert-old", Outcome::Done);
         g.dispatched("blocker".into(), 400_000, "{}".into());
-        g.finish_read(1_000_000);
+        g.finish_read(&g.window(1_000_000, 1_000_000));
         assert_eq!(g.advance(), 399_999);
-        // The next read starts at 700_000 and a restart at 399_999 - L =
-        // 99_999: neither returns events at 10_000, alerted or not.
+        // The next read starts at 700_000 and a restart at 399_999 - L - F
+        // = 39_999: neither returns events at 10_000, alerted or not.
         assert!(!g.is_known("quiet-old"));
         assert!(!g.is_known("alert-old"));
 
@@ -606,9 +846,9 @@ mod tests {
         g.settle("alert", Outcome::Done);
         g.handled_quietly("quiet".into(), 200_000);
         g.dispatched("blocker".into(), 400_000, "{}".into());
-        g.finish_read(1_000_000);
+        g.finish_read(&g.window(1_000_000, 1_000_000));
         g.advance();
-        // A restart reads from 99_999: the alerted event must be remembered
+        // A restart reads from 39_999: the alerted event must be remembered
         // (and written), the quiet one need not be.
         assert!(g.is_known("alert"));
         assert!(!g.is_known("quiet"));
@@ -621,9 +861,11 @@ mod tests {
             position_ms: 1_000_000,
             handled: [(EventKey::of("x"), 900_000)].into(),
         };
-        let mut g = Progress::resume(&c, L);
+        let mut g = Progress::resume(&c, REACH);
         assert!(g.is_known("x"));
-        assert_eq!(g.window(1_000_500, 900_000), (700_000, 1_000_500));
+        // The first read is full, from where a restart must read.
+        let w = g.window(1_000_500, 900_000);
+        assert_eq!((w.start, w.end, w.full), (640_000, 1_000_500, true));
         assert_eq!(g.advance(), 1_000_000);
         assert_eq!(g.checkpoint(), c);
     }
@@ -687,7 +929,7 @@ mod tests {
         assert_eq!(f.groups["g"].position_ms, 7);
         assert_eq!(f.groups["g"].handled, [(EventKey::of(id), 6)].into());
         assert!(f.groups["h"].handled.is_empty());
-        let g = Progress::resume(&f.groups["g"], L);
+        let g = Progress::resume(&f.groups["g"], REACH);
         assert!(
             g.is_known(id),
             "an event the old file names is still skipped"

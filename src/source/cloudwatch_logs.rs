@@ -2,9 +2,11 @@
 //! with `FilterLogEvents`, one task per group, all sharing one request rate
 //! limiter. Each log event's message is one CloudTrail record.
 //!
-//! CloudWatch Logs makes events searchable late and out of order, so each
-//! poll re-reads the trailing `lookback` window and skips events it already
-//! handled by their event id. Each event with findings is its own
+//! CloudWatch Logs makes events searchable late and out of order, so reads
+//! overlap and skip events already handled, by their event id: each poll
+//! reaches back by how late events have lately been arriving, and once per
+//! `full_read_interval` a full read reaches back the whole `lookback` (see
+//! [`super::checkpoint::Progress`]). Each event with findings is its own
 //! acknowledgement [`Unit`]: the checkpoint of a group (see
 //! [`super::checkpoint::Progress`]) moves past an event only when its
 //! alerts were delivered, and a failed event is retried alone instead of
@@ -24,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint::{
-    self, CheckpointError, CheckpointFile, GroupCheckpoint, Progress, Settled,
+    self, CheckpointError, CheckpointFile, GroupCheckpoint, Progress, Reach, Settled,
 };
 use super::checkpoint_table::{self as table, CheckpointTable, TableError};
 use super::{SourceError, backoff, panic_text};
@@ -201,7 +203,7 @@ struct Shared {
     pipeline: Arc<Pipeline>,
     limiter: RateLimiter,
     filter: Option<String>,
-    lookback_ms: i64,
+    reach: Reach,
     /// Where poll successes and failures are reported, for `/readyz` and
     /// `rootwatch_source_up`.
     health: Arc<super::health::SourceHealth>,
@@ -301,7 +303,10 @@ impl CloudwatchLogsSource {
                     }
                 }),
                 limiter: RateLimiter::new(settings.max_requests_per_sec),
-                lookback_ms: settings.lookback.as_millis() as i64,
+                reach: Reach {
+                    lookback_ms: settings.lookback.as_millis() as i64,
+                    full_every_ms: settings.full_read_interval.as_millis() as i64,
+                },
                 settings,
                 client: aws_sdk_cloudwatchlogs::Client::from_conf(config),
                 pipeline,
@@ -471,7 +476,7 @@ impl CloudwatchLogsSource {
             following.insert(g.name.clone());
             followers.spawn(Arc::clone(&shared).follow_supervised(
                 g.name.clone(),
-                Progress::resume(c, shared.lookback_ms),
+                Progress::resume(c, shared.reach),
                 stop.clone(),
                 updates.clone(),
             ));
@@ -499,11 +504,11 @@ impl CloudwatchLogsSource {
                     }
                     // One the first listing missed still resumes from its checkpoint.
                     let progress = match self.file.groups.get(&g.name) {
-                        Some(c) => Progress::resume(c, shared.lookback_ms),
+                        Some(c) => Progress::resume(c, shared.reach),
                         None => {
                             let position = initial_position(self.start_ms, g.created_ms, listed_at);
                             tracing::info!(source = %name, log_group = %g.name, from = %rfc3339(position), "new log group found");
-                            Progress::new(position, shared.lookback_ms)
+                            Progress::new(position, shared.reach)
                         }
                     };
                     // Written before the new listing time, so a crash in
@@ -769,7 +774,7 @@ impl CloudwatchLogsSource {
                                 let token = stop.child_token();
                                 let task = tokio::spawn(Arc::clone(&shared).follow(
                                     g.clone(),
-                                    Progress::resume(&a.checkpoint, shared.lookback_ms),
+                                    Progress::resume(&a.checkpoint, shared.reach),
                                     token.clone(),
                                     updates.clone(),
                                 ));
@@ -993,8 +998,8 @@ impl Shared {
                 let progress = first.take().unwrap_or_else(|| {
                     let saved = me.saved.lock().expect("saved lock").get(&g).cloned();
                     match saved {
-                        Some(c) => Progress::resume(&c, me.lookback_ms),
-                        None => Progress::new(now_ms() - me.lookback_ms, me.lookback_ms),
+                        Some(c) => Progress::resume(&c, me.reach),
+                        None => Progress::new(now_ms() - me.reach.lookback_ms, me.reach),
                     }
                 });
                 Arc::clone(&me).follow(g.clone(), progress, st.clone(), updates.clone())
@@ -1097,7 +1102,7 @@ impl Shared {
         late: &mut LateEvents,
     ) -> Result<Read, CallError> {
         let now = now_ms();
-        let (start, end) = progress.window(now, CATCH_UP_SPAN.as_millis() as i64);
+        let window = progress.window(now, CATCH_UP_SPAN.as_millis() as i64);
         let widened = progress.window_is_widened();
         let mut new_events = 0;
         let mut token: Option<String> = None;
@@ -1113,16 +1118,20 @@ impl Shared {
                 .client
                 .filter_log_events()
                 .log_group_name(group)
-                .start_time(start)
-                .end_time(end)
+                .start_time(window.start)
+                .end_time(window.end)
                 .set_filter_pattern(self.filter.clone())
                 .set_next_token(token.take())
                 .send();
             let page = self.call(stop, "filter", request).await?;
+            telemetry::cloudwatch_page(self.name(), window.full, page.events().len());
             for event in page.events() {
                 if self.handle(group, event, progress, tx) {
                     new_events += 1;
-                    late.observe(self, group, event);
+                    late.observe(self, group, event, progress, now);
+                    if window.full && event.timestamp().is_some_and(|t| t < window.poll_start) {
+                        telemetry::full_read_find(self.name());
+                    }
                 }
             }
             if widened && new_events > 0 {
@@ -1135,8 +1144,8 @@ impl Shared {
             }
         }
         progress.read_found(new_events);
-        progress.finish_read(end);
-        Ok(if end < now {
+        progress.finish_read(&window);
+        Ok(if window.end < now {
             Read::Behind
         } else {
             Read::CaughtUp
@@ -1344,11 +1353,21 @@ struct LateEvents {
 }
 
 impl LateEvents {
-    fn observe(&mut self, shared: &Shared, group: &str, event: &FilteredLogEvent) {
+    /// Also tells `progress`, whose polls reach back by the delays seen.
+    fn observe(
+        &mut self,
+        shared: &Shared,
+        group: &str,
+        event: &FilteredLogEvent,
+        progress: &mut Progress,
+        now: i64,
+    ) {
         let (Some(ts), Some(ingested)) = (event.timestamp(), event.ingestion_time()) else {
             return;
         };
-        let delay = Duration::from_millis(ingested.saturating_sub(ts).max(0) as u64);
+        let delay_ms = ingested.saturating_sub(ts).max(0);
+        progress.observe_delay(now, delay_ms);
+        let delay = Duration::from_millis(delay_ms as u64);
         telemetry::ingestion_delay(shared.name(), delay);
         let lookback = shared.settings.lookback;
         if delay > lookback {
