@@ -13,7 +13,7 @@ step "moto (AWS emulator) and the OCSF validator in $venv"
 # virtualenv was last installed from, so a new or re-pinned package lands.
 stamp="$venv/.rootwatch-requirements"
 if ! cmp -s scripts/test-requirements.txt "$stamp" \
-  || ! "$venv/bin/python" -c 'import moto, flask, flask_cors, ocsf.v1_7_0.events' 2>/dev/null; then
+  || ! "$venv/bin/python" -c 'import moto, flask, flask_cors, ocsf.v1_7_0.events, sigma, sigma_backend_duckdb, duckdb' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/test-requirements.txt
   cp scripts/test-requirements.txt "$stamp"

@@ -64,6 +64,16 @@ pub struct RawDetect {
     pub root_api_call_exclude_events: Vec<String>,
     pub ip_allowlist: RawAllowlist,
     pub suppress: Vec<RawSuppress>,
+    pub sigma: RawSigma,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSigma {
+    /// Sigma rule files and directories (read recursively).
+    pub rules: Vec<String>,
+    /// Pass over rules for other log sources instead of refusing them.
+    pub skip_other_logsources: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -587,8 +597,8 @@ pub struct SinkSettings {
     pub name: String,
     pub kind: SinkKind,
     pub min_severity: Severity,
-    /// `None`: every rule.
-    pub rules: Option<HashSet<String>>,
+    /// `None`: every rule. Rule ids, or `*` patterns of them.
+    pub rules: Option<Vec<Glob>>,
     pub retry_max: Duration,
     pub timeout: Duration,
 }
@@ -596,7 +606,11 @@ pub struct SinkSettings {
 impl SinkSettings {
     /// Whether this sink takes findings of `rule` at `severity`.
     pub fn accepts(&self, rule: &str, severity: Severity) -> bool {
-        severity >= self.min_severity && self.rules.as_ref().is_none_or(|r| r.contains(rule))
+        severity >= self.min_severity
+            && self
+                .rules
+                .as_ref()
+                .is_none_or(|r| r.iter().any(|g| g.matches(rule)))
     }
 }
 
@@ -809,11 +823,37 @@ fn nonzero(key: &str, v: usize, max: usize) -> Result<NonZeroUsize, ConfigError>
 
 fn check_rule(key: &str, id: &str, known: &[&str]) -> Result<(), ConfigError> {
     if known.contains(&id) {
-        Ok(())
+        return Ok(());
+    }
+    let (sigma, named): (Vec<&str>, Vec<&str>) = known
+        .iter()
+        .partition(|k| k.starts_with(detect::sigma::RULE_PREFIX));
+    let sigma = match sigma.len() {
+        0 => String::new(),
+        n => format!(", and {n} loaded Sigma rules as sigma:<id>"),
+    };
+    Err(invalid(
+        key,
+        format!(
+            "`{id}` is not a rule id (known: {}{sigma})",
+            named.join(", ")
+        ),
+    ))
+}
+
+/// A rule id, or a `*` pattern that matches at least one (`sigma:*`).
+fn check_rule_pattern(key: &str, pattern: &str, known: &[&str]) -> Result<Glob, ConfigError> {
+    if !pattern.contains('*') {
+        check_rule(key, pattern, known)?;
+        return Ok(Glob::new(pattern));
+    }
+    let glob = Glob::new(pattern);
+    if known.iter().any(|k| glob.matches(k)) {
+        Ok(glob)
     } else {
         Err(invalid(
             key,
-            format!("`{id}` is not a rule id (known: {})", known.join(", ")),
+            format!("`{pattern}` matches no rule id (no Sigma rule loaded?)"),
         ))
     }
 }
@@ -856,8 +896,23 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 
 /// Validates a raw config into settings.
 pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
-    let known = detect::rule_ids();
     let d = &raw.detect;
+    let sigma = match d.sigma.rules.as_slice() {
+        [] => None,
+        paths => {
+            let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+            let set = detect::SigmaRules::load(&paths, d.sigma.skip_other_logsources)
+                .map_err(|e| invalid("detect.sigma.rules", e.to_string()))?;
+            for (path, why) in &set.skipped {
+                tracing::warn!(file = %path.display(), "Sigma rule passed over: {why}");
+            }
+            Some(std::sync::Arc::new(set))
+        }
+    };
+    let mut known = detect::rule_ids();
+    if let Some(s) = &sigma {
+        known.extend(s.rule_names());
+    }
     for (i, id) in d.disabled.iter().enumerate() {
         check_rule(&format!("detect.disabled[{i}]"), id, &known)?;
     }
@@ -931,6 +986,7 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
             root_api_call_excluded_events: d.root_api_call_exclude_events.iter().cloned().collect(),
         },
         suppressions,
+        sigma: sigma.clone(),
     };
 
     let dedup_capacity = nonzero("dedup.capacity", raw.dedup.capacity, 100_000_000)?;
@@ -1780,19 +1836,19 @@ fn validate_sink(
         }
     };
     let min_severity = match &s.min_severity {
-        None => Severity::Low,
+        None => Severity::Info,
         Some(v) => v
             .parse()
             .map_err(|m| invalid(format!("{key}.min_severity"), m))?,
     };
     let rules = match &s.rules {
         None => None,
-        Some(list) => {
-            for (j, id) in list.iter().enumerate() {
-                check_rule(&format!("{key}.rules[{j}]"), id, known)?;
-            }
-            Some(list.iter().cloned().collect())
-        }
+        Some(list) => Some(
+            list.iter()
+                .enumerate()
+                .map(|(j, id)| check_rule_pattern(&format!("{key}.rules[{j}]"), id, known))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
     };
     Ok(SinkSettings {
         name: name_or(key, &s.name, format!("{type_name}-{i}"))?,

@@ -14,6 +14,8 @@ use crate::event::Record;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Sigma's `informational`: worth a record, not a response.
+    Info,
     Low,
     Medium,
     High,
@@ -21,7 +23,8 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub const ALL: [Severity; 4] = [
+    pub const ALL: [Severity; 5] = [
+        Severity::Info,
         Severity::Low,
         Severity::Medium,
         Severity::High,
@@ -30,6 +33,7 @@ impl Severity {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Severity::Info => "info",
             Severity::Low => "low",
             Severity::Medium => "medium",
             Severity::High => "high",
@@ -50,7 +54,7 @@ impl FromStr for Severity {
         Severity::ALL
             .into_iter()
             .find(|v| v.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| format!("`{s}` is not a severity (low, medium, high, critical)"))
+            .ok_or_else(|| format!("`{s}` is not a severity (info, low, medium, high, critical)"))
     }
 }
 
@@ -97,8 +101,32 @@ impl Technique {
 
 impl fmt::Display for Technique {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.id, self.name)
+        if self.name.is_empty() {
+            f.write_str(&self.id)
+        } else {
+            write!(f, "{} {}", self.id, self.name)
+        }
     }
+}
+
+/// What a Sigma rule's finding carries of its rule: the author (which the
+/// Detection Rule License asks every message based on a match to keep),
+/// where to read more, and when it is known to fire on benign activity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigmaRuleRef {
+    /// The rule's `id`, as in `rule = "sigma:<id>"`.
+    pub id: String,
+    /// The rule's `level` as written (`informational`, `low`, ...).
+    pub level: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub falsepositives: Vec<String>,
+    /// ATT&CK technique ids from the rule's `attack.tNNNN` tags, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub techniques: Vec<String>,
 }
 
 /// One finding. Its JSON form is the contract the sinks and `replay` share.
@@ -132,6 +160,9 @@ pub struct Finding {
     /// report an exposure rather than an observed action.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mitre_attack: Option<Technique>,
+    /// For a Sigma rule's finding, the rule's attribution and notes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigma: Option<std::sync::Arc<SigmaRuleRef>>,
     /// The raw CloudTrail record.
     pub event: Box<RawValue>,
 }
@@ -209,6 +240,7 @@ impl Finding {
             mfa,
             summary: None,
             mitre_attack: None,
+            sigma: None,
             event,
         }
     }
@@ -258,6 +290,7 @@ impl Finding {
             mfa: p.mfa,
             summary: None,
             mitre_attack: None,
+            sigma: None,
             event,
         }
     }

@@ -13,9 +13,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::CheckConfig { config } => match config::load(&config) {
-            Ok((raw, _)) => {
+            Ok((raw, settings)) => {
                 print!("{}", config::render_effective(&raw));
-                eprintln!("{}: OK", config.display());
+                match settings.detect.sigma.as_deref() {
+                    Some(s) => eprintln!(
+                        "{}: OK ({} Sigma rules, {} passed over for another log source)",
+                        config.display(),
+                        s.len(),
+                        s.skipped.len()
+                    ),
+                    None => eprintln!("{}: OK", config.display()),
+                }
                 0
             }
             Err(e) => config_error(&config, &e),

@@ -103,8 +103,21 @@ pub fn formats(data: &[u8]) {
         mfa: [None, Some(true), Some(false)][usize::from((flags >> 2) % 3)],
         summary: None,
         mitre_attack: (flags & 0x80 != 0).then_some(rootwatch::detect::mitre::VALID_CLOUD_ACCOUNTS),
+        sigma: None,
         event: RawValue::from_string("{}".into()).expect("valid JSON"),
     };
+    if flags & 0x20 != 0 {
+        // A Sigma rule's text is as hostile as the event's: anyone can
+        // write a rule file.
+        f.sigma = Some(std::sync::Arc::new(rootwatch::finding::SigmaRuleRef {
+            id: field().unwrap_or_default(),
+            level: "high".into(),
+            author: field(),
+            references: field().into_iter().collect(),
+            falsepositives: field().into_iter().collect(),
+            techniques: field().into_iter().collect(),
+        }));
+    }
     if flags & 0x40 != 0 {
         let names: Vec<String> = std::iter::from_fn(&mut field).collect();
         f.summary = Some(Summary {

@@ -5,11 +5,14 @@ pub mod allowlist;
 pub mod mitre;
 mod prefilter;
 pub mod rules;
+pub mod sigma;
 pub mod suppress;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 pub use allowlist::{AllowList, CidrSet, Scope};
+pub use sigma::SigmaRules;
 pub use suppress::{Glob, Suppression};
 
 use crate::event::Record;
@@ -81,6 +84,9 @@ pub struct DetectSettings {
     pub severity: HashMap<String, Severity>,
     pub context: Context,
     pub suppressions: Vec<Suppression>,
+    /// Loaded Sigma rules (`[detect.sigma]`); their names, `sigma:<id>`,
+    /// are rule ids like the built-in ones for `disabled` and `severity`.
+    pub sigma: Option<Arc<SigmaRules>>,
 }
 
 struct Enabled {
@@ -93,6 +99,10 @@ pub struct Detector {
     suppressions: Vec<Suppression>,
     ctx: Context,
     prefilter: prefilter::Prefilter,
+    sigma: Option<Arc<SigmaRules>>,
+    /// Sigma rules turned off, and severities replaced, by `sigma:<id>`.
+    sigma_disabled: HashSet<String>,
+    sigma_severity: HashMap<String, Severity>,
 }
 
 /// What evaluating one record did besides producing findings.
@@ -112,14 +122,37 @@ impl Detector {
                 rule,
             })
             .collect();
-        let prefilter =
-            prefilter::Prefilter::new(&|id| !settings.disabled.contains(id), &settings.context);
+        let sigma = settings.sigma.filter(|s| !s.is_empty());
+        let prefilter = prefilter::Prefilter::new(
+            &|id| !settings.disabled.contains(id),
+            &settings.context,
+            sigma.is_some(),
+        );
+        let is_sigma = |id: &String| id.starts_with(sigma::RULE_PREFIX);
         Detector {
             rules,
             suppressions: settings.suppressions,
             ctx: settings.context,
             prefilter,
+            sigma,
+            sigma_disabled: settings
+                .disabled
+                .iter()
+                .filter(|id| is_sigma(id))
+                .cloned()
+                .collect(),
+            sigma_severity: settings
+                .severity
+                .iter()
+                .filter(|(id, _)| is_sigma(id))
+                .map(|(id, s)| (id.clone(), *s))
+                .collect(),
         }
+    }
+
+    /// The loaded Sigma rules, if any.
+    pub fn sigma(&self) -> Option<&SigmaRules> {
+        self.sigma.as_deref()
     }
 
     pub fn enabled_rules(&self) -> impl Iterator<Item = &dyn Rule> {
@@ -145,8 +178,55 @@ impl Detector {
             );
             eval.findings += 1;
         }
+        if let Some(sigma) = &self.sigma {
+            for rule in sigma.evaluate(rec) {
+                if self.sigma_disabled.contains(&rule.rule) {
+                    continue;
+                }
+                if self.suppressions.iter().any(|s| s.matches(&rule.rule, rec)) {
+                    eval.suppressed += 1;
+                    continue;
+                }
+                let severity = self
+                    .sigma_severity
+                    .get(&rule.rule)
+                    .copied()
+                    .unwrap_or(rule.severity);
+                let mut f = Finding::new(
+                    rec,
+                    &rule.rule,
+                    &rule.title,
+                    severity,
+                    sigma_reason(&rule, rec),
+                    None,
+                );
+                f.mitre_attack = rule.technique.clone();
+                f.sigma = Some(Arc::clone(&rule.reference));
+                out.push(f);
+                eval.findings += 1;
+            }
+        }
         eval
     }
+}
+
+/// `Sigma rule "AWS CloudTrail Important Change" (by Vasiliy Burov) matched
+/// StopLogging by arn:aws:iam::111122223333:user/alice`.
+fn sigma_reason(rule: &sigma::LoadedRule, rec: &Record<'_>) -> String {
+    let by = rule
+        .reference
+        .author
+        .as_deref()
+        .map(|a| format!(" (by {a})"))
+        .unwrap_or_default();
+    let event = rec.event_name.get().unwrap_or("an event");
+    let who = rec
+        .user_identity
+        .arn
+        .non_empty()
+        .or(rec.user_identity.kind.non_empty())
+        .unwrap_or("an unknown principal");
+    format!("Sigma rule \"{}\"{by} matched {event} by {who}", rule.title)
 }
 
 #[cfg(test)]

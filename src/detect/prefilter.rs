@@ -35,12 +35,15 @@ enum Needle {
 pub(crate) struct Prefilter {
     search: AhoCorasick,
     needles: Vec<Needle>,
+    sigma: bool,
 }
 
 impl Prefilter {
     /// Only the needles of `rules` enabled (by id) and of `ctx`'s allow
     /// list: a disabled rule's text is no reason to parse.
-    pub(crate) fn new(enabled: &dyn Fn(&str) -> bool, ctx: &Context) -> Self {
+    /// With `sigma`, loaded Sigma rules may match any record: every body may
+    /// alert.
+    pub(crate) fn new(enabled: &dyn Fn(&str) -> bool, ctx: &Context, sigma: bool) -> Self {
         let mut patterns: Vec<&[u8]> = vec![b"Root"];
         let mut needles = vec![Needle::Alerting];
         if enabled("iam-console-login-without-mfa") {
@@ -57,11 +60,15 @@ impl Prefilter {
             .match_kind(MatchKind::LeftmostFirst)
             .build(&patterns)
             .expect("a handful of short literal patterns always build");
-        Prefilter { search, needles }
+        Prefilter {
+            search,
+            needles,
+            sigma,
+        }
     }
 
     fn may_alert(&self, body: &[u8], ctx: &Context) -> bool {
-        if has_unicode_escape(body) {
+        if self.sigma || has_unicode_escape(body) {
             return true;
         }
         for m in self.search.find_iter(body) {

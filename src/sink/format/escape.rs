@@ -464,6 +464,14 @@ pub fn facts(f: &Finding) -> Vec<Fact> {
     facts
 }
 
+/// A Sigma rule's author, displayed; the Detection Rule License asks every
+/// alert based on a SigmaHQ rule to name it.
+pub fn sigma_author(s: &crate::finding::SigmaRuleRef) -> String {
+    s.author
+        .as_deref()
+        .map_or_else(|| "not given".to_owned(), |a| display(a, limit::VALUE))
+}
+
 /// `T1078.004 Valid Accounts: Cloud Accounts`, displayed (rootwatch's own
 /// text, but it goes through the same path as every value).
 pub fn technique(t: &Technique) -> String {
@@ -672,6 +680,7 @@ pub(crate) mod testing {
             mfa: None,
             summary: None,
             mitre_attack: Some(crate::detect::mitre::VALID_CLOUD_ACCOUNTS),
+            sigma: None,
             event: RawValue::from_string("{}".into()).unwrap(),
         }
     }

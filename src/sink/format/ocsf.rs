@@ -42,6 +42,7 @@ pub const TYPE_UID: u32 = CLASS_UID * 100 + ACTIVITY_CREATE;
 /// OCSF `severity_id`.
 pub fn severity_id(s: Severity) -> u8 {
     match s {
+        Severity::Info => 1,
         Severity::Low => 2,
         Severity::Medium => 3,
         Severity::High => 4,
@@ -51,6 +52,7 @@ pub fn severity_id(s: Severity) -> u8 {
 
 fn severity_caption(s: Severity) -> &'static str {
     match s {
+        Severity::Info => "Informational",
         Severity::Low => "Low",
         Severity::Medium => "Medium",
         Severity::High => "High",
@@ -148,10 +150,12 @@ fn finding_info(f: &Finding) -> Value {
     );
     info.insert("desc".into(), escape::reason(f).into());
     info.insert("types".into(), json!([rule]));
-    info.insert(
-        "analytic".into(),
-        json!({"uid": rule, "name": rule, "type_id": 1, "type": "Rule"}),
-    );
+    let mut analytic = json!({"uid": rule, "name": rule, "type_id": 1, "type": "Rule"});
+    if let Some(s) = &f.sigma {
+        analytic["name"] = escape::display(&f.title, limit::VALUE).into();
+        analytic["desc"] = format!("Sigma rule by {}", escape::sigma_author(s)).into();
+    }
+    info.insert("analytic".into(), analytic);
     info.insert("data_sources".into(), json!(["AWS CloudTrail"]));
     if let Some(s) = &f.summary {
         put(
@@ -182,16 +186,18 @@ fn finding_info(f: &Finding) -> Value {
 fn attack(t: &Technique) -> Value {
     let (technique_uid, _) = t.id.split_once('.').unwrap_or((&t.id, ""));
     let (technique_name, sub_name) = t.name.split_once(": ").unwrap_or((&t.name, ""));
+    // A Sigma rule's tag gives the id alone: no name then.
+    let named = |uid: &str, name: &str| {
+        if name.is_empty() {
+            json!({"uid": uid})
+        } else {
+            json!({"uid": uid, "name": name})
+        }
+    };
     let mut a = Map::new();
-    a.insert(
-        "technique".into(),
-        json!({"uid": technique_uid, "name": technique_name}),
-    );
+    a.insert("technique".into(), named(technique_uid, technique_name));
     if technique_uid != t.id {
-        a.insert(
-            "sub_technique".into(),
-            json!({"uid": t.id, "name": sub_name}),
-        );
+        a.insert("sub_technique".into(), named(&t.id, sub_name));
     }
     Value::Object(a)
 }

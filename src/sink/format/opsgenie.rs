@@ -47,6 +47,7 @@ pub fn priority(s: Severity) -> &'static str {
         Severity::High => "P2",
         Severity::Medium => "P3",
         Severity::Low => "P4",
+        Severity::Info => "P5",
     }
 }
 
@@ -159,6 +160,9 @@ fn details(f: &Finding) -> Value {
             "mitre_technique",
             Some(escape::display(&t.name, limit::VALUE)),
         );
+    }
+    if let Some(s) = &f.sigma {
+        d.put("sigma_rule_author", Some(escape::sigma_author(s)));
     }
     d.put(
         "finding_id",

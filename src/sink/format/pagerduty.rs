@@ -35,7 +35,7 @@ pub fn severity(s: Severity) -> &'static str {
         Severity::Critical => "critical",
         Severity::High => "error",
         Severity::Medium => "warning",
-        Severity::Low => "info",
+        Severity::Info | Severity::Low => "info",
     }
 }
 
@@ -94,6 +94,10 @@ fn custom_details(f: &Finding) -> Value {
     put("user_agent", value(&f.user_agent, limit::USER_AGENT));
     put("error_code", value(&f.error_code, limit::VALUE));
     put("mfa", Some(escape::mfa_word(f.mfa).to_owned()));
+    if let Some(s) = &f.sigma {
+        put("sigma_rule_id", Some(escape::display(&s.id, limit::VALUE)));
+        put("sigma_rule_author", Some(escape::sigma_author(s)));
+    }
     if let Some(t) = &f.mitre_attack {
         d.insert(
             "mitre_attack".to_owned(),

@@ -44,6 +44,7 @@ fn emoji(s: Severity) -> &'static str {
         Severity::High => ":red_circle:",
         Severity::Medium => ":large_orange_circle:",
         Severity::Low => ":large_blue_circle:",
+        Severity::Info => ":white_circle:",
     }
 }
 
@@ -121,6 +122,14 @@ pub fn body(f: &Finding) -> Value {
             CONTEXT_TEXT_MAX,
         ),
     ];
+    // A section holds at most 10 fields, which the facts fill: the Sigma
+    // rule's author (which its licence asks every alert to name) goes here.
+    if let Some(s) = &f.sigma {
+        context.push(plain(
+            &format!("Sigma rule by {}", escape::sigma_author(s)),
+            CONTEXT_TEXT_MAX,
+        ));
+    }
     if link.is_none() {
         context.push(plain(
             "No CloudTrail link: the event's region or event ID cannot be used in a console URL.",

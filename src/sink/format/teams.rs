@@ -44,7 +44,7 @@ fn color(s: Severity) -> &'static str {
     match s {
         Severity::Critical | Severity::High => "Attention",
         Severity::Medium => "Warning",
-        Severity::Low => "Default",
+        Severity::Info | Severity::Low => "Default",
     }
 }
 
@@ -90,6 +90,9 @@ pub fn body(f: &Finding) -> Value {
         .iter()
         .map(|x| fact(x.label, &x.value))
         .collect();
+    if let Some(s) = &f.sigma {
+        facts.push(fact("Sigma rule author", &escape::sigma_author(s)));
+    }
     facts.push(fact("Event ID", &escape::event_id(f)));
     facts.push(fact(
         "Finding ID",

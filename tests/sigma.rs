@@ -1,0 +1,354 @@
+//! Sigma rules: SigmaHQ's CloudTrail rules load, refusals name their file,
+//! and the matches on the third-party corpora equal those of an independent
+//! evaluator (pySigma's DuckDB backend, scripts/sigma_oracle.py).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const RULES: &str = "tests/fixtures/third_party/sigmahq/rules";
+const CORPORA: [&str; 4] = [
+    "tests/fixtures/third_party/aws-docs-examples/records.jsonl",
+    "tests/fixtures/third_party/stratus-red-team/detonation_logs.jsonl",
+    "tests/fixtures/third_party/invictus-aws-dataset/records.jsonl",
+    "tests/fixtures/third_party/panther-analysis/all_test_logs_records.jsonl",
+];
+
+fn rootwatch(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rootwatch"))
+        .args(args)
+        .output()
+        .expect("run rootwatch")
+}
+
+/// A config with Sigma rules from `rules` and `extra` TOML after them.
+fn config(dir: &Path, rules: &[&Path], extra: &str) -> PathBuf {
+    let list: Vec<String> = rules
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    let path = dir.join("rootwatch.toml");
+    std::fs::write(
+        &path,
+        format!("[detect.sigma]\nrules = [{}]\n{extra}", list.join(", ")),
+    )
+    .unwrap();
+    path
+}
+
+fn python() -> String {
+    std::env::var("ROOTWATCH_TEST_PYTHON").expect(
+        "ROOTWATCH_TEST_PYTHON is not set: run the suite with scripts/test.sh, which installs pySigma (scripts/test-requirements.txt) and sets it",
+    )
+}
+
+#[test]
+fn every_sigmahq_cloudtrail_rule_loads() {
+    let rules = rootwatch::detect::SigmaRules::load(&[PathBuf::from(RULES)], false).unwrap();
+    assert_eq!(rules.len(), 57);
+    let names: Vec<&str> = rules.rule_names().collect();
+    assert!(names.iter().all(|n| n.starts_with("sigma:")), "{names:?}");
+    // Each keeps its author: the licence asks every match to show it.
+    let no_author: Vec<_> = rules
+        .rules()
+        .filter(|r| r.reference.author.is_none())
+        .map(|r| r.path.display().to_string())
+        .collect();
+    assert!(no_author.is_empty(), "{no_author:?}");
+}
+
+/// The matches of all 57 rules on four corpora (3,700 records), as (rule
+/// id, eventID) pairs, equal the independent evaluator's. Built-in rules are
+/// off so that de-duplication is decided by the Sigma findings alone, as in
+/// the oracle.
+#[test]
+fn matches_on_the_corpora_equal_an_independent_evaluator() {
+    let dir = tempfile::tempdir().unwrap();
+    let builtins: Vec<String> = rootwatch::detect::rule_ids()
+        .iter()
+        .map(|id| format!("{id:?}"))
+        .collect();
+    let cfg = config(
+        dir.path(),
+        &[Path::new(RULES)],
+        &format!("[detect]\ndisabled = [{}]\n", builtins.join(", ")),
+    );
+    let mut args = vec!["replay", "-c", cfg.to_str().unwrap()];
+    args.extend(CORPORA);
+    let out = rootwatch(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours: BTreeSet<(String, Option<String>)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: serde_json::Value = serde_json::from_str(l).unwrap();
+            let rule = f["rule"].as_str().unwrap();
+            let id = rule
+                .strip_prefix("sigma:")
+                .expect("only Sigma rules are on");
+            (id.to_owned(), f["event_id"].as_str().map(str::to_owned))
+        })
+        .collect();
+
+    let oracle = Command::new(python())
+        .arg("scripts/sigma_oracle.py")
+        .arg(RULES)
+        .args(CORPORA)
+        .output()
+        .expect("run the oracle");
+    assert!(
+        oracle.status.success(),
+        "{}",
+        String::from_utf8_lossy(&oracle.stderr)
+    );
+    let theirs: BTreeSet<(String, Option<String>)> = String::from_utf8(oracle.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let m: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                m["rule"].as_str().unwrap().to_owned(),
+                m["eventID"].as_str().map(str::to_owned),
+            )
+        })
+        .collect();
+    let only_ours: Vec<_> = ours.difference(&theirs).collect();
+    let only_theirs: Vec<_> = theirs.difference(&ours).collect();
+    assert!(
+        only_ours.is_empty() && only_theirs.is_empty(),
+        "only rootwatch: {only_ours:?}\nonly the oracle: {only_theirs:?}"
+    );
+    // Not an empty agreement: most rules fire somewhere in the corpora.
+    let rules: BTreeSet<&String> = ours.iter().map(|(r, _)| r).collect();
+    assert!(
+        ours.len() > 300 && rules.len() >= 30,
+        "{} {}",
+        ours.len(),
+        rules.len()
+    );
+}
+
+#[test]
+fn a_finding_carries_the_rule_its_author_and_techniques() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = Path::new(RULES).join("aws_cloudtrail_disable_logging.yml");
+    let cfg = config(dir.path(), &[&rule], "");
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(
+        &events,
+        r#"{"eventVersion":"1.09","userIdentity":{"type":"IAMUser","principalId":"AIDAEXAMPLE","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333","userName":"alice"},"eventTime":"2026-12-01T10:00:00Z","eventSource":"cloudtrail.amazonaws.com","eventName":"StopLogging","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.7","userAgent":"aws-cli/2.15.0","requestParameters":{"name":"arn:aws:cloudtrail:us-east-1:111122223333:trail/main"},"responseElements":null,"requestID":"r-1","eventID":"e-stop-1","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333"}
+{"eventVersion":"1.09","userIdentity":{"type":"IAMUser","arn":"arn:aws:iam::111122223333:user/alice","accountId":"111122223333"},"eventTime":"2026-12-01T10:00:01Z","eventSource":"cloudtrail.amazonaws.com","eventName":"DescribeTrails","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.7","eventID":"e-describe-1","readOnly":true,"eventType":"AwsApiCall","recipientAccountId":"111122223333"}
+"#,
+    )
+    .unwrap();
+    let out = rootwatch(&[
+        "replay",
+        "-c",
+        cfg.to_str().unwrap(),
+        events.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let f = &lines[0];
+    assert_eq!(f["rule"], "sigma:4db60cc0-36fb-42b7-9b58-a5b53019fb74");
+    assert_eq!(f["title"], "AWS CloudTrail Important Change");
+    assert_eq!(f["severity"], "medium");
+    assert_eq!(f["event_id"], "e-stop-1");
+    assert_eq!(f["sigma"]["id"], "4db60cc0-36fb-42b7-9b58-a5b53019fb74");
+    assert_eq!(f["sigma"]["level"], "medium");
+    assert_eq!(f["sigma"]["author"], "vitaliy0x1");
+    assert_eq!(f["sigma"]["techniques"], serde_json::json!(["T1685.002"]));
+    assert_eq!(f["mitre_attack"]["id"], "T1685.002");
+    assert!(
+        f["sigma"]["references"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("https://"),
+        "{f}"
+    );
+    let reason = f["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("by vitaliy0x1") && reason.contains("StopLogging"),
+        "{reason}"
+    );
+}
+
+/// Each bad rule file is refused by `check-config` with the file named and
+/// the reason, before anything runs.
+#[test]
+fn bad_rule_files_are_refused_with_the_file_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let windows = write(
+        "windows.yml",
+        "title: Not CloudTrail\nid: 11111111-1111-4111-8111-111111111111\nlogsource:\n  product: windows\n  service: security\ndetection:\n  sel:\n    EventID: 4624\n  condition: sel\nlevel: low\n",
+    );
+    let no_id = write(
+        "no_id.yml",
+        "title: No id\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    eventName: StopLogging\n  condition: sel\n",
+    );
+    let broken = write(
+        "broken.yml",
+        "title: Broken\nid: 22222222-2222-4222-8222-222222222222\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    eventName: StopLogging\n  condition: sel and missing\n",
+    );
+    let copy = write(
+        "copy.yml",
+        &std::fs::read_to_string(Path::new(RULES).join("aws_cloudtrail_disable_logging.yml"))
+            .unwrap(),
+    );
+    let original = Path::new(RULES).join("aws_cloudtrail_disable_logging.yml");
+    for (files, want) in [
+        (
+            vec![windows.as_path()],
+            "is for log source product: windows, service: security",
+        ),
+        (vec![no_id.as_path()], "rule `No id` has no id"),
+        (vec![broken.as_path()], "Broken"),
+        (
+            vec![original.as_path(), copy.as_path()],
+            "is also the id of a rule in",
+        ),
+        (vec![Path::new("/nonexistent/rules")], "cannot read it"),
+    ] {
+        let cfg = config(dir.path(), &files, "");
+        let out = rootwatch(&["check-config", cfg.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{err}");
+        let named = files.last().unwrap().display().to_string();
+        assert!(err.contains(&named) && err.contains(want), "{want}: {err}");
+    }
+    // Other log sources can be passed over instead.
+    let cfg = config(
+        dir.path(),
+        &[windows.as_path(), original.as_path()],
+        "skip_other_logsources = true\n",
+    );
+    let out = rootwatch(&["check-config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A sink's `rules` takes `sigma:*`; a pattern that matches no rule is an
+/// error, not a sink that never alerts.
+#[test]
+fn sinks_route_sigma_findings_by_pattern() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = Path::new(RULES).join("aws_cloudtrail_disable_logging.yml");
+    let sink = "[[sinks]]\ntype = \"stdout\"\nrules = [\"sigma:*\"]\n";
+    let cfg = config(dir.path(), &[&rule], sink);
+    let out = rootwatch(&["check-config", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg = config(
+        dir.path(),
+        &[&rule],
+        "[[sinks]]\ntype = \"stdout\"\nrules = [\"sigma:nothing-*\"]\n",
+    );
+    let out = rootwatch(&["check-config", cfg.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("`sigma:nothing-*` matches no rule id"),
+        "{err}"
+    );
+}
+
+/// Findings of every loaded rule on the corpora: every format's payload
+/// keeps to its limits, shows the rule's author, and the OCSF payload
+/// validates against the published schema.
+#[test]
+fn every_format_shows_the_author_and_ocsf_validates() {
+    use rootwatch::detect::{DetectSettings, Detector, SigmaRules};
+    use rootwatch::sink::format::{check, ocsf, opsgenie, pagerduty, slack, teams, webhook};
+    let sigma = SigmaRules::load(&[PathBuf::from(RULES)], false).unwrap();
+    let detector = Detector::new(DetectSettings {
+        sigma: Some(std::sync::Arc::new(sigma)),
+        ..Default::default()
+    });
+    let mut first = std::collections::BTreeMap::new();
+    for file in CORPORA {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let Ok(rec) = rootwatch::event::Record::parse(line) else {
+                continue;
+            };
+            let mut out = Vec::new();
+            detector.evaluate(&rec, &mut out);
+            for f in out {
+                if f.sigma.is_some() {
+                    first.entry(f.rule.clone()).or_insert(f);
+                }
+            }
+        }
+    }
+    assert!(first.len() >= 30, "{}", first.len());
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (i, f) in first.values().enumerate() {
+        check::all_formats(f).unwrap_or_else(|e| panic!("{}: {e}", f.rule));
+        let author = f.sigma.as_ref().unwrap().author.clone().unwrap();
+        // Every format shows the author: its leading words, which no
+        // format's escaping changes.
+        let short: String = author
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == ' ')
+            .take(20)
+            .collect();
+        let short = short.trim().to_owned();
+        assert!(!short.is_empty(), "{author}");
+        for (name, body) in [
+            ("slack", slack::body(f).to_string()),
+            ("teams", teams::body(f).to_string()),
+            (
+                "pagerduty",
+                pagerduty::body(f, "0123456789abcdef0123456789abcdef").to_string(),
+            ),
+            ("opsgenie", opsgenie::body(f).to_string()),
+            ("ocsf", ocsf::body(f, 0).to_string()),
+            ("webhook", String::from_utf8(webhook::body(f)).unwrap()),
+        ] {
+            let shown = serde_json::to_string(&short).unwrap();
+            let shown = shown.trim_matches('"');
+            assert!(
+                body.contains(shown),
+                "{name} of {} lacks {short:?}: {body}",
+                f.rule
+            );
+        }
+        let path = dir.path().join(format!("{i}.json"));
+        std::fs::write(&path, ocsf::body(f, 0).to_string()).unwrap();
+        files.push(path);
+    }
+    let out = Command::new(python())
+        .arg("scripts/ocsf_validate.py")
+        .args(&files)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains(&format!("{} valid, 0 invalid", files.len())),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
