@@ -137,6 +137,12 @@ impl Unit {
         self.settled.store(true, Ordering::Release);
     }
 
+    /// Whether the unit has failed: it will not be acknowledged, whatever
+    /// its other handles do.
+    pub fn is_failed(&self) -> bool {
+        self.inner.state.load(Ordering::Acquire) == FAILED
+    }
+
     /// Ends this handle with `outcome` (passing on an inner unit's end).
     pub fn end(self, outcome: Outcome) {
         match outcome {

@@ -495,6 +495,7 @@ impl Pipeline {
         for g in guards {
             let Some(target) = g.dead_letter().filter(|t| t.takes(reason)).cloned() else {
                 g.fail(reason);
+                self.hand_back_failed_carriers();
                 continue;
             };
             let written = target
@@ -523,9 +524,23 @@ impl Pipeline {
                 Err(e) => {
                     telemetry::dead_letter_error(&sink, &finding.finding_id, &place, &e);
                     g.fail("dead_letter");
+                    self.hand_back_failed_carriers();
                 }
             }
         }
+    }
+
+    /// A throttle window's carrier whose event failed is not acknowledged
+    /// anyway: the throttle lets go of it, so the input comes back now (and
+    /// its failed alerts are tried again), not when the window ends.
+    fn hand_back_failed_carriers(&self) {
+        let Some(t) = &self.throttle else { return };
+        let failed = t
+            .lock()
+            .expect("throttle lock")
+            .take_failed_carriers(Unit::is_failed);
+        // Ending a failed unit's handle changes nothing but lets it finish.
+        failed.into_iter().for_each(Unit::done);
     }
 
     /// Waits until every delivery started so far (and any started while

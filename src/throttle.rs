@@ -15,7 +15,9 @@
 //! oldest is closed early, its summary sent, to make room).
 //!
 //! A finding more severe than anything already sent in its window is never
-//! folded: it goes out at once and the summary counts it.
+//! folded: it goes out at once and the summary counts it. A finding the
+//! window sent that comes back (its delivery failed and its input returned)
+//! goes out again at once: a retry is not a repeat.
 //!
 //! The clock is passed in.
 
@@ -66,6 +68,9 @@ struct Window<H> {
     /// another window with the same count still gets another summary id.
     nonce: u128,
     first_finding_id: String,
+    /// Ids of the escalations sent in this window (at most one per
+    /// severity): with the first, what a returning input sends again.
+    escalation_ids: Vec<String>,
     /// The most severe finding sent in this window.
     sent: Severity,
     /// Findings after the first: folded ones and escalations.
@@ -137,6 +142,7 @@ impl<H> Window<H> {
             opened: now,
             nonce: rand::random(),
             first_finding_id: f.finding_id.clone(),
+            escalation_ids: Vec::new(),
             sent: f.severity,
             repeats: 0,
             escalated: 0,
@@ -239,10 +245,18 @@ impl<H> Throttle<H> {
             return Admit::Send;
         }
         let w = self.open.peek_mut(&key).expect("a live window");
+        // A finding this window sent, back with its input because its
+        // delivery did not complete (delivered ones never reach here: the
+        // pipeline drops events already delivered): a retry, sent again at
+        // once, not a repeat to wait for the summary.
+        if f.finding_id == w.first_finding_id || w.escalation_ids.contains(&f.finding_id) {
+            return Admit::Send;
+        }
         w.count(f);
         if f.severity > w.sent {
             w.sent = f.severity;
             w.escalated += 1;
+            w.escalation_ids.push(f.finding_id.clone());
             return Admit::Escalated;
         }
         if w.carrier.is_some() {
@@ -257,6 +271,27 @@ impl<H> Throttle<H> {
             self.stats.unheld += 1;
         }
         Admit::Folded { released: None }
+    }
+
+    /// Takes back the carriers `failed` says will not be acknowledged
+    /// anyway (an input whose own alert failed): holding one would only
+    /// keep its input from coming back, and its failed alerts from being
+    /// tried again, until the window ends. Their windows' summaries then
+    /// live in memory only, until a repeat carries them again.
+    pub fn take_failed_carriers(&mut self, failed: impl Fn(&H) -> bool) -> Vec<H> {
+        let mut taken = Vec::new();
+        for (_, w) in self.open.iter_mut() {
+            if w.carrier.as_ref().is_some_and(&failed) {
+                taken.extend(w.carrier.take());
+            }
+        }
+        for w in self.stale.iter_mut() {
+            if w.carrier.as_ref().is_some_and(&failed) {
+                taken.extend(w.carrier.take());
+            }
+        }
+        self.carriers -= taken.len();
+        taken
     }
 
     /// A window leaving the open set before its summary was made: kept for
@@ -346,9 +381,13 @@ mod tests {
     use super::*;
     use crate::event::Record;
 
+    /// A finding of a new event each call (its own eventID): calling again
+    /// makes a repeat, using the same value again makes a retry.
     fn finding(rule: &str, name: &str, ip: &str, time: &str) -> Finding {
+        static EVENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = EVENTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let raw = format!(
-            r#"{{"userIdentity":{{"type":"Root","arn":"arn:aws:iam::111122223333:root"}},"eventName":"{name}","sourceIPAddress":"{ip}","eventTime":"{time}","eventID":"{name}-{time}"}}"#
+            r#"{{"userIdentity":{{"type":"Root","arn":"arn:aws:iam::111122223333:root"}},"eventName":"{name}","sourceIPAddress":"{ip}","eventTime":"{time}","eventID":"{name}-{time}-{n}"}}"#
         );
         let rec = Record::parse(&raw).unwrap();
         Finding::new(&rec, rule, "t", Severity::Medium, String::new(), None)
@@ -415,20 +454,104 @@ mod tests {
         assert_eq!(t.held_inputs(), 0);
     }
 
+    /// A finding the window sent whose delivery failed comes back with its
+    /// input (the message returns, the event is read again): it goes out
+    /// again at once, uncounted, instead of waiting for the summary. The
+    /// same for an escalation.
+    #[test]
+    fn a_sent_finding_that_comes_back_goes_out_again() {
+        let mut t: Throttle<u32> = Throttle::new(Duration::from_secs(300));
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let first = finding(
+            "root-console-login",
+            "ConsoleLogin",
+            "198.51.100.1",
+            "2024-05-01T12:00:00Z",
+        );
+        assert_eq!(t.admit(&first, || 0, at(0)), Admit::Send);
+        assert_eq!(
+            t.admit(&first, || 1, at(20)),
+            Admit::Send,
+            "a retry of the first"
+        );
+        let repeat = finding(
+            "root-console-login",
+            "ConsoleLogin",
+            "198.51.100.1",
+            "2024-05-01T12:00:05Z",
+        );
+        assert_eq!(
+            t.admit(&repeat, || 2, at(21)),
+            Admit::Folded { released: None }
+        );
+        let worse = with_severity(
+            finding(
+                "root-console-login",
+                "ConsoleLogin",
+                "198.51.100.1",
+                "2024-05-01T12:00:09Z",
+            ),
+            Severity::Critical,
+        );
+        assert_eq!(t.admit(&worse, || 3, at(22)), Admit::Escalated);
+        assert_eq!(
+            t.admit(&worse, || 4, at(40)),
+            Admit::Send,
+            "a retry of the escalation"
+        );
+        let closed = t.close_due(at(300));
+        let s = closed[0].summary.summary.as_ref().unwrap();
+        assert_eq!((s.count, s.escalated), (2, 1), "retries are not repeats");
+    }
+
+    /// A carrier whose input failed anyway is handed back at once, so the
+    /// input returns and its failed alerts are tried again; the summary
+    /// still goes out, and a later repeat carries it again.
+    #[test]
+    fn a_failed_carrier_is_handed_back_at_once() {
+        let mut t: Throttle<u32> = Throttle::new(Duration::from_secs(300));
+        let t0 = Instant::now();
+        let f = |ip| finding("root-api-call", "ListUsers", ip, "t");
+        for (ip, carrier) in [("198.51.100.1", 1), ("198.51.100.2", 2)] {
+            assert_eq!(t.admit(&f(ip), || 0, t0), Admit::Send);
+            assert!(t.admit(&f(ip), || carrier, t0).is_folded());
+        }
+        assert_eq!(t.held_inputs(), 2);
+        assert_eq!(t.take_failed_carriers(|&c| c == 2), [2]);
+        assert_eq!(t.held_inputs(), 1);
+        assert!(t.take_failed_carriers(|&c| c == 2).is_empty());
+        assert_eq!(
+            t.admit(&f("198.51.100.2"), || 3, t0),
+            Admit::Folded { released: None },
+            "the next repeat carries the summary again"
+        );
+        let closed = t.close_all();
+        let mut carriers: Vec<_> = closed.iter().map(|c| c.carrier).collect();
+        carriers.sort();
+        assert_eq!(carriers, [Some(1), Some(3)]);
+        assert_eq!(t.held_inputs(), 0);
+    }
+
     #[test]
     fn after_the_window_the_next_finding_goes_out_again() {
         let mut t: Throttle<()> = Throttle::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        let f = finding(
-            "root-api-call",
-            "ListUsers",
-            "198.51.100.1",
-            "2024-05-01T12:00:00Z",
+        let f = || {
+            finding(
+                "root-api-call",
+                "ListUsers",
+                "198.51.100.1",
+                "2024-05-01T12:00:00Z",
+            )
+        };
+        assert_eq!(t.admit(&f(), || (), t0), Admit::Send);
+        assert!(
+            t.admit(&f(), || (), t0 + Duration::from_secs(5))
+                .is_folded()
         );
-        assert_eq!(t.admit(&f, || (), t0), Admit::Send);
-        assert!(t.admit(&f, || (), t0 + Duration::from_secs(5)).is_folded());
         assert_eq!(
-            t.admit(&f, || (), t0 + Duration::from_secs(11)),
+            t.admit(&f(), || (), t0 + Duration::from_secs(11)),
             Admit::Send,
             "new window"
         );
@@ -437,15 +560,19 @@ mod tests {
         assert_eq!(closed[0].summary.summary.as_ref().unwrap().count, 1);
         assert!(closed[0].carrier.is_some());
         assert_eq!(t.open_windows(), 1);
-        assert!(t.admit(&f, || (), t0 + Duration::from_secs(13)).is_folded());
+        assert!(
+            t.admit(&f(), || (), t0 + Duration::from_secs(13))
+                .is_folded()
+        );
         let all = t.close_all();
         assert_eq!(all.len(), 1);
+        let last = f();
         assert_eq!(
-            t.admit(&f, || (), t0 + Duration::from_secs(14)),
+            t.admit(&last, || (), t0 + Duration::from_secs(14)),
             Admit::Send,
             "nothing folds after shutdown"
         );
-        assert_ne!(all[0].summary.finding_id, f.finding_id);
+        assert_ne!(all[0].summary.finding_id, last.finding_id);
     }
 
     #[test]
@@ -530,10 +657,18 @@ mod tests {
         );
         let mut ids = BTreeSet::new();
         let t0 = Instant::now();
+        let repeat = || {
+            finding(
+                "root-api-call",
+                "ListUsers",
+                "198.51.100.1",
+                "2024-05-01T12:00:01Z",
+            )
+        };
         for _ in 0..2 {
             let mut t: Throttle<()> = Throttle::new(Duration::from_secs(300));
             t.admit(&f, || (), t0);
-            t.admit(&f, || (), t0);
+            t.admit(&repeat(), || (), t0);
             let closed = t.close_all();
             assert_eq!(closed[0].summary.summary.as_ref().unwrap().count, 1);
             ids.insert(closed[0].summary.finding_id.clone());
@@ -541,7 +676,7 @@ mod tests {
         let mut t: Throttle<()> = Throttle::new(Duration::from_secs(10));
         for s in [0, 20] {
             t.admit(&f, || (), t0 + Duration::from_secs(s));
-            t.admit(&f, || (), t0 + Duration::from_secs(s));
+            t.admit(&repeat(), || (), t0 + Duration::from_secs(s));
             for c in t.close_due(t0 + Duration::from_secs(s + 10)) {
                 ids.insert(c.summary.finding_id);
             }
@@ -557,10 +692,10 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let f = finding("root-api-call", "ListUsers", ip, "t");
-            assert_eq!(t.admit(&f, || 0, t0), Admit::Send);
+            let f = || finding("root-api-call", "ListUsers", ip, "t");
+            assert_eq!(t.admit(&f(), || 0, t0), Admit::Send);
             assert_eq!(
-                t.admit(&f, || n as u32, t0),
+                t.admit(&f(), || n as u32, t0),
                 Admit::Folded { released: None }
             );
         }

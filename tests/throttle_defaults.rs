@@ -285,6 +285,82 @@ async fn an_escalation_inside_a_window_goes_out_at_once() {
     assert_eq!(s[0]["summary"]["escalated"], 1);
 }
 
+/// A webhook down for a few seconds, with retries shorter than the outage:
+/// the alerts that failed come back with their messages and go out then,
+/// not with the window's summary five minutes later. The first alert of a
+/// key (a retry is not a repeat), and an alert on a message that carries
+/// a window (the window lets go of a message whose alert failed). Retries
+/// and the visibility timeout are shortened from the example's so the
+/// messages come back within the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_that_failed_go_out_when_their_messages_come_back() {
+    let call = |id: &str, name: &str, second: u32| {
+        format!(
+            r#"{{"eventVersion":"1.08","userIdentity":{{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333","accessKeyId":"ASIAEXAMPLEROOTSESSN","sessionContext":{{"attributes":{{"creationDate":"2024-05-01T11:58:02Z","mfaAuthenticated":"true"}}}}}},"eventTime":"2024-05-01T12:00:{second:02}Z","eventSource":"iam.amazonaws.com","eventName":"{name}","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.9","userAgent":"aws-cli/2.15.0","requestParameters":null,"responseElements":null,"requestID":"r-{id}","eventID":"{id}","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management"}}"#
+        )
+    };
+    let aws = Aws::new().await;
+    let (queue, _) = aws.queue(None).await;
+    let started = std::time::Instant::now();
+    let hook = Webhook::start(move |_| {
+        if started.elapsed() < Duration::from_secs(6) {
+            (axum::http::StatusCode::SERVICE_UNAVAILABLE, vec![])
+        } else {
+            (axum::http::StatusCode::OK, vec![])
+        }
+    })
+    .await;
+    let config = shipped(&queue, &hook.url(), "")
+        .replace(
+            "visibility_timeout_secs = 120",
+            "visibility_timeout_secs = 3",
+        )
+        .replace("retry_max_secs = 300", "retry_max_secs = 2");
+    assert!(
+        config.contains("visibility_timeout_secs = 3") && config.contains("retry_max_secs = 2"),
+        "{config}"
+    );
+    // The first root call opens the window of (root-api-call, root,
+    // 203.0.113.9); the second folds into it and carries it, and its
+    // CreateAccessKey alert is a rule of its own.
+    aws.send(
+        &queue,
+        &eventbridge_as_aws(&call("first-call", "DeleteUser", 0)),
+    )
+    .await;
+    let d = Daemon::start(&config, &aws.config).await;
+    eventually(
+        Duration::from_secs(10),
+        "the first call refused",
+        || async { !hook.requests().is_empty() },
+    )
+    .await;
+    aws.send(
+        &queue,
+        &eventbridge_as_aws(&call("carrier-call", "CreateAccessKey", 5)),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(40),
+        "both alerts delivered after the outage",
+        || async {
+            let got = hook.delivered();
+            got.iter()
+                .any(|f| f["rule"] == "root-api-call" && f["event_id"] == "first-call")
+                && got.iter().any(|f| {
+                    f["rule"] == "root-access-key-created" && f["event_id"] == "carrier-call"
+                })
+        },
+    )
+    .await;
+    d.stop().await;
+    let folded: Vec<_> = rules_of(&hook, "root-api-call")
+        .into_iter()
+        .filter(|f| f["event_id"] == "carrier-call" && f["summary"].is_null())
+        .collect();
+    assert!(folded.is_empty(), "a repeat is still folded: {folded:?}");
+}
+
 /// SIGKILL inside an open window: the message carrying the window's
 /// summary comes back, and the key alerts again after the restart; nothing
 /// else is lost. The visibility timeout is shortened from the example's
