@@ -109,6 +109,20 @@ impl fmt::Display for Technique {
     }
 }
 
+/// What a Sigma correlation saw when it fired, on the event that completed
+/// it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Correlation {
+    /// `event_count`, `value_count`, `temporal`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The group-by fields and their values.
+    pub group_by: std::collections::BTreeMap<String, String>,
+    /// The count (or other aggregate) that met the condition.
+    pub value: f64,
+    pub timespan_secs: u64,
+}
+
 /// What a Sigma rule's finding carries of its rule: the author (which the
 /// Detection Rule License asks every message based on a match to keep),
 /// where to read more, and when it is known to fire on benign activity.
@@ -163,6 +177,9 @@ pub struct Finding {
     /// For a Sigma rule's finding, the rule's attribution and notes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sigma: Option<std::sync::Arc<SigmaRuleRef>>,
+    /// For a Sigma correlation's finding, what it counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<std::sync::Arc<Correlation>>,
     /// The raw CloudTrail record.
     pub event: Box<RawValue>,
 }
@@ -241,6 +258,7 @@ impl Finding {
             summary: None,
             mitre_attack: None,
             sigma: None,
+            correlation: None,
             event,
         }
     }
@@ -291,6 +309,7 @@ impl Finding {
             summary: None,
             mitre_attack: None,
             sigma: None,
+            correlation: None,
             event,
         }
     }

@@ -594,9 +594,12 @@ impl<'a> Replay<'a> {
     }
 
     /// Decodes and runs the rules on `jobs` threads. Output and summary do
-    /// not depend on it: work is applied in input order.
+    /// not depend on it: work is applied in input order. With Sigma
+    /// correlations loaded, one thread: a correlation counts events in the
+    /// order they come.
     pub fn with_jobs(mut self, jobs: usize) -> Self {
-        self.jobs = jobs.max(1);
+        let stateful = self.detector.sigma().is_some_and(|s| s.has_correlations());
+        self.jobs = if stateful { 1 } else { jobs.max(1) };
         self
     }
 

@@ -39,6 +39,7 @@ pub const DEDUP_SUPPRESSED: &str = "rootwatch_dedup_suppressed_total";
 pub const THROTTLE_SUPPRESSED: &str = "rootwatch_throttle_suppressed_total";
 pub const THROTTLE_ESCALATED: &str = "rootwatch_throttle_escalated_total";
 pub const THROTTLE_WINDOWS: &str = "rootwatch_throttle_windows";
+pub const SIGMA_CORRELATION_WINDOWS: &str = "rootwatch_sigma_correlation_windows";
 pub const THROTTLE_HELD_INPUTS: &str = "rootwatch_throttle_held_inputs";
 pub const THROTTLE_EVICTED: &str = "rootwatch_throttle_evicted_total";
 pub const THROTTLE_UNHELD: &str = "rootwatch_throttle_unheld_total";
@@ -86,6 +87,7 @@ pub const ALL: &[&str] = &[
     THROTTLE_SUPPRESSED,
     THROTTLE_ESCALATED,
     THROTTLE_WINDOWS,
+    SIGMA_CORRELATION_WINDOWS,
     THROTTLE_HELD_INPUTS,
     THROTTLE_EVICTED,
     THROTTLE_UNHELD,
@@ -221,6 +223,10 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "Findings more severe than any sent in their throttle window, sent at once instead of folded, by rule."
     );
     describe_gauge!(THROTTLE_WINDOWS, "Throttle windows open.");
+    describe_gauge!(
+        SIGMA_CORRELATION_WINDOWS,
+        "Sigma correlation windows held, one per (correlation, group-by value); at 100,000 the expired ones are dropped, then the oldest."
+    );
     describe_gauge!(
         THROTTLE_HELD_INPUTS,
         "Inputs held unacknowledged as carriers of a throttle summary not yet delivered (one per window at most)."
@@ -384,6 +390,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
     counter!(DEDUP_SUPPRESSED).absolute(0);
     counter!(ACKS_ABANDONED).absolute(0);
     gauge!(THROTTLE_WINDOWS).set(0.0);
+    gauge!(SIGMA_CORRELATION_WINDOWS).set(0.0);
     gauge!(THROTTLE_HELD_INPUTS).set(0.0);
     counter!(THROTTLE_EVICTED).absolute(0);
     counter!(THROTTLE_UNHELD).absolute(0);
@@ -836,4 +843,9 @@ pub fn posture_resolved(account_id: &str, check: &str, principal: &str, finding_
         "posture violation resolved"
     );
     counter!(POSTURE_RESOLVED, "check" => check.to_owned()).increment(1);
+}
+
+/// Sigma correlation windows held after an event fed them.
+pub fn sigma_correlation_windows(n: usize) {
+    gauge!(SIGMA_CORRELATION_WINDOWS).set(n as f64);
 }

@@ -2,9 +2,15 @@
 //! and the matches on the third-party corpora equal those of an independent
 //! evaluator (pySigma's DuckDB backend, scripts/sigma_oracle.py).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use common::{Aws, Daemon, Webhook, eventually};
 
 const RULES: &str = "tests/fixtures/third_party/sigmahq/rules";
 const CORPORA: [&str; 4] = [
@@ -351,4 +357,382 @@ fn every_format_shows_the_author_and_ocsf_validates() {
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// ------------------------------------------------------------ correlations
+
+const ROOT_LOGIN_RULE: &str = "title: Root console sign-in
+id: 0d5ab9a1-4e5b-4c31-9c55-1f0a3c2b7e01
+author: rootwatch tests
+logsource:
+  product: aws
+  service: cloudtrail
+detection:
+  selection:
+    eventName: ConsoleLogin
+    userIdentity.type: Root
+  condition: selection
+level: low
+";
+
+const ROOT_KEY_RULE: &str = "title: Access key created
+id: 0d5ab9a1-4e5b-4c31-9c55-1f0a3c2b7e02
+author: rootwatch tests
+logsource:
+  product: aws
+  service: cloudtrail
+detection:
+  selection:
+    eventSource: iam.amazonaws.com
+    eventName: CreateAccessKey
+  condition: selection
+level: low
+";
+
+/// A root sign-in, then within 10 minutes a new access key and CloudTrail
+/// logging stopped (SigmaHQ's rule), in one account; and five failed
+/// sign-ins of one user in 10 minutes (SigmaHQ's rule).
+const CORRELATIONS: &str = "title: Root sign-in, new access key and logging stopped
+id: 0d5ab9a1-4e5b-4c31-9c55-1f0a3c2b7e10
+author: rootwatch tests
+correlation:
+  type: temporal
+  rules:
+    - 0d5ab9a1-4e5b-4c31-9c55-1f0a3c2b7e01
+    - 0d5ab9a1-4e5b-4c31-9c55-1f0a3c2b7e02
+    - 4db60cc0-36fb-42b7-9b58-a5b53019fb74
+  group-by:
+    - recipientAccountId
+  timespan: 10m
+level: critical
+---
+title: Five failed sign-ins of one user
+id: 0d5ab9a1-4e5b-4c31-9c55-1f0a3c2b7e11
+author: rootwatch tests
+correlation:
+  type: event_count
+  rules:
+    - 6393e346-1977-46ef-8987-ad414a145fad
+  group-by:
+    - userIdentity.userName
+  timespan: 10m
+  condition:
+    gte: 5
+level: high
+";
+
+/// The rule files of the correlation scenario in `dir`.
+fn correlation_rules(dir: &Path) -> Vec<PathBuf> {
+    let rules = dir.join("rules");
+    std::fs::create_dir_all(&rules).unwrap();
+    for (name, text) in [
+        ("root_login.yml", ROOT_LOGIN_RULE),
+        ("root_key.yml", ROOT_KEY_RULE),
+        ("correlations.yml", CORRELATIONS),
+    ] {
+        std::fs::write(rules.join(name), text).unwrap();
+    }
+    vec![
+        rules,
+        Path::new(RULES).join("aws_cloudtrail_disable_logging.yml"),
+        Path::new(RULES).join("aws_cloudtrail_console_login_failed_authentication.yml"),
+    ]
+}
+
+fn time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// CloudTrail records as AWS writes them, at `t`, in `account`.
+fn root_login(id: &str, account: &str, t: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        r#"{{"eventVersion":"1.09","userIdentity":{{"type":"Root","principalId":"{account}","arn":"arn:aws:iam::{account}:root","accountId":"{account}","accessKeyId":""}},"eventTime":"{}","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.23","userAgent":"Mozilla/5.0","requestParameters":null,"responseElements":{{"ConsoleLogin":"Success"}},"additionalEventData":{{"LoginTo":"https://console.aws.amazon.com/console/home","MobileVersion":"No","MFAUsed":"Yes"}},"eventID":"{id}","readOnly":false,"eventType":"AwsConsoleSignIn","managementEvent":true,"recipientAccountId":"{account}","eventCategory":"Management"}}"#,
+        time(t)
+    )
+}
+
+fn root_call(
+    id: &str,
+    account: &str,
+    t: chrono::DateTime<chrono::Utc>,
+    source: &str,
+    name: &str,
+) -> String {
+    format!(
+        r#"{{"eventVersion":"1.09","userIdentity":{{"type":"Root","principalId":"{account}","arn":"arn:aws:iam::{account}:root","accountId":"{account}","accessKeyId":"ASIAEXAMPLEROOTSESSN","sessionContext":{{"attributes":{{"creationDate":"{}","mfaAuthenticated":"true"}}}}}},"eventTime":"{}","eventSource":"{source}","eventName":"{name}","awsRegion":"us-east-1","sourceIPAddress":"198.51.100.23","userAgent":"aws-internal/3","requestParameters":{{}},"responseElements":null,"requestID":"r-{id}","eventID":"{id}","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{account}","eventCategory":"Management"}}"#,
+        time(t),
+        time(t)
+    )
+}
+
+fn failed_login(id: &str, user: &str, t: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        r#"{{"eventVersion":"1.09","userIdentity":{{"type":"IAMUser","principalId":"AIDAEXAMPLE{user}","accountId":"111122223333","accessKeyId":"","userName":"{user}"}},"eventTime":"{}","eventSource":"signin.amazonaws.com","eventName":"ConsoleLogin","awsRegion":"us-east-1","sourceIPAddress":"203.0.113.50","userAgent":"Mozilla/5.0","errorMessage":"Failed authentication","requestParameters":null,"responseElements":{{"ConsoleLogin":"Failure"}},"additionalEventData":{{"LoginTo":"https://console.aws.amazon.com/console/home","MobileVersion":"No","MFAUsed":"No"}},"eventID":"{id}","readOnly":false,"eventType":"AwsConsoleSignIn","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management"}}"#,
+        time(t)
+    )
+}
+
+fn sigma_findings(d: &rootwatch::detect::Detector, record: &str) -> Vec<String> {
+    let rec = rootwatch::event::Record::parse(record).unwrap();
+    let mut out = Vec::new();
+    d.evaluate(&rec, &mut out);
+    out.into_iter()
+        .filter(|f| f.rule.starts_with("sigma:"))
+        .map(|f| f.rule)
+        .collect()
+}
+
+const TEMPORAL: &str = "sigma:0d5ab9a1-4e5b-4c31-9c55-1f0a3c2b7e10";
+const FIVE_FAILURES: &str = "sigma:0d5ab9a1-4e5b-4c31-9c55-1f0a3c2b7e11";
+
+/// The correlations fire on the event that completes them, once; other
+/// accounts and events too far apart do not combine; a copy of an event is
+/// not counted again, and gets the same correlation finding back.
+#[test]
+fn correlations_fire_once_on_the_event_that_completes_them() {
+    use rootwatch::detect::{DetectSettings, Detector, SigmaRules};
+    let dir = tempfile::tempdir().unwrap();
+    let sigma = SigmaRules::load(&correlation_rules(dir.path()), false).unwrap();
+    assert!(sigma.has_correlations());
+    let d = Detector::new(DetectSettings {
+        sigma: Some(std::sync::Arc::new(sigma)),
+        ..Default::default()
+    });
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(1);
+    let min = |m: i64| t0 + chrono::Duration::minutes(m);
+    let (a, b) = ("111122223333", "444455556666");
+
+    assert!(
+        !sigma_findings(&d, &root_login("t-login-a", a, min(0))).contains(&TEMPORAL.to_owned())
+    );
+    // Another account's steps do not complete account A's sequence.
+    for (id, source, name) in [
+        ("t-key-b", "iam.amazonaws.com", "CreateAccessKey"),
+        ("t-stop-b", "cloudtrail.amazonaws.com", "StopLogging"),
+    ] {
+        let got = sigma_findings(&d, &root_call(id, b, min(1), source, name));
+        assert!(!got.contains(&TEMPORAL.to_owned()), "{got:?}");
+    }
+    let key = root_call("t-key-a", a, min(2), "iam.amazonaws.com", "CreateAccessKey");
+    assert!(!sigma_findings(&d, &key).contains(&TEMPORAL.to_owned()));
+    let stop = root_call(
+        "t-stop-a",
+        a,
+        min(5),
+        "cloudtrail.amazonaws.com",
+        "StopLogging",
+    );
+    let got = sigma_findings(&d, &stop);
+    assert_eq!(
+        got,
+        [
+            "sigma:4db60cc0-36fb-42b7-9b58-a5b53019fb74".to_owned(),
+            TEMPORAL.to_owned()
+        ],
+        "the base finding and the correlation"
+    );
+    // The same StopLogging again (a redelivered message): the same
+    // correlation finding, not a second count.
+    assert_eq!(sigma_findings(&d, &stop), got);
+    // A new sequence in account B, too spread out: the stop comes 11
+    // minutes after the key.
+    sigma_findings(&d, &root_login("t-login-b2", b, min(20)));
+    sigma_findings(
+        &d,
+        &root_call(
+            "t-key-b2",
+            b,
+            min(21),
+            "iam.amazonaws.com",
+            "CreateAccessKey",
+        ),
+    );
+    let late = root_call(
+        "t-stop-b2",
+        b,
+        min(32),
+        "cloudtrail.amazonaws.com",
+        "StopLogging",
+    );
+    assert!(!sigma_findings(&d, &late).contains(&TEMPORAL.to_owned()));
+
+    // Five failures of one user: the fifth fires, a sixth does not; the
+    // other user's failures count apart.
+    for i in 0..4 {
+        let got = sigma_findings(&d, &failed_login(&format!("f-bob-{i}"), "bob", min(40 + i)));
+        assert_eq!(
+            got,
+            ["sigma:6393e346-1977-46ef-8987-ad414a145fad".to_owned()]
+        );
+        sigma_findings(&d, &failed_login(&format!("f-eve-{i}"), "eve", min(40 + i)));
+    }
+    let fifth = sigma_findings(&d, &failed_login("f-bob-4", "bob", min(45)));
+    assert!(fifth.contains(&FIVE_FAILURES.to_owned()), "{fifth:?}");
+    let sixth = sigma_findings(&d, &failed_login("f-bob-5", "bob", min(46)));
+    assert!(!sixth.contains(&FIVE_FAILURES.to_owned()), "{sixth:?}");
+}
+
+/// The scenario through SQS with the shipped throttle: the temporal
+/// correlation alerts once, the five-failures count once, and while the
+/// webhook refuses, no message is deleted: a redelivered message brings
+/// its correlation finding back, and it is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn correlations_through_sqs_alert_once_and_acknowledge_after_delivery() {
+    let aws = Aws::new().await;
+    let (queue, _) = aws.queue(None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules: Vec<String> = correlation_rules(dir.path())
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    let started = std::time::Instant::now();
+    let hook = Webhook::start(move |_| {
+        if started.elapsed() < Duration::from_secs(8) {
+            (StatusCode::SERVICE_UNAVAILABLE, vec![])
+        } else {
+            (StatusCode::OK, vec![])
+        }
+    })
+    .await;
+    let t0 = chrono::Utc::now() - chrono::Duration::minutes(30);
+    let min = |m: i64| t0 + chrono::Duration::minutes(m);
+    let a = "111122223333";
+    let mut records = vec![
+        root_login("q-login", a, min(0)),
+        root_call("q-key", a, min(2), "iam.amazonaws.com", "CreateAccessKey"),
+        root_call(
+            "q-stop",
+            a,
+            min(5),
+            "cloudtrail.amazonaws.com",
+            "StopLogging",
+        ),
+    ];
+    records.extend((0..5).map(|i| failed_login(&format!("q-fail-{i}"), "bob", min(10 + i))));
+    for r in &records {
+        aws.send(&queue, &common::eventbridge_as_aws(r)).await;
+    }
+    // The configuration a user ships: the default throttle, no window set.
+    let config = format!(
+        "[[sources]]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nwait_time_secs = 1\nvisibility_timeout_secs = 5\n[[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\nretry_max_secs = 3\n[server]\nlisten = \"\"\n[detect.sigma]\nrules = [{}]\n",
+        hook.url(),
+        rules.join(", ")
+    );
+    let d = Daemon::start(&config, &aws.config).await;
+    eventually(
+        Duration::from_secs(8),
+        "the first refused deliveries",
+        || async { !hook.requests().is_empty() },
+    )
+    .await;
+    assert!(hook.delivered().is_empty());
+    assert!(
+        aws.depth(&queue).await > 0,
+        "messages whose alerts were refused stay in the queue"
+    );
+    let count = |rule: &str| {
+        hook.delivered()
+            .iter()
+            .filter(|f| f["rule"] == rule)
+            .count()
+    };
+    // Every message is deleted once its alerts are delivered, except the
+    // throttle windows' carriers: the root calls' window (the StopLogging
+    // call folded into it) and the failed sign-ins' window (four folded),
+    // held until their summaries go out.
+    eventually(
+        Duration::from_secs(60),
+        "both correlations delivered and all but the carriers deleted",
+        || async {
+            count(TEMPORAL) >= 1 && count(FIVE_FAILURES) >= 1 && aws.depth(&queue).await <= 2
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    d.stop().await;
+    assert_eq!(count(TEMPORAL), 1, "{:?}", hook.delivered());
+    assert_eq!(count(FIVE_FAILURES), 1, "{:?}", hook.delivered());
+    let temporal = hook
+        .delivered()
+        .into_iter()
+        .find(|f| f["rule"] == TEMPORAL)
+        .unwrap();
+    assert_eq!(temporal["event_id"], "q-stop");
+    assert_eq!(temporal["severity"], "critical");
+    assert_eq!(temporal["correlation"]["type"], "temporal");
+    assert_eq!(temporal["correlation"]["group_by"]["recipientAccountId"], a);
+    assert!(
+        hook.requests().len() > hook.delivered().len(),
+        "deliveries were refused and tried again"
+    );
+}
+
+/// `replay` over the scenario, whatever `--jobs` says: one thread, in input
+/// order, the same correlation findings.
+#[test]
+fn replay_runs_correlations_in_input_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = correlation_rules(dir.path());
+    let refs: Vec<&Path> = rules.iter().map(PathBuf::as_path).collect();
+    let cfg = config(dir.path(), &refs, "");
+    let t0 = chrono::Utc::now() - chrono::Duration::hours(2);
+    let min = |m: i64| t0 + chrono::Duration::minutes(m);
+    let a = "111122223333";
+    let mut records = vec![
+        root_login("r-login", a, min(0)),
+        root_call("r-key", a, min(2), "iam.amazonaws.com", "CreateAccessKey"),
+        root_call(
+            "r-stop",
+            a,
+            min(5),
+            "cloudtrail.amazonaws.com",
+            "StopLogging",
+        ),
+    ];
+    records.extend((0..6).map(|i| failed_login(&format!("r-fail-{i}"), "bob", min(10 + i))));
+    // Enough records that two threads would take them in several chunks.
+    for i in 0..3_000 {
+        records.push(failed_login(
+            &format!("r-other-{i}"),
+            &format!("user{i}"),
+            min(20),
+        ));
+    }
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, records.join("\n")).unwrap();
+    for jobs in ["1", "2"] {
+        let out = rootwatch(&[
+            "replay",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--jobs",
+            jobs,
+            events.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let fired: Vec<(String, String)> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|f| f["rule"] == TEMPORAL || f["rule"] == FIVE_FAILURES)
+            .map(|f| {
+                (
+                    f["rule"].as_str().unwrap().to_owned(),
+                    f["event_id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            fired,
+            [
+                (TEMPORAL.to_owned(), "r-stop".to_owned()),
+                (FIVE_FAILURES.to_owned(), "r-fail-4".to_owned())
+            ],
+            "--jobs {jobs}"
+        );
+    }
 }

@@ -104,6 +104,7 @@ pub fn formats(data: &[u8]) {
         summary: None,
         mitre_attack: (flags & 0x80 != 0).then_some(rootwatch::detect::mitre::VALID_CLOUD_ACCOUNTS),
         sigma: None,
+        correlation: None,
         event: RawValue::from_string("{}".into()).expect("valid JSON"),
     };
     if flags & 0x20 != 0 {

@@ -179,7 +179,8 @@ impl Detector {
             eval.findings += 1;
         }
         if let Some(sigma) = &self.sigma {
-            for rule in sigma.evaluate(rec) {
+            for hit in sigma.evaluate(rec) {
+                let rule = &hit.rule;
                 if self.sigma_disabled.contains(&rule.rule) {
                     continue;
                 }
@@ -197,11 +198,12 @@ impl Detector {
                     &rule.rule,
                     &rule.title,
                     severity,
-                    sigma_reason(&rule, rec),
+                    sigma_reason(rule, hit.correlation.as_deref(), rec),
                     None,
                 );
                 f.mitre_attack = rule.technique.clone();
                 f.sigma = Some(Arc::clone(&rule.reference));
+                f.correlation = hit.correlation;
                 out.push(f);
                 eval.findings += 1;
             }
@@ -212,13 +214,33 @@ impl Detector {
 
 /// `Sigma rule "AWS CloudTrail Important Change" (by Vasiliy Burov) matched
 /// StopLogging by arn:aws:iam::111122223333:user/alice`.
-fn sigma_reason(rule: &sigma::LoadedRule, rec: &Record<'_>) -> String {
+fn sigma_reason(
+    rule: &sigma::LoadedRule,
+    correlation: Option<&crate::finding::Correlation>,
+    rec: &Record<'_>,
+) -> String {
     let by = rule
         .reference
         .author
         .as_deref()
         .map(|a| format!(" (by {a})"))
         .unwrap_or_default();
+    if let Some(c) = correlation {
+        let group: Vec<String> = c.group_by.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let group = if group.is_empty() {
+            String::new()
+        } else {
+            format!(" for {}", group.join(", "))
+        };
+        return format!(
+            "Sigma correlation \"{}\"{by}: {} reached {} within {} s{group}, completed by {}",
+            rule.title,
+            c.kind,
+            c.value,
+            c.timespan_secs,
+            rec.event_name.get().unwrap_or("an event")
+        );
+    }
     let event = rec.event_name.get().unwrap_or("an event");
     let who = rec
         .user_identity

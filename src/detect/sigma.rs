@@ -4,22 +4,42 @@
 //! what a match becomes (a finding of rule `sigma:<rule id>`).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use rsigma_eval::{Engine, Event, EventValue, JsonEvent};
-use rsigma_parser::{Level, SigmaRule};
+use rsigma_eval::{
+    CorrelationAction, CorrelationConfig, CorrelationEngine, Engine, EvaluationResult, Event,
+    EventValue, JsonEvent, TimestampFallback,
+};
+use rsigma_parser::{
+    ConditionOperator, CorrelationCondition, CorrelationRule, CorrelationType, Level, SigmaRule,
+};
 use serde_json::Value;
 
-use crate::event::Record;
-use crate::finding::{Severity, SigmaRuleRef, Technique};
+use crate::event::{EventKey, Record};
+use crate::finding::{Correlation, Severity, SigmaRuleRef, Technique};
+
+/// Most (correlation, group) windows kept at once; past it the engine
+/// evicts expired ones first, then the oldest (a correlation that would
+/// have fired on what was evicted may not).
+pub const MAX_CORRELATION_STATES: usize = 100_000;
+/// Most entries kept in one group's window (events of an `event_count`,
+/// values of a `value_count`); past it the oldest are dropped, which can
+/// only under-count.
+pub const MAX_GROUP_ENTRIES: usize = 10_000;
+/// Events fed to the correlations remembered by key, with what they
+/// fired: a copy of an event (a redelivered message, the same record from
+/// S3 and EventBridge) is not counted twice, and gets the same correlation
+/// findings again, so an alert that failed is retried.
+const FED_EVENTS: usize = 100_000;
 
 /// What rootwatch calls a Sigma rule's findings: `sigma:<rule id>`.
 pub const RULE_PREFIX: &str = "sigma:";
 
-/// One loaded rule, as its findings show it.
+/// One loaded rule (a detection or a correlation), as its findings show it.
 #[derive(Debug)]
 pub struct LoadedRule {
     /// `sigma:<id>`.
@@ -31,17 +51,45 @@ pub struct LoadedRule {
     pub reference: Arc<SigmaRuleRef>,
     /// The file it came from.
     pub path: PathBuf,
+    /// For a correlation: its type (`event_count`, `temporal`, ...).
+    pub correlation: Option<&'static str>,
+}
+
+/// A rule that matched one event: a detection, or a correlation that this
+/// event completed.
+#[derive(Debug, Clone)]
+pub struct SigmaHit {
+    pub rule: Arc<LoadedRule>,
+    pub correlation: Option<Arc<Correlation>>,
 }
 
 /// Loaded Sigma rules, ready to evaluate.
 pub struct SigmaRules {
     engine: Engine,
-    /// By the rule's own id.
+    /// Detection and correlation rules by their own id.
     rules: HashMap<String, Arc<LoadedRule>>,
     /// In load order (files sorted by path), for listings.
     order: Vec<Arc<LoadedRule>>,
     /// Files with rules of another log source, passed over.
     pub skipped: Vec<(PathBuf, String)>,
+    /// Parsed rules, kept until the correlations are built.
+    parsed: Vec<SigmaRule>,
+    pending: Vec<(PathBuf, CorrelationRule)>,
+    correlations: Option<Correlations>,
+}
+
+/// The correlation rules and their state, shared by every thread that
+/// evaluates records.
+struct Correlations {
+    state: Mutex<CorrelationState>,
+    /// Ids of the detection rules some correlation counts: only events that
+    /// match one of them take the lock.
+    feeds: HashSet<String>,
+}
+
+struct CorrelationState {
+    engine: CorrelationEngine,
+    fed: lru::LruCache<EventKey, Vec<SigmaHit>>,
 }
 
 impl std::fmt::Debug for SigmaRules {
@@ -158,11 +206,155 @@ impl SigmaRules {
             rules: HashMap::new(),
             order: Vec::new(),
             skipped: Vec::new(),
+            parsed: Vec::new(),
+            pending: Vec::new(),
+            correlations: None,
         };
         for path in files {
             set.load_file(&path, skip_other_logsources)?;
         }
+        set.build_correlations()?;
         Ok(set)
+    }
+
+    /// Checks the correlation rules (ids, the rules they name) and builds
+    /// their engine over every loaded detection rule.
+    fn build_correlations(&mut self) -> Result<(), SigmaError> {
+        let pending = std::mem::take(&mut self.pending);
+        let parsed = std::mem::take(&mut self.parsed);
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // A correlation names rules by id or by name.
+        let mut names: HashMap<String, String> = HashMap::new();
+        for r in &parsed {
+            if let (Some(name), Some(id)) = (&r.name, &r.id) {
+                names.insert(name.clone(), id.clone());
+            }
+        }
+        for (_, c) in &pending {
+            if let (Some(name), Some(id)) = (&c.name, &c.id) {
+                names.insert(name.clone(), id.clone());
+            }
+        }
+        let mut engine = CorrelationEngine::new(CorrelationConfig {
+            // CloudTrail's own time: a window is about when calls were made,
+            // not when rootwatch read them. A record without it is not
+            // counted.
+            timestamp_fields: vec!["eventTime".to_owned()],
+            timestamp_fallback: TimestampFallback::Skip,
+            max_state_entries: MAX_CORRELATION_STATES,
+            max_group_entries: Some(MAX_GROUP_ENTRIES),
+            // After firing, a group starts again: five failed logins alert
+            // once, not once for every failure after the fifth.
+            action_on_match: CorrelationAction::Reset,
+            ..CorrelationConfig::default()
+        });
+        for r in &parsed {
+            engine
+                .add_rule(r)
+                .map_err(|e| error(Path::new("(rules)"), e.to_string()))?;
+        }
+        let mut feeds = HashSet::new();
+        for (path, mut c) in pending {
+            let Some(id) = c.id.clone().filter(|i| !i.trim().is_empty()) else {
+                return Err(error(
+                    &path,
+                    format!(
+                        "correlation `{}` has no id; rootwatch names its findings sigma:<id>",
+                        c.title
+                    ),
+                ));
+            };
+            if let Some(other) = self.rules.get(&id) {
+                return Err(error(
+                    &path,
+                    format!(
+                        "rule id {id} is also the id of a rule in {}",
+                        other.path.display()
+                    ),
+                ));
+            }
+            for r in &c.rules {
+                let target = names.get(r).unwrap_or(r);
+                if !self.rules.contains_key(target) && !pending_ids_contains(&names, target) {
+                    return Err(error(
+                        &path,
+                        format!(
+                            "correlation `{}` counts rule `{r}`, which is not loaded",
+                            c.title
+                        ),
+                    ));
+                }
+                feeds.insert(target.clone());
+            }
+            // A temporal correlation needs every rule it names unless its
+            // condition says otherwise; the engine reads a missing
+            // condition as "any one", so it is written out.
+            if matches!(
+                c.correlation_type,
+                CorrelationType::Temporal | CorrelationType::TemporalOrdered
+            ) && matches!(&c.condition, CorrelationCondition::Threshold { predicates, field: None, .. }
+                    if predicates.as_slice() == [(ConditionOperator::Gte, 1)])
+            {
+                c.condition = CorrelationCondition::Threshold {
+                    predicates: vec![(ConditionOperator::Gte, c.rules.len() as u64)],
+                    field: None,
+                    percentile: None,
+                };
+            }
+            engine
+                .add_correlation(&c)
+                .map_err(|e| error(&path, format!("correlation `{}` ({id}): {e}", c.title)))?;
+            let (severity, level) = severity(c.level);
+            let techniques: Vec<String> = c.tags.iter().filter_map(|t| technique_id(t)).collect();
+            let loaded = Arc::new(LoadedRule {
+                rule: format!("{RULE_PREFIX}{id}"),
+                title: c.title.clone(),
+                severity,
+                technique: techniques.first().map(|t| Technique {
+                    id: Cow::Owned(t.clone()),
+                    name: Cow::Borrowed(""),
+                }),
+                reference: Arc::new(SigmaRuleRef {
+                    id: id.clone(),
+                    level: level.to_owned(),
+                    author: c.author.clone(),
+                    references: c.references.clone(),
+                    falsepositives: c.falsepositives.clone(),
+                    techniques,
+                }),
+                path,
+                correlation: Some(c.correlation_type.as_str()),
+            });
+            self.order.push(Arc::clone(&loaded));
+            self.rules.insert(id, loaded);
+        }
+        self.correlations = Some(Correlations {
+            state: Mutex::new(CorrelationState {
+                engine,
+                fed: lru::LruCache::new(NonZeroUsize::new(FED_EVENTS).expect("not zero")),
+            }),
+            feeds,
+        });
+        Ok(())
+    }
+
+    /// Whether correlation rules are loaded: evaluation then keeps state,
+    /// and the order of events matters.
+    pub fn has_correlations(&self) -> bool {
+        self.correlations.is_some()
+    }
+
+    /// (correlation, group) windows held now.
+    pub fn correlation_states(&self) -> usize {
+        self.correlations.as_ref().map_or(0, |c| {
+            c.state
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .engine
+                .state_count()
+        })
     }
 
     fn load_file(&mut self, path: &Path, skip_other_logsources: bool) -> Result<(), SigmaError> {
@@ -173,11 +365,8 @@ impl SigmaRules {
         if !collection.errors.is_empty() {
             return Err(error(path, collection.errors.join("; ")));
         }
-        if !collection.correlations.is_empty() {
-            return Err(error(
-                path,
-                "Sigma correlation rules are not supported yet; load the rules they build on alone",
-            ));
+        for c in &collection.correlations {
+            self.pending.push((path.to_owned(), c.clone()));
         }
         if !collection.filters.is_empty() {
             return Err(error(
@@ -185,7 +374,7 @@ impl SigmaRules {
                 "Sigma filter documents are not supported; use detect.suppress",
             ));
         }
-        if collection.rules.is_empty() {
+        if collection.rules.is_empty() && collection.correlations.is_empty() {
             return Err(error(path, "holds no Sigma rule"));
         }
         for rule in &collection.rules {
@@ -247,9 +436,11 @@ impl SigmaRules {
                     techniques,
                 }),
                 path: path.to_owned(),
+                correlation: None,
             });
             self.order.push(Arc::clone(&loaded));
             self.rules.insert(id, loaded);
+            self.parsed.push(rule.clone());
         }
         Ok(())
     }
@@ -272,30 +463,87 @@ impl SigmaRules {
         self.order.iter().map(|r| r.rule.as_str())
     }
 
-    /// The rules that match `rec`, in load order.
-    pub fn evaluate(&self, rec: &Record<'_>) -> Vec<Arc<LoadedRule>> {
+    /// The rules that match `rec`: detections in load order, then the
+    /// correlations this event completed.
+    pub fn evaluate(&self, rec: &Record<'_>) -> Vec<SigmaHit> {
         let Ok(value) = serde_json::from_str::<Value>(rec.raw) else {
             return Vec::new();
         };
-        self.evaluate_value(&value)
+        self.evaluate_value(&value, rec.event_key())
     }
 
-    pub fn evaluate_value(&self, value: &Value) -> Vec<Arc<LoadedRule>> {
+    /// As [`SigmaRules::evaluate`], for a parsed record with its event key.
+    pub fn evaluate_value(&self, value: &Value, key: Option<EventKey>) -> Vec<SigmaHit> {
         let event = CloudTrailEvent {
             inner: JsonEvent::borrow(value),
             value,
         };
-        let mut hits: Vec<Arc<LoadedRule>> = self
-            .engine
-            .evaluate(&event)
-            .into_iter()
-            .filter_map(|r| r.header.rule_id.and_then(|id| self.rules.get(&id).cloned()))
+        let results = self.engine.evaluate(&event);
+        let mut hits: Vec<SigmaHit> = results
+            .iter()
+            .filter_map(|r| r.header.rule_id.as_ref().and_then(|id| self.rules.get(id)))
+            .map(|rule| SigmaHit {
+                rule: Arc::clone(rule),
+                correlation: None,
+            })
             .collect();
-        let position = |r: &Arc<LoadedRule>| self.order.iter().position(|o| Arc::ptr_eq(o, r));
+        let position = |h: &SigmaHit| self.order.iter().position(|o| Arc::ptr_eq(o, &h.rule));
         hits.sort_by_key(position);
-        hits.dedup_by(|a, b| Arc::ptr_eq(a, b));
+        hits.dedup_by(|a, b| Arc::ptr_eq(&a.rule, &b.rule));
+        if let Some(c) = &self.correlations
+            && results.iter().any(|r| {
+                r.header
+                    .rule_id
+                    .as_ref()
+                    .is_some_and(|id| c.feeds.contains(id))
+            })
+        {
+            hits.extend(self.correlate(c, &event, results, key));
+        }
         hits
     }
+
+    fn correlate(
+        &self,
+        c: &Correlations,
+        event: &CloudTrailEvent<'_>,
+        results: Vec<EvaluationResult>,
+        key: Option<EventKey>,
+    ) -> Vec<SigmaHit> {
+        let mut state = c.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = key
+            && let Some(fired) = state.fed.get(&k)
+        {
+            return fired.clone();
+        }
+        let fired: Vec<SigmaHit> = state
+            .engine
+            .correlate_detections(event, results)
+            .into_iter()
+            .filter_map(|r| {
+                let body = r.as_correlation()?;
+                let rule = self.rules.get(r.header.rule_id.as_ref()?)?;
+                Some(SigmaHit {
+                    rule: Arc::clone(rule),
+                    correlation: Some(Arc::new(Correlation {
+                        kind: body.correlation_type.as_str().to_owned(),
+                        group_by: body.group_key.iter().cloned().collect(),
+                        value: body.aggregated_value,
+                        timespan_secs: body.timespan_secs,
+                    })),
+                })
+            })
+            .collect();
+        if let Some(k) = key {
+            state.fed.put(k, fired.clone());
+        }
+        crate::telemetry::sigma_correlation_windows(state.engine.state_count());
+        fired
+    }
+}
+
+fn pending_ids_contains(names: &HashMap<String, String>, id: &str) -> bool {
+    names.values().any(|v| v == id)
 }
 
 /// A CloudTrail record as the engine sees it: as rsigma's JSON event, except

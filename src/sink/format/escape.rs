@@ -681,6 +681,7 @@ pub(crate) mod testing {
             summary: None,
             mitre_attack: Some(crate::detect::mitre::VALID_CLOUD_ACCOUNTS),
             sigma: None,
+            correlation: None,
             event: RawValue::from_string("{}".into()).unwrap(),
         }
     }
