@@ -68,6 +68,11 @@ pub enum Command {
     },
     /// Validate a config file and print the effective configuration (secrets redacted).
     CheckConfig { config: PathBuf },
+    /// The detection rules: list them, or try Sigma rules on events.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
     /// Exit 0 when the daemon's /readyz answers 200 within 2 s, 69 otherwise
     /// (one line on stderr naming the URL); for container health checks in
     /// images without a shell.
@@ -83,6 +88,28 @@ pub enum Command {
         /// unhealthy tasks (ECS).
         #[arg(long)]
         allow_degraded: bool,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RulesCommand {
+    /// Every rule: the built-in ones and, with --config, the loaded Sigma
+    /// rules (one line each: rule, level, title, author or technique, file).
+    List {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Run Sigma rules (files or directories) on CloudTrail events (files
+    /// as `replay` reads them) and print which events each rule matched.
+    /// Exit 1 when a rule lists, in `rootwatch_expected_events`, an eventID
+    /// it did not match; 78 when a rule cannot be loaded.
+    Test {
+        /// Sigma rule files or directories.
+        #[arg(required = true)]
+        rules: PathBuf,
+        /// CloudTrail files (.json, .jsonl, optionally .gz) or directories.
+        #[arg(required = true)]
+        events: Vec<PathBuf>,
     },
 }
 

@@ -17,6 +17,7 @@ pub mod finding;
 pub mod healthcheck;
 pub mod pipeline;
 pub mod replay;
+pub mod rules_cmd;
 pub mod server;
 pub mod shutdown;
 pub mod sink;

@@ -4,7 +4,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use rootwatch::cli::{Cli, Command, exit};
+use rootwatch::cli::{Cli, Command, RulesCommand, exit};
 use rootwatch::config::{self, RawConfig};
 use rootwatch::detect::Detector;
 use rootwatch::replay::Replay;
@@ -43,6 +43,33 @@ fn main() -> ExitCode {
                 Err(e) => config_error(config.as_deref().unwrap_or("(defaults)".as_ref()), &e),
             }
         }
+        Command::Rules {
+            command: RulesCommand::List { config },
+        } => {
+            let loaded = match &config {
+                Some(path) => config::load(path).map(|(_, s)| s),
+                None => config::validate(&RawConfig::default()),
+            };
+            match loaded {
+                Ok(settings) => {
+                    print!("{}", rootwatch::rules_cmd::list(&settings.detect));
+                    0
+                }
+                Err(e) => config_error(config.as_deref().unwrap_or("(defaults)".as_ref()), &e),
+            }
+        }
+        Command::Rules {
+            command: RulesCommand::Test { rules, events },
+        } => match rootwatch::rules_cmd::test(&rules, &events) {
+            Ok(report) => {
+                print!("{}", report.text);
+                i32::from(!report.passed)
+            }
+            Err(e) => {
+                eprintln!("rootwatch: {e}");
+                exit::CONFIG
+            }
+        },
         Command::Audit { config } => match config::load(&config) {
             Ok((_, settings)) => audit(settings),
             Err(e) => config_error(&config, &e),

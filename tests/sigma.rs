@@ -736,3 +736,116 @@ fn replay_runs_correlations_in_input_order() {
         );
     }
 }
+
+/// The prefilter with SigmaHQ's rules loaded never passes over a record
+/// that one of them matches, in any letter case, and still passes over
+/// most records of the corpora.
+#[test]
+fn the_prefilter_passes_over_no_record_a_sigma_rule_matches() {
+    use rootwatch::detect::{DetectSettings, Detector, SigmaRules};
+    let sigma = SigmaRules::load(&[PathBuf::from(RULES)], false).unwrap();
+    let d = Detector::new(DetectSettings {
+        sigma: Some(std::sync::Arc::new(sigma)),
+        ..Default::default()
+    });
+    let (mut matched, mut skipped, mut total) = (0, 0, 0);
+    for file in CORPORA {
+        for line in std::fs::read_to_string(file).unwrap().lines() {
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            // As written, and with the event name in capitals (Sigma
+            // compares values regardless of case).
+            let upper = v["eventName"].as_str().map(str::to_ascii_uppercase);
+            let mut variants = vec![line.to_owned()];
+            if let Some(u) = upper {
+                v["eventName"] = u.into();
+                variants.push(v.to_string());
+            }
+            for body in variants {
+                total += 1;
+                let rec = rootwatch::event::Record::parse(&body).unwrap();
+                let mut out = Vec::new();
+                d.evaluate(&rec, &mut out);
+                let sigma = out.iter().filter(|f| f.rule.starts_with("sigma:")).count();
+                let may = d.may_alert(body.as_bytes());
+                assert!(
+                    sigma == 0 || may,
+                    "{sigma} Sigma finding(s) passed over: {body}"
+                );
+                matched += usize::from(sigma > 0);
+                skipped += usize::from(!may);
+            }
+        }
+    }
+    assert!(matched > 300, "{matched}");
+    assert!(skipped * 2 > total, "only {skipped} of {total} passed over");
+}
+
+/// `rules list` names every rule, the loaded Sigma rules with their author
+/// and file; `rules test` says which events each rule matched, and fails
+/// when a rule misses an event it says it matches.
+#[test]
+fn rules_list_and_rules_test_serve_a_rule_author() {
+    let dir = tempfile::tempdir().unwrap();
+    let disable = Path::new(RULES).join("aws_cloudtrail_disable_logging.yml");
+    let cfg = config(dir.path(), &[&disable], "");
+    let out = rootwatch(&["rules", "list", "-c", cfg.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    for id in rootwatch::detect::rule_ids() {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{id}\t"))),
+            "{id}: {text}"
+        );
+    }
+    let sigma = text
+        .lines()
+        .find(|l| l.starts_with("sigma:4db60cc0-36fb-42b7-9b58-a5b53019fb74\t"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        sigma.contains("AWS CloudTrail Important Change") && sigma.contains("by vitaliy0x1"),
+        "{sigma}"
+    );
+
+    // A rule that says which events it matches.
+    let rule = std::fs::read_to_string(&disable)
+        .unwrap()
+        .replace("level: medium", "level: medium\nrootwatch_expected_events:\n    - ee73c230-44bc-4492-8542-cfb189eae287\n    - 10163ed2-2253-469d-a5ee-cbc6651f8934");
+    let good = dir.path().join("good.yml");
+    std::fs::write(&good, &rule).unwrap();
+    let events = "tests/fixtures/third_party/stratus-red-team/detonation_logs.jsonl";
+    let out = rootwatch(&["rules", "test", good.to_str().unwrap(), events]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("match\tsigma:4db60cc0-36fb-42b7-9b58-a5b53019fb74\t10163ed2-2253-469d-a5ee-cbc6651f8934\tStopLogging"),
+        "{text}"
+    );
+    let bad = dir.path().join("bad.yml");
+    std::fs::write(
+        &bad,
+        rule.replace(
+            "    - 10163ed2-2253-469d-a5ee-cbc6651f8934",
+            "    - not-in-the-events",
+        ),
+    )
+    .unwrap();
+    let out = rootwatch(&["rules", "test", bad.to_str().unwrap(), events]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "FAIL\tsigma:4db60cc0-36fb-42b7-9b58-a5b53019fb74\texpected to match not-in-the-events"
+        ),
+        "{text}"
+    );
+    // A rule that does not load: the file is named, exit 78.
+    let broken = dir.path().join("broken.yml");
+    std::fs::write(&broken, "title: x\n").unwrap();
+    let out = rootwatch(&["rules", "test", broken.to_str().unwrap(), events]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&broken.display().to_string()));
+}

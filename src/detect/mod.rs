@@ -2,6 +2,7 @@
 //! record. Pure: no clock, no I/O.
 
 pub mod allowlist;
+mod anchors;
 pub mod mitre;
 mod prefilter;
 pub mod rules;
@@ -12,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use allowlist::{AllowList, CidrSet, Scope};
-pub use sigma::SigmaRules;
+pub use sigma::{SigmaError, SigmaRules};
 pub use suppress::{Glob, Suppression};
 
 use crate::event::Record;
@@ -123,10 +124,14 @@ impl Detector {
             })
             .collect();
         let sigma = settings.sigma.filter(|s| !s.is_empty());
+        let sigma_anchors = match &sigma {
+            None => Some(Vec::new()),
+            Some(s) => s.anchors(&settings.disabled),
+        };
         let prefilter = prefilter::Prefilter::new(
             &|id| !settings.disabled.contains(id),
             &settings.context,
-            sigma.is_some(),
+            sigma_anchors.as_deref(),
         );
         let is_sigma = |id: &String| id.starts_with(sigma::RULE_PREFIX);
         Detector {

@@ -35,15 +35,40 @@ enum Needle {
 pub(crate) struct Prefilter {
     search: AhoCorasick,
     needles: Vec<Needle>,
-    sigma: bool,
+    sigma: SigmaSearch,
+}
+
+/// Texts per SIMD searcher.
+const PACKED_TEXTS: usize = 16;
+
+thread_local! {
+    /// A body in lower case, for the Sigma anchors' search; reused.
+    static LOWERED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What the loaded Sigma rules need of a body.
+enum SigmaSearch {
+    /// No Sigma rule: nothing.
+    Never,
+    /// A rule without anchors: every body may match.
+    Always,
+    /// One of these texts, in the body in lower case.
+    Anchors(AhoCorasick),
+    /// The same with SIMD searchers, when the texts allow them.
+    Packed(Vec<aho_corasick::packed::Searcher>),
 }
 
 impl Prefilter {
     /// Only the needles of `rules` enabled (by id) and of `ctx`'s allow
     /// list: a disabled rule's text is no reason to parse.
-    /// With `sigma`, loaded Sigma rules may match any record: every body may
-    /// alert.
-    pub(crate) fn new(enabled: &dyn Fn(&str) -> bool, ctx: &Context, sigma: bool) -> Self {
+    /// `sigma`: the anchors of the loaded Sigma rules (a body holding none
+    /// of them, ASCII case aside, matches none of the rules); `None` when
+    /// some rule has none, and every body may alert.
+    pub(crate) fn new(
+        enabled: &dyn Fn(&str) -> bool,
+        ctx: &Context,
+        sigma: Option<&[String]>,
+    ) -> Self {
         let mut patterns: Vec<&[u8]> = vec![b"Root"];
         let mut needles = vec![Needle::Alerting];
         if enabled("iam-console-login-without-mfa") {
@@ -60,6 +85,35 @@ impl Prefilter {
             .match_kind(MatchKind::LeftmostFirst)
             .build(&patterns)
             .expect("a handful of short literal patterns always build");
+        let sigma = match sigma {
+            None => SigmaSearch::Always,
+            Some([]) => SigmaSearch::Never,
+            // The anchors are lower case, and are searched for in a lower
+            // case copy of the body: a case-insensitive automaton gets
+            // nothing from the SIMD searchers and ran at a third of the
+            // speed of copy and search together (0.45 s against 0.15 s on a
+            // 302 MB trail, one core).
+            Some(anchors) => {
+                let lower: Vec<String> = anchors.iter().map(|a| a.to_ascii_lowercase()).collect();
+                // The SIMD searcher takes a few dozen texts at most: several
+                // of them, one pass each, still beat one automaton.
+                let packed: Option<Vec<_>> = lower
+                    .chunks(PACKED_TEXTS)
+                    .map(|c| {
+                        aho_corasick::packed::Config::new()
+                            .builder()
+                            .extend(c)
+                            .build()
+                    })
+                    .collect();
+                match packed {
+                    Some(searchers) => SigmaSearch::Packed(searchers),
+                    None => SigmaSearch::Anchors(
+                        AhoCorasick::new(&lower).expect("literal anchors always build"),
+                    ),
+                }
+            }
+        };
         Prefilter {
             search,
             needles,
@@ -68,7 +122,21 @@ impl Prefilter {
     }
 
     fn may_alert(&self, body: &[u8], ctx: &Context) -> bool {
-        if self.sigma || has_unicode_escape(body) {
+        let sigma = match &self.sigma {
+            SigmaSearch::Never => false,
+            SigmaSearch::Always => true,
+            SigmaSearch::Anchors(ac) => LOWERED.with_borrow_mut(|buf| {
+                buf.clear();
+                buf.extend(body.iter().map(u8::to_ascii_lowercase));
+                ac.is_match(buf.as_slice())
+            }),
+            SigmaSearch::Packed(searchers) => LOWERED.with_borrow_mut(|buf| {
+                buf.clear();
+                buf.extend(body.iter().map(u8::to_ascii_lowercase));
+                searchers.iter().any(|s| s.find(buf.as_slice()).is_some())
+            }),
+        };
+        if sigma || has_unicode_escape(body) {
             return true;
         }
         for m in self.search.find_iter(body) {

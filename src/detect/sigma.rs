@@ -53,6 +53,12 @@ pub struct LoadedRule {
     pub path: PathBuf,
     /// For a correlation: its type (`event_count`, `temporal`, ...).
     pub correlation: Option<&'static str>,
+    /// Texts one of which every record it matches holds (see
+    /// [`super::anchors`]); `None` when there is no such set.
+    pub anchors: Option<Vec<String>>,
+    /// eventIDs the rule's author says it matches (the rule's
+    /// `rootwatch_expected_events`), checked by `rootwatch rules test`.
+    pub expected_events: Vec<String>,
 }
 
 /// A rule that matched one event: a detection, or a correlation that this
@@ -326,6 +332,8 @@ impl SigmaRules {
                 }),
                 path,
                 correlation: Some(c.correlation_type.as_str()),
+                anchors: None,
+                expected_events: Vec::new(),
             });
             self.order.push(Arc::clone(&loaded));
             self.rules.insert(id, loaded);
@@ -338,6 +346,30 @@ impl SigmaRules {
             feeds,
         });
         Ok(())
+    }
+
+    /// The anchors of the enabled rules (not in `disabled`): a record
+    /// holding none of them matches none; `None` when some rule has none.
+    /// A correlation counts the matches of detection rules, so it adds
+    /// none of its own.
+    pub fn anchors(&self, disabled: &HashSet<String>) -> Option<Vec<String>> {
+        let mut all = Vec::new();
+        for r in self.order.iter().filter(|r| r.correlation.is_none()) {
+            if disabled.contains(&r.rule) && !self.feeds_correlation(r) {
+                continue;
+            }
+            all.extend(r.anchors.clone()?);
+        }
+        all.sort();
+        all.dedup();
+        Some(all)
+    }
+
+    /// Whether a correlation counts this rule's matches.
+    fn feeds_correlation(&self, r: &LoadedRule) -> bool {
+        self.correlations
+            .as_ref()
+            .is_some_and(|c| c.feeds.contains(&r.reference.id))
     }
 
     /// Whether correlation rules are loaded: evaluation then keeps state,
@@ -437,6 +469,8 @@ impl SigmaRules {
                 }),
                 path: path.to_owned(),
                 correlation: None,
+                anchors: super::anchors::of_rule(rule),
+                expected_events: expected_events(rule),
             });
             self.order.push(Arc::clone(&loaded));
             self.rules.insert(id, loaded);
@@ -540,6 +574,21 @@ impl SigmaRules {
         crate::telemetry::sigma_correlation_windows(state.engine.state_count());
         fired
     }
+}
+
+/// The rule's `rootwatch_expected_events`: a list of eventIDs.
+fn expected_events(rule: &SigmaRule) -> Vec<String> {
+    rule.custom_attributes
+        .get("rootwatch_expected_events")
+        .and_then(|v| serde_json::to_value(v).ok())
+        .and_then(|v| {
+            v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|e| e.as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
 }
 
 fn pending_ids_contains(names: &HashMap<String, String>, id: &str) -> bool {
