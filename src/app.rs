@@ -25,6 +25,56 @@ use crate::telemetry;
 /// not finished (SQS visibility reset) before the process exits anyway.
 const HAND_BACK: Duration = Duration::from_secs(5);
 
+/// On SIGHUP, reads the config file again and puts its `[detect]` settings
+/// (Sigma rule files included) in place as a whole. Inputs being scanned
+/// keep the rules they started with, and nothing in flight is dropped. A
+/// file that does not load keeps the running rules and is reported
+/// (`rootwatch_rule_reloads_total{result="failed"}`). Other sections need a
+/// restart; correlation windows start empty.
+async fn reload_rules(path: std::path::PathBuf, pipeline: Arc<Pipeline>, stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = match signal(SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "no SIGHUP handler: rules reload only with a restart");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            let p = path.clone();
+            let loaded = tokio::task::spawn_blocking(move || crate::config::load(&p)).await;
+            match loaded {
+                Ok(Ok((_, settings))) => {
+                    let detector = crate::detect::Detector::new(settings.detect);
+                    let sigma = detector.sigma().map_or(0, |s| s.len());
+                    pipeline.replace_detector(detector);
+                    telemetry::rules_reloaded(true);
+                    tracing::info!(config = %path.display(), sigma_rules = sigma, "SIGHUP: rules reloaded");
+                }
+                Ok(Err(e)) => {
+                    telemetry::rules_reloaded(false);
+                    tracing::error!(config = %path.display(), error = %e, "SIGHUP: rules not reloaded; the running rules stay");
+                }
+                Err(e) => {
+                    telemetry::rules_reloaded(false);
+                    tracing::error!(config = %path.display(), error = %e, "SIGHUP: rules not reloaded; the running rules stay");
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, pipeline);
+        stop.cancelled().await;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("nothing to read: the config has no [[sources]]")]
@@ -56,6 +106,8 @@ pub struct Options {
     /// Told the admin server's address once it listens.
     pub admin_bound: Option<oneshot::Sender<SocketAddr>>,
     pub readiness: Option<Arc<Readiness>>,
+    /// The config file, read again for its rules on SIGHUP.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 pub async fn run(settings: Settings, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
@@ -98,7 +150,7 @@ pub async fn run_with(
         }
         tokio::spawn(serve);
     }
-    let result = run_sources(&settings, opts.aws, &readiness, shutdown).await;
+    let result = run_sources(&settings, opts.aws, opts.config_path, &readiness, shutdown).await;
     server_stop.cancel();
     result
 }
@@ -106,6 +158,7 @@ pub async fn run_with(
 async fn run_sources(
     settings: &Settings,
     aws: Option<aws_config::SdkConfig>,
+    config_path: Option<std::path::PathBuf>,
     readiness: &Readiness,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
@@ -140,6 +193,9 @@ async fn run_sources(
         }
     };
     let throttle = tokio::spawn(Arc::clone(&pipeline).run_throttle(stop.clone()));
+    if let Some(path) = config_path {
+        tokio::spawn(reload_rules(path, Arc::clone(&pipeline), stop.clone()));
+    }
     let mut names = HashMap::new();
     for (s, name) in starting
         .into_iter()

@@ -96,7 +96,7 @@ fn main() -> ExitCode {
             Err(e) => config_error(&config, &e),
         },
         Command::Run { config } => match config::load(&config) {
-            Ok((_, settings)) => run(settings),
+            Ok((_, settings)) => run(settings, config),
             Err(e) => config_error(&config, &e),
         },
     };
@@ -281,13 +281,21 @@ fn init_logs() {
     }
 }
 
-fn run(settings: config::Settings) -> i32 {
+fn run(settings: config::Settings, path: std::path::PathBuf) -> i32 {
     init_logs();
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
-    match runtime.block_on(rootwatch::app::run(settings, rootwatch::shutdown::signal())) {
+    let opts = rootwatch::app::Options {
+        config_path: Some(path),
+        ..Default::default()
+    };
+    match runtime.block_on(rootwatch::app::run_with(
+        settings,
+        opts,
+        rootwatch::shutdown::signal(),
+    )) {
         Ok(()) => 0,
         Err(e) => {
             tracing::error!(error = %e, "rootwatch cannot run");

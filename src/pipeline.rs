@@ -120,7 +120,9 @@ pub struct SinkRunner {
 const SINK_CONCURRENCY: usize = 16;
 
 pub struct Pipeline {
-    detector: Detector,
+    /// Replaced as a whole when the rules are reloaded (SIGHUP); a scan
+    /// keeps the set it started with.
+    detector: std::sync::RwLock<Arc<Detector>>,
     dedup: Dedup,
     /// Which sinks took which finding, so a returning input alerts only
     /// the sinks that did not.
@@ -180,7 +182,7 @@ impl Pipeline {
             })
             .collect();
         Pipeline {
-            detector: Detector::new(settings.detect.clone()),
+            detector: std::sync::RwLock::new(Arc::new(Detector::new(settings.detect.clone()))),
             dedup: Dedup::new(settings.dedup_capacity),
             sent: SentTo::new(settings.dedup_capacity),
             throttle: settings.throttle_window.map(|w| {
@@ -196,10 +198,22 @@ impl Pipeline {
         }
     }
 
+    /// The rules now.
+    pub fn detector(&self) -> Arc<Detector> {
+        Arc::clone(&self.detector.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Puts new rules in place: scans that started keep the old ones, and
+    /// what they found is delivered as usual.
+    pub fn replace_detector(&self, detector: Detector) {
+        *self.detector.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(detector);
+    }
+
     /// Decodes one message body and runs the rules on its records.
     pub fn scan_body(&self, body: &str, scan: &mut Scan) {
         let now = SystemTime::now();
-        decode::decode_body(body, &mut |item| self.scan_item(item, now, scan));
+        let d = self.detector();
+        decode::decode_body(body, &mut |item| self.scan_item(&d, item, now, scan));
     }
 
     /// Decodes a stream (an S3 object, a file), one record at a time.
@@ -214,12 +228,13 @@ impl Pipeline {
     /// number and the lines after a bad one are still read. Blocking.
     pub fn scan_lines(&self, reader: impl Read, scan: &mut Scan) {
         let now = SystemTime::now();
+        let d = self.detector();
         let stream = decode::decode_lines(reader, &mut |line, item| {
             let item = item.map_err(|error| DecodeError::AtLine {
                 line,
                 error: Box::new(error),
             });
-            self.scan_item(item, now, scan)
+            self.scan_item(&d, item, now, scan)
         });
         if let Err(e) = stream {
             scan.errors.push(e);
@@ -240,19 +255,26 @@ impl Pipeline {
         after: &mut dyn FnMut(&mut Scan),
     ) -> Result<(), DecodeError> {
         let now = SystemTime::now();
-        let may_alert = |record: &[u8]| self.detector.may_alert(record);
+        let d = self.detector();
+        let may_alert = |record: &[u8]| d.may_alert(record);
         decode::decode_reader_filtered(reader, &may_alert, &mut |item| {
-            self.scan_item(item, now, scan);
+            self.scan_item(&d, item, now, scan);
             after(scan);
         })
     }
 
     /// `now` is read once per input, not once per record.
-    fn scan_item(&self, item: Result<Item<'_>, DecodeError>, now: SystemTime, scan: &mut Scan) {
+    fn scan_item(
+        &self,
+        d: &Detector,
+        item: Result<Item<'_>, DecodeError>,
+        now: SystemTime,
+        scan: &mut Scan,
+    ) {
         match item {
             Ok(Item::Record(rec)) => {
                 scan.events += 1;
-                self.scan_record(&rec, now, scan);
+                scan_record(d, &rec, now, scan);
             }
             Ok(Item::Unparsed(bytes)) => {
                 scan.events += 1;
@@ -264,19 +286,6 @@ impl Pipeline {
                 scan.skipped += 1;
             }
             Err(e) => scan.errors.push(e),
-        }
-    }
-
-    fn scan_record(&self, rec: &Record<'_>, now: SystemTime, scan: &mut Scan) {
-        event_lag(rec.time(), now);
-        let mut findings = Vec::new();
-        self.detector.evaluate(rec, &mut findings);
-        if !findings.is_empty() {
-            scan.groups.push(EventFindings {
-                key: rec.event_key(),
-                findings,
-                received: scan.received,
-            });
         }
     }
 
@@ -580,6 +589,20 @@ pub(crate) fn secrets(kind: &SinkKind) -> Vec<&str> {
         SinkKind::Opsgenie { url, api_key } => vec![url.expose(), api_key.expose()],
         // Credentials come from the AWS chain and never reach error text.
         SinkKind::Sns(_) | SinkKind::EventBridge(_) => vec![],
+    }
+}
+
+/// Runs the rules on one record and keeps its findings.
+fn scan_record(d: &Detector, rec: &Record<'_>, now: SystemTime, scan: &mut Scan) {
+    event_lag(rec.time(), now);
+    let mut findings = Vec::new();
+    d.evaluate(rec, &mut findings);
+    if !findings.is_empty() {
+        scan.groups.push(EventFindings {
+            key: rec.event_key(),
+            findings,
+            received: scan.received,
+        });
     }
 }
 

@@ -40,6 +40,7 @@ pub const THROTTLE_SUPPRESSED: &str = "rootwatch_throttle_suppressed_total";
 pub const THROTTLE_ESCALATED: &str = "rootwatch_throttle_escalated_total";
 pub const THROTTLE_WINDOWS: &str = "rootwatch_throttle_windows";
 pub const SIGMA_CORRELATION_WINDOWS: &str = "rootwatch_sigma_correlation_windows";
+pub const RULE_RELOADS: &str = "rootwatch_rule_reloads_total";
 pub const THROTTLE_HELD_INPUTS: &str = "rootwatch_throttle_held_inputs";
 pub const THROTTLE_EVICTED: &str = "rootwatch_throttle_evicted_total";
 pub const THROTTLE_UNHELD: &str = "rootwatch_throttle_unheld_total";
@@ -88,6 +89,7 @@ pub const ALL: &[&str] = &[
     THROTTLE_ESCALATED,
     THROTTLE_WINDOWS,
     SIGMA_CORRELATION_WINDOWS,
+    RULE_RELOADS,
     THROTTLE_HELD_INPUTS,
     THROTTLE_EVICTED,
     THROTTLE_UNHELD,
@@ -223,6 +225,10 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
         "Findings more severe than any sent in their throttle window, sent at once instead of folded, by rule."
     );
     describe_gauge!(THROTTLE_WINDOWS, "Throttle windows open.");
+    describe_counter!(
+        RULE_RELOADS,
+        "Rule reloads on SIGHUP, by result (ok, or failed: the running rules stayed)."
+    );
     describe_gauge!(
         SIGMA_CORRELATION_WINDOWS,
         "Sigma correlation windows held, one per (correlation, group-by value); at 100,000 the expired ones are dropped, then the oldest."
@@ -391,6 +397,9 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
     counter!(ACKS_ABANDONED).absolute(0);
     gauge!(THROTTLE_WINDOWS).set(0.0);
     gauge!(SIGMA_CORRELATION_WINDOWS).set(0.0);
+    for result in ["ok", "failed"] {
+        counter!(RULE_RELOADS, "result" => result).absolute(0);
+    }
     gauge!(THROTTLE_HELD_INPUTS).set(0.0);
     counter!(THROTTLE_EVICTED).absolute(0);
     counter!(THROTTLE_UNHELD).absolute(0);
@@ -848,4 +857,9 @@ pub fn posture_resolved(account_id: &str, check: &str, principal: &str, finding_
 /// Sigma correlation windows held after an event fed them.
 pub fn sigma_correlation_windows(n: usize) {
     gauge!(SIGMA_CORRELATION_WINDOWS).set(n as f64);
+}
+
+/// A rule reload on SIGHUP ended.
+pub fn rules_reloaded(ok: bool) {
+    counter!(RULE_RELOADS, "result" => if ok { "ok" } else { "failed" }).increment(1);
 }

@@ -849,3 +849,142 @@ fn rules_list_and_rules_test_serve_a_rule_author() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&broken.display().to_string()));
 }
+
+/// SIGHUP reloads the rules of a running daemon: a rule added to the rules
+/// directory alerts after it; a rule file that does not load keeps the
+/// running rules (and says so), and nothing in between is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_rules_and_a_bad_file_keeps_the_running_ones() {
+    let aws = Aws::new().await;
+    let (queue, _) = aws.queue(None).await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let copy = |name: &str| {
+        std::fs::copy(Path::new(RULES).join(name), rules.join(name)).unwrap();
+    };
+    copy("aws_cloudtrail_disable_logging.yml");
+    // The throttle is off: the root calls here share one throttle key, and
+    // a folded one would keep its message in the queue, where the test
+    // waits for it to be handled.
+    let config = format!(
+        "[throttle]\nwindow_secs = 0\n[[sources]]\ntype = \"sqs\"\nqueue_url = \"{queue}\"\nwait_time_secs = 1\n[[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\n[server]\nlisten = \"\"\n[detect.sigma]\nrules = [{:?}]\n",
+        hook.url(),
+        rules.display().to_string()
+    );
+    let mut child = common::spawn_rootwatch(&config, dir.path());
+    let log = || std::fs::read_to_string(dir.path().join("rootwatch.log")).unwrap_or_default();
+    let hup = |pid: u32| {
+        let ok = Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -HUP");
+    };
+    let t = chrono::Utc::now();
+    let a = "111122223333";
+    let sigma_alerts = |rule: &str| {
+        hook.delivered()
+            .iter()
+            .filter(|f| f["rule"] == rule)
+            .map(|f| f["event_id"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    const GUARDDUTY: &str = "sigma:d2656e78-c069-4571-8220-9e0ab5913f19";
+    aws.send(
+        &queue,
+        &common::eventbridge_as_aws(&root_call(
+            "h-stop",
+            a,
+            t,
+            "cloudtrail.amazonaws.com",
+            "StopLogging",
+        )),
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the StopLogging alert", || async {
+        sigma_alerts("sigma:4db60cc0-36fb-42b7-9b58-a5b53019fb74") == ["h-stop"]
+    })
+    .await;
+    // Not loaded yet: a deleted detector alerts only through the built-in
+    // root rules.
+    aws.send(
+        &queue,
+        &common::eventbridge_as_aws(&root_call(
+            "h-gd-before",
+            a,
+            t,
+            "guardduty.amazonaws.com",
+            "DeleteDetector",
+        )),
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the message handled", || async {
+        aws.depth(&queue).await == 0
+    })
+    .await;
+    assert!(sigma_alerts(GUARDDUTY).is_empty());
+
+    copy("aws_cloudtrail_guardduty_detector_deleted_or_updated.yml");
+    hup(child.id());
+    eventually(Duration::from_secs(15), "the reload logged", || async {
+        log().contains("rules reloaded")
+    })
+    .await;
+    aws.send(
+        &queue,
+        &common::eventbridge_as_aws(&root_call(
+            "h-gd-after",
+            a,
+            t,
+            "guardduty.amazonaws.com",
+            "DeleteDetector",
+        )),
+    )
+    .await;
+    eventually(Duration::from_secs(30), "the new rule's alert", || async {
+        sigma_alerts(GUARDDUTY) == ["h-gd-after"]
+    })
+    .await;
+
+    std::fs::write(
+        rules.join("broken.yml"),
+        "title: broken\nid: x\ndetection: [\n",
+    )
+    .unwrap();
+    hup(child.id());
+    eventually(
+        Duration::from_secs(15),
+        "the failed reload logged",
+        || async { log().contains("rules not reloaded") },
+    )
+    .await;
+    assert!(log().contains("broken.yml"), "{}", log());
+    aws.send(
+        &queue,
+        &common::eventbridge_as_aws(&root_call(
+            "h-gd-kept",
+            a,
+            t,
+            "guardduty.amazonaws.com",
+            "DeleteDetector",
+        )),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(30),
+        "the running rules still alert",
+        || async { sigma_alerts(GUARDDUTY) == ["h-gd-after", "h-gd-kept"] },
+    )
+    .await;
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(
+        common::wait_exit(&mut child, Duration::from_secs(30)),
+        Some(0)
+    );
+}

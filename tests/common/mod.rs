@@ -393,6 +393,7 @@ impl Daemon {
             aws,
             admin_bound: Some(tx),
             readiness,
+            ..Default::default()
         };
         let d = Daemon::start_with(toml, opts);
         (d, rx.await.expect("the admin server listens"))
