@@ -90,10 +90,17 @@ pub enum ServerFilter {
 /// through unchecked. So with allow-list CIDRs set, the rule enabled and
 /// scope `all`, the pattern is ignored. With scope `root` (or the rule off
 /// or no CIDRs) a root-only pattern hides nothing the allow-list rule needs.
+/// Loaded Sigma rules may need any event: the pattern is ignored too (the
+/// decision is made when the source starts; a reload does not revisit it).
 pub fn server_filter(pattern: Option<&str>, detect: &DetectSettings) -> ServerFilter {
     let Some(pattern) = pattern else {
         return ServerFilter::Off;
     };
+    if detect.sigma.as_ref().is_some_and(|s| !s.is_empty()) {
+        return ServerFilter::Ignored {
+            reason: "Sigma rules ([detect.sigma]) may match any event, so every event must be read; filter_pattern would hide the events they need",
+        };
+    }
     let allowlist = &detect.context.allowlist;
     if !allowlist.cidrs.is_empty()
         && !detect.disabled.contains(ALLOWLIST_RULE)
@@ -1653,6 +1660,22 @@ mod tests {
                 "{d:?}"
             );
         }
+    }
+
+    /// Sigma rules may match any event: a pattern written for the root
+    /// rules would hide the events they need.
+    #[test]
+    fn loaded_sigma_rules_veto_the_pattern() {
+        let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/third_party/sigmahq/rules/aws_cloudtrail_disable_logging.yml");
+        let mut d = detect(&[], Scope::All, &[IAM_LOGIN_RULE]);
+        d.sigma = Some(std::sync::Arc::new(
+            crate::detect::SigmaRules::load(&[rules], false).unwrap(),
+        ));
+        assert!(matches!(
+            server_filter(Some(ROOT_ONLY), &d),
+            ServerFilter::Ignored { .. }
+        ));
     }
 
     #[test]
