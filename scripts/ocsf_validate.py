@@ -1,11 +1,12 @@
-"""Validates OCSF Detection Finding payloads against the published OCSF
-schema, as bundled (one JSON export per schema version) by the pinned
-pydantic-ocsf package (scripts/test-requirements.txt).
+"""Validates OCSF Detection Finding (class 2004, the stream's findings) and
+Compliance Finding (class 2003, `rootwatch audit --format ocsf`) payloads
+against the published OCSF schema, as bundled (one JSON export per schema
+version) by the pinned pydantic-ocsf package (scripts/test-requirements.txt).
 
 Usage: python scripts/ocsf_validate.py FILE.json...
 
-Each file holds one event. It must validate as a Detection Finding of the
-schema version its metadata.version names, and hold no attribute that
+Each file holds one event. It must validate as the class its class_uid
+names, of the schema version its metadata.version names, and hold no attribute that
 version does not define: pydantic-ocsf keeps unknown keys, so every model
 in the validated tree is walked for them. The attributes of the profiles
 the event declares (metadata.profiles) are allowed at the top and validated
@@ -25,6 +26,10 @@ from pydantic import BaseModel, ValidationError
 PROFILE_ATTRIBUTES = {
     "cloud": {"cloud": "Cloud", "api": "Api"},
 }
+
+
+# The classes rootwatch writes, by class_uid, as pydantic-ocsf names them.
+CLASSES = {2004: "DetectionFinding", 2003: "ComplianceFinding"}
 
 
 def extras(model, path):
@@ -80,8 +85,11 @@ def validate(event):
     except ImportError:
         return [f"metadata.version {version!r} is not a bundled OCSF schema version"]
     problems = []
+    if event.get("class_uid") not in CLASSES:
+        return [f"class_uid: {event.get('class_uid')!r} is not one of {sorted(CLASSES)}"]
+    class_name = CLASSES[event["class_uid"]]
     try:
-        finding = events.DetectionFinding.model_validate(event)
+        finding = getattr(events, class_name).model_validate(event)
     except ValidationError as e:
         return [f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors()]
     allowed = {}
@@ -91,7 +99,7 @@ def validate(event):
         allowed.update(PROFILE_ATTRIBUTES.get(profile, {}))
     for key in list(finding.model_extra or {}):
         if key not in allowed:
-            problems.append(f"{key}: not an attribute of Detection Finding {version}")
+            problems.append(f"{key}: not an attribute of {class_name} {version}")
             continue
         try:
             obj = getattr(objects, allowed[key]).model_validate(event[key])
@@ -104,7 +112,7 @@ def validate(event):
     finding.__pydantic_extra__ = {}
     problems.extend(f"{p}: not defined by the schema" for p in extras(finding, "$"))
     problems.extend(bad_ips(event, "$"))
-    for key, want in [("class_uid", 2004), ("category_uid", 2)]:
+    for key, want in [("category_uid", 2)]:
         if event.get(key) != want:
             problems.append(f"{key}: {event.get(key)!r}, not {want}")
     if event.get("type_uid") != event.get("class_uid", 0) * 100 + event.get("activity_id", 0):

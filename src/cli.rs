@@ -39,12 +39,26 @@ pub enum Command {
         paths: Vec<PathBuf>,
     },
     /// Audit IAM posture once (the CIS section 1 credential checks) for
-    /// every account in `[audit]`: findings as JSON lines on stdout, a
-    /// summary on stderr. Exit 0 when every account was audited, whatever
-    /// it found; 69 when an account could not be audited.
+    /// every account in `[audit]`, or offline for one downloaded credential
+    /// report (--report): findings on stdout, a summary on stderr. Exit 0
+    /// when every account was audited, whatever it found; 69 when an
+    /// account could not be audited; 65 when a --report input cannot be
+    /// read; 78 for a config error.
     Audit {
-        #[arg(long, short, env = "ROOTWATCH_CONFIG")]
-        config: PathBuf,
+        /// Thresholds and accounts; optional with --report (defaults).
+        #[arg(
+            long,
+            short,
+            env = "ROOTWATCH_CONFIG",
+            required_unless_present = "report"
+        )]
+        config: Option<PathBuf>,
+        /// Findings as JSON lines, CSV, a Markdown report, or OCSF
+        /// Compliance Findings.
+        #[arg(long, value_enum, default_value_t = crate::audit::output::AuditFormat::Json)]
+        format: crate::audit::output::AuditFormat,
+        #[command(flatten)]
+        offline: OfflineArgs,
     },
     /// Send one synthetic finding (rule `rootwatch-test`, title starting
     /// `[TEST]`) through the configured sinks and print, per sink, whether
@@ -89,6 +103,49 @@ pub enum Command {
         #[arg(long)]
         allow_degraded: bool,
     },
+}
+
+/// `rootwatch audit --report`: an audit of files, without AWS credentials.
+#[derive(Debug, clap::Args)]
+pub struct OfflineArgs {
+    /// A credential report: the CSV IAM writes, its base64, or the JSON of
+    /// `aws iam get-credential-report` (whose GeneratedTime is used).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// The JSON of `aws iam get-account-summary`.
+    #[arg(long, value_name = "FILE", requires = "report")]
+    pub account_summary: Option<PathBuf>,
+    /// The JSON of `aws iam list-virtual-mfa-devices`.
+    #[arg(long, value_name = "FILE", requires = "report")]
+    pub virtual_mfa: Option<PathBuf>,
+    /// The JSON of `aws iam get-account-password-policy`, or `none` for an
+    /// account without a password policy.
+    #[arg(long, value_name = "FILE|none", requires = "report")]
+    pub password_policy: Option<PathBuf>,
+    /// The JSON of `aws iam list-organizations-features` (run in the
+    /// account that manages the organization).
+    #[arg(long, value_name = "FILE", requires = "report")]
+    pub organizations_features: Option<PathBuf>,
+    /// The report's account is a member of that organization, not the
+    /// account that manages it.
+    #[arg(long, requires = "organizations_features")]
+    pub member_account: bool,
+    /// When the report was generated (RFC 3339), for a report file that
+    /// does not say; default: the file's modification time.
+    #[arg(long, value_name = "TIME", requires = "report", value_parser = rfc3339)]
+    pub generated: Option<chrono::DateTime<chrono::Utc>>,
+    /// The account, when the report's ARNs do not name it.
+    #[arg(long, value_name = "ID", requires = "report")]
+    pub account_id: Option<String>,
+    /// Evaluate as of this time (RFC 3339) instead of now.
+    #[arg(long, value_name = "TIME", requires = "report", value_parser = rfc3339)]
+    pub now: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+fn rfc3339(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("`{s}` is not an RFC 3339 time (2024-06-01T00:00:00Z): {e}"))
 }
 
 #[derive(Debug, clap::Subcommand)]

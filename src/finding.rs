@@ -180,6 +180,10 @@ pub struct Finding {
     /// For a Sigma correlation's finding, what it counted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation: Option<std::sync::Arc<Correlation>>,
+    /// For a posture finding, how old the credential report was at the
+    /// audit (IAM hands out a cached report for up to four hours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_age_seconds: Option<u64>,
     /// The raw CloudTrail record.
     pub event: Box<RawValue>,
 }
@@ -201,6 +205,8 @@ pub struct PostureSubject<'a> {
     pub subject: &'a str,
     /// When the evidence was observed.
     pub observed: chrono::DateTime<chrono::Utc>,
+    /// How old the evidence was when it was evaluated.
+    pub report_age_seconds: Option<u64>,
     pub mfa: Option<bool>,
     /// The evidence, carried as the finding's `event`.
     pub evidence: serde_json::Value,
@@ -259,6 +265,7 @@ impl Finding {
             mitre_attack: None,
             sigma: None,
             correlation: None,
+            report_age_seconds: None,
             event,
         }
     }
@@ -310,6 +317,7 @@ impl Finding {
             mitre_attack: None,
             sigma: None,
             correlation: None,
+            report_age_seconds: p.report_age_seconds,
             event,
         }
     }

@@ -70,10 +70,26 @@ fn main() -> ExitCode {
                 exit::CONFIG
             }
         },
-        Command::Audit { config } => match config::load(&config) {
-            Ok((_, settings)) => audit(settings),
-            Err(e) => config_error(&config, &e),
-        },
+        Command::Audit {
+            config,
+            format,
+            offline,
+        } => {
+            let settings = match &config {
+                Some(path) => match config::load(path) {
+                    Ok((_, settings)) => Some(settings),
+                    Err(e) => return ExitCode::from(config_error(path, &e) as u8),
+                },
+                None => None,
+            };
+            match offline.report.clone() {
+                Some(report) => audit_offline(settings, format, offline, report),
+                None => audit(
+                    settings.expect("clap requires --config without --report"),
+                    format,
+                ),
+            }
+        }
         Command::Healthcheck {
             url,
             config,
@@ -187,20 +203,50 @@ fn replay(
     }
 }
 
-fn audit(settings: config::Settings) -> i32 {
-    let runtime = match runtime() {
-        Ok(r) => r,
-        Err(code) => return code,
+fn audit_offline(
+    settings: Option<config::Settings>,
+    format: rootwatch::audit::output::AuditFormat,
+    args: rootwatch::cli::OfflineArgs,
+    report: std::path::PathBuf,
+) -> i32 {
+    use rootwatch::audit::{offline, runner::AccountResult};
+    let thresholds = settings.map(|s| s.audit.thresholds).unwrap_or_default();
+    let input = offline::OfflineInput {
+        report,
+        account_summary: args.account_summary,
+        virtual_mfa: args.virtual_mfa,
+        password_policy: args.password_policy,
+        organizations_features: args.organizations_features,
+        member_account: args.member_account,
+        generated: args.generated,
+        account_id: args.account_id,
     };
-    let results = runtime.block_on(async {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        rootwatch::audit::runner::audit_all(&settings.audit, &aws, chrono::Utc::now).await
-    });
+    let inv = match offline::inventory(&input) {
+        Ok(inv) => inv,
+        Err(e) => {
+            eprintln!("rootwatch: audit: {e}");
+            return exit::DATA_ERR;
+        }
+    };
+    let now = args.now.unwrap_or_else(chrono::Utc::now);
+    let e = rootwatch::audit::evaluate(&inv, &thresholds, now);
+    let results = [AccountResult {
+        name: e.account_id.clone(),
+        result: Ok(e),
+    }];
+    write_audit(&results, format, now)
+}
+
+fn write_audit(
+    results: &[rootwatch::audit::runner::AccountResult],
+    format: rootwatch::audit::output::AuditFormat,
+    now: chrono::DateTime<chrono::Utc>,
+) -> i32 {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     let stderr = io::stderr();
     let mut err = stderr.lock();
-    match rootwatch::audit::runner::write_results(&results, &mut out, &mut err)
+    match rootwatch::audit::output::write_results(results, format, now, &mut out, &mut err)
         .and_then(|ok| out.flush().map(|_| ok))
     {
         Ok(true) => 0,
@@ -211,6 +257,18 @@ fn audit(settings: config::Settings) -> i32 {
             exit::SOFTWARE
         }
     }
+}
+
+fn audit(settings: config::Settings, format: rootwatch::audit::output::AuditFormat) -> i32 {
+    let runtime = match runtime() {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let results = runtime.block_on(async {
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        rootwatch::audit::runner::audit_all(&settings.audit, &aws, chrono::Utc::now).await
+    });
+    write_audit(&results, format, chrono::Utc::now())
 }
 
 fn test_alert(

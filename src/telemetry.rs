@@ -63,6 +63,7 @@ pub const SOURCE_UP: &str = "rootwatch_source_up";
 pub const POSTURE_VIOLATIONS: &str = "rootwatch_posture_violations";
 pub const POSTURE_AUDITS: &str = "rootwatch_posture_audits_total";
 pub const POSTURE_RESOLVED: &str = "rootwatch_posture_resolved_total";
+pub const POSTURE_REPORT_AGE: &str = "rootwatch_posture_report_age_seconds";
 pub const LEASES_HELD: &str = "rootwatch_cloudwatch_leases_held";
 pub const LEASE_TAKEOVERS: &str = "rootwatch_cloudwatch_lease_takeovers_total";
 pub const LEASE_LOSSES: &str = "rootwatch_cloudwatch_lease_losses_total";
@@ -801,6 +802,10 @@ pub fn register_audit(accounts: &[(&str, &str)]) {
         POSTURE_RESOLVED,
         "Posture violations no longer found by an audit, by check."
     );
+    describe_gauge!(
+        POSTURE_REPORT_AGE,
+        "Age of the credential report the last audit of the account used, in seconds (over 14400 is stale)."
+    );
     for &(name, account_id) in accounts {
         for outcome in ["ok", "failed"] {
             counter!(POSTURE_AUDITS, "account" => name.to_owned(), "outcome" => outcome)
@@ -821,16 +826,25 @@ pub fn register_audit(accounts: &[(&str, &str)]) {
 }
 
 /// An account was audited; `account` is its name in config (or its id).
+/// `notes` are checks that could not run.
 pub fn posture_audited(
     account: &str,
     account_id: &str,
     generated: chrono::DateTime<chrono::Utc>,
     findings: usize,
+    notes: &[String],
 ) {
     // IAM hands out a cached report for up to four hours: the log says
-    // how old the evidence is.
+    // how old the evidence is, and warns past that.
     let age = (chrono::Utc::now() - generated).num_seconds().max(0);
     tracing::info!(account, account_id, report_generated = %generated.to_rfc3339(), report_age_secs = age, findings, "posture audit done");
+    if age as u64 > crate::audit::rules::REPORT_STALE_SECS {
+        tracing::warn!(account, account_id, report_generated = %generated.to_rfc3339(), report_age_secs = age, "credential report is older than 4 hours: posture findings may be out of date");
+    }
+    for note in notes {
+        tracing::warn!(account, account_id, note = %note, "posture check skipped");
+    }
+    gauge!(POSTURE_REPORT_AGE, "account" => account_id.to_owned()).set(age as f64);
     counter!(POSTURE_AUDITS, "account" => account.to_owned(), "outcome" => "ok").increment(1);
 }
 

@@ -105,6 +105,7 @@ pub fn formats(data: &[u8]) {
         mitre_attack: (flags & 0x80 != 0).then_some(rootwatch::detect::mitre::VALID_CLOUD_ACCOUNTS),
         sigma: None,
         correlation: None,
+        report_age_seconds: None,
         event: RawValue::from_string("{}".into()).expect("valid JSON"),
     };
     if flags & 0x20 != 0 {

@@ -3,6 +3,8 @@
 //! `reader` talks to IAM and STS; `state` decides what to alert again and
 //! what was resolved; `runner` schedules audits and delivers findings.
 
+pub mod offline;
+pub mod output;
 pub mod reader;
 pub mod report;
 pub mod rules;

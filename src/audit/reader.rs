@@ -10,7 +10,9 @@ use aws_sdk_iam::types::ReportStateType;
 use chrono::{DateTime, Utc};
 
 use super::report::{self, ReportError};
-use super::rules::{Inventory, VirtualMfa};
+use super::rules::{
+    Inventory, OrgFeatures, OrgView, PasswordPolicy, PasswordPolicyState, VirtualMfa,
+};
 use super::settings::AccountTarget;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,33 @@ pub fn report_retry(code: Option<&str>) -> ReportRetry {
         // connection reset); worth another try within the deadline.
         None => ReportRetry::Wait,
         Some(_) => ReportRetry::Fail,
+    }
+}
+
+/// What an error of `iam:ListOrganizationsFeatures` says about the
+/// account (the operation's documented errors); `None` when it says
+/// nothing (access denied, throttled, not implemented).
+pub fn org_view_of_error(code: Option<&str>) -> Option<OrgView> {
+    let off = |why: &str| {
+        OrgView::Manages(OrgFeatures {
+            organization_id: None,
+            root_credentials_management: false,
+            root_sessions: false,
+            why_off: Some(why.to_owned()),
+        })
+    };
+    match code? {
+        "OrganizationNotFoundException" => Some(OrgView::NotInOrganization),
+        "AccountNotManagementOrDelegatedAdministratorException" => Some(OrgView::Member(None)),
+        // Only the management account hears these: without trusted access
+        // for IAM (or all features) the feature cannot be on.
+        "ServiceAccessNotEnabledException" => Some(off(
+            "trusted access for IAM is not enabled in AWS Organizations",
+        )),
+        "OrganizationNotInAllFeaturesModeException" => {
+            Some(off("the organization does not have all features enabled"))
+        }
+        _ => None,
     }
 }
 
@@ -125,13 +154,72 @@ impl IamReader {
             .to_owned();
         let (csv, generated) = self.credential_report().await?;
         let rows = report::parse(&csv)?;
+        let mut notes = Vec::new();
+        let password_policy = self.password_policy(&mut notes).await;
+        let organization = self.organization(&mut notes).await;
         Ok(Inventory {
             account_id,
             generated,
             rows,
             summary: self.account_summary().await?,
             virtual_mfa: self.virtual_mfa_devices().await?,
+            password_policy,
+            organization,
+            notes,
         })
+    }
+
+    /// The password policy; a failed call skips the policy checks (said in
+    /// `notes`) rather than the whole audit.
+    async fn password_policy(&self, notes: &mut Vec<String>) -> PasswordPolicyState {
+        match self.iam.get_account_password_policy().send().await {
+            Ok(out) => match out.password_policy() {
+                Some(p) => PasswordPolicyState::Set(PasswordPolicy {
+                    minimum_length: p
+                        .minimum_password_length()
+                        .and_then(|n| u32::try_from(n).ok()),
+                    reuse_prevention: p
+                        .password_reuse_prevention()
+                        .and_then(|n| u32::try_from(n).ok()),
+                }),
+                None => PasswordPolicyState::Absent,
+            },
+            Err(e) if e.code() == Some("NoSuchEntity") => PasswordPolicyState::Absent,
+            Err(e) => {
+                notes.push(format!(
+                    "password policy checks skipped: GetAccountPasswordPolicy failed: {}",
+                    DisplayErrorContext(e)
+                ));
+                PasswordPolicyState::NotRead
+            }
+        }
+    }
+
+    /// Centralised root access, as far as this account can tell.
+    async fn organization(&self, notes: &mut Vec<String>) -> OrgView {
+        match self.iam.list_organizations_features().send().await {
+            Ok(out) => {
+                let on = |f: aws_sdk_iam::types::FeatureType| out.enabled_features().contains(&f);
+                OrgView::Manages(OrgFeatures {
+                    organization_id: out.organization_id().map(str::to_owned),
+                    root_credentials_management: on(
+                        aws_sdk_iam::types::FeatureType::RootCredentialsManagement,
+                    ),
+                    root_sessions: on(aws_sdk_iam::types::FeatureType::RootSessions),
+                    why_off: None,
+                })
+            }
+            Err(e) => match org_view_of_error(e.code()) {
+                Some(view) => view,
+                None => {
+                    notes.push(format!(
+                        "centralised root access checks skipped: ListOrganizationsFeatures failed: {}",
+                        DisplayErrorContext(e)
+                    ));
+                    OrgView::NotRead
+                }
+            },
+        }
     }
 
     /// Asks for a report and polls until IAM has one. IAM generates a new
@@ -249,6 +337,38 @@ mod tests {
         }
         assert_eq!(report_retry(Some("AccessDenied")), ReportRetry::Fail);
         assert_eq!(report_retry(None), ReportRetry::Wait);
+    }
+
+    #[test]
+    fn organization_errors_say_what_they_mean() {
+        assert_eq!(
+            org_view_of_error(Some("OrganizationNotFoundException")),
+            Some(OrgView::NotInOrganization)
+        );
+        assert_eq!(
+            org_view_of_error(Some(
+                "AccountNotManagementOrDelegatedAdministratorException"
+            )),
+            Some(OrgView::Member(None))
+        );
+        for code in [
+            "ServiceAccessNotEnabledException",
+            "OrganizationNotInAllFeaturesModeException",
+        ] {
+            assert!(
+                matches!(
+                    org_view_of_error(Some(code)),
+                    Some(OrgView::Manages(OrgFeatures {
+                        root_credentials_management: false,
+                        why_off: Some(_),
+                        ..
+                    }))
+                ),
+                "{code}"
+            );
+        }
+        assert_eq!(org_view_of_error(Some("AccessDenied")), None);
+        assert_eq!(org_view_of_error(None), None);
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! `rootwatch audit` or on a schedule inside the daemon, where findings go
 //! through the pipeline's sinks.
 
-use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -11,7 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::reader::{AuditError, IamReader};
-use super::rules::{Evaluation, RULE_IDS, RootCredentials, evaluate};
+use super::rules::{Evaluation, Inventory, OrgView, RULE_IDS, evaluate};
 use super::settings::AuditSettings;
 use super::state::PostureState;
 use crate::ack::{Outcome, Unit};
@@ -43,12 +42,7 @@ pub async fn audit_all(
     };
     let mut names = Vec::new();
     for (i, target) in targets.into_iter().enumerate() {
-        let (slots, base, thresholds, timeout) = (
-            Arc::clone(&slots),
-            base.clone(),
-            settings.thresholds,
-            settings.report_timeout,
-        );
+        let (slots, base, timeout) = (Arc::clone(&slots), base.clone(), settings.report_timeout);
         names.push(target.as_ref().map(|t| t.name.clone()));
         tasks.spawn(async move {
             let _slot = slots.acquire_owned().await.expect("never closed");
@@ -56,23 +50,26 @@ pub async fn audit_all(
                 None => IamReader::new(&base, timeout),
                 Some(t) => IamReader::assuming(&base, t, timeout).await,
             };
-            let result = reader
-                .inventory()
-                .await
-                .map(|inv| evaluate(&inv, &thresholds, now()));
-            (i, result)
+            (i, reader.inventory().await)
         });
     }
-    let mut results: Vec<Option<Result<Evaluation, AuditError>>> =
+    let mut inventories: Vec<Option<Result<Inventory, AuditError>>> =
         (0..names.len()).map(|_| None).collect();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((i, r)) => results[i] = Some(r),
+            Ok((i, r)) => inventories[i] = Some(r),
             Err(e) => {
                 telemetry::task_failed("audit", "audit", &e);
             }
         }
     }
+    share_organization_features(inventories.iter_mut().flatten().flatten());
+    let now = now();
+    let thresholds = settings.thresholds;
+    let results: Vec<Option<Result<Evaluation, AuditError>>> = inventories
+        .into_iter()
+        .map(|r| r.map(|r| r.map(|inv| evaluate(&inv, &thresholds, now))))
+        .collect();
     names
         .into_iter()
         .zip(results)
@@ -88,48 +85,24 @@ pub async fn audit_all(
         .collect()
 }
 
-/// Writes findings as JSON lines to `out` and a summary to `err`. Returns
-/// whether every account was audited.
-pub fn write_results(
-    results: &[AccountResult],
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> io::Result<bool> {
-    let mut all_ok = true;
-    for r in results {
-        match &r.result {
-            Ok(e) => {
-                for f in &e.findings {
-                    serde_json::to_writer(&mut *out, f)?;
-                    out.write_all(b"\n")?;
-                }
-                writeln!(
-                    err,
-                    "audit: account {} ({}): report generated {}, {} IAM user(s), root credentials {}, {} finding(s)",
-                    e.account_id,
-                    r.name,
-                    e.generated
-                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-                    e.users,
-                    match e.root {
-                        RootCredentials::Present => "present",
-                        RootCredentials::Absent => "absent",
-                    },
-                    e.findings.len()
-                )?;
-                for (rule, n) in e.counts() {
-                    if n > 0 {
-                        writeln!(err, "  findings  {rule:<36} {n}")?;
-                    }
-                }
-            }
-            Err(e) => {
-                all_ok = false;
-                writeln!(err, "audit: account {}: could not be audited: {e}", r.name)?;
-            }
+/// Member accounts cannot read their organization's root access features;
+/// the account that manages it can. Within one audit, members learn them
+/// from it (rootwatch audits one organization: its own account, or the
+/// management account, and the members through their roles).
+pub fn share_organization_features<'a>(inventories: impl Iterator<Item = &'a mut Inventory>) {
+    let mut all: Vec<&'a mut Inventory> = inventories.collect();
+    let known = all.iter().find_map(|inv| match &inv.organization {
+        OrgView::Manages(f) => Some(f.clone()),
+        _ => None,
+    });
+    let Some(features) = known else {
+        return;
+    };
+    for inv in all.iter_mut() {
+        if inv.organization == OrgView::Member(None) {
+            inv.organization = OrgView::Member(Some(features.clone()));
         }
     }
-    Ok(all_ok)
 }
 
 /// The daemon's audit loop: an audit at start, then every
@@ -172,7 +145,13 @@ pub async fn audit_round(
                 continue;
             }
         };
-        telemetry::posture_audited(&r.name, &e.account_id, e.generated, e.findings.len());
+        telemetry::posture_audited(
+            &r.name,
+            &e.account_id,
+            e.generated,
+            e.findings.len(),
+            &e.notes,
+        );
         for (rule, n) in e.counts() {
             telemetry::posture_violations(rule, &e.account_id, n);
         }
@@ -212,6 +191,43 @@ pub fn rule_ids() -> &'static [&'static str] {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::RootCredentials;
+
+    fn inventory(account: &str, organization: OrgView) -> Inventory {
+        Inventory {
+            account_id: account.into(),
+            generated: chrono::DateTime::UNIX_EPOCH,
+            rows: Vec::new(),
+            summary: Default::default(),
+            virtual_mfa: Vec::new(),
+            password_policy: Default::default(),
+            organization,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn members_learn_the_features_from_the_account_that_manages_the_organization() {
+        use crate::audit::rules::OrgFeatures;
+        let on = OrgFeatures {
+            organization_id: Some("o-a1b2c3d4e5".into()),
+            root_credentials_management: true,
+            root_sessions: false,
+            why_off: None,
+        };
+        let mut all = [
+            inventory("111111111111", OrgView::Member(None)),
+            inventory("222222222222", OrgView::Manages(on.clone())),
+            inventory("333333333333", OrgView::NotRead),
+        ];
+        share_organization_features(all.iter_mut());
+        assert_eq!(all[0].organization, OrgView::Member(Some(on)));
+        assert_eq!(all[2].organization, OrgView::NotRead);
+        // No account manages: members stay unknown.
+        let mut alone = [inventory("111111111111", OrgView::Member(None))];
+        share_organization_features(alone.iter_mut());
+        assert_eq!(alone[0].organization, OrgView::Member(None));
+    }
 
     #[test]
     fn a_failed_account_is_reported_and_the_others_still_printed() {
@@ -232,11 +248,19 @@ mod tests {
                     users: 2,
                     root: RootCredentials::Absent,
                     findings: Vec::new(),
+                    notes: Vec::new(),
                 }),
             },
         ];
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let all_ok = write_results(&results, &mut out, &mut err).unwrap();
+        let all_ok = super::super::output::write_results(
+            &results,
+            super::super::output::AuditFormat::Json,
+            generated + chrono::Duration::hours(2),
+            &mut out,
+            &mut err,
+        )
+        .unwrap();
         assert!(!all_ok);
         let err = String::from_utf8(err).unwrap();
         assert_eq!(

@@ -8,14 +8,18 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 
-use crate::finding::Finding;
+use crate::finding::{Finding, Severity};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Open {
     account: String,
     rule: String,
     principal: String,
+    /// The severity the last audit found.
+    severity: Severity,
     last_alerted: Option<DateTime<Utc>>,
+    /// The severity of the last delivered alert.
+    alerted_severity: Option<Severity>,
 }
 
 /// A problem that an audit no longer finds.
@@ -71,9 +75,15 @@ impl PostureState {
                     account: account.to_owned(),
                     rule: f.rule.clone(),
                     principal: f.principal_arn.clone().unwrap_or_default(),
+                    severity: f.severity,
                     last_alerted: None,
+                    alerted_severity: None,
                 });
-            if entry.last_alerted.is_none_or(|t| now - t >= realert) {
+            entry.severity = f.severity;
+            // A problem that got worse (a rotation past its grace, a key
+            // into its next age tier) alerts at once.
+            let worse = entry.alerted_severity.is_some_and(|s| f.severity > s);
+            if worse || entry.last_alerted.is_none_or(|t| now - t >= realert) {
                 send.push(f);
             }
         }
@@ -84,6 +94,7 @@ impl PostureState {
     pub fn delivered(&mut self, finding_id: &str, at: DateTime<Utc>) {
         if let Some(o) = self.open.get_mut(finding_id) {
             o.last_alerted = Some(at);
+            o.alerted_severity = Some(o.severity);
         }
     }
 
@@ -109,9 +120,33 @@ mod tests {
             user_name: None,
             subject,
             observed: DateTime::UNIX_EPOCH,
+            report_age_seconds: None,
             mfa: None,
             evidence: serde_json::Value::Null,
         })
+    }
+
+    #[test]
+    fn a_problem_that_got_worse_alerts_at_once() {
+        let mut s = PostureState::default();
+        let t0: DateTime<Utc> = "2024-06-01T00:00:00Z".parse().unwrap();
+        let week = chrono::Duration::days(7);
+        let hour = chrono::Duration::hours(1);
+        let mut f = finding("a");
+        f.severity = Severity::Info;
+        let (send, _) = s.plan("111122223333", vec![f.clone()], t0, week);
+        s.delivered(&send[0].finding_id, t0);
+        let (send, _) = s.plan("111122223333", vec![f.clone()], t0 + hour, week);
+        assert!(send.is_empty());
+        f.severity = Severity::Medium;
+        let (send, _) = s.plan("111122223333", vec![f.clone()], t0 + hour * 2, week);
+        assert_eq!(ids(&send), ["a"], "worse: at once");
+        s.delivered(&send[0].finding_id, t0 + hour * 2);
+        let (send, _) = s.plan("111122223333", vec![f.clone()], t0 + hour * 3, week);
+        assert!(send.is_empty(), "delivered at its new severity");
+        f.severity = Severity::Low;
+        let (send, _) = s.plan("111122223333", vec![f], t0 + hour * 4, week);
+        assert!(send.is_empty(), "better: waits for realert");
     }
 
     fn ids(v: &[Finding]) -> Vec<&str> {

@@ -119,6 +119,9 @@ fn inventory(rows: &[Row], summary: &[(&str, i64)]) -> Inventory {
         rows: parse(csv.as_bytes()).expect("the report parses"),
         summary: summary.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         virtual_mfa: Vec::new(),
+        password_policy: PasswordPolicyState::NotRead,
+        organization: OrgView::NotRead,
+        notes: Vec::new(),
     }
 }
 
@@ -225,6 +228,9 @@ fn the_real_report_gives_the_expected_findings() {
             ("AccountAccessKeysPresent".into(), 0),
         ]),
         virtual_mfa: vec![],
+        password_policy: PasswordPolicyState::NotRead,
+        organization: OrgView::NotRead,
+        notes: Vec::new(),
     };
     let mut got = rules_fired(&inv);
     got.sort();
@@ -234,10 +240,11 @@ fn the_real_report_gives_the_expected_findings() {
     let mut want = vec![
         (ROOT_RECENTLY_USED.to_owned(), root),
         (USER_CONSOLE_WITHOUT_MFA.to_owned(), alice.clone()),
-        // never used since set in January: counted from password_last_changed
-        (CREDENTIALS_UNUSED.to_owned(), alice),
-        // key 1 made 3 s after the user
-        (USER_INITIAL_ACCESS_KEY.to_owned(), deploy.clone()),
+        // never used since set in January (counted from password_last_changed),
+        // and her only credential: the whole user is unused
+        (USER_UNUSED.to_owned(), alice),
+        // key 1 was made 3 s after the user, but deploy has no console
+        // password: not an initial setup key (CIS 1.11 is about console users)
         (USER_TWO_ACTIVE_KEYS.to_owned(), deploy.clone()),
         // key 1: three years old (tier 1y); key 2: 213 days (tier max_age)
         (ACCESS_KEY_NOT_ROTATED.to_owned(), deploy.clone()),
@@ -334,7 +341,7 @@ fn centralised_root_access_has_no_root_findings() {
     let mut r = root();
     r.password_enabled = "false";
     r.mfa = "false";
-    r.password_last_used = ago(2, 0);
+    r.password_last_used = ago(200, 0);
     let mut inv = inventory(&[r, user("bob")], &[("AccountMFAEnabled", 0)]);
     inv.virtual_mfa.push(VirtualMfa {
         serial_number: "arn:aws:iam::111122223333:mfa/root-account-mfa-device".into(),
@@ -391,7 +398,7 @@ fn console_without_mfa_needs_a_password_and_no_mfa() {
 }
 
 #[test]
-fn initial_access_key_fires_on_never_used_keys_of_console_users_or_keys_made_with_the_user() {
+fn initial_access_key_fires_on_never_used_keys_of_console_users_only() {
     let mut u = user("dave");
     u.password_enabled = "true";
     u.password_last_used = ago(1, 0);
@@ -408,22 +415,27 @@ fn initial_access_key_fires_on_never_used_keys_of_console_users_or_keys_made_wit
         0,
         "used"
     );
-    // Without a password, only a key made with the user counts: 10 s is
-    // the limit.
+    // A key made with a console user and never used is the same finding,
+    // its reason says so.
+    u.keys[0] = ("true", ago(30, -10), "N/A".into());
+    let e = evaluate(&inventory(&[u.clone()], &[]), &Thresholds::default(), now());
+    let f = e
+        .findings
+        .iter()
+        .find(|f| f.rule == USER_INITIAL_ACCESS_KEY)
+        .unwrap();
+    assert!(f.reason.contains("created with the user"), "{}", f.reason);
+    // Without a password a key is never an initial setup key, made with the
+    // user or not (see a_key_made_with_an_api_only_user_is_not_an_initial_setup_key).
     let mut api = user("erin");
     api.keys[0] = ("true", ago(30, -10), "N/A".into());
     assert_eq!(
         fired(&inventory(&[api.clone()], &[]), USER_INITIAL_ACCESS_KEY),
-        1
-    );
-    api.keys[0].1 = ago(30, -11);
-    assert_eq!(
-        fired(&inventory(&[api.clone()], &[]), USER_INITIAL_ACCESS_KEY),
         0
     );
-    api.keys[0] = ("false", ago(30, 0), "N/A".into());
+    u.keys[0].0 = "false";
     assert_eq!(
-        fired(&inventory(&[api], &[]), USER_INITIAL_ACCESS_KEY),
+        fired(&inventory(&[u], &[]), USER_INITIAL_ACCESS_KEY),
         0,
         "inactive"
     );
@@ -479,8 +491,15 @@ fn key_not_rotated_fires_past_the_limit_with_its_tier() {
             Severity::High
         ))
     );
-    assert_eq!(key_age_tier(91, 30), Some("max_age"));
+    assert_eq!(
+        key_age_tier(91, 30),
+        Some(("over 30 days".into(), Severity::Medium))
+    );
     assert_eq!(key_age_tier(30, 30), None);
+    assert_eq!(
+        key_age_tier(3651, 3650),
+        Some(("over 3650 days".into(), Severity::High))
+    );
     // An inactive old key is not a risk.
     let mut u = user("hank");
     u.keys[0] = ("false", ago(500, 0), ago(400, 0));
@@ -489,8 +508,11 @@ fn key_not_rotated_fires_past_the_limit_with_its_tier() {
 
 #[test]
 fn unused_credentials_fire_past_the_limit_never_used_keys_included() {
+    // Each user also has a credential in use, so the whole user is not
+    // unused and each idle credential is its own finding.
     let mut u = user("ivy");
     u.created = ago(400, 0);
+    u.keys[0] = ("true", ago(30, 0), ago(1, 0));
     u.password_enabled = "true";
     u.mfa = "true";
     u.password_last_changed = ago(300, 0);
@@ -507,6 +529,9 @@ fn unused_credentials_fire_past_the_limit_never_used_keys_included() {
 
     let mut k = user("jack");
     k.created = ago(400, 0);
+    k.password_enabled = "true";
+    k.mfa = "true";
+    k.password_last_used = ago(1, 0);
     k.keys[0] = ("true", ago(44, 0), "N/A".into());
     assert_eq!(fired(&inventory(&[k.clone()], &[]), CREDENTIALS_UNUSED), 0);
     k.keys[0].1 = ago(46, 0);
@@ -540,13 +565,14 @@ fn thresholds_are_configurable() {
         root_recent_days: 1,
         key_max_age_days: 10,
         unused_days: 15,
+        ..Thresholds::default()
     };
     let rules: Vec<String> = evaluate(&inv, &strict, now())
         .findings
         .into_iter()
         .map(|f| f.rule)
         .collect();
-    assert_eq!(rules, [CREDENTIALS_UNUSED, ACCESS_KEY_NOT_ROTATED]);
+    assert_eq!(rules, [USER_UNUSED, ACCESS_KEY_NOT_ROTATED]);
 }
 
 // ------------------------------------------------------------- findings
@@ -626,4 +652,235 @@ fn every_alert_format_takes_posture_findings() {
     for f in &e.findings {
         crate::sink::format::check::all_formats(f).unwrap_or_else(|m| panic!("{}: {m}", f.rule));
     }
+}
+
+// ------------------------------------------------------------- defects
+
+#[test]
+fn a_limit_above_one_year_is_the_limit_and_tiers_only_raise_severity() {
+    let th = Thresholds {
+        key_max_age_days: 400,
+        ..Thresholds::default()
+    };
+    let found = |days: i64| {
+        let mut u = user("nora");
+        u.created = ago(3000, 0);
+        u.keys[0] = ("true", ago(days, 0), ago(1, 0));
+        let inv = inventory(&[u], &[]);
+        evaluate(&inv, &th, now())
+            .findings
+            .into_iter()
+            .find(|f| f.rule == ACCESS_KEY_NOT_ROTATED)
+            .map(|f| (f.title, f.severity))
+    };
+    use crate::finding::Severity;
+    assert_eq!(found(380), None, "younger than the limit");
+    assert_eq!(found(400), None, "exactly the limit");
+    assert_eq!(
+        found(401),
+        Some((
+            "Access key not rotated in over 400 days".into(),
+            Severity::Medium
+        ))
+    );
+    assert_eq!(
+        found(5 * 365 + 1),
+        Some((
+            "Access key not rotated in over 5 years".into(),
+            Severity::High
+        ))
+    );
+}
+
+#[test]
+fn a_key_made_with_an_api_only_user_is_not_an_initial_setup_key() {
+    // A CI user and its key from one apply: no password, key used daily.
+    let mut ci = user("ci-deploy");
+    ci.keys[0] = ("true", ago(30, -3), ago(0, 600));
+    assert_eq!(
+        fired(&inventory(&[ci.clone()], &[]), USER_INITIAL_ACCESS_KEY),
+        0
+    );
+    // Never used either: still not CIS 1.11's case without a password.
+    ci.keys[0].2 = "N/A".into();
+    assert_eq!(fired(&inventory(&[ci], &[]), USER_INITIAL_ACCESS_KEY), 0);
+}
+
+#[test]
+fn root_used_recently_counts_after_its_credentials_were_removed() {
+    let mut r = root();
+    r.password_enabled = "false";
+    r.mfa = "false";
+    r.password_last_used = ago(2, 0);
+    let inv = inventory(&[r.clone()], &[("AccountMFAEnabled", 0)]);
+    let e = evaluate(&inv, &Thresholds::default(), now());
+    assert_eq!(e.root, RootCredentials::Absent);
+    let rules: Vec<&str> = e.findings.iter().map(|f| f.rule.as_str()).collect();
+    assert_eq!(rules, [ROOT_RECENTLY_USED]);
+    r.password_last_used = ago(30, 0);
+    assert!(
+        evaluate(&inventory(&[r], &[]), &Thresholds::default(), now())
+            .findings
+            .is_empty()
+    );
+}
+
+// ------------------------------------------------------------- second pass
+
+fn found(
+    inv: &Inventory,
+    th: &Thresholds,
+    rule: &str,
+) -> Vec<(String, crate::finding::Severity, String)> {
+    evaluate(inv, th, now())
+        .findings
+        .into_iter()
+        .filter(|f| f.rule == rule)
+        .map(|f| (f.title, f.severity, f.reason))
+        .collect()
+}
+
+#[test]
+fn unused_credentials_come_in_tiers_of_45_days_90_days_and_a_year() {
+    use crate::finding::Severity;
+    let sev = |days: i64| {
+        let mut u = user("olga");
+        u.created = ago(3000, 0);
+        u.password_enabled = "true";
+        u.mfa = "true";
+        u.password_last_used = ago(1, 0);
+        u.keys[0] = ("true", ago(2000, 0), ago(days, 0));
+        found(
+            &inventory(&[u], &[]),
+            &Thresholds::default(),
+            CREDENTIALS_UNUSED,
+        )
+        .into_iter()
+        .map(|(t, s, _)| (t, s))
+        .next()
+    };
+    assert_eq!(sev(45), None);
+    assert_eq!(
+        sev(46),
+        Some((
+            "IAM user credential unused for over 45 days".into(),
+            Severity::Low
+        ))
+    );
+    assert_eq!(
+        sev(90),
+        Some((
+            "IAM user credential unused for over 45 days".into(),
+            Severity::Low
+        ))
+    );
+    assert_eq!(
+        sev(91),
+        Some((
+            "IAM user credential unused for over 90 days".into(),
+            Severity::Medium
+        ))
+    );
+    assert_eq!(
+        sev(366),
+        Some((
+            "IAM user credential unused for over 1 year".into(),
+            Severity::High
+        ))
+    );
+    // A limit above a tier: the limit flags, the tier only raises severity.
+    assert_eq!(
+        unused_tier(120, 100),
+        Some(("over 100 days".into(), Severity::Medium))
+    );
+    assert_eq!(unused_tier(100, 100), None);
+    assert_eq!(
+        unused_tier(400, 380),
+        Some(("over 380 days".into(), Severity::High))
+    );
+}
+
+#[test]
+fn a_user_whose_every_credential_is_unused_is_one_finding() {
+    use crate::finding::Severity;
+    let mut u = user("pat");
+    u.created = ago(800, 0);
+    u.password_enabled = "true";
+    u.mfa = "true";
+    u.password_last_used = ago(100, 0);
+    u.password_last_changed = ago(700, 0);
+    u.keys[0] = ("true", ago(700, 0), ago(400, 0));
+    u.keys[1] = ("true", ago(600, 0), "N/A".into());
+    let inv = inventory(&[u.clone()], &[]);
+    let th = Thresholds::default();
+    assert!(
+        found(&inv, &th, CREDENTIALS_UNUSED).is_empty(),
+        "folded into the user"
+    );
+    let user_unused = found(&inv, &th, USER_UNUSED);
+    assert_eq!(user_unused.len(), 1);
+    let (title, severity, reason) = &user_unused[0];
+    // The most recently used credential sets the tier: the password, 100 days.
+    assert_eq!(title, "IAM user unused for over 90 days");
+    assert_eq!(*severity, Severity::Medium);
+    for part in [
+        "password was last used",
+        "access_key_1 was last used",
+        "access_key_2 was created and never used since",
+        "remove the user",
+    ] {
+        assert!(reason.contains(part), "{part}: {reason}");
+    }
+    // One credential in use: each idle one is its own finding instead.
+    u.keys[1].2 = ago(3, 0);
+    let inv = inventory(&[u], &[]);
+    assert!(found(&inv, &th, USER_UNUSED).is_empty());
+    assert_eq!(found(&inv, &th, CREDENTIALS_UNUSED).len(), 2);
+    // A user with no credential at all is not an unused user.
+    assert_eq!(fired(&inventory(&[user("quinn")], &[]), USER_UNUSED), 0);
+}
+
+#[test]
+fn a_key_being_rotated_is_info_until_the_grace_has_passed() {
+    use crate::finding::Severity;
+    let th = Thresholds::default();
+    let mut u = user("rita");
+    u.created = ago(500, 0);
+    u.keys[0] = ("true", ago(200, 0), ago(0, 60));
+    u.keys[1] = ("true", ago(6, 0), ago(0, 30));
+    let got = found(&inventory(&[u.clone()], &[]), &th, USER_TWO_ACTIVE_KEYS);
+    assert_eq!(got.len(), 1);
+    let (title, severity, reason) = &got[0];
+    assert_eq!(title, "IAM user is rotating an access key");
+    assert_eq!(*severity, Severity::Info);
+    assert!(
+        reason.contains("the older access_key_1 was created"),
+        "{reason}"
+    );
+    assert!(reason.contains("(200 days ago)"), "{reason}");
+    // The same finding (same id) once the grace is over.
+    let id_before = evaluate(&inventory(&[u.clone()], &[]), &th, now())
+        .findings
+        .into_iter()
+        .find(|f| f.rule == USER_TWO_ACTIVE_KEYS)
+        .unwrap()
+        .finding_id;
+    u.keys[1].1 = ago(7, 0);
+    let e = evaluate(&inventory(&[u.clone()], &[]), &th, now());
+    let f = e
+        .findings
+        .iter()
+        .find(|f| f.rule == USER_TWO_ACTIVE_KEYS)
+        .unwrap();
+    assert_eq!(f.severity, Severity::Medium);
+    assert_eq!(f.title, "IAM user has two active access keys");
+    assert_eq!(f.finding_id, id_before);
+    // The newer key can be either slot.
+    u.keys = [
+        ("true", ago(2, 0), ago(0, 60)),
+        ("true", ago(300, 0), ago(0, 60)),
+    ];
+    let got = found(&inventory(&[u], &[]), &th, USER_TWO_ACTIVE_KEYS);
+    assert!(got[0].2.contains("the older access_key_2"), "{}", got[0].2);
+    assert_eq!(got[0].1, Severity::Info);
 }

@@ -15,6 +15,9 @@ pub struct RawAudit {
     pub root_recent_days: u32,
     pub key_max_age_days: u32,
     pub unused_days: u32,
+    pub rotation_grace_days: u32,
+    pub password_min_length: u32,
+    pub password_reuse_prevention: u32,
     pub concurrency: usize,
     pub report_timeout_secs: u64,
     pub accounts: Vec<RawAuditAccount>,
@@ -30,6 +33,9 @@ impl Default for RawAudit {
             root_recent_days: d.thresholds.root_recent_days,
             key_max_age_days: d.thresholds.key_max_age_days,
             unused_days: d.thresholds.unused_days,
+            rotation_grace_days: d.thresholds.rotation_grace_days,
+            password_min_length: d.thresholds.password_min_length,
+            password_reuse_prevention: d.thresholds.password_reuse_prevention,
             concurrency: d.concurrency.get(),
             report_timeout_secs: d.report_timeout.as_secs(),
             accounts: Vec::new(),
@@ -50,6 +56,16 @@ fn days(key: &str, v: u32, max: u32) -> Result<u32, ConfigError> {
         return Err(invalid(
             key,
             format!("{v} is out of range (1 to {max} days)"),
+        ));
+    }
+    Ok(v)
+}
+
+fn within(key: &str, v: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
+    if !(min..=max).contains(&v) {
+        return Err(invalid(
+            key,
+            format!("{v} is out of range ({min} to {max})"),
         ));
     }
     Ok(v)
@@ -137,6 +153,21 @@ pub fn validate(raw: &RawAudit) -> Result<AuditSettings, ConfigError> {
             root_recent_days: days("audit.root_recent_days", raw.root_recent_days, 365)?,
             key_max_age_days: days("audit.key_max_age_days", raw.key_max_age_days, 3650)?,
             unused_days: days("audit.unused_days", raw.unused_days, 3650)?,
+            rotation_grace_days: days("audit.rotation_grace_days", raw.rotation_grace_days, 90)?,
+            // IAM's own bounds: MinimumPasswordLength 6..=128,
+            // PasswordReusePrevention 1..=24.
+            password_min_length: within(
+                "audit.password_min_length",
+                raw.password_min_length,
+                6,
+                128,
+            )?,
+            password_reuse_prevention: within(
+                "audit.password_reuse_prevention",
+                raw.password_reuse_prevention,
+                1,
+                24,
+            )?,
         },
         concurrency: nonzero("audit.concurrency", raw.concurrency, 64)?,
         report_timeout: secs(
@@ -198,6 +229,18 @@ accounts = [
             "audit.key_max_age_days"
         );
         assert_eq!(key_of("[audit]\nconcurrency = 0"), "audit.concurrency");
+        assert_eq!(
+            key_of("[audit]\nrotation_grace_days = 0"),
+            "audit.rotation_grace_days"
+        );
+        assert_eq!(
+            key_of("[audit]\npassword_min_length = 5"),
+            "audit.password_min_length"
+        );
+        assert_eq!(
+            key_of("[audit]\npassword_reuse_prevention = 25"),
+            "audit.password_reuse_prevention"
+        );
         assert_eq!(
             key_of("[audit]\naccounts = [{ role_arn = \"arn:aws:iam::1234:role/x\" }]"),
             "audit.accounts[0].role_arn"

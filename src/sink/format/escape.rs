@@ -682,6 +682,7 @@ pub(crate) mod testing {
             mitre_attack: Some(crate::detect::mitre::VALID_CLOUD_ACCOUNTS),
             sigma: None,
             correlation: None,
+            report_age_seconds: None,
             event: RawValue::from_string("{}".into()).unwrap(),
         }
     }

@@ -50,7 +50,7 @@ pub fn severity_id(s: Severity) -> u8 {
     }
 }
 
-fn severity_caption(s: Severity) -> &'static str {
+pub fn severity_caption(s: Severity) -> &'static str {
     match s {
         Severity::Info => "Informational",
         Severity::Low => "Low",
