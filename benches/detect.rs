@@ -41,6 +41,8 @@ fn detector() -> Detector {
         context: Context {
             allowlist: AllowList {
                 cidrs: cidrs(),
+                asns: Default::default(),
+                geoip: None,
                 scope: Scope::All,
             },
             ..Default::default()

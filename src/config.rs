@@ -51,6 +51,47 @@ pub struct RawConfig {
     pub sources: Vec<RawSource>,
     pub sinks: Vec<RawSink>,
     pub audit: RawAudit,
+    pub enrich: RawEnrich,
+}
+
+/// `[enrich]`: context added to findings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawEnrich {
+    /// Account id to what the responder should know about it.
+    pub accounts: BTreeMap<String, RawAccount>,
+    pub geoip: RawGeoIp,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAccount {
+    pub name: Option<String>,
+    pub environment: Option<String>,
+    pub owner: Option<String>,
+    pub ou: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawGeoIp {
+    pub city_db: Option<String>,
+    pub asn_db: Option<String>,
+}
+
+/// `[[detect.expected]]`: announced root work.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpected {
+    #[serde(default)]
+    pub accounts: Vec<String>,
+    #[serde(default)]
+    pub rules: Vec<String>,
+    pub from: String,
+    pub until: String,
+    pub reason: String,
+    pub ticket: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -65,6 +106,9 @@ pub struct RawDetect {
     pub ip_allowlist: RawAllowlist,
     pub suppress: Vec<RawSuppress>,
     pub sigma: RawSigma,
+    pub expected: Vec<RawExpected>,
+    /// Rule id or pattern to runbook URL.
+    pub runbooks: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -80,6 +124,9 @@ pub struct RawSigma {
 #[serde(deny_unknown_fields, default)]
 pub struct RawAllowlist {
     pub cidrs: Vec<String>,
+    /// Autonomous system numbers whose addresses are allowed (needs
+    /// `enrich.geoip.asn_db`).
+    pub asns: Vec<u32>,
     pub scope: Scope,
 }
 
@@ -895,6 +942,128 @@ fn is_loopback(url: &reqwest::Url) -> bool {
 }
 
 /// Validates a raw config into settings.
+/// `[enrich]`, `[[detect.expected]]` and `[detect.runbooks]`.
+fn validate_enrich(
+    raw: &RawConfig,
+    known: &[&str],
+) -> Result<crate::enrich::Enrichment, ConfigError> {
+    // Posture findings take runbooks and expected entries too.
+    let mut known = known.to_vec();
+    known.extend(crate::audit::RULE_IDS.iter().copied());
+    let known = known.as_slice();
+    use crate::enrich::{AccountInfo, Enrichment, ExpectedEntry, GeoIp};
+    let e = &raw.enrich;
+    let mut out = Enrichment::default();
+    for (id, a) in &e.accounts {
+        let key = format!("enrich.accounts.{id}");
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid(
+                &key,
+                format!("`{id}` is not a 12-digit AWS account id"),
+            ));
+        }
+        let mut tags = a.tags.clone();
+        for (k, v) in [("environment", &a.environment), ("owner", &a.owner)] {
+            if let Some(v) = v {
+                if tags.contains_key(k) {
+                    return Err(invalid(
+                        format!("{key}.tags.{k}"),
+                        format!("`{k}` is given twice: as {key}.{k} and as a tag"),
+                    ));
+                }
+                tags.insert(k.to_owned(), v.clone());
+            }
+        }
+        out.accounts.insert(
+            id.clone(),
+            std::sync::Arc::new(AccountInfo {
+                name: a.name.clone(),
+                ou: a.ou.clone(),
+                tags,
+            }),
+        );
+    }
+    if e.geoip.city_db.is_some() || e.geoip.asn_db.is_some() {
+        let geo = GeoIp::open(
+            e.geoip.city_db.as_deref().map(std::path::Path::new),
+            e.geoip.asn_db.as_deref().map(std::path::Path::new),
+        )
+        .map_err(|err| invalid("enrich.geoip", err.to_string()))?;
+        out.geoip = Some(std::sync::Arc::new(geo));
+    }
+    let now = chrono::Utc::now();
+    for (i, x) in raw.detect.expected.iter().enumerate() {
+        let key = format!("detect.expected[{i}]");
+        let time = |field: &str, v: &str| {
+            chrono::DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .map_err(|_| {
+                    invalid(
+                        format!("{key}.{field}"),
+                        format!("`{v}` is not an RFC 3339 time (2024-06-01T08:00:00Z)"),
+                    )
+                })
+        };
+        let (from, until) = (time("from", &x.from)?, time("until", &x.until)?);
+        if until <= from {
+            return Err(invalid(format!("{key}.until"), "is not after `from`"));
+        }
+        if until - from > chrono::Duration::days(crate::enrich::expected::MAX_SPAN_DAYS) {
+            return Err(invalid(
+                format!("{key}.until"),
+                format!(
+                    "is more than {} days after `from`: expected root use is for announced work; a standing exception is a [[detect.suppress]] entry",
+                    crate::enrich::expected::MAX_SPAN_DAYS
+                ),
+            ));
+        }
+        for (field, v) in [("reason", &x.reason), ("ticket", &x.ticket)] {
+            if v.trim().is_empty() {
+                return Err(invalid(format!("{key}.{field}"), "must not be empty"));
+            }
+        }
+        for (j, a) in x.accounts.iter().enumerate() {
+            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(invalid(
+                    format!("{key}.accounts[{j}]"),
+                    format!("`{a}` is not a 12-digit AWS account id"),
+                ));
+            }
+        }
+        let mut rules = Vec::new();
+        for (j, r) in x.rules.iter().enumerate() {
+            rules.push(check_rule_pattern(&format!("{key}.rules[{j}]"), r, known)?);
+        }
+        let entry = ExpectedEntry::new(
+            key.clone(),
+            x.accounts.clone(),
+            rules,
+            from,
+            until,
+            x.reason.clone(),
+            x.ticket.clone(),
+        );
+        if until < now {
+            // Said once, then ignored: matching compares with event times.
+            let _ = entry.warn_expired(now);
+        }
+        out.expected.push(std::sync::Arc::new(entry));
+    }
+    for (pattern, url) in &raw.detect.runbooks {
+        let key = format!("detect.runbooks.{pattern}");
+        let glob = check_rule_pattern(&key, pattern, known)?;
+        let parsed = reqwest::Url::parse(url)
+            .map_err(|e| invalid(&key, format!("`{url}` is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "https" | "http") {
+            return Err(invalid(&key, format!("`{url}` is not an http(s) URL")));
+        }
+        out.runbooks.push((glob, url.clone()));
+    }
+    // An exact rule id before a pattern, whatever the file's order.
+    out.runbooks.sort_by_key(|(g, _)| g.as_str().contains('*'));
+    Ok(out)
+}
+
 pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
     let d = &raw.detect;
     let sigma = match d.sigma.rules.as_slice() {
@@ -975,18 +1144,29 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         }
         suppressions.push(sup);
     }
+    let enrichment = validate_enrich(raw, &known)?;
+    let asns: HashSet<u32> = d.ip_allowlist.asns.iter().copied().collect();
+    if !asns.is_empty() && !enrichment.geoip.as_ref().is_some_and(|g| g.has_asn()) {
+        return Err(invalid(
+            "detect.ip_allowlist.asns",
+            "needs an ASN database: set enrich.geoip.asn_db",
+        ));
+    }
     let detect = DetectSettings {
         disabled: d.disabled.iter().cloned().collect(),
         severity,
         context: Context {
             allowlist: AllowList {
                 cidrs,
+                asns,
+                geoip: enrichment.geoip.clone(),
                 scope: d.ip_allowlist.scope,
             },
             root_api_call_excluded_events: d.root_api_call_exclude_events.iter().cloned().collect(),
         },
         suppressions,
         sigma: sigma.clone(),
+        enrichment: std::sync::Arc::new(enrichment),
     };
 
     let dedup_capacity = nonzero("dedup.capacity", raw.dedup.capacity, 100_000_000)?;

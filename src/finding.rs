@@ -184,6 +184,28 @@ pub struct Finding {
     /// audit (IAM hands out a cached report for up to four hours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_age_seconds: Option<u64>,
+    /// From `[enrich.accounts]`: the account's name, OU path and tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_ou: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_tags: Option<std::collections::BTreeMap<String, String>>,
+    /// From `[enrich.geoip]`: what kind of address `source_ip` is and, for
+    /// a public one, its country, city and network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip_context: Option<crate::enrich::SourceContext>,
+    /// On root API calls: whether the call is one of the tasks AWS
+    /// documents as needing root credentials (false: an ordinary API, the
+    /// more suspicious case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires_root: Option<bool>,
+    /// From `[[detect.expected]]`: announced root work this finding is part of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<crate::enrich::expected::ExpectedMark>,
+    /// From `[detect.runbooks]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runbook_url: Option<String>,
     /// The raw CloudTrail record.
     pub event: Box<RawValue>,
 }
@@ -266,6 +288,13 @@ impl Finding {
             sigma: None,
             correlation: None,
             report_age_seconds: None,
+            account_name: None,
+            account_ou: None,
+            account_tags: None,
+            source_ip_context: None,
+            requires_root: None,
+            expected: None,
+            runbook_url: None,
             event,
         }
     }
@@ -318,6 +347,13 @@ impl Finding {
             sigma: None,
             correlation: None,
             report_age_seconds: p.report_age_seconds,
+            account_name: None,
+            account_ou: None,
+            account_tags: None,
+            source_ip_context: None,
+            requires_root: None,
+            expected: None,
+            runbook_url: None,
             event,
         }
     }

@@ -12,6 +12,7 @@ pub mod dead_letter;
 pub mod decode;
 pub mod dedup;
 pub mod detect;
+pub mod enrich;
 pub mod event;
 pub mod finding;
 pub mod healthcheck;

@@ -210,7 +210,10 @@ fn audit_offline(
     report: std::path::PathBuf,
 ) -> i32 {
     use rootwatch::audit::{offline, runner::AccountResult};
-    let thresholds = settings.map(|s| s.audit.thresholds).unwrap_or_default();
+    let thresholds = settings
+        .as_ref()
+        .map(|s| s.audit.thresholds)
+        .unwrap_or_default();
     let input = offline::OfflineInput {
         report,
         account_summary: args.account_summary,
@@ -229,7 +232,12 @@ fn audit_offline(
         }
     };
     let now = args.now.unwrap_or_else(chrono::Utc::now);
-    let e = rootwatch::audit::evaluate(&inv, &thresholds, now);
+    let mut e = rootwatch::audit::evaluate(&inv, &thresholds, now);
+    if let Some(s) = &settings {
+        for f in &mut e.findings {
+            s.detect.enrichment.apply(f, now);
+        }
+    }
     let results = [AccountResult {
         name: e.account_id.clone(),
         result: Ok(e),
@@ -268,7 +276,16 @@ fn audit(settings: config::Settings, format: rootwatch::audit::output::AuditForm
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         rootwatch::audit::runner::audit_all(&settings.audit, &aws, chrono::Utc::now).await
     });
-    write_audit(&results, format, chrono::Utc::now())
+    let now = chrono::Utc::now();
+    let mut results = results;
+    for r in &mut results {
+        if let Ok(e) = &mut r.result {
+            for f in &mut e.findings {
+                settings.detect.enrichment.apply(f, now);
+            }
+        }
+    }
+    write_audit(&results, format, now)
 }
 
 fn test_alert(

@@ -361,7 +361,10 @@ impl Pipeline {
     /// dedup or throttling: the audit's state decides when an open problem
     /// alerts again, so an earlier delivery of the same finding id does
     /// not stop this one.
-    pub fn deliver_posture(self: &Arc<Self>, finding: Finding, unit: &Unit) {
+    pub fn deliver_posture(self: &Arc<Self>, mut finding: Finding, unit: &Unit) {
+        // Account context, runbooks and announced root work apply to
+        // posture findings as to the stream's.
+        self.detector().enrich(&mut finding);
         telemetry::finding(&finding);
         self.send_with(finding, vec![unit.clone()], Resend::Always, None);
     }

@@ -820,6 +820,8 @@ mod tests {
             context: Context {
                 allowlist: AllowList {
                     cidrs: CidrSet::new([parse_cidr("203.0.113.0/24").unwrap()]),
+                    asns: Default::default(),
+                    geoip: None,
                     scope: Scope::All,
                 },
                 ..Default::default()

@@ -63,6 +63,7 @@ pub const SOURCE_UP: &str = "rootwatch_source_up";
 pub const POSTURE_VIOLATIONS: &str = "rootwatch_posture_violations";
 pub const POSTURE_AUDITS: &str = "rootwatch_posture_audits_total";
 pub const POSTURE_RESOLVED: &str = "rootwatch_posture_resolved_total";
+pub const FINDINGS_EXPECTED: &str = "rootwatch_findings_expected_total";
 pub const POSTURE_REPORT_AGE: &str = "rootwatch_posture_report_age_seconds";
 pub const LEASES_HELD: &str = "rootwatch_cloudwatch_leases_held";
 pub const LEASE_TAKEOVERS: &str = "rootwatch_cloudwatch_lease_takeovers_total";
@@ -79,6 +80,7 @@ pub const ALL: &[&str] = &[
     EVENTS_PROCESSED,
     DECODE_ERRORS,
     FINDINGS,
+    FINDINGS_EXPECTED,
     ALERTS_DELIVERED,
     ALERTS_RETRIED,
     ALERTS_FAILED,
@@ -191,6 +193,10 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
     describe_counter!(
         FINDINGS,
         "Findings by rule and severity, before dedup and throttling of alerts."
+    );
+    describe_counter!(
+        FINDINGS_EXPECTED,
+        "Findings marked expected by a [[detect.expected]] entry (their severity capped at low), by rule."
     );
     describe_counter!(ALERTS_DELIVERED, "Alerts delivered, by sink.");
     describe_counter!(
@@ -389,6 +395,7 @@ pub fn register(sources: &[&str], sinks: &[&str], rules: &[&str]) {
                 .absolute(0);
         }
         counter!(THROTTLE_SUPPRESSED, "rule" => rule.to_owned()).absolute(0);
+        counter!(FINDINGS_EXPECTED, "rule" => rule.to_owned()).absolute(0);
         counter!(THROTTLE_ESCALATED, "rule" => rule.to_owned()).absolute(0);
     }
     for kind in crate::decode::Skip::ALL {
@@ -555,6 +562,9 @@ pub fn late_event_warning(source: &str, log_group: &str, delay: Duration, lookba
 pub fn finding(f: &crate::finding::Finding) {
     tracing::info!(rule = %f.rule, severity = %f.severity, finding_id = %f.finding_id, event_id = f.event_id.as_deref().unwrap_or(""), principal = f.principal_arn.as_deref().unwrap_or(""), source_ip = f.source_ip.as_deref().unwrap_or(""), "finding");
     counter!(FINDINGS, "rule" => f.rule.clone(), "severity" => f.severity.as_str()).increment(1);
+    if f.expected.is_some() {
+        counter!(FINDINGS_EXPECTED, "rule" => f.rule.clone()).increment(1);
+    }
 }
 
 pub fn event_lag(lag: Duration) {

@@ -193,6 +193,8 @@ fn replay_lines(lines: &[String]) -> (Vec<String>, rootwatch::replay::ReplaySumm
                 .iter()
                 .map(|c| rootwatch::detect::allowlist::parse_cidr(c).unwrap()),
         ),
+        asns: Default::default(),
+        geoip: None,
         scope: rootwatch::detect::Scope::All,
     };
     let d = Detector::new(settings);

@@ -44,6 +44,8 @@ fn first_finding_per_rule() -> BTreeMap<String, Finding> {
         context: Context {
             allowlist: AllowList {
                 cidrs: CidrSet::new(["192.0.2.0/24".parse().unwrap()]),
+                asns: Default::default(),
+                geoip: None,
                 scope: Scope::All,
             },
             ..Default::default()

@@ -16,6 +16,8 @@ fn detector() -> Detector {
                     "203.0.113.0/24".parse().unwrap(),
                     "2001:db8::/32".parse().unwrap(),
                 ]),
+                asns: Default::default(),
+                geoip: None,
                 scope: Scope::All,
             },
             ..Default::default()

@@ -22,6 +22,8 @@ fn detector() -> &'static Detector {
                         "203.0.113.0/24".parse().expect("a CIDR"),
                         "2001:db8::/32".parse().expect("a CIDR"),
                     ]),
+                    asns: Default::default(),
+                    geoip: None,
                     scope: Scope::All,
                 },
                 ..Default::default()
@@ -106,6 +108,13 @@ pub fn formats(data: &[u8]) {
         sigma: None,
         correlation: None,
         report_age_seconds: None,
+        account_name: None,
+        account_ou: None,
+        account_tags: None,
+        source_ip_context: None,
+        requires_root: None,
+        expected: None,
+        runbook_url: None,
         event: RawValue::from_string("{}".into()).expect("valid JSON"),
     };
     if flags & 0x20 != 0 {

@@ -126,7 +126,28 @@ pub enum Scope {
 #[derive(Debug, Clone, Default)]
 pub struct AllowList {
     pub cidrs: CidrSet,
+    /// Autonomous systems whose addresses are allowed, looked up in
+    /// `geoip`'s ASN database.
+    pub asns: std::collections::HashSet<u32>,
+    pub geoip: Option<std::sync::Arc<crate::enrich::GeoIp>>,
     pub scope: Scope,
+}
+
+impl AllowList {
+    /// Whether `ip` is inside the allow list: a CIDR, or an allowed ASN.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.cidrs.contains(ip)
+            || (!self.asns.is_empty()
+                && self
+                    .geoip
+                    .as_ref()
+                    .and_then(|g| g.asn(ip))
+                    .is_some_and(|(n, _)| self.asns.contains(&n)))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cidrs.is_empty() && self.asns.is_empty()
+    }
 }
 
 /// `source-ip-not-allowed`.
@@ -150,7 +171,7 @@ impl Rule for SourceIpNotAllowed {
     }
     fn evaluate(&self, rec: &Record<'_>, ctx: &Context) -> Option<Hit> {
         let list = &ctx.allowlist;
-        if list.cidrs.is_empty() {
+        if list.is_empty() {
             return None;
         }
         let root = rec.is_root();
@@ -161,7 +182,7 @@ impl Rule for SourceIpNotAllowed {
             return None;
         }
         let ip = source_ip(rec)?;
-        if list.cidrs.contains(ip) {
+        if list.allows(ip) {
             return None;
         }
         Some(Hit {

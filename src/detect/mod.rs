@@ -49,6 +49,14 @@ pub trait Rule: Send + Sync {
     fn evaluate(&self, rec: &Record<'_>, ctx: &Context) -> Option<Hit>;
 }
 
+/// The rules whose findings are root API calls: each says whether the call
+/// is a task that needs root credentials.
+pub const ROOT_API_CALL_RULES: [&str; 3] = [
+    "root-api-call",
+    "root-api-call-without-mfa",
+    "root-access-key-used",
+];
+
 /// Every built-in rule, in the order findings are reported.
 pub fn builtin_rules() -> Vec<Box<dyn Rule>> {
     vec![
@@ -88,6 +96,9 @@ pub struct DetectSettings {
     /// Loaded Sigma rules (`[detect.sigma]`); their names, `sigma:<id>`,
     /// are rule ids like the built-in ones for `disabled` and `severity`.
     pub sigma: Option<Arc<SigmaRules>>,
+    /// Context added to every finding (`[enrich]`, `[[detect.expected]]`,
+    /// `[detect.runbooks]`).
+    pub enrichment: Arc<crate::enrich::Enrichment>,
 }
 
 struct Enabled {
@@ -104,6 +115,7 @@ pub struct Detector {
     /// Sigma rules turned off, and severities replaced, by `sigma:<id>`.
     sigma_disabled: HashSet<String>,
     sigma_severity: HashMap<String, Severity>,
+    enrichment: Arc<crate::enrich::Enrichment>,
 }
 
 /// What evaluating one record did besides producing findings.
@@ -152,12 +164,25 @@ impl Detector {
                 .filter(|(id, _)| is_sigma(id))
                 .map(|(id, s)| (id.clone(), *s))
                 .collect(),
+            enrichment: settings.enrichment,
         }
     }
 
     /// The loaded Sigma rules, if any.
     pub fn sigma(&self) -> Option<&SigmaRules> {
         self.sigma.as_deref()
+    }
+
+    /// The context `[enrich]` and friends add to findings.
+    pub fn enrichment(&self) -> &crate::enrich::Enrichment {
+        &self.enrichment
+    }
+
+    /// Adds the configured context to `f` (a no-op without any).
+    pub fn enrich(&self, f: &mut Finding) {
+        if !self.enrichment.is_empty() {
+            self.enrichment.apply(f, chrono::Utc::now());
+        }
     }
 
     pub fn enabled_rules(&self) -> impl Iterator<Item = &dyn Rule> {
@@ -177,10 +202,13 @@ impl Detector {
                 continue;
             }
             let severity = e.severity.unwrap_or(hit.severity);
-            out.push(
-                Finding::new(rec, id, e.rule.title(), severity, hit.reason, hit.mfa)
-                    .with_technique(e.rule.technique()),
-            );
+            let mut f = Finding::new(rec, id, e.rule.title(), severity, hit.reason, hit.mfa)
+                .with_technique(e.rule.technique());
+            if ROOT_API_CALL_RULES.contains(&id) {
+                f.requires_root = Some(crate::enrich::root_tasks::requires_root(rec));
+            }
+            self.enrich(&mut f);
+            out.push(f);
             eval.findings += 1;
         }
         if let Some(sigma) = &self.sigma {
@@ -209,6 +237,7 @@ impl Detector {
                 f.mitre_attack = rule.technique.clone();
                 f.sigma = Some(Arc::clone(&rule.reference));
                 f.correlation = hit.correlation;
+                self.enrich(&mut f);
                 out.push(f);
                 eval.findings += 1;
             }

@@ -204,6 +204,8 @@ mod tests {
             context: Context {
                 allowlist: AllowList {
                     cidrs: CidrSet::new(cidrs.iter().map(|c| parse_cidr(c).unwrap())),
+                    asns: Default::default(),
+                    geoip: None,
                     scope,
                 },
                 ..Default::default()

@@ -26,6 +26,8 @@ fn allow(cidrs: &[&str], scope: Scope) -> DetectSettings {
         context: Context {
             allowlist: AllowList {
                 cidrs: CidrSet::new(cidrs.iter().map(|c| allowlist::parse_cidr(c).unwrap())),
+                asns: Default::default(),
+                geoip: None,
                 scope,
             },
             ..Default::default()

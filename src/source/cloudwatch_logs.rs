@@ -1534,6 +1534,8 @@ mod tests {
                             .iter()
                             .map(|c| crate::detect::allowlist::parse_cidr(c).unwrap()),
                     ),
+                    asns: Default::default(),
+                    geoip: None,
                     scope,
                 },
                 ..Default::default()

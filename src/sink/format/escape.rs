@@ -446,14 +446,21 @@ pub fn facts(f: &Finding) -> Vec<Fact> {
         event.push_str(", failed with ");
         event.push_str(&display(code, limit::VALUE));
     }
+    match f.requires_root {
+        Some(true) => event.push_str("; a task that needs root credentials"),
+        Some(false) => {
+            event.push_str("; not a task that needs root (an IAM user or role could do it)")
+        }
+        None => {}
+    }
     let fact = |label, value| Fact { label, value };
     let mut facts = vec![
         fact("Severity", severity_label(f.severity)),
         fact("Rule", display(&f.rule, limit::VALUE)),
-        fact("Account", shown(&f.account_id, limit::VALUE)),
+        fact("Account", account_label(f)),
         fact("Region", shown(&f.region, limit::VALUE)),
         fact("Principal", principal(f)),
-        fact("Source IP", shown(&f.source_ip, limit::VALUE)),
+        fact("Source IP", source_label(f)),
         fact("Event", event),
         fact("MFA", mfa_word(f.mfa).to_owned()),
         fact("User agent", shown(&f.user_agent, limit::USER_AGENT)),
@@ -462,6 +469,80 @@ pub fn facts(f: &Finding) -> Vec<Fact> {
         facts.push(fact("MITRE ATT&CK", technique(t)));
     }
     facts
+}
+
+/// `111122223333 prod-payments (OU Root/Prod; environment production;
+/// owner payments-oncall)`: the id, and what `[enrich.accounts]` says.
+pub fn account_label(f: &Finding) -> String {
+    let mut s = shown(&f.account_id, limit::VALUE);
+    if let Some(n) = non_empty(&f.account_name) {
+        s.push(' ');
+        s.push_str(&display(n, limit::VALUE));
+    }
+    let mut parts = Vec::new();
+    if let Some(ou) = non_empty(&f.account_ou) {
+        parts.push(format!("OU {}", display(ou, limit::VALUE)));
+    }
+    if let Some(tags) = &f.account_tags {
+        for k in ["environment", "owner"] {
+            if let Some(v) = tags.get(k) {
+                parts.push(format!("{k} {}", display(v, limit::VALUE)));
+            }
+        }
+    }
+    if !parts.is_empty() {
+        s.push_str(&format!(" ({})", parts.join("; ")));
+    }
+    s
+}
+
+/// ` — prod-payments` after a title when the account has a name.
+pub fn account_suffix(f: &Finding) -> String {
+    non_empty(&f.account_name)
+        .map(|n| format!(" — {}", display(n, limit::VALUE)))
+        .unwrap_or_default()
+}
+
+/// `89.160.20.130 (Linköping, SE; AS29518 Bredband2 AB)`.
+pub fn source_label(f: &Finding) -> String {
+    let mut s = shown(&f.source_ip, limit::VALUE);
+    if let Some(c) = &f.source_ip_context {
+        s.push_str(&format!(" ({})", display(&c.describe(), limit::VALUE)));
+    }
+    s
+}
+
+/// `Expected root use: closing the account (ticket CHG-1234, until
+/// 2024-06-03T18:00:00Z)`, when an entry matched.
+pub fn expected_line(f: &Finding) -> Option<String> {
+    f.expected.as_ref().map(|e| {
+        format!(
+            "Expected root use: {} (ticket {}, until {})",
+            display(&e.reason, limit::REASON),
+            display(&e.ticket, limit::VALUE),
+            display(&e.until, limit::VALUE)
+        )
+    })
+}
+
+/// The runbook URL, checked again for the link formats: http(s) only, and
+/// the characters Slack and Markdown treat as link syntax percent-encoded.
+pub fn runbook_url(f: &Finding) -> Option<String> {
+    let url = f.runbook_url.as_deref()?;
+    let parsed = reqwest::Url::parse(url).ok()?;
+    if !matches!(parsed.scheme(), "https" | "http") {
+        return None;
+    }
+    Some(
+        parsed
+            .as_str()
+            .replace('|', "%7C")
+            .replace('<', "%3C")
+            .replace('>', "%3E")
+            .replace('(', "%28")
+            .replace(')', "%29")
+            .replace(' ', "%20"),
+    )
 }
 
 /// A Sigma rule's author, displayed; the Detection Rule License asks every
@@ -652,7 +733,52 @@ pub(crate) mod testing {
             ("root-console-login-without-mfa", login),
             ("root-access-key-used", key),
             ("throttled-burst", burst),
+            ("enriched-root-call", enriched()),
         ]
+    }
+
+    const ENRICHED_CALL: &str = r#"{"eventVersion":"1.09","userIdentity":{"type":"Root","principalId":"111122223333","arn":"arn:aws:iam::111122223333:root","accountId":"111122223333","sessionContext":{"attributes":{"creationDate":"2024-05-14T09:00:02Z","mfaAuthenticated":"true"}}},"eventTime":"2024-05-14T09:12:40Z","eventSource":"ec2.amazonaws.com","eventName":"RunInstances","awsRegion":"eu-north-1","sourceIPAddress":"89.160.20.130","userAgent":"aws-cli/2.15.40 md/command#ec2.run-instances","requestParameters":{"instanceType":"p4d.24xlarge"},"responseElements":null,"requestID":"0b5e1c2d-3f4a-4b5c-8d6e-7f8091a2b3c4","eventID":"6a1d3c5e-7b9f-4e2a-8c4d-0e1f2a3b4c5d","readOnly":false,"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management"}"#;
+
+    /// A root API call with every kind of context: the account's name, OU
+    /// and tags, the address's place and network, an ordinary API (not a
+    /// root-only task), announced work and a runbook.
+    pub fn enriched() -> Finding {
+        let mut f = finding(
+            ENRICHED_CALL,
+            "root-api-call",
+            "Root user API call",
+            Severity::Low,
+            "The root user called RunInstances (ec2.amazonaws.com) from 89.160.20.130.",
+            Some(true),
+        );
+        f.account_name = Some("prod-payments".into());
+        f.account_ou = Some("Root/Workloads/Prod".into());
+        f.account_tags = Some(
+            [
+                ("environment", "production"),
+                ("owner", "payments-oncall"),
+                ("cost-centre", "4711"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into_iter()
+            .collect(),
+        );
+        f.source_ip_context = Some(crate::enrich::SourceContext {
+            kind: "public".into(),
+            country: Some("SE".into()),
+            country_name: Some("Sweden".into()),
+            city: Some("Linköping".into()),
+            asn: Some(29518),
+            as_org: Some("Bredband2 AB".into()),
+        });
+        f.requires_root = Some(false);
+        f.expected = Some(crate::enrich::expected::ExpectedMark {
+            reason: "closing the legacy billing setup".into(),
+            ticket: "CHG-1234".into(),
+            until: "2024-05-15T18:00:00Z".into(),
+        });
+        f.runbook_url = Some("https://wiki.example.com/runbooks/root-api-call".into());
+        f
     }
 
     /// Every event-derived field hostile, the region shaped to smuggle a
@@ -683,6 +809,13 @@ pub(crate) mod testing {
             sigma: None,
             correlation: None,
             report_age_seconds: None,
+            account_name: None,
+            account_ou: None,
+            account_tags: None,
+            source_ip_context: None,
+            requires_root: None,
+            expected: None,
+            runbook_url: None,
             event: RawValue::from_string("{}".into()).unwrap(),
         }
     }

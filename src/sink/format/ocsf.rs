@@ -94,8 +94,24 @@ fn put(m: &mut Map<String, Value>, k: &str, v: Option<Value>) {
 }
 
 fn account(f: &Finding) -> Option<Value> {
-    data(&f.account_id, limit::VALUE)
-        .map(|uid| json!({"uid": uid, "type_id": 10, "type": "AWS Account"}))
+    let mut a =
+        json!({"uid": data(&f.account_id, limit::VALUE)?, "type_id": 10, "type": "AWS Account"});
+    if let Some(n) = data(&f.account_name, limit::VALUE) {
+        a["name"] = n;
+    }
+    // `[enrich.accounts]` tags (environment and owner among them), and the
+    // OU path, as `key:value` labels.
+    let mut labels: Vec<Value> = Vec::new();
+    if let Some(ou) = &f.account_ou {
+        labels.push(escape::display(&format!("ou:{ou}"), limit::VALUE).into());
+    }
+    for (k, v) in f.account_tags.iter().flatten() {
+        labels.push(escape::display(&format!("{k}:{v}"), limit::VALUE).into());
+    }
+    if !labels.is_empty() {
+        a["labels"] = Value::Array(labels);
+    }
+    Some(a)
 }
 
 fn api(f: &Finding) -> Option<Value> {
@@ -129,7 +145,35 @@ fn actor(f: &Finding) -> Option<Value> {
 /// in `ip` (CloudTrail also writes service names and `AWS Internal`).
 fn src_endpoint(f: &Finding) -> Option<Value> {
     let ip: std::net::IpAddr = f.source_ip.as_deref()?.parse().ok()?;
-    Some(json!({ "ip": ip.to_string() }))
+    let mut e = json!({ "ip": ip.to_string() });
+    if let Some(c) = &f.source_ip_context {
+        let mut loc = Map::new();
+        put(
+            &mut loc,
+            "country",
+            c.country
+                .as_deref()
+                .map(|v| escape::display(v, limit::VALUE).into()),
+        );
+        put(
+            &mut loc,
+            "city",
+            c.city
+                .as_deref()
+                .map(|v| escape::display(v, limit::VALUE).into()),
+        );
+        if !loc.is_empty() {
+            e["location"] = Value::Object(loc);
+        }
+        if let Some(n) = c.asn {
+            let mut asys = json!({ "number": n });
+            if let Some(o) = &c.as_org {
+                asys["name"] = escape::display(o, limit::VALUE).into();
+            }
+            e["autonomous_system"] = asys;
+        }
+    }
+    Some(e)
 }
 
 fn evidence(f: &Finding) -> Option<Value> {
@@ -219,6 +263,25 @@ fn unmapped(f: &Finding) -> Value {
     put(&mut u, "user_agent", data(&f.user_agent, limit::USER_AGENT));
     put(&mut u, "error_code", data(&f.error_code, limit::VALUE));
     u.insert("mfa".into(), f.mfa.map_or(Value::Null, Value::Bool));
+    if let Some(r) = f.requires_root {
+        u.insert("requires_root".into(), r.into());
+    }
+    if let Some(c) = &f.source_ip_context {
+        u.insert(
+            "source_ip_kind".into(),
+            escape::display(&c.kind, limit::VALUE).into(),
+        );
+    }
+    if let Some(e) = &f.expected {
+        u.insert(
+            "expected".into(),
+            json!({
+                "reason": escape::display(&e.reason, limit::REASON),
+                "ticket": escape::display(&e.ticket, limit::VALUE),
+                "until": escape::display(&e.until, limit::VALUE),
+            }),
+        );
+    }
     if let Some(s) = &f.summary {
         let (mut names, more) = escape::burst_event_names(s);
         if more > 0 {
@@ -293,6 +356,12 @@ pub fn body(f: &Finding, fallback_time: i64) -> Value {
     put(&mut v, "api", api(f));
     if let Some(e) = evidence(f) {
         v.insert("evidences".into(), json!([e]));
+    }
+    if let Some(url) = escape::runbook_url(f) {
+        v.insert(
+            "remediation".into(),
+            json!({"desc": "The runbook for this rule", "references": [url]}),
+        );
     }
     v.insert("raw_data".into(), f.event.get().into());
     v.insert("unmapped".into(), unmapped(f));

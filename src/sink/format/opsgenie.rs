@@ -79,6 +79,9 @@ fn message(f: &Finding) -> String {
         }
         _ => s.push_str(" in an unknown account"),
     }
+    if let Some(n) = f.account_name.as_deref().filter(|n| !n.trim().is_empty()) {
+        s.push_str(&format!(" ({})", escape::display(n, limit::VALUE)));
+    }
     escape::truncate(&s, MESSAGE_MAX)
 }
 
@@ -86,6 +89,10 @@ fn message(f: &Finding) -> String {
 /// console link.
 fn description(f: &Finding) -> String {
     let mut lines = vec![escape::reason(f), String::new()];
+    if let Some(line) = escape::expected_line(f) {
+        lines.push(line);
+        lines.push(String::new());
+    }
     if let Some(s) = &f.summary {
         lines.push(escape::burst_headline(s));
         lines.push(escape::burst_names_line(s));
@@ -101,6 +108,9 @@ fn description(f: &Finding) -> String {
     ));
     if let Some(url) = escape::cloudtrail_event_url(f) {
         lines.push(format!("View in CloudTrail: {url}"));
+    }
+    if let Some(url) = escape::runbook_url(f) {
+        lines.push(format!("Runbook: {url}"));
     }
     escape::truncate(&lines.join("\n"), DESCRIPTION_MAX)
 }
@@ -169,9 +179,16 @@ fn details(f: &Finding) -> Value {
         Some(escape::display(&f.finding_id, limit::VALUE)),
     );
     d.put("account_id", value(&f.account_id, limit::VALUE));
+    d.put("account_name", value(&f.account_name, limit::VALUE));
     d.put("region", value(&f.region, limit::VALUE));
     d.put("principal", Some(escape::principal(f)));
     d.put("source_ip", value(&f.source_ip, limit::VALUE));
+    if f.source_ip_context.is_some() {
+        d.put("source_ip_context", Some(escape::source_label(f)));
+    }
+    d.put("expected", escape::expected_line(f));
+    d.put("runbook_url", escape::runbook_url(f));
+    d.put("requires_root", f.requires_root.map(|r| r.to_string()));
     d.put("event_name", value(&f.event_name, limit::EVENT_NAME));
     d.put("event_time", value(&f.event_time, limit::VALUE));
     d.put("mfa", Some(escape::mfa_word(f.mfa).to_owned()));
@@ -245,14 +262,17 @@ mod tests {
     fn golden() {
         for (name, f) in golden_findings() {
             let v = body(&f);
-            check::opsgenie_body(&v).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let runbook = crate::sink::format::escape::runbook_url(&f)
+                .into_iter()
+                .collect();
+            check::with_allowed_links(runbook, || check::opsgenie_body(&v))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(v["alias"], f.finding_id);
             assert!(
-                v["description"]
-                    .as_str()
-                    .unwrap()
-                    .contains("View in CloudTrail: https://us-")
-                    || name == "throttled-burst",
+                v["description"].as_str().unwrap().contains(&format!(
+                    "View in CloudTrail: https://{}.console",
+                    f.region.as_deref().unwrap_or("")
+                )) || name == "throttled-burst",
                 "{name}"
             );
             check_golden("opsgenie", name, &v);

@@ -57,6 +57,9 @@ fn summary(f: &Finding, account: Option<&str>, region: Option<&str>) -> String {
         Some(a) => s.push_str(&format!(" in account {a}")),
         None => s.push_str(" in an unknown account"),
     }
+    if let Some(n) = value(&f.account_name, limit::VALUE) {
+        s.push_str(&format!(" ({n})"));
+    }
     if let Some(r) = region {
         s.push_str(&format!(" ({r})"));
     }
@@ -94,9 +97,30 @@ fn custom_details(f: &Finding) -> Value {
     put("user_agent", value(&f.user_agent, limit::USER_AGENT));
     put("error_code", value(&f.error_code, limit::VALUE));
     put("mfa", Some(escape::mfa_word(f.mfa).to_owned()));
+    put("account_name", value(&f.account_name, limit::VALUE));
+    put("account_ou", value(&f.account_ou, limit::VALUE));
+    if f.source_ip_context.is_some() {
+        put("source_ip_context", Some(escape::source_label(f)));
+    }
+    put("requires_root", f.requires_root.map(|r| r.to_string()));
+    put("expected", escape::expected_line(f));
+    put("runbook_url", escape::runbook_url(f));
     if let Some(s) = &f.sigma {
         put("sigma_rule_id", Some(escape::display(&s.id, limit::VALUE)));
         put("sigma_rule_author", Some(escape::sigma_author(s)));
+    }
+    if let Some(tags) = &f.account_tags {
+        let tags: Map<String, Value> = tags
+            .iter()
+            .take(20)
+            .map(|(k, v)| {
+                (
+                    escape::display(k, limit::VALUE),
+                    Value::String(escape::display(v, limit::VALUE)),
+                )
+            })
+            .collect();
+        d.insert("account_tags".to_owned(), Value::Object(tags));
     }
     if let Some(t) = &f.mitre_attack {
         d.insert(
@@ -171,8 +195,15 @@ pub fn body(f: &Finding, routing_key: &str) -> Value {
         "client": "rootwatch",
         "payload": payload,
     });
+    let mut links = Vec::new();
     if let Some(url) = escape::cloudtrail_event_url(f) {
-        event["links"] = json!([{"href": url, "text": "View in CloudTrail"}]);
+        links.push(json!({"href": url, "text": "View in CloudTrail"}));
+    }
+    if let Some(url) = escape::runbook_url(f) {
+        links.push(json!({"href": url, "text": "Runbook"}));
+    }
+    if !links.is_empty() {
+        event["links"] = Value::Array(links);
     }
     event
 }
@@ -204,7 +235,13 @@ mod tests {
         assert!(p["custom_details"].is_object());
         assert!(p["custom_details"].get("event").is_none());
         for l in v["links"].as_array().into_iter().flatten() {
-            assert!(is_console_url(l["href"].as_str().unwrap()));
+            let href = l["href"].as_str().unwrap();
+            // The console, or the configured runbook.
+            assert!(
+                is_console_url(href)
+                    || (l["text"] == "Runbook" && href.starts_with("https://wiki.example.com/")),
+                "{href}"
+            );
         }
     }
 
@@ -214,7 +251,10 @@ mod tests {
             let v = body(&f, KEY);
             assert_schema(&v);
             assert_eq!(v["dedup_key"], f.finding_id);
-            assert_eq!(v["links"].as_array().unwrap().len(), 1);
+            assert_eq!(
+                v["links"].as_array().unwrap().len(),
+                1 + usize::from(f.runbook_url.is_some())
+            );
             check_golden("pagerduty", name, &v);
         }
     }

@@ -71,7 +71,11 @@ pub fn body(f: &Finding) -> Value {
     let title = escape::one_line(&f.title);
     let mut blocks = Vec::new();
 
-    let header = format!("{} {sev}: {title}{burst}", emoji(f.severity));
+    let header = format!(
+        "{} {sev}: {title}{burst}{}",
+        emoji(f.severity),
+        escape::account_suffix(f)
+    );
     blocks.push(json!({
         "type": "header",
         "text": {"type": "plain_text", "text": escape::slack(&header, HEADER_TEXT_MAX), "emoji": true},
@@ -91,6 +95,13 @@ pub fn body(f: &Finding) -> Value {
         }));
     }
 
+    if let Some(line) = escape::expected_line(f) {
+        blocks.push(json!({
+            "type": "section",
+            "text": plain(&line, SECTION_TEXT_MAX),
+        }));
+    }
+
     let fields: Vec<Value> = escape::facts(f)
         .iter()
         .map(|fact| plain(&format!("{}: {}", fact.label, fact.value), FIELD_TEXT_MAX))
@@ -106,6 +117,14 @@ pub fn body(f: &Finding) -> Value {
         blocks.push(json!({
             "type": "section",
             "text": {"type": "mrkdwn", "text": format!("*<{url}|View in CloudTrail>*")},
+        }));
+    }
+    // The runbook URL is the operator's (config), checked and encoded by
+    // escape::runbook_url; its own block, so each mrkdwn text is one link.
+    if let Some(url) = escape::runbook_url(f) {
+        blocks.push(json!({
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": format!("*<{url}|Runbook>*")},
         }));
     }
 
@@ -205,12 +224,19 @@ mod tests {
             {
                 if t["type"] == "mrkdwn" {
                     let s = t["text"].as_str().unwrap();
-                    let url = s
+                    let inner = s
                         .strip_prefix("*<")
-                        .and_then(|s| s.strip_suffix("|View in CloudTrail>*"))
                         .unwrap_or_else(|| panic!("unexpected mrkdwn {s:.200}"));
-                    assert!(is_console_url(url), "{url}");
-                    assert!(!url.contains(['<', '>', '|', '&', ' ']), "{url}");
+                    if let Some(url) = inner.strip_suffix("|View in CloudTrail>*") {
+                        assert!(is_console_url(url), "{url}");
+                        assert!(!url.contains(['<', '>', '|', '&', ' ']), "{url}");
+                    } else {
+                        // The configured runbook, nothing from the event.
+                        let url = inner
+                            .strip_suffix("|Runbook>*")
+                            .unwrap_or_else(|| panic!("unexpected mrkdwn {s:.200}"));
+                        assert_eq!(url, "https://wiki.example.com/runbooks/root-api-call");
+                    }
                 } else if t["type"] == "plain_text" {
                     assert!(t.get("emoji").is_some());
                 }

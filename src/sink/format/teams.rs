@@ -56,9 +56,10 @@ fn fact(title: &str, value: &str) -> Value {
 pub fn body(f: &Finding) -> Value {
     let sev = escape::severity_label(f.severity);
     let title = format!(
-        "{sev}: {}{}",
+        "{sev}: {}{}{}",
         escape::one_line(&f.title),
-        escape::burst_suffix(f)
+        escape::burst_suffix(f),
+        escape::account_suffix(f)
     );
     let mut body = vec![json!({
         "type": "TextBlock",
@@ -85,6 +86,9 @@ pub fn body(f: &Finding) -> Value {
     }
 
     body.push(json!({"type": "TextBlock", "text": md(&escape::reason(f)), "wrap": true}));
+    if let Some(line) = escape::expected_line(f) {
+        body.push(json!({"type": "TextBlock", "text": md(&line), "color": "Good", "wrap": true}));
+    }
 
     let mut facts: Vec<Value> = escape::facts(f)
         .iter()
@@ -100,7 +104,7 @@ pub fn body(f: &Finding) -> Value {
     ));
     body.push(json!({"type": "FactSet", "facts": facts}));
 
-    let actions = match escape::cloudtrail_event_url(f) {
+    let mut actions = match escape::cloudtrail_event_url(f) {
         Some(url) => vec![json!({
             "type": "Action.OpenUrl",
             "title": "View in CloudTrail",
@@ -116,6 +120,9 @@ pub fn body(f: &Finding) -> Value {
             Vec::new()
         }
     };
+    if let Some(url) = escape::runbook_url(f) {
+        actions.push(json!({"type": "Action.OpenUrl", "title": "Runbook", "url": url}));
+    }
 
     json!({
         "type": "message",
@@ -168,11 +175,15 @@ mod tests {
             }
         }
         let actions = c["actions"].as_array().unwrap();
-        assert!(actions.len() <= 1);
+        assert!(actions.len() <= 2);
         for a in actions {
             assert_eq!(a["type"], "Action.OpenUrl");
             let url = a["url"].as_str().unwrap();
-            assert!(url.starts_with("https://") && is_console_url(url), "{url}");
+            // The console, or the configured runbook (its own title).
+            assert!(
+                url.starts_with("https://") && (is_console_url(url) || a["title"] == "Runbook"),
+                "{url}"
+            );
         }
         assert!(serde_json::to_vec(v).unwrap().len() < MESSAGE_MAX_BYTES);
     }
@@ -198,17 +209,15 @@ mod tests {
             let v = body(&f);
             assert_schema(&v);
             let actions = card(&v)["actions"].as_array().unwrap();
-            assert_eq!(actions.len(), 1);
-            assert!(
-                actions[0]["url"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("https://us-east-1.console.aws.amazon.com/")
-                    || actions[0]["url"]
-                        .as_str()
-                        .unwrap()
-                        .starts_with("https://eu-west-1.console.aws.amazon.com/")
-            );
+            assert_eq!(actions.len(), 1 + usize::from(f.runbook_url.is_some()));
+            assert!(actions[0]["url"].as_str().unwrap().starts_with(&format!(
+                "https://{}.console.aws.amazon.com/",
+                f.region.as_deref().unwrap()
+            )));
+            if let Some(url) = &f.runbook_url {
+                assert_eq!(actions[1]["title"], "Runbook");
+                assert_eq!(actions[1]["url"], url.as_str());
+            }
             for s in rendered(&v) {
                 assert_eq!(unescaped_markdown(s), None, "{s}");
             }

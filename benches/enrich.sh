@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Replay throughput with the alert context loaded (a 10,000-entry account
+# map and MaxMind's City and ASN test databases), beside the same run
+# without it, on one file, pinned to one core.
+#
+#   benches/enrich.sh FILE.jsonl [CONFIG.toml]
+#
+# FILE holds CloudTrail JSON lines (make one with
+# `cargo run --release --example gen-trail -- 240000 /tmp/trail.jsonl`).
+# CONFIG defaults to FILE.toml when it exists. Look-ups happen only for
+# findings, so the cost follows the number of findings. Times are CPU
+# seconds (user + system), the best of REPS runs (default 3).
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+file=${1:?usage: benches/enrich.sh FILE.jsonl [CONFIG.toml]}
+reps=${REPS:-3}
+pin=(taskset -c 0)
+command -v taskset >/dev/null || pin=()
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cd "$here"
+# shellcheck source=benches/build.sh
+source benches/build.sh
+
+base=${2:-}
+if [[ -z $base && -f $file.toml ]]; then base=$file.toml; fi
+if [[ -n $base ]]; then cp "$base" "$work/base.toml"; else : >"$work/base.toml"; fi
+cp "$work/base.toml" "$work/enrich.toml"
+mm=$here/tests/fixtures/third_party/maxmind
+{
+  printf '\n[enrich.geoip]\ncity_db = "%s"\nasn_db = "%s"\n' "$mm/GeoLite2-City-Test.mmdb" "$mm/GeoLite2-ASN-Test.mmdb"
+  printf '\n[detect.runbooks]\n"root-*" = "https://wiki.example.com/runbooks/root"\n'
+  # 10,000 accounts: the trail's own, then made-up ones.
+  python3 - "$file" <<'PY'
+import re, sys
+seen = []
+with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
+    for line in f:
+        for a in re.findall(r'"(?:recipientAccountId|accountId)"\s*:\s*"(\d{12})"', line):
+            if a not in seen:
+                seen.append(a)
+accounts = seen[:10000]
+n = 0
+while len(accounts) < 10000:
+    a = f"{900000000000 + n:012d}"
+    n += 1
+    if a not in seen:
+        accounts.append(a)
+for i, a in enumerate(accounts):
+    print(f'[enrich.accounts."{a}"]\nname = "account-{i}"\nenvironment = "production"\nowner = "team-{i % 97}"')
+PY
+} >>"$work/enrich.toml"
+
+events=$(wc -l <"$file")
+printf '%s: %s events; best of %s run(s), one core\n\n' "$file" "$events" "$reps"
+printf '| context | CPU s | events/s | findings | with account name | vs none |\n|---|---|---|---|---|---|\n'
+declare -A secs
+for run in base enrich; do
+  best=""
+  for _ in $(seq "$reps"); do
+    /usr/bin/time -f '%U %S' -o "$work/time" "${pin[@]}" "$rootwatch" replay --jobs 1 \
+      --config "$work/$run.toml" "$file" >"$work/$run.out" 2>"$work/$run.err"
+    t=$(awk '{print $1 + $2}' "$work/time")
+    if [[ -z $best ]] || (($(echo "$t < $best" | bc -l))); then best=$t; fi
+  done
+  secs[$run]=$best
+  findings=$(wc -l <"$work/$run.out")
+  named=$(grep -c '"account_name":' "$work/$run.out" || true)
+  name=$([[ $run == base ]] && echo "none" || echo "10,000 accounts + City + ASN")
+  ratio=$(echo "scale=2; ${secs[base]} / $best" | bc -l)
+  printf '| %s | %s | %.0f | %s | %s | %s |\n' "$name" "$best" \
+    "$(echo "$events / $best" | bc -l)" "$findings" "$named" "$ratio"
+done
