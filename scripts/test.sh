@@ -38,6 +38,22 @@ done
 export ROOTWATCH_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
 echo "moto_server listening on $ROOTWATCH_TEST_AWS_ENDPOINT"
 
+step "Alertmanager (Debian prometheus-alertmanager) for the alertmanager sink's tests"
+# The tests start it themselves on a loopback port; only the binary is needed.
+if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+  apt_log=$(mktemp -t rootwatch-apt.XXXXXX.log)
+  if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1 \
+    && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager; } >"$apt_log" 2>&1 \
+    && command -v prometheus-alertmanager >/dev/null 2>&1; then
+    echo "installed prometheus-alertmanager"
+  else
+    tail -20 "$apt_log" >&2 || true
+    echo "prometheus-alertmanager is missing and could not be installed (it needs root and apt-get): install Debian's prometheus-alertmanager" >&2
+    exit 1
+  fi
+fi
+prometheus-alertmanager --version 2>&1 | head -1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 

@@ -394,6 +394,9 @@ fn default_timeout() -> u64 {
 /// config never reaches into a sink for a value.
 pub const PAGERDUTY_DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
+/// Where an `alertmanager` sink posts, below the Alertmanager's address.
+pub const ALERTMANAGER_PATH: &str = "/api/v2/alerts";
+
 /// Opsgenie's Alert API v2 endpoint (US instance), used when an `opsgenie`
 /// sink sets no `url`; EU accounts set `https://api.eu.opsgenie.com/v2/alerts`.
 pub const OPSGENIE_DEFAULT_URL: &str = "https://api.opsgenie.com/v2/alerts";
@@ -407,6 +410,7 @@ pub enum SinkType {
     Pagerduty,
     Teams,
     Opsgenie,
+    Alertmanager,
     Sns,
     Eventbridge,
 }
@@ -426,6 +430,8 @@ pub struct RawSink {
     pub routing_key: Option<String>,
     /// Opsgenie API integration key.
     pub api_key: Option<String>,
+    /// Alertmanager: how long after sending an alert ends unless sent again.
+    pub resolve_after_secs: Option<u64>,
     /// `json` (the finding JSON, the default) or `ocsf`.
     pub format: Option<String>,
     pub topic_arn: Option<String>,
@@ -470,6 +476,7 @@ impl std::fmt::Debug for RawSink {
             )
             .field("routing_key", &hidden(&self.routing_key))
             .field("api_key", &hidden(&self.api_key))
+            .field("resolve_after_secs", &self.resolve_after_secs)
             .field("format", &self.format)
             .field("topic_arn", &self.topic_arn)
             .field("event_bus", &self.event_bus)
@@ -683,6 +690,11 @@ pub enum SinkKind {
         url: Secret,
         api_key: Secret,
     },
+    /// Prometheus Alertmanager API v2 (`url` ends in `/api/v2/alerts`).
+    Alertmanager {
+        url: Secret,
+        resolve_after: Duration,
+    },
     Sns(SnsSettings),
     EventBridge(EventBridgeSettings),
 }
@@ -741,6 +753,7 @@ impl SinkKind {
             SinkKind::PagerDuty { .. } => "pagerduty",
             SinkKind::Teams { .. } => "teams",
             SinkKind::Opsgenie { .. } => "opsgenie",
+            SinkKind::Alertmanager { .. } => "alertmanager",
             SinkKind::Sns(_) => "sns",
             SinkKind::EventBridge(_) => "eventbridge",
         }
@@ -1819,6 +1832,10 @@ fn validate_sink(
         SinkType::Pagerduty => ("pagerduty", &["url", "allow_insecure_http", "routing_key"]),
         SinkType::Teams => ("teams", &["url", "allow_insecure_http"]),
         SinkType::Opsgenie => ("opsgenie", &["url", "allow_insecure_http", "api_key"]),
+        SinkType::Alertmanager => (
+            "alertmanager",
+            &["url", "allow_insecure_http", "resolve_after_secs"],
+        ),
         SinkType::Sns => (
             "sns",
             &[
@@ -1849,6 +1866,7 @@ fn validate_sink(
         ("headers", s.headers.is_some()),
         ("routing_key", s.routing_key.is_some()),
         ("api_key", s.api_key.is_some()),
+        ("resolve_after_secs", s.resolve_after_secs.is_some()),
         ("allow_insecure_http", s.allow_insecure_http),
         ("format", s.format.is_some()),
         ("topic_arn", s.topic_arn.is_some()),
@@ -2012,6 +2030,26 @@ fn validate_sink(
             SinkKind::Opsgenie {
                 url,
                 api_key: Secret::new(api_key),
+            }
+        }
+        SinkType::Alertmanager => {
+            let base = http_url(&format!("{key}.url"), &required("url", &s.url)?)?;
+            // The Alertmanager's address, or the API path itself.
+            let base = base.expose().trim_end_matches('/');
+            let url = if base.ends_with(ALERTMANAGER_PATH) {
+                base.to_owned()
+            } else {
+                format!("{base}{ALERTMANAGER_PATH}")
+            };
+            let resolve_after = secs(
+                &format!("{key}.resolve_after_secs"),
+                s.resolve_after_secs.unwrap_or(3600),
+                60,
+                7 * 86_400,
+            )?;
+            SinkKind::Alertmanager {
+                url: Secret::new(url),
+                resolve_after,
             }
         }
     };

@@ -587,7 +587,9 @@ pub(crate) fn secrets(kind: &SinkKind) -> Vec<&str> {
             v.extend(w.headers.iter().map(|(_, value)| value.expose()));
             v
         }
-        SinkKind::Slack { url } | SinkKind::Teams { url } => vec![url.expose()],
+        SinkKind::Slack { url } | SinkKind::Teams { url } | SinkKind::Alertmanager { url, .. } => {
+            vec![url.expose()]
+        }
         SinkKind::PagerDuty { url, routing_key } => vec![url.as_str(), routing_key.expose()],
         SinkKind::Opsgenie { url, api_key } => vec![url.expose(), api_key.expose()],
         // Credentials come from the AWS chain and never reach error text.

@@ -75,15 +75,55 @@ mod tests {
     fn root_only_tasks_are_told_from_ordinary_calls() {
         for (source, name, params, want) in [
             ("iam.amazonaws.com", "CreateAccessKey", "null", true),
-            ("iam.amazonaws.com", "CreateAccessKey", r#"{"userName":"alice"}"#, false),
+            (
+                "iam.amazonaws.com",
+                "CreateAccessKey",
+                r#"{"userName":"alice"}"#,
+                false,
+            ),
             // AWS's documented example names root this way.
-            ("iam.amazonaws.com", "EnableMFADevice", r#"{"userName":"AWS ROOT USER","serialNumber":"arn:aws:iam::111122223333:mfa/root-account-mfa-device"}"#, true),
-            ("iam.amazonaws.com", "CreateVirtualMFADevice", r#"{"virtualMFADeviceName":"root"}"#, true),
-            ("iam.amazonaws.com", "CreateUser", r#"{"userName":"backup-admin"}"#, false),
-            ("s3.amazonaws.com", "DeleteBucketPolicy", r#"{"bucketName":"locked"}"#, true),
-            ("s3.amazonaws.com", "PutBucketVersioning", r#"{"bucketName":"b","VersioningConfiguration":{"Status":"Enabled","MfaDelete":"Enabled"}}"#, true),
-            ("s3.amazonaws.com", "PutBucketVersioning", r#"{"bucketName":"b","VersioningConfiguration":{"Status":"Enabled"}}"#, false),
-            ("sqs.amazonaws.com", "SetQueueAttributes", r#"{"queueUrl":"q"}"#, true),
+            (
+                "iam.amazonaws.com",
+                "EnableMFADevice",
+                r#"{"userName":"AWS ROOT USER","serialNumber":"arn:aws:iam::111122223333:mfa/root-account-mfa-device"}"#,
+                true,
+            ),
+            (
+                "iam.amazonaws.com",
+                "CreateVirtualMFADevice",
+                r#"{"virtualMFADeviceName":"root"}"#,
+                true,
+            ),
+            (
+                "iam.amazonaws.com",
+                "CreateUser",
+                r#"{"userName":"backup-admin"}"#,
+                false,
+            ),
+            (
+                "s3.amazonaws.com",
+                "DeleteBucketPolicy",
+                r#"{"bucketName":"locked"}"#,
+                true,
+            ),
+            (
+                "s3.amazonaws.com",
+                "PutBucketVersioning",
+                r#"{"bucketName":"b","VersioningConfiguration":{"Status":"Enabled","MfaDelete":"Enabled"}}"#,
+                true,
+            ),
+            (
+                "s3.amazonaws.com",
+                "PutBucketVersioning",
+                r#"{"bucketName":"b","VersioningConfiguration":{"Status":"Enabled"}}"#,
+                false,
+            ),
+            (
+                "sqs.amazonaws.com",
+                "SetQueueAttributes",
+                r#"{"queueUrl":"q"}"#,
+                true,
+            ),
             ("ec2.amazonaws.com", "RunInstances", "null", false),
             ("s3.amazonaws.com", "ListBuckets", "null", false),
         ] {

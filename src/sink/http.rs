@@ -26,6 +26,10 @@ pub enum Format {
     Opsgenie {
         api_key: Secret,
     },
+    /// Alertmanager API v2; alerts end `resolve_after` after they are sent.
+    Alertmanager {
+        resolve_after: Duration,
+    },
 }
 
 pub struct HttpSink {
@@ -132,6 +136,9 @@ impl HttpSink {
             Format::PagerDuty { routing_key } => pagerduty::body(f, routing_key.expose()),
             Format::Teams => teams::body(f),
             Format::Opsgenie { .. } => opsgenie::body(f),
+            Format::Alertmanager { resolve_after } => {
+                super::format::alertmanager::body(f, *resolve_after, chrono::Utc::now())
+            }
         };
         serde_json::to_vec(&value).expect("a JSON value always serialises")
     }

@@ -85,6 +85,14 @@ pub fn build_with(
             },
             settings.timeout,
         )),
+        SinkKind::Alertmanager { url, resolve_after } => Box::new(http::HttpSink::new(
+            client.clone(),
+            url.clone(),
+            http::Format::Alertmanager {
+                resolve_after: *resolve_after,
+            },
+            settings.timeout,
+        )),
         SinkKind::Opsgenie { url, api_key } => Box::new(http::HttpSink::new(
             client.clone(),
             url.clone(),

@@ -8,7 +8,7 @@
 use serde_json::Value;
 
 use super::escape::is_console_url;
-use super::{ocsf, opsgenie, pagerduty, slack, teams, webhook};
+use super::{alertmanager, ocsf, opsgenie, pagerduty, slack, teams, webhook};
 use crate::finding::Finding;
 
 /// The one URL rootwatch writes that is not a console link: the Adaptive
@@ -30,8 +30,43 @@ pub fn all_formats(f: &Finding) -> Result<(), String> {
         teams_body(&teams::body(f)).map_err(|e| format!("teams: {e}"))?;
         opsgenie_body(&opsgenie::body(f)).map_err(|e| format!("opsgenie: {e}"))?;
         ocsf_body(f, &ocsf::body(f, 0)).map_err(|e| format!("ocsf: {e}"))?;
+        alertmanager_body(&alertmanager::body(
+            f,
+            std::time::Duration::from_secs(3600),
+            chrono::Utc::now(),
+        ))
+        .map_err(|e| format!("alertmanager: {e}"))?;
         webhook_body(f, &webhook::body(f)).map_err(|e| format!("webhook: {e}"))
     })
+}
+
+/// Alertmanager API v2: an array of one alert whose label names match
+/// `[a-zA-Z_][a-zA-Z0-9_]*` and whose values are non-empty strings, and
+/// nothing that could act on the reader's screen.
+pub fn alertmanager_body(v: &Value) -> Result<(), String> {
+    let alerts = v.as_array().ok_or("not an array")?;
+    if alerts.len() != 1 {
+        return Err(format!("{} alerts", alerts.len()));
+    }
+    let labels = alerts[0]["labels"].as_object().ok_or("no labels")?;
+    for (k, val) in labels {
+        let ok_name = k
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok_name {
+            return Err(format!("label name {k:?}"));
+        }
+        if val.as_str().is_none_or(str::is_empty) {
+            return Err(format!("label {k} is not a non-empty string"));
+        }
+    }
+    for key in ["startsAt", "endsAt"] {
+        let t = alerts[0][key].as_str().ok_or(format!("no {key}"))?;
+        chrono::DateTime::parse_from_rfc3339(t).map_err(|e| format!("{key}: {e}"))?;
+    }
+    inert(v)
 }
 
 thread_local! {

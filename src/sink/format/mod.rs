@@ -1,5 +1,6 @@
 //! Request bodies for each kind of receiver. Pure: a finding in, bytes out.
 
+pub mod alertmanager;
 pub mod check;
 pub mod escape;
 pub mod fit;
