@@ -411,6 +411,7 @@ pub enum SinkType {
     Teams,
     Opsgenie,
     Alertmanager,
+    SplunkHec,
     Sns,
     Eventbridge,
 }
@@ -432,6 +433,11 @@ pub struct RawSink {
     pub api_key: Option<String>,
     /// Alertmanager: how long after sending an alert ends unless sent again.
     pub resolve_after_secs: Option<u64>,
+    /// Splunk HEC token, and the metadata of its events.
+    pub token: Option<String>,
+    pub sourcetype: Option<String>,
+    pub source: Option<String>,
+    pub index: Option<String>,
     /// `json` (the finding JSON, the default) or `ocsf`.
     pub format: Option<String>,
     pub topic_arn: Option<String>,
@@ -477,6 +483,10 @@ impl std::fmt::Debug for RawSink {
             .field("routing_key", &hidden(&self.routing_key))
             .field("api_key", &hidden(&self.api_key))
             .field("resolve_after_secs", &self.resolve_after_secs)
+            .field("token", &hidden(&self.token))
+            .field("sourcetype", &self.sourcetype)
+            .field("source", &self.source)
+            .field("index", &self.index)
             .field("format", &self.format)
             .field("topic_arn", &self.topic_arn)
             .field("event_bus", &self.event_bus)
@@ -695,6 +705,12 @@ pub enum SinkKind {
         url: Secret,
         resolve_after: Duration,
     },
+    /// Splunk HTTP Event Collector (`url` ends in `/services/collector/event`).
+    SplunkHec {
+        url: Secret,
+        token: Secret,
+        meta: crate::sink::format::splunk::Meta,
+    },
     Sns(SnsSettings),
     EventBridge(EventBridgeSettings),
 }
@@ -754,6 +770,7 @@ impl SinkKind {
             SinkKind::Teams { .. } => "teams",
             SinkKind::Opsgenie { .. } => "opsgenie",
             SinkKind::Alertmanager { .. } => "alertmanager",
+            SinkKind::SplunkHec { .. } => "splunk_hec",
             SinkKind::Sns(_) => "sns",
             SinkKind::EventBridge(_) => "eventbridge",
         }
@@ -1836,6 +1853,17 @@ fn validate_sink(
             "alertmanager",
             &["url", "allow_insecure_http", "resolve_after_secs"],
         ),
+        SinkType::SplunkHec => (
+            "splunk_hec",
+            &[
+                "url",
+                "allow_insecure_http",
+                "token",
+                "sourcetype",
+                "source",
+                "index",
+            ],
+        ),
         SinkType::Sns => (
             "sns",
             &[
@@ -1867,6 +1895,10 @@ fn validate_sink(
         ("routing_key", s.routing_key.is_some()),
         ("api_key", s.api_key.is_some()),
         ("resolve_after_secs", s.resolve_after_secs.is_some()),
+        ("token", s.token.is_some()),
+        ("sourcetype", s.sourcetype.is_some()),
+        ("source", s.source.is_some()),
+        ("index", s.index.is_some()),
         ("allow_insecure_http", s.allow_insecure_http),
         ("format", s.format.is_some()),
         ("topic_arn", s.topic_arn.is_some()),
@@ -2050,6 +2082,52 @@ fn validate_sink(
             SinkKind::Alertmanager {
                 url: Secret::new(url),
                 resolve_after,
+            }
+        }
+        SinkType::SplunkHec => {
+            let base = http_url(&format!("{key}.url"), &required("url", &s.url)?)?;
+            let base = base.expose().trim_end_matches('/');
+            let path = crate::sink::format::splunk::EVENT_PATH;
+            let url = if base.ends_with(path) {
+                base.to_owned()
+            } else {
+                format!("{base}{path}")
+            };
+            let token = required("token", &s.token)?;
+            // HEC tokens are GUIDs; anything else would only be refused (403).
+            if !is_uuid(&token) {
+                return Err(invalid(
+                    format!("{key}.token"),
+                    "is not a Splunk HEC token (a GUID: 8-4-4-4-12 hex digits)",
+                ));
+            }
+            // Splunk's rules for these names: no spaces or control characters.
+            let name =
+                |field: &str, v: &Option<String>, default: &str| -> Result<String, ConfigError> {
+                    let v = v.clone().unwrap_or_else(|| default.to_owned());
+                    if v.is_empty()
+                        || v.len() > 256
+                        || v.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
+                        return Err(invalid(
+                            format!("{key}.{field}"),
+                            format!("`{v}` must be 1 to 256 characters without spaces"),
+                        ));
+                    }
+                    Ok(v)
+                };
+            let index = match &s.index {
+                None => None,
+                Some(_) => Some(name("index", &s.index, "")?),
+            };
+            SinkKind::SplunkHec {
+                url: Secret::new(url),
+                token: Secret::new(token),
+                meta: crate::sink::format::splunk::Meta {
+                    sourcetype: name("sourcetype", &s.sourcetype, "rootwatch:finding")?,
+                    source: name("source", &s.source, "rootwatch")?,
+                    index,
+                },
             }
         }
     };

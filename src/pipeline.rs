@@ -592,6 +592,7 @@ pub(crate) fn secrets(kind: &SinkKind) -> Vec<&str> {
         }
         SinkKind::PagerDuty { url, routing_key } => vec![url.as_str(), routing_key.expose()],
         SinkKind::Opsgenie { url, api_key } => vec![url.expose(), api_key.expose()],
+        SinkKind::SplunkHec { url, token, .. } => vec![url.expose(), token.expose()],
         // Credentials come from the AWS chain and never reach error text.
         SinkKind::Sns(_) | SinkKind::EventBridge(_) => vec![],
     }

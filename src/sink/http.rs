@@ -30,6 +30,11 @@ pub enum Format {
     Alertmanager {
         resolve_after: Duration,
     },
+    /// Splunk HTTP Event Collector: `Authorization: Splunk <token>`.
+    SplunkHec {
+        token: Secret,
+        meta: super::format::splunk::Meta,
+    },
 }
 
 pub struct HttpSink {
@@ -57,6 +62,14 @@ impl HttpSink {
         let mut headers = json_headers();
         match &format {
             Format::PagerDuty { routing_key } => extra.push(routing_key.expose().to_owned()),
+            Format::SplunkHec { token, .. } => {
+                // Checked with the config: a header-safe token.
+                if let Ok(mut v) = HeaderValue::from_str(&format!("Splunk {}", token.expose())) {
+                    v.set_sensitive(true);
+                    headers.insert(AUTHORIZATION, v);
+                }
+                extra.push(token.expose().to_owned());
+            }
             Format::Opsgenie { api_key } => {
                 // The key was checked to be a UUID with the config, so it is
                 // a valid header value.
@@ -139,6 +152,11 @@ impl HttpSink {
             Format::Alertmanager { resolve_after } => {
                 super::format::alertmanager::body(f, *resolve_after, chrono::Utc::now())
             }
+            Format::SplunkHec { meta, .. } => super::format::splunk::body(
+                f,
+                meta,
+                chrono::Utc::now().timestamp_millis() as f64 / 1000.0,
+            ),
         };
         serde_json::to_vec(&value).expect("a JSON value always serialises")
     }

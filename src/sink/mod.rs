@@ -85,6 +85,15 @@ pub fn build_with(
             },
             settings.timeout,
         )),
+        SinkKind::SplunkHec { url, token, meta } => Box::new(http::HttpSink::new(
+            client.clone(),
+            url.clone(),
+            http::Format::SplunkHec {
+                token: token.clone(),
+                meta: meta.clone(),
+            },
+            settings.timeout,
+        )),
         SinkKind::Alertmanager { url, resolve_after } => Box::new(http::HttpSink::new(
             client.clone(),
             url.clone(),

@@ -8,6 +8,7 @@ pub mod ocsf;
 pub mod opsgenie;
 pub mod pagerduty;
 pub mod slack;
+pub mod splunk;
 pub mod teams;
 pub mod webhook;
 
