@@ -38,21 +38,23 @@ done
 export ROOTWATCH_TEST_AWS_ENDPOINT="http://127.0.0.1:$port"
 echo "moto_server listening on $ROOTWATCH_TEST_AWS_ENDPOINT"
 
-step "Alertmanager (Debian prometheus-alertmanager) for the alertmanager sink's tests"
-# The tests start it themselves on a loopback port; only the binary is needed.
-if ! command -v prometheus-alertmanager >/dev/null 2>&1; then
+step "Alertmanager, rsyslog (with its OpenSSL driver) and openssl for the sink tests"
+# The tests start the servers themselves on loopback ports; only the
+# Debian packages are needed.
+packages=(prometheus-alertmanager rsyslog rsyslog-openssl openssl)
+if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   apt_log=$(mktemp -t rootwatch-apt.XXXXXX.log)
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1 \
-    && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager; } >"$apt_log" 2>&1 \
-    && command -v prometheus-alertmanager >/dev/null 2>&1; then
-    echo "installed prometheus-alertmanager"
+    && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"; } >"$apt_log" 2>&1; then
+    echo "installed ${packages[*]}"
   else
     tail -20 "$apt_log" >&2 || true
-    echo "prometheus-alertmanager is missing and could not be installed (it needs root and apt-get): install Debian's prometheus-alertmanager" >&2
+    echo "missing Debian packages (${packages[*]}) could not be installed (it needs root and apt-get): install them" >&2
     exit 1
   fi
 fi
 prometheus-alertmanager --version 2>&1 | head -1
+/usr/sbin/rsyslogd -v | head -1
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

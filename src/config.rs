@@ -394,6 +394,111 @@ fn default_timeout() -> u64 {
 /// config never reaches into a sink for a value.
 pub const PAGERDUTY_DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
+/// `[[sinks]] type = "syslog"`: `url` is `tcp://host[:port]` (514) or
+/// `tls://host[:port]` (6514).
+fn syslog_sink(key: &str, s: &RawSink, url: &str) -> Result<SinkKind, ConfigError> {
+    use crate::sink::format::syslog::{FACILITIES, Message};
+    let parsed = reqwest::Url::parse(url)
+        .map_err(|e| invalid(format!("{key}.url"), format!("not a URL ({e})")))?;
+    let tls = match parsed.scheme() {
+        "tcp" => false,
+        "tls" => true,
+        other => {
+            return Err(invalid(
+                format!("{key}.url"),
+                format!(
+                    "`{other}://` is not tcp:// or tls:// (UDP loses alerts silently and is not offered)"
+                ),
+            ));
+        }
+    };
+    let host = parsed
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| invalid(format!("{key}.url"), "has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    if parsed.path().len() > 1 || parsed.query().is_some() || !parsed.username().is_empty() {
+        return Err(invalid(
+            format!("{key}.url"),
+            "takes only a host and a port (tcp://host:514, tls://host:6514)",
+        ));
+    }
+    let port = parsed.port().unwrap_or(if tls { 6514 } else { 514 });
+    if !tls && !s.allow_insecure_http && !is_loopback(&parsed) {
+        return Err(invalid(
+            format!("{key}.url"),
+            "plain tcp:// is only allowed to a loopback host: alerts would cross the network unencrypted; use tls://, or set allow_insecure_http = true on this sink",
+        ));
+    }
+    let message = match s.format.as_deref() {
+        None | Some("json") => Message::Json,
+        Some("cef") => Message::Cef,
+        Some(other) => {
+            return Err(invalid(
+                format!("{key}.format"),
+                format!("`{other}` is not json or cef"),
+            ));
+        }
+    };
+    let facility = match s.facility.as_deref() {
+        None => 10,
+        Some(name) => FACILITIES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, n)| *n)
+            .ok_or_else(|| {
+                invalid(
+                    format!("{key}.facility"),
+                    format!(
+                        "`{name}` is not a syslog facility ({})",
+                        FACILITIES
+                            .iter()
+                            .map(|(n, _)| *n)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })?,
+    };
+    let hostname = match &s.hostname {
+        Some(h) if !h.is_empty() && h.len() <= 255 && h.chars().all(|c| c.is_ascii_graphic()) => {
+            h.clone()
+        }
+        Some(h) => {
+            return Err(invalid(
+                format!("{key}.hostname"),
+                format!("`{h}` must be 1 to 255 printable ASCII characters without spaces"),
+            ));
+        }
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_owned())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "-".to_owned()),
+    };
+    if s.ca_file.is_some() && !tls {
+        return Err(invalid(format!("{key}.ca_file"), "applies to tls:// only"));
+    }
+    let ca_file = s.ca_file.as_ref().map(std::path::PathBuf::from);
+    if tls {
+        // Read now, so a bad file is a config error, not a failing alert.
+        crate::sink::syslog::tls_config(ca_file.as_deref())
+            .map_err(|e| invalid(format!("{key}.ca_file"), e))?;
+    }
+    Ok(SinkKind::Syslog(crate::sink::syslog::SyslogSettings {
+        host,
+        port,
+        tls,
+        ca_file,
+        message,
+        facility,
+        hostname,
+    }))
+}
+
 /// Where an `alertmanager` sink posts, below the Alertmanager's address.
 pub const ALERTMANAGER_PATH: &str = "/api/v2/alerts";
 
@@ -412,6 +517,7 @@ pub enum SinkType {
     Opsgenie,
     Alertmanager,
     SplunkHec,
+    Syslog,
     Sns,
     Eventbridge,
 }
@@ -433,6 +539,10 @@ pub struct RawSink {
     pub api_key: Option<String>,
     /// Alertmanager: how long after sending an alert ends unless sent again.
     pub resolve_after_secs: Option<u64>,
+    /// Syslog: facility name, HOSTNAME field, CA certificates for tls://.
+    pub facility: Option<String>,
+    pub hostname: Option<String>,
+    pub ca_file: Option<String>,
     /// Splunk HEC token, and the metadata of its events.
     pub token: Option<String>,
     pub sourcetype: Option<String>,
@@ -483,6 +593,9 @@ impl std::fmt::Debug for RawSink {
             .field("routing_key", &hidden(&self.routing_key))
             .field("api_key", &hidden(&self.api_key))
             .field("resolve_after_secs", &self.resolve_after_secs)
+            .field("facility", &self.facility)
+            .field("hostname", &self.hostname)
+            .field("ca_file", &self.ca_file)
             .field("token", &hidden(&self.token))
             .field("sourcetype", &self.sourcetype)
             .field("source", &self.source)
@@ -705,6 +818,8 @@ pub enum SinkKind {
         url: Secret,
         resolve_after: Duration,
     },
+    /// RFC 5424 syslog over TCP or TLS.
+    Syslog(crate::sink::syslog::SyslogSettings),
     /// Splunk HTTP Event Collector (`url` ends in `/services/collector/event`).
     SplunkHec {
         url: Secret,
@@ -771,6 +886,7 @@ impl SinkKind {
             SinkKind::Opsgenie { .. } => "opsgenie",
             SinkKind::Alertmanager { .. } => "alertmanager",
             SinkKind::SplunkHec { .. } => "splunk_hec",
+            SinkKind::Syslog(_) => "syslog",
             SinkKind::Sns(_) => "sns",
             SinkKind::EventBridge(_) => "eventbridge",
         }
@@ -1853,6 +1969,17 @@ fn validate_sink(
             "alertmanager",
             &["url", "allow_insecure_http", "resolve_after_secs"],
         ),
+        SinkType::Syslog => (
+            "syslog",
+            &[
+                "url",
+                "allow_insecure_http",
+                "format",
+                "facility",
+                "hostname",
+                "ca_file",
+            ],
+        ),
         SinkType::SplunkHec => (
             "splunk_hec",
             &[
@@ -1896,6 +2023,9 @@ fn validate_sink(
         ("api_key", s.api_key.is_some()),
         ("resolve_after_secs", s.resolve_after_secs.is_some()),
         ("token", s.token.is_some()),
+        ("facility", s.facility.is_some()),
+        ("hostname", s.hostname.is_some()),
+        ("ca_file", s.ca_file.is_some()),
         ("sourcetype", s.sourcetype.is_some()),
         ("source", s.source.is_some()),
         ("index", s.index.is_some()),
@@ -1926,7 +2056,8 @@ fn validate_sink(
         }
     };
     let http_url = |key: &str, url: &str| http_url(key, url, s.allow_insecure_http);
-    let format = match s.format.as_deref() {
+    // A syslog sink's `format` (json or cef) is its own.
+    let format = match s.format.as_deref().filter(|_| s.kind != SinkType::Syslog) {
         None => PayloadFormat::default(),
         Some(f) => PayloadFormat::parse(f).ok_or_else(|| {
             invalid(
@@ -2084,6 +2215,7 @@ fn validate_sink(
                 resolve_after,
             }
         }
+        SinkType::Syslog => syslog_sink(key, s, &required("url", &s.url)?)?,
         SinkType::SplunkHec => {
             let base = http_url(&format!("{key}.url"), &required("url", &s.url)?)?;
             let base = base.expose().trim_end_matches('/');

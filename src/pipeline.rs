@@ -595,6 +595,8 @@ pub(crate) fn secrets(kind: &SinkKind) -> Vec<&str> {
         SinkKind::SplunkHec { url, token, .. } => vec![url.expose(), token.expose()],
         // Credentials come from the AWS chain and never reach error text.
         SinkKind::Sns(_) | SinkKind::EventBridge(_) => vec![],
+        // No credentials in a syslog destination.
+        SinkKind::Syslog(_) => vec![],
     }
 }
 

@@ -63,10 +63,15 @@ pub struct GeoIpError {
     pub message: String,
 }
 
+/// Addresses whose context is kept: findings come in runs from the same
+/// address, and a City record decodes names in eight languages.
+const CACHE: usize = 4096;
+
 /// The loaded databases; either may be absent.
 pub struct GeoIp {
     city: Option<Reader<Vec<u8>>>,
     asn: Option<Reader<Vec<u8>>>,
+    cache: std::sync::Mutex<lru::LruCache<String, SourceContext>>,
 }
 
 impl std::fmt::Debug for GeoIp {
@@ -145,6 +150,9 @@ impl GeoIp {
         Ok(GeoIp {
             city,
             asn: asn_db.map(|p| open(p, "ASN")).transpose()?,
+            cache: std::sync::Mutex::new(lru::LruCache::new(
+                std::num::NonZeroUsize::new(CACHE).expect("not zero"),
+            )),
         })
     }
 
@@ -162,8 +170,23 @@ impl GeoIp {
         ))
     }
 
-    /// The context of a `sourceIPAddress` value.
+    /// The context of a `sourceIPAddress` value (remembered for the last
+    /// few thousand addresses).
     pub fn context(&self, source: &str) -> SourceContext {
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(source) {
+            return c.clone();
+        }
+        drop(cache);
+        let c = self.look_up(source);
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(source.to_owned(), c.clone());
+        c
+    }
+
+    fn look_up(&self, source: &str) -> SourceContext {
         let ip: IpAddr = match source.trim().parse() {
             Ok(ip) => ip,
             Err(_) => {

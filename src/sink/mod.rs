@@ -8,6 +8,7 @@ pub mod http;
 pub mod retry;
 pub mod sns;
 pub mod stdout;
+pub mod syslog;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -85,6 +86,12 @@ pub fn build_with(
             },
             settings.timeout,
         )),
+        SinkKind::Syslog(s) => match syslog::SyslogSink::new(s.clone(), settings.timeout) {
+            Ok(sink) => Box::new(sink),
+            // Checked with the config; a CA file changed since is refused
+            // on every alert, so the input stays unacknowledged.
+            Err(error) => Box::new(Refuses(error)),
+        },
         SinkKind::SplunkHec { url, token, meta } => Box::new(http::HttpSink::new(
             client.clone(),
             url.clone(),
@@ -110,6 +117,20 @@ pub fn build_with(
             },
             settings.timeout,
         )),
+    }
+}
+
+/// A sink that could not be built: every alert is refused, with the reason.
+struct Refuses(String);
+
+impl Sink for Refuses {
+    fn send<'a>(&'a self, _: &'a Finding) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async {
+            Err(SendError::Permanent {
+                error: self.0.clone(),
+                status: None,
+            })
+        })
     }
 }
 

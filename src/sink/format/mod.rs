@@ -9,6 +9,7 @@ pub mod opsgenie;
 pub mod pagerduty;
 pub mod slack;
 pub mod splunk;
+pub mod syslog;
 pub mod teams;
 pub mod webhook;
 
