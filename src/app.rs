@@ -50,7 +50,19 @@ async fn reload_rules(path: std::path::PathBuf, pipeline: Arc<Pipeline>, stop: C
             let p = path.clone();
             let loaded = tokio::task::spawn_blocking(move || crate::config::load(&p)).await;
             match loaded {
-                Ok(Ok((_, settings))) => {
+                Ok(Ok((_, mut settings))) => {
+                    // The running refresh task fills the directory it was
+                    // started with: a reload keeps using it.
+                    let old = pipeline.detector();
+                    if let (Some((_, running)), Some(_)) = (
+                        &old.enrichment().organizations,
+                        &settings.detect.enrichment.organizations,
+                    ) {
+                        let e = Arc::make_mut(&mut settings.detect.enrichment);
+                        if let Some((_, dir)) = &mut e.organizations {
+                            *dir = Arc::clone(running);
+                        }
+                    }
                     let detector = crate::detect::Detector::new(settings.detect);
                     let sigma = detector.sigma().map_or(0, |s| s.len());
                     pipeline.replace_detector(detector);
@@ -170,7 +182,8 @@ async fn run_sources(
                 SourceSettings::Sqs(_) | SourceSettings::CloudwatchLogs(_)
             )
         })
-        || settings.sinks.iter().any(|s| s.kind.uses_aws());
+        || settings.sinks.iter().any(|s| s.kind.uses_aws())
+        || settings.detect.enrichment.organizations.is_some();
     let aws = match (aws, needs_aws) {
         (Some(c), _) => Some(c),
         (None, true) => {
@@ -193,6 +206,15 @@ async fn run_sources(
         }
     };
     let throttle = tokio::spawn(Arc::clone(&pipeline).run_throttle(stop.clone()));
+    if let (Some((org, dir)), Some(aws)) = (&settings.detect.enrichment.organizations, &aws) {
+        // In the background: alerts never wait for Organizations.
+        tokio::spawn(crate::enrich::organizations::run(
+            org.clone(),
+            aws.clone(),
+            Arc::clone(dir),
+            stop.clone(),
+        ));
+    }
     if let Some(path) = config_path {
         tokio::spawn(reload_rules(path, Arc::clone(&pipeline), stop.clone()));
     }

@@ -61,6 +61,35 @@ pub struct RawEnrich {
     /// Account id to what the responder should know about it.
     pub accounts: BTreeMap<String, RawAccount>,
     pub geoip: RawGeoIp,
+    pub organizations: RawOrganizations,
+}
+
+/// `[enrich.organizations]`: account names, OU paths and tags read from
+/// AWS Organizations in the background.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOrganizations {
+    pub enabled: bool,
+    pub region: Option<String>,
+    pub role_arn: Option<String>,
+    pub external_id: Option<String>,
+    pub session_name: Option<String>,
+    pub refresh_secs: u64,
+    pub max_accounts: usize,
+}
+
+impl Default for RawOrganizations {
+    fn default() -> Self {
+        RawOrganizations {
+            enabled: false,
+            region: None,
+            role_arn: None,
+            external_id: None,
+            session_name: None,
+            refresh_secs: 3600,
+            max_accounts: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -1128,6 +1157,37 @@ fn validate_enrich(
                 tags,
             }),
         );
+    }
+    let o = &e.organizations;
+    if o.enabled {
+        let aws = aws_settings(
+            "enrich.organizations",
+            RawAws {
+                region: &o.region,
+                role_arn: &o.role_arn,
+                external_id: &o.external_id,
+                session_name: &o.session_name,
+            },
+            None,
+        )?;
+        out.organizations = Some((
+            crate::enrich::organizations::OrgSettings {
+                aws,
+                refresh: secs(
+                    "enrich.organizations.refresh_secs",
+                    o.refresh_secs,
+                    300,
+                    86_400,
+                )?,
+                max_accounts: nonzero(
+                    "enrich.organizations.max_accounts",
+                    o.max_accounts,
+                    100_000,
+                )?
+                .get(),
+            },
+            std::sync::Arc::new(crate::enrich::organizations::OrgDirectory::default()),
+        ));
     }
     if e.geoip.city_db.is_some() || e.geoip.asn_db.is_some() {
         let geo = GeoIp::open(

@@ -467,3 +467,151 @@ async fn expected_entries_reload_on_sighup() {
         .status();
     assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), Some(0));
 }
+
+/// An organization in moto: Root/Workloads/Prod holding a tagged account.
+/// Returns the account id. Reuses the organization when one exists (a
+/// second run on the same emulator).
+async fn organization(config: &aws_config::SdkConfig) -> String {
+    use aws_sdk_organizations::types::{OrganizationFeatureSet, Tag};
+    let org = aws_sdk_organizations::Client::new(config);
+    if org.describe_organization().send().await.is_err() {
+        org.create_organization()
+            .feature_set(OrganizationFeatureSet::All)
+            .send()
+            .await
+            .unwrap();
+    }
+    let root = org.list_roots().send().await.unwrap().roots()[0]
+        .id()
+        .unwrap()
+        .to_owned();
+    let name = unique("ou");
+    let workloads = org
+        .create_organizational_unit()
+        .parent_id(&root)
+        .name(format!("Workloads-{name}"))
+        .send()
+        .await
+        .unwrap();
+    let workloads = workloads
+        .organizational_unit()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_owned();
+    let prod = org
+        .create_organizational_unit()
+        .parent_id(&workloads)
+        .name("Prod")
+        .send()
+        .await
+        .unwrap();
+    let prod = prod.organizational_unit().unwrap().id().unwrap().to_owned();
+    let created = org
+        .create_account()
+        .email(format!("{name}@example.com"))
+        .account_name(format!("payments-{name}"))
+        .send()
+        .await
+        .unwrap();
+    let account = created
+        .create_account_status()
+        .and_then(|s| s.account_id())
+        .expect("moto creates the account at once")
+        .to_owned();
+    org.move_account()
+        .account_id(&account)
+        .source_parent_id(&root)
+        .destination_parent_id(&prod)
+        .send()
+        .await
+        .unwrap();
+    org.tag_resource()
+        .resource_id(&account)
+        .tags(
+            Tag::builder()
+                .key("owner")
+                .value("payments-oncall")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    account
+}
+
+/// `[enrich.organizations]`: the daemon reads names, OU paths and tags in
+/// the background, and alerts of that account carry them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn organizations_names_the_account_in_the_alert() {
+    let aws = Aws::new().await;
+    let account = organization(&aws.config).await;
+    // The directory as one refresh reads it.
+    let dir = rootwatch::enrich::organizations::OrgDirectory::default();
+    let n = rootwatch::enrich::organizations::refresh(
+        &aws_sdk_organizations::Client::new(&aws.config),
+        &dir,
+        10_000,
+    )
+    .await
+    .unwrap();
+    assert!(n >= 2, "the management account and ours: {n}");
+    let info = dir.get(&account).unwrap();
+    assert!(
+        info.name.as_deref().unwrap().starts_with("payments-"),
+        "{info:?}"
+    );
+    let ou = info.ou.as_deref().unwrap();
+    assert!(
+        ou.starts_with("Root/Workloads-") && ou.ends_with("/Prod"),
+        "{ou}"
+    );
+    assert_eq!(
+        info.tags.get("owner").map(String::as_str),
+        Some("payments-oncall")
+    );
+
+    // Through the binary, SQS on moto and a webhook: wait for the first
+    // refresh, then send the root call.
+    let (queue, _) = aws.queue(None).await;
+    let hook = Webhook::ok().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[enrich.organizations]\nenabled = true\n[enrich.accounts.\"{account}\"]\nenvironment = \"production\"\n{}",
+        sqs_to_webhook(&queue, 30, &hook.url(), "")
+    );
+    let mut child = spawn_rootwatch(&config, dir.path());
+    let log = || std::fs::read_to_string(dir.path().join("rootwatch.log")).unwrap_or_default();
+    eventually(Duration::from_secs(30), "the organization read", || async {
+        log().contains("AWS Organizations accounts read")
+    })
+    .await;
+    let record = root_event(
+        "31",
+        "ec2.amazonaws.com",
+        "RunInstances",
+        "198.51.100.7",
+        "null",
+    )
+    .replace("111122223333", &account);
+    aws.send(&queue, &eventbridge(&record)).await;
+    eventually(Duration::from_secs(30), "the alert", || async {
+        !hook.delivered().is_empty()
+    })
+    .await;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert_eq!(wait_exit(&mut child, Duration::from_secs(30)), Some(0));
+    let got = hook.delivered();
+    let f = got.iter().find(|f| f["rule"] == "root-api-call").unwrap();
+    assert!(
+        f["account_name"].as_str().unwrap().starts_with("payments-"),
+        "{f}"
+    );
+    assert!(f["account_ou"].as_str().unwrap().ends_with("/Prod"), "{f}");
+    // Organizations' tag and the static map's, merged.
+    assert_eq!(f["account_tags"]["owner"], "payments-oncall");
+    assert_eq!(f["account_tags"]["environment"], "production");
+}

@@ -6,6 +6,7 @@
 
 pub mod expected;
 pub mod geoip;
+pub mod organizations;
 pub mod root_tasks;
 
 use std::collections::{BTreeMap, HashMap};
@@ -38,11 +39,15 @@ pub struct Enrichment {
     pub expected: Vec<Arc<ExpectedEntry>>,
     /// Rule pattern to runbook URL, first match wins (config order).
     pub runbooks: Vec<(Glob, String)>,
+    /// `[enrich.organizations]`: the settings, and the directory the
+    /// daemon's background task fills.
+    pub organizations: Option<(organizations::OrgSettings, Arc<organizations::OrgDirectory>)>,
 }
 
 impl Enrichment {
     pub fn is_empty(&self) -> bool {
         self.accounts.is_empty()
+            && self.organizations.is_none()
             && self.geoip.is_none()
             && self.expected.is_empty()
             && self.runbooks.is_empty()
@@ -52,11 +57,27 @@ impl Enrichment {
     /// `now` decides which expected-use entries are current when the
     /// finding has no event time (posture findings).
     pub fn apply(&self, f: &mut Finding, now: DateTime<Utc>) {
-        if let Some(info) = f.account_id.as_deref().and_then(|a| self.accounts.get(a)) {
-            f.account_name = info.name.clone();
-            f.account_ou = info.ou.clone();
-            if !info.tags.is_empty() {
-                f.account_tags = Some(info.tags.clone());
+        if let Some(account) = f.account_id.as_deref() {
+            // The static map first; Organizations fills what it leaves out.
+            let written = self.accounts.get(account);
+            let read = self
+                .organizations
+                .as_ref()
+                .and_then(|(_, dir)| dir.get(account));
+            let name = written
+                .and_then(|i| i.name.clone())
+                .or_else(|| read.as_ref().and_then(|i| i.name.clone()));
+            let ou = written
+                .and_then(|i| i.ou.clone())
+                .or_else(|| read.as_ref().and_then(|i| i.ou.clone()));
+            let mut tags = read.as_ref().map(|i| i.tags.clone()).unwrap_or_default();
+            if let Some(w) = written {
+                tags.extend(w.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+            f.account_name = name;
+            f.account_ou = ou;
+            if !tags.is_empty() {
+                f.account_tags = Some(tags);
             }
         }
         if let (Some(geo), Some(ip)) = (&self.geoip, f.source_ip.as_deref()) {
