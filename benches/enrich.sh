@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Replay throughput with the alert context loaded (a 10,000-entry account
-# map and MaxMind's City and ASN test databases), beside the same run
-# without it, on one file, pinned to one core.
+# map, as `accounts_file` and as config tables, and MaxMind's City and ASN
+# test databases), beside the same run without it, on one file, pinned to
+# one core.
 #
 #   benches/enrich.sh FILE.jsonl [CONFIG.toml]
 #
@@ -27,13 +28,10 @@ source benches/build.sh
 base=${2:-}
 if [[ -z $base && -f $file.toml ]]; then base=$file.toml; fi
 if [[ -n $base ]]; then cp "$base" "$work/base.toml"; else : >"$work/base.toml"; fi
-cp "$work/base.toml" "$work/enrich.toml"
 mm=$here/tests/fixtures/third_party/maxmind
-{
-  printf '\n[enrich.geoip]\ncity_db = "%s"\nasn_db = "%s"\n' "$mm/GeoLite2-City-Test.mmdb" "$mm/GeoLite2-ASN-Test.mmdb"
-  printf '\n[detect.runbooks]\n"root-*" = "https://wiki.example.com/runbooks/root"\n'
-  # 10,000 accounts: the trail's own, then made-up ones.
-  python3 - "$file" <<'PY'
+# 10,000 accounts: the trail's own, then made-up ones; as a CSV and as
+# config tables.
+python3 - "$file" "$work/accounts.csv" "$work/tables.toml" <<'PY'
 import re, sys
 seen = []
 with open(sys.argv[1], encoding="utf-8", errors="replace") as f:
@@ -48,10 +46,18 @@ while len(accounts) < 10000:
     n += 1
     if a not in seen:
         accounts.append(a)
-for i, a in enumerate(accounts):
-    print(f'[enrich.accounts."{a}"]\nname = "account-{i}"\nenvironment = "production"\nowner = "team-{i % 97}"')
+with open(sys.argv[2], "w") as csv, open(sys.argv[3], "w") as toml:
+    csv.write("account_id,name,environment,owner\n")
+    for i, a in enumerate(accounts):
+        csv.write(f"{a},account-{i},production,team-{i % 97}\n")
+        toml.write(f'[enrich.accounts."{a}"]\nname = "account-{i}"\nenvironment = "production"\nowner = "team-{i % 97}"\n')
 PY
-} >>"$work/enrich.toml"
+context() {
+  printf '\n[enrich.geoip]\ncity_db = "%s"\nasn_db = "%s"\n' "$mm/GeoLite2-City-Test.mmdb" "$mm/GeoLite2-ASN-Test.mmdb"
+  printf '\n[detect.runbooks]\n"root-*" = "https://wiki.example.com/runbooks/root"\n'
+}
+{ cat "$work/base.toml"; printf '\n[enrich]\naccounts_file = "%s"\n' "$work/accounts.csv"; context; } >"$work/enrich.toml"
+{ cat "$work/base.toml"; context; cat "$work/tables.toml"; } >"$work/tables-run.toml"
 
 : >"$work/empty.jsonl"
 events=$(wc -l <"$file")
@@ -70,14 +76,18 @@ best_of() { # CONFIG INPUT OUT -> best CPU seconds
 }
 printf '| context | CPU s | of it start-up | events/s | events/s after start-up | findings | with account name | vs none, after start-up |\n|---|---|---|---|---|---|---|---|\n'
 declare -A rate
-for run in base enrich; do
+for run in base enrich tables-run; do
   total=$(best_of "$work/$run.toml" "$file" "$work/$run.out")
   start=$(best_of "$work/$run.toml" "$work/empty.jsonl" /dev/null)
   work_s=$(echo "$total - $start" | bc -l)
   rate[$run]=$(echo "$events / $work_s" | bc -l)
   findings=$(wc -l <"$work/$run.out")
   named=$(grep -c '"account_name":' "$work/$run.out" || true)
-  name=$([[ $run == base ]] && echo "none" || echo "10,000 accounts + City + ASN")
+  case $run in
+    base) name="none" ;;
+    enrich) name="10,000 accounts (accounts_file) + City + ASN" ;;
+    *) name="10,000 accounts (config tables) + City + ASN" ;;
+  esac
   ratio=$(echo "scale=2; ${rate[$run]} / ${rate[base]}" | bc -l)
   printf '| %s | %s | %s | %.0f | %.0f | %s | %s | %s |\n' "$name" "$total" "$start" \
     "$(echo "$events / $total" | bc -l)" "${rate[$run]}" "$findings" "$named" "$ratio"

@@ -60,6 +60,9 @@ pub struct RawConfig {
 pub struct RawEnrich {
     /// Account id to what the responder should know about it.
     pub accounts: BTreeMap<String, RawAccount>,
+    /// A CSV of accounts (`account_id` and optional `name`, `environment`,
+    /// `owner`, `ou`; other columns are tags): for maps of thousands.
+    pub accounts_file: Option<String>,
     pub geoip: RawGeoIp,
     pub organizations: RawOrganizations,
 }
@@ -1129,6 +1132,11 @@ fn validate_enrich(
     use crate::enrich::{AccountInfo, Enrichment, ExpectedEntry, GeoIp};
     let e = &raw.enrich;
     let mut out = Enrichment::default();
+    if let Some(path) = &e.accounts_file {
+        out.accounts = crate::enrich::accounts_csv(std::path::Path::new(path))
+            .map_err(|m| invalid("enrich.accounts_file", m))?;
+    }
+    // Tables in the config win over the file's rows for the same account.
     for (id, a) in &e.accounts {
         let key = format!("enrich.accounts.{id}");
         if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {

@@ -615,3 +615,88 @@ async fn organizations_names_the_account_in_the_alert() {
     assert_eq!(f["account_tags"]["owner"], "payments-oncall");
     assert_eq!(f["account_tags"]["environment"], "production");
 }
+
+/// `[enrich] accounts_file`: the map as a CSV export; a table in the
+/// config wins for its account; bad rows are config errors naming the line.
+#[test]
+fn an_accounts_file_names_accounts_and_bad_rows_are_config_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("accounts.csv");
+    std::fs::write(
+        &csv,
+        "account_id,name,environment,owner,ou,cost-centre\n111122223333,prod-payments,production,payments-oncall,Root/Workloads/Prod,4711\n444455556666,sandbox,,,,\n",
+    )
+    .unwrap();
+    let config = format!("[enrich]\naccounts_file = \"{}\"\n", csv.display());
+    let other = root_event(
+        "2",
+        "ec2.amazonaws.com",
+        "RunInstances",
+        "198.51.100.7",
+        "null",
+    )
+    .replace("111122223333", "444455556666");
+    let r = replay(
+        &config,
+        &[
+            root_event(
+                "1",
+                "ec2.amazonaws.com",
+                "RunInstances",
+                "198.51.100.7",
+                "null",
+            ),
+            other,
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let f = by_rule(&r.findings, "root-api-call", "000000000001");
+    assert_eq!(f["account_name"], "prod-payments");
+    assert_eq!(f["account_ou"], "Root/Workloads/Prod");
+    assert_eq!(
+        f["account_tags"],
+        serde_json::json!({"cost-centre": "4711", "environment": "production", "owner": "payments-oncall"})
+    );
+    let g = by_rule(&r.findings, "root-api-call", "000000000002");
+    assert_eq!(g["account_name"], "sandbox");
+    assert!(
+        g.get("account_tags").is_none(),
+        "empty cells are left out: {g}"
+    );
+    // A table for the same account wins.
+    let r = replay(
+        &format!("{config}[enrich.accounts.\"444455556666\"]\nname = \"sandbox-eu\"\n"),
+        &[root_event(
+            "2",
+            "ec2.amazonaws.com",
+            "RunInstances",
+            "198.51.100.7",
+            "null",
+        )
+        .replace("111122223333", "444455556666")],
+    );
+    assert_eq!(
+        by_rule(&r.findings, "root-api-call", "000000000002")["account_name"],
+        "sandbox-eu"
+    );
+
+    for (text, want) in [
+        ("name\nprod\n", "no `account_id` column"),
+        (
+            "account_id,name\n1234,x\n",
+            "line 2: `1234` is not a 12-digit AWS account id",
+        ),
+        (
+            "account_id,name\n111122223333,a\n111122223333,b\n",
+            "line 3: account 111122223333 is listed twice",
+        ),
+    ] {
+        std::fs::write(&csv, text).unwrap();
+        let (code, stderr) = check_config(&config);
+        assert_eq!(code, Some(78), "{text}: {stderr}");
+        assert!(
+            stderr.contains("`enrich.accounts_file`") && stderr.contains(want),
+            "{text}\nwanted {want}\n{stderr}"
+        );
+    }
+}

@@ -100,3 +100,58 @@ impl Enrichment {
         }
     }
 }
+
+/// Reads `[enrich] accounts_file`: a CSV with a header naming
+/// `account_id` and any of `name`, `environment`, `owner`, `ou`; every
+/// other column is a tag (empty cells are left out). Errors name the line.
+pub fn accounts_csv(path: &std::path::Path) -> Result<HashMap<String, Arc<AccountInfo>>, String> {
+    let shown = path.display();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| format!("{shown}: {e}"))?
+        .clone();
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    let id_col = column("account_id")
+        .ok_or_else(|| format!("{shown}: no `account_id` column in the header line"))?;
+    let (name, ou) = (column("name"), column("ou"));
+    let mut out = HashMap::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| format!("{shown}: {e}"))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let id = record.get(id_col).unwrap_or("");
+        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "{shown} line {line}: `{id}` is not a 12-digit AWS account id"
+            ));
+        }
+        let cell = |i: Option<usize>| {
+            i.and_then(|i| record.get(i))
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+        };
+        let tags: BTreeMap<String, String> = headers
+            .iter()
+            .enumerate()
+            .filter(|(i, h)| *i != id_col && !["name", "ou"].contains(h))
+            .filter_map(|(i, h)| {
+                record
+                    .get(i)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (h.to_owned(), v.to_owned()))
+            })
+            .collect();
+        let info = AccountInfo {
+            name: cell(name),
+            ou: cell(ou),
+            tags,
+        };
+        if out.insert(id.to_owned(), Arc::new(info)).is_some() {
+            return Err(format!("{shown} line {line}: account {id} is listed twice"));
+        }
+    }
+    Ok(out)
+}
