@@ -107,6 +107,11 @@ pub fn arn_region(arn: &str) -> Option<&str> {
 
 /// `^[a-z]{2}(-[a-z]+)+-\d+$`: `us-east-1`, `ap-southeast-4`, `us-gov-west-1`,
 /// `cn-north-1`. Anything else (`us-east-1.evil.example/`) is not a region.
+/// A 12-digit AWS account id.
+pub fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 pub fn is_region(s: &str) -> bool {
     if s.len() > 32 {
         return false;

@@ -1105,6 +1105,17 @@ fn http_url(key: &str, s: &str, allow_insecure: bool) -> Result<Secret, ConfigEr
     Ok(Secret::new(s))
 }
 
+/// `base` (a receiver's address) with the API `path` added, unless it
+/// already ends with it.
+fn with_path(base: &Secret, path: &str) -> Secret {
+    let base = base.expose().trim_end_matches('/');
+    if base.ends_with(path) {
+        Secret::new(base)
+    } else {
+        Secret::new(format!("{base}{path}"))
+    }
+}
+
 fn is_loopback(url: &reqwest::Url) -> bool {
     let Some(host) = url.host_str() else {
         return false;
@@ -1139,7 +1150,7 @@ fn validate_enrich(
     // Tables in the config win over the file's rows for the same account.
     for (id, a) in &e.accounts {
         let key = format!("enrich.accounts.{id}");
-        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        if !crate::aws::is_account_id(id) {
             return Err(invalid(
                 &key,
                 format!("`{id}` is not a 12-digit AWS account id"),
@@ -1237,7 +1248,7 @@ fn validate_enrich(
             }
         }
         for (j, a) in x.accounts.iter().enumerate() {
-            if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) {
+            if !crate::aws::is_account_id(a) {
                 return Err(invalid(
                     format!("{key}.accounts[{j}]"),
                     format!("`{a}` is not a 12-digit AWS account id"),
@@ -1617,7 +1628,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                     Some(list) => Some(bucket_names(&format!("{key}.allowed_buckets"), list)?),
                 },
                 expected_bucket_owner: match expected_bucket_owner {
-                    Some(a) if a.len() != 12 || !a.bytes().all(|b| b.is_ascii_digit()) => {
+                    Some(a) if !crate::aws::is_account_id(a) => {
                         return Err(invalid(
                             format!("{key}.expected_bucket_owner"),
                             format!("`{a}` is not an AWS account id (12 digits)"),
@@ -2264,35 +2275,25 @@ fn validate_sink(
             }
         }
         SinkType::Alertmanager => {
-            let base = http_url(&format!("{key}.url"), &required("url", &s.url)?)?;
             // The Alertmanager's address, or the API path itself.
-            let base = base.expose().trim_end_matches('/');
-            let url = if base.ends_with(ALERTMANAGER_PATH) {
-                base.to_owned()
-            } else {
-                format!("{base}{ALERTMANAGER_PATH}")
-            };
+            let url = with_path(
+                &http_url(&format!("{key}.url"), &required("url", &s.url)?)?,
+                ALERTMANAGER_PATH,
+            );
             let resolve_after = secs(
                 &format!("{key}.resolve_after_secs"),
                 s.resolve_after_secs.unwrap_or(3600),
                 60,
                 7 * 86_400,
             )?;
-            SinkKind::Alertmanager {
-                url: Secret::new(url),
-                resolve_after,
-            }
+            SinkKind::Alertmanager { url, resolve_after }
         }
         SinkType::Syslog => syslog_sink(key, s, &required("url", &s.url)?)?,
         SinkType::SplunkHec => {
-            let base = http_url(&format!("{key}.url"), &required("url", &s.url)?)?;
-            let base = base.expose().trim_end_matches('/');
-            let path = crate::sink::format::splunk::EVENT_PATH;
-            let url = if base.ends_with(path) {
-                base.to_owned()
-            } else {
-                format!("{base}{path}")
-            };
+            let url = with_path(
+                &http_url(&format!("{key}.url"), &required("url", &s.url)?)?,
+                crate::sink::format::splunk::EVENT_PATH,
+            );
             let token = required("token", &s.token)?;
             // HEC tokens are GUIDs; anything else would only be refused (403).
             if !is_uuid(&token) {
@@ -2321,7 +2322,7 @@ fn validate_sink(
                 Some(_) => Some(name("index", &s.index, "")?),
             };
             SinkKind::SplunkHec {
-                url: Secret::new(url),
+                url,
                 token: Secret::new(token),
                 meta: crate::sink::format::splunk::Meta {
                     sourcetype: name("sourcetype", &s.sourcetype, "rootwatch:finding")?,

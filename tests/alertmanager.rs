@@ -26,14 +26,6 @@ impl Drop for Alertmanager {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts Alertmanager with one receiver that sends nowhere, and waits
 /// (bounded) until it answers `/-/ready`.
 async fn alertmanager() -> Alertmanager {

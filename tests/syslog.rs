@@ -25,14 +25,6 @@ impl Drop for Rsyslog {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn rsyslogd() -> String {
     ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
         .into_iter()

@@ -88,7 +88,7 @@ pub fn inventory(input: &OfflineInput) -> Result<Inventory, OfflineError> {
         }
     };
     let account_id = match &input.account_id {
-        Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => a.clone(),
+        Some(a) if crate::aws::is_account_id(a) => a.clone(),
         Some(a) => return Err(OfflineError::BadAccountId(a.clone())),
         None => account_of(&rows).ok_or_else(|| OfflineError::NoAccount {
             path: input.report.clone(),
@@ -244,7 +244,7 @@ fn decode_base64(s: &str) -> Option<Vec<u8>> {
 fn account_of(rows: &[report::CredentialRow]) -> Option<String> {
     let of = |arn: &str| {
         let acct = arn.split(':').nth(4)?;
-        (acct.len() == 12 && acct.bytes().all(|b| b.is_ascii_digit())).then(|| acct.to_owned())
+        crate::aws::is_account_id(acct).then(|| acct.to_owned())
     };
     rows.iter()
         .filter(|r| r.is_root())

@@ -123,7 +123,7 @@ pub fn accounts_csv(path: &std::path::Path) -> Result<HashMap<String, Arc<Accoun
         let record = record.map_err(|e| format!("{shown}: {e}"))?;
         let line = record.position().map_or(0, |p| p.line());
         let id = record.get(id_col).unwrap_or("");
-        if id.len() != 12 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        if !crate::aws::is_account_id(id) {
             return Err(format!(
                 "{shown} line {line}: `{id}` is not a 12-digit AWS account id"
             ));

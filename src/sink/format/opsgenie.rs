@@ -61,7 +61,7 @@ fn value(v: &Option<String>, max: usize) -> Option<String> {
 fn account_id(f: &Finding) -> Option<&str> {
     f.account_id
         .as_deref()
-        .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|a| crate::aws::is_account_id(a))
 }
 
 /// `[×37] Root user signed in without MFA in account 111122223333`, at most

@@ -58,7 +58,7 @@ fn plain(s: &str, max: usize) -> Value {
 /// written there, so no event text is ever parsed as mrkdwn.
 fn fallback_account(f: &Finding) -> String {
     match f.account_id.as_deref() {
-        Some(a) if a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit()) => format!("account {a}"),
+        Some(a) if crate::aws::is_account_id(a) => format!("account {a}"),
         Some(_) => "an account with an unexpected ID".to_owned(),
         None => "an unknown account".to_owned(),
     }
