@@ -31,13 +31,22 @@ if [[ -z $base && -f $file.toml ]]; then base=$file.toml; fi
 if [[ -n $base ]]; then cp "$base" "$work/base.toml"; else : >"$work/base.toml"; fi
 cp "$work/base.toml" "$work/sigma.toml"
 printf '\n[detect.sigma]\nrules = ["%s"]\n' "$here/tests/fixtures/third_party/sigmahq/rules" >>"$work/sigma.toml"
+# The third row turns off "AWS STS AssumeRole Misuse", which fires on every
+# call made in a role session (most of a real trail's records), as a SOC
+# running these rules would.
+runs=(base sigma)
+if ! grep -q '^\[detect\]' "$work/base.toml"; then
+  cp "$work/sigma.toml" "$work/quiet.toml"
+  printf '\n[detect]\ndisabled = ["sigma:905d389b-b853-46d0-9d3d-dea0d3a3cd49"]\n' >>"$work/quiet.toml"
+  runs+=(quiet)
+fi
 
 events=$(wc -l <"$file")
 bytes=$(wc -c <"$file")
 printf '%s: %s events, %s bytes; best of %s run(s), one core\n\n' "$file" "$events" "$bytes" "$reps"
 printf '| rules | CPU s | events/s | findings | of them Sigma | vs built-in only |\n|---|---|---|---|---|---|\n'
 declare -A secs
-for run in base sigma; do
+for run in "${runs[@]}"; do
   best=""
   for _ in $(seq "$reps"); do
     /usr/bin/time -f '%U %S' -o "$work/time" "${pin[@]}" "$rootwatch" replay --jobs 1 \
@@ -48,7 +57,11 @@ for run in base sigma; do
   secs[$run]=$best
   findings=$(wc -l <"$work/$run.out")
   sigma=$(grep -c '"rule":"sigma:' "$work/$run.out" || true)
-  name=$([[ $run == base ]] && echo "built-in (10)" || echo "built-in + SigmaHQ (57)")
+  case $run in
+    base) name="built-in (10)" ;;
+    sigma) name="built-in + SigmaHQ (57)" ;;
+    quiet) name="built-in + SigmaHQ without AssumeRole Misuse (56)" ;;
+  esac
   ratio=$(echo "scale=2; ${secs[base]} / $best" | bc -l)
   printf '| %s | %s | %.0f | %s | %s | %s |\n' "$name" "$best" \
     "$(echo "$events / $best" | bc -l)" "$findings" "$sigma" "$ratio"

@@ -219,25 +219,57 @@ fn bad_rule_files_are_refused_with_the_file_named() {
         &std::fs::read_to_string(Path::new(RULES).join("aws_cloudtrail_disable_logging.yml"))
             .unwrap(),
     );
+    // A good rule, then one with an unknown modifier, in one file.
+    let second = write(
+        "second.yml",
+        &format!(
+            "{}---\ntitle: Modified\nid: 33333333-3333-4333-8333-333333333333\nlogsource:\n  product: aws\n  service: cloudtrail\ndetection:\n  sel:\n    eventName|bogus: StopLogging\n  condition: sel\n",
+            std::fs::read_to_string(&broken)
+                .unwrap()
+                .replace("sel and missing", "sel")
+        ),
+    );
+    let yaml = write(
+        "yaml.yml",
+        "title: Bad YAML\nid: 44444444-4444-4444-8444-444444444444\nlogsource:\n  product: aws\n   service: cloudtrail\n",
+    );
     let original = Path::new(RULES).join("aws_cloudtrail_disable_logging.yml");
-    for (files, want) in [
+    // Each error names the file and, where the problem is in it, the line:
+    // the key it is about, or the line holding the word it quotes.
+    for (files, line, want) in [
         (
             vec![windows.as_path()],
+            Some(3),
             "is for log source product: windows, service: security",
         ),
-        (vec![no_id.as_path()], "rule `No id` has no id"),
-        (vec![broken.as_path()], "Broken"),
+        (vec![no_id.as_path()], Some(1), "rule `No id` has no id"),
+        (
+            vec![broken.as_path()],
+            Some(9),
+            "unknown detection identifier: missing",
+        ),
+        (vec![second.as_path()], Some(18), "Unknown modifier 'bogus'"),
+        (vec![yaml.as_path()], Some(5), "YAML parse error"),
         (
             vec![original.as_path(), copy.as_path()],
+            Some(2),
             "is also the id of a rule in",
         ),
-        (vec![Path::new("/nonexistent/rules")], "cannot read it"),
+        (
+            vec![Path::new("/nonexistent/rules")],
+            None,
+            "cannot read it",
+        ),
     ] {
         let cfg = config(dir.path(), &files, "");
         let out = rootwatch(&["check-config", cfg.to_str().unwrap()]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(78), "{err}");
         let named = files.last().unwrap().display().to_string();
+        let named = match line {
+            Some(n) => format!("{named}:{n}: "),
+            None => format!("{named}: "),
+        };
         assert!(err.contains(&named) && err.contains(want), "{want}: {err}");
     }
     // Other log sources can be passed over instead.
@@ -738,8 +770,8 @@ fn replay_runs_correlations_in_input_order() {
 }
 
 /// The prefilter with SigmaHQ's rules loaded never passes over a record
-/// that one of them matches, in any letter case, and still passes over
-/// most records of the corpora.
+/// that one of them matches, in any letter case (Unicode's too) or spelling
+/// of `/`, and still passes over most records of the corpora.
 #[test]
 fn the_prefilter_passes_over_no_record_a_sigma_rule_matches() {
     use rootwatch::detect::{DetectSettings, Detector, SigmaRules};
@@ -752,10 +784,20 @@ fn the_prefilter_passes_over_no_record_a_sigma_rule_matches() {
     for file in CORPORA {
         for line in std::fs::read_to_string(file).unwrap().lines() {
             let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
-            // As written, and with the event name in capitals (Sigma
+            // As written, with every `/` written `\/` (as some JSON
+            // writers do), and with the event name in capitals (Sigma
             // compares values regardless of case).
             let upper = v["eventName"].as_str().map(str::to_ascii_uppercase);
-            let mut variants = vec![line.to_owned()];
+            let mut variants = vec![line.to_owned(), line.replace('/', "\\/")];
+            // And with the Kelvin sign for every `k` of the event name and
+            // user agent: Sigma's Unicode lower case makes it a `k`.
+            let mut kelvin = v.clone();
+            for key in ["eventName", "userAgent"] {
+                if let Some(text) = v[key].as_str() {
+                    kelvin[key] = text.replace(['k', 'K'], "\u{212A}").into();
+                }
+            }
+            variants.push(kelvin.to_string());
             if let Some(u) = upper {
                 v["eventName"] = u.into();
                 variants.push(v.to_string());

@@ -9,9 +9,10 @@
 //! `exists`, field references and the like give no anchor, and neither does
 //! a rule whose condition can hold without one. A value's anchor is its
 //! longest literal run without wildcards, cut at the characters a JSON
-//! writer may escape (`"`, `\`, `/`, control and non-ASCII characters),
-//! since the bytes are searched as written. (`\u` escapes are handled by
-//! the prefilter: a body with one is always parsed.)
+//! writer escapes (`"`, `\`, control and non-ASCII characters), since the
+//! bytes are searched as written; a `/`, which a writer may leave alone or
+//! write as `\/`, is searched in both spellings. (`\u` escapes are handled
+//! by the prefilter: a body with one is always parsed.)
 
 use std::collections::HashMap;
 
@@ -24,9 +25,30 @@ use rsigma_parser::{
 /// Shorter texts are too common to be worth a search.
 const MIN_ANCHOR: usize = 3;
 
-/// `None`: no anchor (any record may match). `Some(texts)`: a match needs
-/// one of `texts` in the record.
-pub type Anchors = Option<Vec<String>>;
+/// What a record holds when a rule may match it, ASCII case aside.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Anchor {
+    /// A text anywhere in the record's bytes.
+    Text(String),
+    /// A string value, whole, of a key of this name (the last part of the
+    /// rule's field path): checked by reading the value after each such
+    /// key, found in the pass that looks for the built-in rules' texts,
+    /// instead of searching for the value.
+    Value { key: String, value: String },
+}
+
+impl Anchor {
+    /// The text, lower case.
+    pub fn text(&self) -> &str {
+        match self {
+            Anchor::Text(t) | Anchor::Value { value: t, .. } => t,
+        }
+    }
+}
+
+/// `None`: no anchor (any record may match). `Some(anchors)`: a match needs
+/// one of `anchors` in the record.
+pub type Anchors = Option<Vec<Anchor>>;
 
 /// The anchors of a rule: one of them is in every record it matches.
 pub fn of_rule(rule: &SigmaRule) -> Anchors {
@@ -50,15 +72,22 @@ fn union(parts: Vec<Anchors>) -> Anchors {
     Some(all)
 }
 
-/// Every one of the parts: one part's anchors suffice, the most selective:
-/// not a service's host name (`eventSource` and TLS details name it in
-/// every call to the service, where an event name is in a few), then the
-/// longest shortest text, then the fewest texts.
+/// Every one of the parts: one part's anchors suffice, the most selective
+/// and cheapest: not a service's host name (`eventSource` and TLS details
+/// name it in every call to the service, where an event name is in a few),
+/// then whole values (no search: the value after each key of the name is
+/// looked up), then the longest shortest text, then the fewest texts.
 fn best(parts: Vec<Anchors>) -> Anchors {
-    parts.into_iter().flatten().max_by_key(|texts| {
-        let common = texts.iter().any(|t| t.ends_with(".amazonaws.com"));
-        let shortest = texts.iter().map(String::len).min().unwrap_or(usize::MAX);
-        (!common, shortest, std::cmp::Reverse(texts.len()))
+    parts.into_iter().flatten().max_by_key(|anchors| {
+        let common = anchors.iter().any(|a| a.text().ends_with(".amazonaws.com"));
+        let values = anchors.iter().all(|a| matches!(a, Anchor::Value { .. }));
+        let shortest = anchors.iter().map(|a| a.text().len()).min();
+        (
+            !common,
+            values,
+            shortest.unwrap_or(usize::MAX),
+            std::cmp::Reverse(anchors.len()),
+        )
     })
 }
 
@@ -127,12 +156,50 @@ fn item(i: &DetectionItem) -> Anchors {
         return None;
     }
     let re = m.contains(&Modifier::Re);
+    let key = i
+        .field
+        .name
+        .as_deref()
+        .and_then(|f| f.rsplit('.').next())
+        .filter(|k| !k.is_empty() && k.bytes().all(|b| is_plain(b) && b != b'['));
+    if let Some(key) = key
+        && m.iter().all(|m| *m == Modifier::Cased)
+        && let Some(values) = whole_values(key, &i.values)
+    {
+        return Some(values);
+    }
     let anchors: Vec<Anchors> = i.values.iter().map(|v| value(v, re)).collect();
     if m.contains(&Modifier::All) {
         best(anchors)
     } else {
         union(anchors)
     }
+}
+
+/// A byte a JSON writer spells one way (not `"`, `\\`, `/`, control or
+/// non-ASCII characters).
+fn is_plain(b: u8) -> bool {
+    b.is_ascii() && !b.is_ascii_control() && !b"\"\\/".contains(&b)
+}
+
+/// `field: X` (one value or a list, without wildcards), compared whole:
+/// the values, when each is spelled one way.
+fn whole_values(key: &str, values: &[SigmaValue]) -> Option<Vec<Anchor>> {
+    values
+        .iter()
+        .map(|v| match v {
+            SigmaValue::String(s) => match s.parts.as_slice() {
+                [StringPart::Plain(t)] if !t.is_empty() && t.bytes().all(is_plain) => {
+                    Some(Anchor::Value {
+                        key: key.to_owned(),
+                        value: t.to_ascii_lowercase(),
+                    })
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
 }
 
 fn value(v: &SigmaValue, re: bool) -> Anchors {
@@ -143,7 +210,27 @@ fn value(v: &SigmaValue, re: bool) -> Anchors {
         // null matches an absent field.
         _ => return None,
     };
-    Some(vec![text])
+    Some(spellings(&text).into_iter().map(Anchor::Text).collect())
+}
+
+/// Most `/` in an anchor spelled both ways; a longer run is cut at them.
+const MAX_SLASHES: usize = 2;
+
+/// The ways a JSON writer may spell `text`: a `/` as itself or as `\/`
+/// (every other character an anchor holds has one spelling).
+fn spellings(text: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    for c in text.chars() {
+        if c == '/' {
+            out = out
+                .into_iter()
+                .flat_map(|s| [format!("{s}/"), format!("{s}\\/")])
+                .collect();
+        } else {
+            out.iter_mut().for_each(|s| s.push(c));
+        }
+    }
+    out
 }
 
 /// The longest searchable piece of the literal parts of a Sigma string.
@@ -157,10 +244,21 @@ fn string_anchor(s: &SigmaString) -> Option<String> {
         .max_by_key(String::len)
 }
 
-/// The longest run of `text` without a character a JSON writer may escape,
-/// lower-cased; `None` when shorter than [`MIN_ANCHOR`].
+/// The longest run of `text` without a character a JSON writer escapes
+/// (`"`, `\\`, control characters) or may write as `\\u` (non-ASCII), with
+/// at most [`MAX_SLASHES`] `/` (which it may write as `\\/`, see
+/// [`spellings`]), lower-cased; `None` when shorter than [`MIN_ANCHOR`].
 fn longest_piece(text: &str) -> Option<String> {
-    text.split(|c: char| !c.is_ascii() || c.is_ascii_control() || matches!(c, '"' | '\\' | '/'))
+    text.split(|c: char| !c.is_ascii() || c.is_ascii_control() || matches!(c, '"' | '\\'))
+        .flat_map(|run| {
+            let slashes = run.matches('/').count();
+            let pieces: Vec<&str> = if slashes <= MAX_SLASHES {
+                vec![run]
+            } else {
+                run.split('/').collect()
+            };
+            pieces
+        })
         .max_by_key(|p| p.len())
         .filter(|p| p.len() >= MIN_ANCHOR)
         .map(str::to_ascii_lowercase)
@@ -229,6 +327,17 @@ mod tests {
         of_rule(&rule(detection))
     }
 
+    fn t(text: &str) -> Anchor {
+        Anchor::Text(text.into())
+    }
+
+    fn n(name: &str) -> Anchor {
+        Anchor::Value {
+            key: "eventName".into(),
+            value: name.into(),
+        }
+    }
+
     #[test]
     fn a_selection_takes_its_most_selective_field() {
         // An event name is rarer than its service's host name.
@@ -236,19 +345,35 @@ mod tests {
             anchors(
                 "  sel:\n    eventSource: cloudtrail.amazonaws.com\n    eventName:\n      - StopLogging\n      - DeleteTrail\n  condition: sel\n"
             ),
-            Some(vec!["deletetrail".into(), "stoplogging".into()])
+            Some(vec![n("deletetrail"), n("stoplogging")])
         );
         assert_eq!(
             anchors(
                 "  sel:\n    eventSource: cloudtrail.amazonaws.com\n    userAgent|contains: 'Jersey'\n  condition: sel\n"
             ),
-            Some(vec!["jersey".into()])
+            Some(vec![t("jersey")])
         );
         assert_eq!(
             anchors(
                 "  sel:\n    eventName:\n      - StopLogging\n      - DeleteTrail\n  condition: sel\n"
             ),
-            Some(vec!["deletetrail".into(), "stoplogging".into()])
+            Some(vec![n("deletetrail"), n("stoplogging")])
+        );
+        // A whole name needs no search: it is taken over a longer text.
+        assert_eq!(
+            anchors(
+                "  sel:\n    eventName|cased: GetCallerIdentity\n    userAgent|contains: 'TruffleHog'\n  condition: sel\n"
+            ),
+            Some(vec![n("getcalleridentity")])
+        );
+        // Part of a name, or a name a writer may spell two ways: a text.
+        assert_eq!(
+            anchors("  sel:\n    eventName|startswith: 'Delete'\n  condition: sel\n"),
+            Some(vec![t("delete")])
+        );
+        assert_eq!(
+            anchors("  sel:\n    eventName: 'Odd/Name'\n  condition: sel\n"),
+            Some(vec![t("odd/name"), t("odd\\/name")])
         );
     }
 
@@ -258,7 +383,7 @@ mod tests {
             anchors(
                 "  a:\n    eventName: StopLogging\n  b:\n    eventName: DeleteDetector\n  condition: a or b\n"
             ),
-            Some(vec!["deletedetector".into(), "stoplogging".into()])
+            Some(vec![n("deletedetector"), n("stoplogging")])
         );
         assert_eq!(
             anchors(
@@ -270,13 +395,13 @@ mod tests {
             anchors(
                 "  a:\n    eventName: StopLogging\n  f:\n    errorCode: AccessDenied\n  condition: a and not f\n"
             ),
-            Some(vec!["stoplogging".into()])
+            Some(vec![n("stoplogging")])
         );
         assert_eq!(
             anchors(
                 "  sel_a:\n    eventName: StopLogging\n  sel_b:\n    eventName: DeleteTrail\n  condition: 1 of sel_*\n"
             ),
-            Some(vec!["deletetrail".into(), "stoplogging".into()])
+            Some(vec![n("deletetrail"), n("stoplogging")])
         );
     }
 
@@ -286,11 +411,14 @@ mod tests {
             anchors(
                 "  sel:\n    userAgent|contains: 'Jersey/${project.version}'\n  condition: sel\n"
             ),
-            Some(vec!["${project.version}".into()])
+            Some(vec![
+                t("jersey/${project.version}"),
+                t("jersey\\/${project.version}")
+            ])
         );
         assert_eq!(
             anchors("  sel:\n    eventName: 'Put*Policy'\n  condition: sel\n"),
-            Some(vec!["policy".into()])
+            Some(vec![t("policy")])
         );
         // Too short, a number, a CIDR, a field reference: no anchor.
         for d in [
@@ -304,16 +432,29 @@ mod tests {
     }
 
     #[test]
+    fn a_slash_is_searched_in_both_spellings_and_many_cut_the_text() {
+        assert_eq!(
+            anchors("  sel:\n    requestParameters|contains: 'a/b'\n  condition: sel\n"),
+            Some(vec![t("a/b"), t("a\\/b")])
+        );
+        // Three or more: the longest piece between them.
+        assert_eq!(
+            anchors("  sel:\n    userAgent|contains: 'x/Boto3/y/z'\n  condition: sel\n"),
+            Some(vec![t("boto3")])
+        );
+    }
+
+    #[test]
     fn a_regular_expression_gives_a_literal_every_match_contains() {
         assert_eq!(
             anchors(
                 "  sel:\n    userIdentity.arn|re: '.+:assumed-role/aws:.+'\n  condition: sel\n"
             ),
-            Some(vec![":assumed-role".into()])
+            Some(vec![t(":assumed-role/aws:"), t(":assumed-role\\/aws:")])
         );
         assert_eq!(
             anchors("  sel:\n    eventName|re: '^(Stop|Delete)Logging$'\n  condition: sel\n"),
-            Some(vec!["logging".into()])
+            Some(vec![t("logging")])
         );
         assert_eq!(
             anchors("  sel:\n    eventName|re: 'a|b'\n  condition: sel\n"),

@@ -5,6 +5,7 @@ pub mod allowlist;
 mod anchors;
 pub mod mitre;
 mod prefilter;
+mod rule_file;
 pub mod rules;
 pub mod sigma;
 pub mod suppress;
@@ -13,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 pub use allowlist::{AllowList, CidrSet, Scope};
+pub use anchors::Anchor;
 pub use sigma::{SigmaError, SigmaRules};
 pub use suppress::{Glob, Suppression};
 

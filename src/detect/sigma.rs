@@ -55,7 +55,7 @@ pub struct LoadedRule {
     pub correlation: Option<&'static str>,
     /// Texts one of which every record it matches holds (see
     /// [`super::anchors`]); `None` when there is no such set.
-    pub anchors: Option<Vec<String>>,
+    pub anchors: Option<Vec<super::Anchor>>,
     /// eventIDs the rule's author says it matches (the rule's
     /// `rootwatch_expected_events`), checked by `rootwatch rules test`.
     pub expected_events: Vec<String>,
@@ -106,18 +106,48 @@ impl std::fmt::Debug for SigmaRules {
     }
 }
 
-/// A rule file that cannot be used, and why.
-#[derive(Debug, thiserror::Error)]
-#[error("Sigma rule file {}: {message}", path.display())]
+/// A rule file that cannot be used, and why: `path:line: message`, the
+/// line when one is known.
+#[derive(Debug)]
 pub struct SigmaError {
     pub path: PathBuf,
+    pub line: Option<usize>,
     pub message: String,
 }
+
+impl std::fmt::Display for SigmaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Sigma rule file {}", self.path.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for SigmaError {}
 
 fn error(path: &Path, message: impl Into<String>) -> SigmaError {
     SigmaError {
         path: path.to_owned(),
+        line: None,
         message: message.into(),
+    }
+}
+
+/// A problem with the rule titled `title` (with `id`) in `path`, whose
+/// text is `text`: placed at the rule's `key:` line, or the line holding a
+/// word of the message (see [`super::rule_file`]).
+fn rule_error(
+    path: &Path,
+    text: &str,
+    (id, title): (Option<&str>, &str),
+    key: Option<&str>,
+    message: String,
+) -> SigmaError {
+    SigmaError {
+        line: super::rule_file::rule_line(text, id, title, key, &message),
+        ..error(path, message)
     }
 }
 
@@ -263,9 +293,16 @@ impl SigmaRules {
         }
         let mut feeds = HashSet::new();
         for (path, mut c) in pending {
+            // Read again for the line of an error only.
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let title = c.title.clone();
+            let who = (c.id.as_deref(), title.as_str());
             let Some(id) = c.id.clone().filter(|i| !i.trim().is_empty()) else {
-                return Err(error(
+                return Err(rule_error(
                     &path,
+                    &text,
+                    who,
+                    Some("title"),
                     format!(
                         "correlation `{}` has no id; rootwatch names its findings sigma:<id>",
                         c.title
@@ -273,8 +310,11 @@ impl SigmaRules {
                 ));
             };
             if let Some(other) = self.rules.get(&id) {
-                return Err(error(
+                return Err(rule_error(
                     &path,
+                    &text,
+                    who,
+                    Some("id"),
                     format!(
                         "rule id {id} is also the id of a rule in {}",
                         other.path.display()
@@ -284,8 +324,11 @@ impl SigmaRules {
             for r in &c.rules {
                 let target = names.get(r).unwrap_or(r);
                 if !self.rules.contains_key(target) && !pending_ids_contains(&names, target) {
-                    return Err(error(
+                    return Err(rule_error(
                         &path,
+                        &text,
+                        who,
+                        None,
                         format!(
                             "correlation `{}` counts rule `{r}`, which is not loaded",
                             c.title
@@ -309,9 +352,13 @@ impl SigmaRules {
                     percentile: None,
                 };
             }
-            engine
-                .add_correlation(&c)
-                .map_err(|e| error(&path, format!("correlation `{}` ({id}): {e}", c.title)))?;
+            engine.add_correlation(&c).map_err(|e| {
+                let line = super::rule_file::rule_line(&text, who.0, who.1, None, &e.to_string());
+                SigmaError {
+                    line,
+                    ..error(&path, format!("correlation `{}` ({id}): {e}", c.title))
+                }
+            })?;
             let (severity, level) = severity(c.level);
             let techniques: Vec<String> = c.tags.iter().filter_map(|t| technique_id(t)).collect();
             let loaded = Arc::new(LoadedRule {
@@ -352,7 +399,7 @@ impl SigmaRules {
     /// holding none of them matches none; `None` when some rule has none.
     /// A correlation counts the matches of detection rules, so it adds
     /// none of its own.
-    pub fn anchors(&self, disabled: &HashSet<String>) -> Option<Vec<String>> {
+    pub fn anchors(&self, disabled: &HashSet<String>) -> Option<Vec<super::Anchor>> {
         let mut all = Vec::new();
         for r in self.order.iter().filter(|r| r.correlation.is_none()) {
             if disabled.contains(&r.rule) && !self.feeds_correlation(r) {
@@ -392,24 +439,30 @@ impl SigmaRules {
     fn load_file(&mut self, path: &Path, skip_other_logsources: bool) -> Result<(), SigmaError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| error(path, format!("cannot read it: {e}")))?;
+        let placed = |message: String| SigmaError {
+            line: super::rule_file::message_line(&text, &message),
+            ..error(path, message)
+        };
         let collection =
-            rsigma_parser::parse_sigma_yaml(&text).map_err(|e| error(path, e.to_string()))?;
-        if !collection.errors.is_empty() {
-            return Err(error(path, collection.errors.join("; ")));
+            rsigma_parser::parse_sigma_yaml(&text).map_err(|e| placed(e.to_string()))?;
+        if let Some(first) = collection.errors.first() {
+            let mut e = placed(first.clone());
+            e.message = collection.errors.join("; ");
+            return Err(e);
         }
         for c in &collection.correlations {
             self.pending.push((path.to_owned(), c.clone()));
         }
         if !collection.filters.is_empty() {
-            return Err(error(
-                path,
-                "Sigma filter documents are not supported; use detect.suppress",
-            ));
+            let mut e = placed("`filter`".into());
+            e.message = "Sigma filter documents are not supported; use detect.suppress".into();
+            return Err(e);
         }
         if collection.rules.is_empty() && collection.correlations.is_empty() {
             return Err(error(path, "holds no Sigma rule"));
         }
         for rule in &collection.rules {
+            let who = (rule.id.as_deref(), rule.title.as_str());
             if !is_cloudtrail(rule) {
                 let what = format!(
                     "rule `{}` is for log source {}, not product: aws, service: cloudtrail",
@@ -420,16 +473,22 @@ impl SigmaRules {
                     self.skipped.push((path.to_owned(), what));
                     continue;
                 }
-                return Err(error(
+                return Err(rule_error(
                     path,
+                    &text,
+                    who,
+                    Some("logsource"),
                     format!(
                         "{what} (set detect.sigma.skip_other_logsources = true to pass such rules over)"
                     ),
                 ));
             }
             let Some(id) = rule.id.clone().filter(|i| !i.trim().is_empty()) else {
-                return Err(error(
+                return Err(rule_error(
                     path,
+                    &text,
+                    who,
+                    Some("title"),
                     format!(
                         "rule `{}` has no id; rootwatch names its findings sigma:<id>",
                         rule.title
@@ -437,17 +496,25 @@ impl SigmaRules {
                 ));
             };
             if let Some(other) = self.rules.get(&id) {
-                return Err(error(
+                return Err(rule_error(
                     path,
+                    &text,
+                    who,
+                    Some("id"),
                     format!(
                         "rule id {id} is also the id of a rule in {}",
                         other.path.display()
                     ),
                 ));
             }
-            self.engine
-                .add_rule(rule)
-                .map_err(|e| error(path, format!("rule `{}` ({id}): {e}", rule.title)))?;
+            self.engine.add_rule(rule).map_err(|e| {
+                let message = format!("rule `{}` ({id}): {e}", rule.title);
+                let words = e.to_string();
+                SigmaError {
+                    line: super::rule_file::rule_line(&text, who.0, who.1, None, &words),
+                    ..error(path, message)
+                }
+            })?;
             let (severity, level) = severity(rule.level);
             let techniques: Vec<String> =
                 rule.tags.iter().filter_map(|t| technique_id(t)).collect();
