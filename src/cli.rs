@@ -13,6 +13,23 @@ use clap::{Parser, Subcommand};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines on stderr: JSON (for log collectors), text (for people),
+    /// or auto: text on a terminal, JSON otherwise.
+    #[arg(long, global = true, value_enum, env = "ROOTWATCH_LOG_FORMAT", default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+    /// The least severe log lines shown (error, warn, info, debug, trace),
+    /// or a filter such as `info,rootwatch::sink=debug`. Default: RUST_LOG,
+    /// else info.
+    #[arg(long, global = true, env = "ROOTWATCH_LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Text,
 }
 
 #[derive(Debug, Subcommand)]
@@ -25,7 +42,7 @@ pub enum Command {
     /// Detect offline over CloudTrail files: findings as JSON lines on stdout,
     /// a summary on stderr. Exit code 65 when any input could not be decoded.
     Replay {
-        #[arg(long, short)]
+        #[arg(long, short, env = "ROOTWATCH_CONFIG")]
         config: Option<PathBuf>,
         /// Output lines: the finding JSON, or OCSF Detection Findings.
         #[arg(long, value_enum, default_value_t = ReplayFormat::Json)]
@@ -80,8 +97,15 @@ pub enum Command {
         #[arg(long)]
         respect_routing: bool,
     },
-    /// Validate a config file and print the effective configuration (secrets redacted).
-    CheckConfig { config: PathBuf },
+    /// Validate a config file and print the effective configuration (secrets
+    /// redacted), with the defaults it leaves to rootwatch filled in.
+    CheckConfig {
+        /// The file (or --config, or ROOTWATCH_CONFIG).
+        #[arg(value_name = "CONFIG", required_unless_present = "config")]
+        path: Option<PathBuf>,
+        #[arg(long, short, env = "ROOTWATCH_CONFIG", conflicts_with = "path")]
+        config: Option<PathBuf>,
+    },
     /// The detection rules: list them, or try Sigma rules on events.
     Rules {
         #[command(subcommand)]
@@ -92,16 +116,22 @@ pub enum Command {
     /// images without a shell.
     Healthcheck {
         /// Defaults to http://127.0.0.1:9102/readyz, or to the `[server] listen`
-        /// address of --config.
-        #[arg(long, conflicts_with = "config")]
+        /// address of --config (--url takes precedence).
+        #[arg(long)]
         url: Option<String>,
-        #[arg(long, short)]
+        #[arg(long, short, env = "ROOTWATCH_CONFIG")]
         config: Option<PathBuf>,
         /// Also pass when /readyz says `degraded` (a source cannot reach its
         /// upstream and keeps retrying), for orchestrators that replace
         /// unhealthy tasks (ECS).
         #[arg(long)]
         allow_degraded: bool,
+    },
+    /// Print a completion script for a shell, e.g.
+    /// `rootwatch completions bash > /etc/bash_completion.d/rootwatch`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
 }
 
@@ -153,7 +183,7 @@ pub enum RulesCommand {
     /// Every rule: the built-in ones and, with --config, the loaded Sigma
     /// rules (one line each: rule, level, title, author or technique, file).
     List {
-        #[arg(long, short)]
+        #[arg(long, short, env = "ROOTWATCH_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Run Sigma rules (files or directories) on CloudTrail events (files
@@ -188,6 +218,7 @@ impl From<ReplayFormat> for crate::sink::format::Payload {
 
 /// sysexits.h codes, so scripts and orchestrators can tell failures apart.
 pub mod exit {
+    pub const USAGE: i32 = 64;
     pub const DATA_ERR: i32 = 65;
     pub const UNAVAILABLE: i32 = 69;
     pub const SOFTWARE: i32 = 70;

@@ -340,6 +340,39 @@ pub enum RawSource {
     },
 }
 
+impl RawSource {
+    /// The name rootwatch gives it when it has none (see [`default_name`]).
+    pub fn default_name(&self) -> String {
+        match self {
+            RawSource::Sqs { queue_url, .. } => default_name("sqs", last_part(queue_url)),
+            RawSource::File { paths, .. } => {
+                default_name("file", paths.first().and_then(|p| last_part(p)))
+            }
+            RawSource::CloudwatchLogs {
+                log_groups,
+                log_group_prefix,
+                ..
+            } => default_name(
+                "cloudwatch_logs",
+                log_groups
+                    .as_ref()
+                    .and_then(|g| g.first())
+                    .or(log_group_prefix.as_ref())
+                    .and_then(|g| last_part(g)),
+            ),
+        }
+    }
+
+    /// Whether it leaves its name to rootwatch.
+    fn default_named(&self) -> bool {
+        match self {
+            RawSource::Sqs { name, .. }
+            | RawSource::File { name, .. }
+            | RawSource::CloudwatchLogs { name, .. } => name.is_none(),
+        }
+    }
+}
+
 fn default_cwl_discovery() -> u64 {
     300
 }
@@ -601,6 +634,39 @@ pub struct RawSink {
     /// Lets `url` be plain `http://` to a host that is not loopback.
     #[serde(default)]
     pub allow_insecure_http: bool,
+}
+
+impl SinkType {
+    /// Its name in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SinkType::Stdout => "stdout",
+            SinkType::Webhook => "webhook",
+            SinkType::Slack => "slack",
+            SinkType::Pagerduty => "pagerduty",
+            SinkType::Teams => "teams",
+            SinkType::Opsgenie => "opsgenie",
+            SinkType::Alertmanager => "alertmanager",
+            SinkType::SplunkHec => "splunk_hec",
+            SinkType::Syslog => "syslog",
+            SinkType::Sns => "sns",
+            SinkType::Eventbridge => "eventbridge",
+        }
+    }
+}
+
+impl RawSink {
+    /// The name rootwatch gives it when it has none: its type and the host
+    /// it sends to, or its topic or bus (see [`default_name`]).
+    pub fn default_name(&self) -> String {
+        let what = match (&self.url, &self.topic_arn, &self.event_bus) {
+            (Some(url), _, _) => url_host(url),
+            (_, Some(arn), _) => last_part(arn).map(str::to_owned),
+            (_, _, Some(bus)) => last_part(bus).map(str::to_owned),
+            _ => None,
+        };
+        default_name(self.kind.as_str(), what.as_deref())
+    }
 }
 
 impl std::fmt::Debug for RawSink {
@@ -948,8 +1014,12 @@ pub fn load(path: &Path) -> Result<(RawConfig, Settings), ConfigError> {
 }
 
 /// Parses TOML text, replacing `${NAME}` in every string value with
-/// `lookup(NAME)`; `$$` is a literal `$`. Interpolating values rather than
-/// the file text keeps a secret containing quotes from breaking the TOML.
+/// `lookup(NAME)` (`${NAME:-default}` when it is unset or empty,
+/// `${NAME:?message}` an error saying `message`); `$$` is a literal `$`.
+/// Interpolating values rather than the file text keeps a secret
+/// containing quotes from breaking the TOML. A value that is one reference
+/// and nothing else (`max_messages = "${BATCH}"`) may give a number or a
+/// boolean where the setting takes one.
 pub fn parse(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
@@ -957,46 +1027,95 @@ pub fn parse(
     let mut value: toml::Table = text
         .parse()
         .map_err(|e: toml::de::Error| ConfigError::Syntax(format!("invalid TOML: {e}")))?;
+    let mut whole = HashMap::new();
     for (k, v) in value.iter_mut() {
-        interpolate(v, k, lookup)?;
+        interpolate(v, k, lookup, &mut whole)?;
     }
-    let de = toml::Value::Table(value);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut table = toml::Value::Table(value);
+    loop {
+        let e = match serde_path_to_error::deserialize(table.clone()) {
+            Ok(raw) => return Ok(raw),
+            Err(e) => e,
+        };
         let path = e.path().to_string();
+        // A setting that takes a number or a boolean, given a string that
+        // came whole from a variable: read the variable's text as TOML.
+        if let Some(typed) = whole.remove(&path)
+            && let Some(slot) = value_at(&mut table, &path)
+        {
+            *slot = typed;
+            continue;
+        }
         let inner = e.into_inner();
-        invalid(
+        return Err(invalid(
             if path == "." {
                 "(top level)".to_owned()
             } else {
                 path
             },
             inner.to_string().trim().to_owned(),
-        )
-    })
+        ));
+    }
 }
 
+/// The value at a path as serde_path_to_error writes it (`a.b[2].c`).
+fn value_at<'v>(v: &'v mut toml::Value, path: &str) -> Option<&'v mut toml::Value> {
+    let mut v = v;
+    for part in path.split('.') {
+        let (name, indexes) = part.split_once('[').unwrap_or((part, ""));
+        if !name.is_empty() {
+            v = v.get_mut(name)?;
+        }
+        for index in indexes.split('[').filter(|i| !i.is_empty()) {
+            v = v.get_mut(index.trim_end_matches(']').parse::<usize>().ok()?)?;
+        }
+    }
+    Some(v)
+}
+
+/// Expands the references in every string under `v`, whose key path is
+/// `key`; a string that was one reference whose text reads as a TOML
+/// number or boolean is noted in `whole`, by path, with that value.
 fn interpolate(
     v: &mut toml::Value,
     key: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+    whole: &mut HashMap<String, toml::Value>,
 ) -> Result<(), ConfigError> {
     match v {
         toml::Value::String(s) if s.contains('$') => {
+            let one_reference = s.starts_with("${") && s.find('}') == Some(s.len() - 1);
             *s = expand(s, lookup).map_err(|m| invalid(key, m))?;
+            if one_reference && let Some(typed) = scalar(s) {
+                whole.insert(key.to_owned(), typed);
+            }
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate(item, &format!("{key}[{i}]"), lookup)?;
+                interpolate(item, &format!("{key}[{i}]"), lookup, whole)?;
             }
         }
         toml::Value::Table(t) => {
             for (k, item) in t.iter_mut() {
-                interpolate(item, &format!("{key}.{k}"), lookup)?;
+                interpolate(item, &format!("{key}.{k}"), lookup, whole)?;
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// `30`, `0.5`, `true`: the number or boolean a text reads as in TOML.
+fn scalar(text: &str) -> Option<toml::Value> {
+    let v: toml::Table = format!("v = {}", text.trim()).parse().ok()?;
+    v.get("v")
+        .filter(|v| {
+            matches!(
+                v,
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
+            )
+        })
+        .cloned()
 }
 
 fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
@@ -1010,14 +1129,38 @@ fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, St
             rest = r;
         } else if let Some(r) = after.strip_prefix('{') {
             let end = r.find('}').ok_or("`${` without a closing `}`")?;
-            let name = &r[..end];
+            let reference = &r[..end];
+            // `NAME`, `NAME:-default` or `NAME:?message`.
+            let (name, fallback) = match reference.find(':') {
+                Some(i) => (&reference[..i], Some(&reference[i..])),
+                None => (reference, None),
+            };
             if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err(format!(
-                    "`${{{name}}}` is not a valid environment variable reference"
+                    "`${{{reference}}}` is not a valid environment variable reference"
                 ));
             }
-            let value =
-                lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let (default, message) = match fallback {
+                None => (None, None),
+                Some(f) => match (f.strip_prefix(":-"), f.strip_prefix(":?")) {
+                    (Some(d), _) => (Some(d), None),
+                    (_, Some(m)) => (None, Some(m)),
+                    _ => {
+                        return Err(format!(
+                            "`${{{reference}}}`: after the name, `:-default` or `:?message`"
+                        ));
+                    }
+                },
+            };
+            let set = lookup(name).filter(|v| !v.is_empty() || fallback.is_none());
+            let value = match (set, default, message) {
+                (Some(v), _, _) => v,
+                (None, Some(d), _) => d.to_owned(),
+                (None, None, Some(m)) if !m.is_empty() => {
+                    return Err(format!("environment variable `{name}` is not set: {m}"));
+                }
+                (None, None, _) => return Err(format!("environment variable `{name}` is not set")),
+            };
             out.push_str(&value);
             rest = &r[end + 1..];
         } else {
@@ -1413,11 +1556,11 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
     let mut sources = Vec::new();
     for (i, s) in raw.sources.iter().enumerate() {
         let key = format!("sources[{i}]");
-        let src = validate_source(&key, i, s)?;
+        let src = validate_source(&key, s)?;
         if !names.insert(src.name().to_owned()) {
             return Err(invalid(
                 format!("{key}.name"),
-                format!("`{}` is used by another source", src.name()),
+                taken(s.default_named(), src.name(), "source"),
             ));
         }
         // Two sources writing one checkpoint file would overwrite each other.
@@ -1442,11 +1585,11 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
     let mut sinks = Vec::new();
     for (i, s) in raw.sinks.iter().enumerate() {
         let key = format!("sinks[{i}]");
-        let sink = validate_sink(&key, i, s, &sink_rules)?;
+        let sink = validate_sink(&key, s, &sink_rules)?;
         if !sink_names.insert(sink.name.clone()) {
             return Err(invalid(
                 format!("{key}.name"),
-                format!("`{}` is used by another sink", sink.name),
+                taken(s.name.is_none(), &sink.name, "sink"),
             ));
         }
         sinks.push(sink);
@@ -1461,6 +1604,56 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         sinks,
         audit: audit::validate(&raw.audit)?,
     })
+}
+
+/// Why a name cannot be used twice; a default one asks for a `name`.
+fn taken(default: bool, name: &str, what: &str) -> String {
+    if default {
+        format!(
+            "its default name `{name}` is that of another {what}: give each of them a `name` \
+             (names are metric labels, so they are not numbered by position)"
+        )
+    } else {
+        format!("`{name}` is used by another {what}")
+    }
+}
+
+/// The name of an entry without `name`: its type and, when it has one,
+/// what it reads or where it sends (`sqs-rootwatch-events`,
+/// `webhook-soc.example.com`), so it does not change when entries are
+/// added above it; names are metric labels.
+fn default_name(kind: &str, what: Option<&str>) -> String {
+    let label: String = what
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let label = label.trim_matches('-');
+    let mut name = if label.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}-{label}")
+    };
+    name.truncate(64);
+    name
+}
+
+/// The last non-empty part of a path, URL path or ARN.
+fn last_part(text: &str) -> Option<&str> {
+    text.rsplit(['/', ':']).find(|p| !p.is_empty())
+}
+
+/// The host of a URL, or of a `tcp://host:port` address.
+fn url_host(url: &str) -> Option<String> {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
 }
 
 fn name_or(key: &str, name: &Option<String>, default: String) -> Result<String, ConfigError> {
@@ -1564,7 +1757,7 @@ fn bucket_names(key: &str, list: &[String]) -> Result<HashSet<String>, ConfigErr
     Ok(set)
 }
 
-fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings, ConfigError> {
+fn validate_source(key: &str, s: &RawSource) -> Result<SourceSettings, ConfigError> {
     Ok(match s {
         RawSource::Sqs {
             name,
@@ -1598,7 +1791,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             )?;
             SourceSettings::Sqs(SqsSettings {
                 aws,
-                name: name_or(key, name, format!("sqs-{i}"))?,
+                name: name_or(key, name, s.default_name())?,
                 queue_url: queue_url.clone(),
                 concurrency: nonzero(&format!("{key}.concurrency"), *concurrency, 64)?,
                 wait_time: secs(&format!("{key}.wait_time_secs"), *wait_time_secs, 0, 20)?,
@@ -1652,7 +1845,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
                 ));
             }
             SourceSettings::File(FileSettings {
-                name: name_or(key, name, format!("file-{i}"))?,
+                name: name_or(key, name, s.default_name())?,
                 paths: paths.iter().map(PathBuf::from).collect(),
                 watch: *watch,
                 poll_interval: secs(
@@ -1841,7 +2034,7 @@ fn validate_source(key: &str, i: usize, s: &RawSource) -> Result<SourceSettings,
             };
             SourceSettings::CloudwatchLogs(CloudwatchLogsSettings {
                 aws,
-                name: name_or(key, name, format!("cloudwatch_logs-{i}"))?,
+                name: name_or(key, name, s.default_name())?,
                 log_groups: groups,
                 discovery_interval: secs(
                     &format!("{key}.discovery_interval_secs"),
@@ -2021,12 +2214,7 @@ fn dead_letter(key: &str, path: Option<&str>) -> Result<Option<PathBuf>, ConfigE
     }
 }
 
-fn validate_sink(
-    key: &str,
-    i: usize,
-    s: &RawSink,
-    known: &[&str],
-) -> Result<SinkSettings, ConfigError> {
+fn validate_sink(key: &str, s: &RawSink, known: &[&str]) -> Result<SinkSettings, ConfigError> {
     let (type_name, allowed): (&str, &[&str]) = match s.kind {
         SinkType::Stdout => ("stdout", &[]),
         SinkType::Webhook => (
@@ -2348,7 +2536,7 @@ fn validate_sink(
         ),
     };
     Ok(SinkSettings {
-        name: name_or(key, &s.name, format!("{type_name}-{i}"))?,
+        name: name_or(key, &s.name, s.default_name())?,
         kind,
         min_severity,
         rules,
@@ -2404,6 +2592,29 @@ pub fn render_effective(raw: &RawConfig) -> String {
         {
             external_id.iter_mut().for_each(redact);
         }
+    }
+    // The defaults rootwatch fills in, shown.
+    for src in &mut raw.sources {
+        let default = src.default_name();
+        match src {
+            RawSource::Sqs { name, .. }
+            | RawSource::File { name, .. }
+            | RawSource::CloudwatchLogs { name, .. } => {
+                name.get_or_insert(default);
+            }
+        }
+        if let RawSource::Sqs {
+            region, queue_url, ..
+        } = src
+            && region.is_none()
+        {
+            *region = crate::aws::region_from_queue_url(queue_url);
+        }
+    }
+    for sink in &mut raw.sinks {
+        let default = sink.default_name();
+        sink.name.get_or_insert(default);
+        sink.min_severity.get_or_insert_with(|| "info".to_owned());
     }
     for sink in &mut raw.sinks {
         sink.url.iter_mut().for_each(redact_url);

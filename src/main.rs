@@ -4,30 +4,27 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use rootwatch::cli::{Cli, Command, RulesCommand, exit};
+use rootwatch::cli::{Cli, Command, LogFormat, RulesCommand, exit};
 use rootwatch::config::{self, RawConfig};
 use rootwatch::detect::Detector;
 use rootwatch::replay::Replay;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = init_logs(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("rootwatch: --log-level: {e}");
+        return ExitCode::from(exit::USAGE as u8);
+    }
     let code = match cli.command {
-        Command::CheckConfig { config } => match config::load(&config) {
-            Ok((raw, settings)) => {
-                print!("{}", config::render_effective(&raw));
-                match settings.detect.sigma.as_deref() {
-                    Some(s) => eprintln!(
-                        "{}: OK ({} Sigma rules, {} passed over for another log source)",
-                        config.display(),
-                        s.len(),
-                        s.skipped.len()
-                    ),
-                    None => eprintln!("{}: OK", config.display()),
-                }
-                0
-            }
-            Err(e) => config_error(&config, &e),
-        },
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "rootwatch", &mut io::stdout());
+            0
+        }
+        Command::CheckConfig { path, config } => {
+            let config = path.or(config).expect("clap requires a config file");
+            check_config(&config)
+        }
         Command::Replay {
             config,
             format,
@@ -337,27 +334,55 @@ fn runtime() -> Result<tokio::runtime::Runtime, i32> {
         })
 }
 
-fn init_logs() {
+/// Logging for every subcommand: `--log-level` (else RUST_LOG, else info),
+/// JSON for log collectors and readable lines when a person watches.
+fn init_logs(format: LogFormat, level: Option<&str>) -> Result<(), String> {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).map_err(|e| format!("`{l}`: {e}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr);
-    // JSON for log collectors; readable lines when a person watches.
-    if io::stderr().is_terminal() {
-        builder.init();
-    } else {
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !io::stderr().is_terminal(),
+    };
+    if json {
         builder
             .json()
             .flatten_event(true)
             .with_current_span(false)
             .init();
+    } else {
+        builder.init();
+    }
+    Ok(())
+}
+
+fn check_config(config: &std::path::Path) -> i32 {
+    match config::load(config) {
+        Ok((raw, settings)) => {
+            print!("{}", config::render_effective(&raw));
+            match settings.detect.sigma.as_deref() {
+                Some(s) => eprintln!(
+                    "{}: OK ({} Sigma rules, {} passed over for another log source)",
+                    config.display(),
+                    s.len(),
+                    s.skipped.len()
+                ),
+                None => eprintln!("{}: OK", config.display()),
+            }
+            0
+        }
+        Err(e) => config_error(config, &e),
     }
 }
 
 fn run(settings: config::Settings, path: std::path::PathBuf) -> i32 {
-    init_logs();
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,

@@ -118,7 +118,10 @@ async fn events_alert_once_including_those_put_while_running() {
         "checkpoint {pos} passed every delivered event"
     );
     assert_eq!(handled, 4, "{}", checkpoint(&cp));
-    assert_eq!(checkpoint(&cp)["source"], "cloudwatch_logs-0");
+    assert_eq!(
+        checkpoint(&cp)["source"],
+        format!("cloudwatch_logs-{}", g.name)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,7 +396,7 @@ async fn a_missing_log_group_fails_fast() {
     assert!(matches!(err, rootwatch::app::RunError::Source(_)), "{err}");
     assert_eq!(
         err.to_string(),
-        "source `cloudwatch_logs-0`: log group `rootwatch-no-such-group` does not exist"
+        "source `cloudwatch_logs-rootwatch-no-such-group`: log group `rootwatch-no-such-group` does not exist"
     );
     assert!(
         !cp.exists(),
@@ -495,16 +498,20 @@ async fn a_rejected_alert_is_dead_lettered_and_the_checkpoint_moves_on() {
     let lines = dead_letters(&dead);
     assert_eq!(lines.len(), 1, "{lines:?}");
     let l = &lines[0];
-    assert_eq!(l["source"], "cloudwatch_logs-0");
-    assert_eq!(l["sink"], "webhook-0");
+    assert_eq!(l["source"], format!("cloudwatch_logs-{}", g.name));
+    assert_eq!(l["sink"], "webhook-127.0.0.1");
     assert_eq!(l["reason"], "rejected");
     assert_eq!(l["status"], 400);
     assert_eq!(l["error"], "HTTP 400");
     assert_eq!(l["finding"]["event_id"], "cw-rejected");
     assert_eq!(l["finding"]["rule"], "root-api-call");
     assert!(l["input"].as_str().unwrap().starts_with(&g.name), "{l}");
+    // The sink is named by its host (as its metrics are), never by its URL.
     let text = std::fs::read_to_string(&dead).unwrap();
-    assert!(!text.contains("127.0.0.1"), "no sink URL: {text}");
+    assert!(
+        !text.contains(&hook.url()) && !text.contains("127.0.0.1:"),
+        "no sink URL: {text}"
+    );
 }
 
 /// A sink that is down for good: each round runs out of retry time, and
@@ -745,7 +752,7 @@ async fn a_rejected_alert_goes_to_the_dead_letter_queue() {
     let got = aws.receive_bodies(&queue).await;
     assert_eq!(got.len(), 1, "{got:?}");
     let l: serde_json::Value = serde_json::from_str(&got[0]).unwrap();
-    assert_eq!(l["source"], "cloudwatch_logs-0");
+    assert_eq!(l["source"], format!("cloudwatch_logs-{}", g.name));
     assert_eq!(l["reason"], "rejected");
     assert_eq!(l["status"], 400);
     assert_eq!(l["finding"]["event_id"], "cw-rejected-to-queue");

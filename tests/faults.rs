@@ -431,12 +431,13 @@ async fn a_slow_sink_pauses_receiving_and_memory_stays_bounded() {
     );
     let child = spawn_rootwatch(&config, dir.path());
     let pid = child.id();
-    let gauge = "rootwatch_in_flight_messages{source=\"sqs-0\"}";
-    let received = "rootwatch_messages_received_total{source=\"sqs-0\"}";
+    let name = format!("sqs-{}", queue.rsplit('/').next().unwrap());
+    let gauge = format!("rootwatch_in_flight_messages{{source=\"{name}\"}}");
+    let received = format!("rootwatch_messages_received_total{{source=\"{name}\"}}");
     eventually(
         Duration::from_secs(60),
         "the in-flight limit reached",
-        || async { scrape(admin, gauge).await == Some(LIMIT as f64) },
+        || async { scrape(admin, &gauge).await == Some(LIMIT as f64) },
     )
     .await;
     let baseline = rss_kib(pid).unwrap();
@@ -444,16 +445,16 @@ async fn a_slow_sink_pauses_receiving_and_memory_stays_bounded() {
     // Held for 6 s: nothing more is received.
     let mut peak_hidden = 0;
     let mut peak_rss = baseline;
-    let received_at_limit = scrape(admin, received).await.unwrap();
+    let received_at_limit = scrape(admin, &received).await.unwrap();
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
         let (_, hidden) = aws.visible_and_hidden(&queue).await;
         peak_hidden = peak_hidden.max(hidden);
         peak_rss = peak_rss.max(rss_kib(pid).unwrap());
-        assert!(scrape(admin, gauge).await.unwrap() <= LIMIT as f64);
+        assert!(scrape(admin, &gauge).await.unwrap() <= LIMIT as f64);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let received_after = scrape(admin, received).await.unwrap();
+    let received_after = scrape(admin, &received).await.unwrap();
     let log_text = log(dir.path());
     assert!(hook.accepted().is_empty());
     assert!(

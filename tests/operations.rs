@@ -326,13 +326,13 @@ grace_secs = 2
                 return false;
             };
             let m = r.text().await.unwrap_or_default();
-            m.contains(r#"rootwatch_alerts_failed_total{sink="webhook-0",reason="rejected"} 1"#)
-                && m.contains(
-                    r#"rootwatch_alerts_failed_total{sink="slack-1",reason="deadline"} 1"#,
-                )
-                && m.contains(
-                    r#"rootwatch_alerts_failed_total{sink="pagerduty-2",reason="deadline"} 1"#,
-                )
+            m.contains(
+                r#"rootwatch_alerts_failed_total{sink="webhook-127.0.0.1",reason="rejected"} 1"#,
+            ) && m.contains(
+                r#"rootwatch_alerts_failed_total{sink="slack-127.0.0.1",reason="deadline"} 1"#,
+            ) && m.contains(
+                r#"rootwatch_alerts_failed_total{sink="pagerduty-127.0.0.1",reason="deadline"} 1"#,
+            )
         },
     )
     .await;
@@ -425,7 +425,7 @@ async fn the_admin_server_answers_while_the_pipeline_is_saturated() {
         .await
         .unwrap();
     assert!(
-        metrics.contains("rootwatch_alerts_delivered_total{sink=\"webhook-0\"} 0"),
+        metrics.contains("rootwatch_alerts_delivered_total{sink=\"webhook-127.0.0.1\"} 0"),
         "nothing got through"
     );
     d.stop_within(Duration::from_secs(20)).await;

@@ -312,7 +312,10 @@ async fn bad_sources_fail_fast_with_a_clear_error() {
     .expect("no hang")
     .unwrap_err()
     .to_string();
-    assert!(err.starts_with("source `sqs-0`: queue "), "{err}");
+    assert!(
+        err.starts_with("source `sqs-rootwatch-no-such-queue`: queue "),
+        "{err}"
+    );
     assert!(
         err.contains("rootwatch-no-such-queue") && err.contains("NonExistentQueue"),
         "{err}"
@@ -338,7 +341,7 @@ async fn bad_sources_fail_fast_with_a_clear_error() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.starts_with("source `sqs-0`: queue http://127.0.0.1:9/"),
+        err.starts_with("source `sqs-q`: queue http://127.0.0.1:9/"),
         "{err}"
     );
 }

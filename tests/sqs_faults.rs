@@ -264,7 +264,7 @@ async fn three_replicas_share_a_queue_and_alert_each_event_once_per_receive() {
         received.push(metric_in(
             &m,
             "rootwatch_messages_received_total",
-            "source=\"sqs-0\"",
+            &format!("source=\"sqs-{}\"", queue.rsplit('/').next().unwrap()),
         ));
     }
     for (child, _, dir) in &mut replicas {

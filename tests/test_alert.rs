@@ -186,7 +186,7 @@ async fn a_receiver_answering_503_has_failed_after_two_attempts() {
     assert_eq!(out.status.code(), Some(69), "{stdout}");
     assert_eq!(
         stdout,
-        "webhook-0 (webhook): failed after 2 attempts: HTTP 503\n"
+        "webhook-127.0.0.1 (webhook): failed after 2 attempts: HTTP 503\n"
     );
     assert_eq!(busy.requests().len(), 2);
 

@@ -66,7 +66,7 @@ fn the_documented_example_validates() {
     let SourceSettings::Sqs(q) = &s.sources[0] else {
         panic!()
     };
-    assert_eq!(q.name, "sqs-0");
+    assert_eq!(q.name, "sqs-cloudtrail");
     assert_eq!(q.wait_time, Duration::from_secs(20));
     let SinkKind::Webhook(w) = &s.sinks[0].kind else {
         panic!()
@@ -77,7 +77,7 @@ fn the_documented_example_validates() {
         "Bearer tok\"en",
         "secrets with quotes survive"
     );
-    assert_eq!(s.sinks[1].name, "stdout-1");
+    assert_eq!(s.sinks[1].name, "stdout");
     assert_eq!(s.dedup_capacity.get(), 100_000);
     assert_eq!(s.throttle_window, Some(Duration::from_secs(300)));
     assert_eq!(s.shutdown_grace, Duration::from_secs(25));
@@ -171,6 +171,62 @@ fn interpolation() {
 }
 
 #[test]
+fn a_variable_may_have_a_default_or_a_message() {
+    let env = |k: &str| match k {
+        "SET" => Some("x".to_owned()),
+        "EMPTY" => Some(String::new()),
+        _ => None,
+    };
+    assert_eq!(
+        expand("${SET:-d}/${UNSET:-d}/${EMPTY:-d}", &env).unwrap(),
+        "x/d/d"
+    );
+    assert_eq!(expand("${UNSET:-}|${EMPTY}", &env).unwrap(), "|");
+    assert_eq!(expand("${SET:?needed}", &env).unwrap(), "x");
+    assert_eq!(
+        expand("${UNSET:?the SOC webhook URL}", &env).unwrap_err(),
+        "environment variable `UNSET` is not set: the SOC webhook URL"
+    );
+    assert_eq!(
+        expand("${EMPTY:?}", &env).unwrap_err(),
+        "environment variable `EMPTY` is not set"
+    );
+    assert!(expand("${SET:x}", &env).unwrap_err().contains(":-default"));
+    let e = err("[[sinks]]\ntype = \"webhook\"\nurl = \"${HOOK:?set HOOK to the SOC webhook}\"\n");
+    assert_eq!(
+        e,
+        "`sinks[0].url`: environment variable `HOOK` is not set: set HOOK to the SOC webhook"
+    );
+}
+
+#[test]
+fn numbers_and_booleans_may_come_from_variables() {
+    let env = |k: &str| match k {
+        "CAPACITY" => Some("5000".to_owned()),
+        "WINDOW" => Some("0".to_owned()),
+        "NAME" => Some("12345".to_owned()),
+        "WORDS" => Some("many".to_owned()),
+        _ => None,
+    };
+    let raw = parse(
+        "[dedup]\ncapacity = \"${CAPACITY}\"\n[throttle]\nwindow_secs = \"${WINDOW}\"\n[[sinks]]\ntype = \"stdout\"\nname = \"${NAME}\"\n[detect.sigma]\nskip_other_logsources = \"${SKIP:-true}\"\n",
+        &env,
+    )
+    .unwrap();
+    assert!(raw.detect.sigma.skip_other_logsources);
+    // A string setting keeps the text, digits or not.
+    assert_eq!(raw.sinks[0].name.as_deref(), Some("12345"));
+    let s = validate(&raw).unwrap();
+    assert_eq!(s.dedup_capacity.get(), 5000);
+    assert_eq!(s.throttle_window, None);
+    // Text that is not a number is still named as the wrong type.
+    let e = parse("[dedup]\ncapacity = \"${WORDS}\"\n", &env)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("dedup.capacity"), "{e}");
+}
+
+#[test]
 fn duplicate_names_are_rejected() {
     let e = err(
         "[[sinks]]\ntype = \"stdout\"\nname = \"out\"\n[[sinks]]\ntype = \"stdout\"\nname = \"out\"\n",
@@ -199,7 +255,7 @@ fn effective_config_hides_secrets() {
 
 #[test]
 fn routing_filters() {
-    let s = load_str("[[sinks]]\ntype = \"stdout\"\nmin_severity = \"critical\"\n[[sinks]]\ntype = \"stdout\"\nrules = [\"root-console-login\"]\n").unwrap();
+    let s = load_str("[[sinks]]\ntype = \"stdout\"\nmin_severity = \"critical\"\n[[sinks]]\ntype = \"stdout\"\nname = \"logins\"\nrules = [\"root-console-login\"]\n").unwrap();
     assert!(s.sinks[0].accepts("root-api-call", Severity::Critical));
     assert!(!s.sinks[0].accepts("root-api-call", Severity::High));
     assert!(s.sinks[1].accepts("root-console-login", Severity::Low));
@@ -213,7 +269,7 @@ fn opsgenie_sink() {
         "[[sinks]]\ntype = \"opsgenie\"\napi_key = \"{key}\"\n[[sinks]]\ntype = \"opsgenie\"\nname = \"eu\"\napi_key = \"{key}\"\nurl = \"https://api.eu.opsgenie.com/v2/alerts\"\n"
     ))
     .unwrap();
-    assert_eq!(s.sinks[0].name, "opsgenie-0");
+    assert_eq!(s.sinks[0].name, "opsgenie");
     let SinkKind::Opsgenie { url, api_key } = &s.sinks[0].kind else {
         panic!()
     };
@@ -272,7 +328,9 @@ fn chat_and_paging_sinks() {
         "[[sinks]]\ntype = \"slack\"\nurl = \"https://hooks.slack.com/services/T000/B000/XXXX\"\nrules = [\"root-console-login\"]\n[[sinks]]\ntype = \"pagerduty\"\nrouting_key = \"{key}\"\nmin_severity = \"critical\"\n[[sinks]]\ntype = \"teams\"\nurl = \"https://example.webhook.office.com/workflows/abc\"\n"
     ))
     .unwrap();
-    assert_eq!(s.sinks[0].name, "slack-0");
+    assert_eq!(s.sinks[0].name, "slack-hooks.slack.com");
+    assert_eq!(s.sinks[1].name, "pagerduty");
+    assert_eq!(s.sinks[2].name, "teams-example.webhook.office.com");
     let SinkKind::PagerDuty { url, routing_key } = &s.sinks[1].kind else {
         panic!()
     };
@@ -330,7 +388,7 @@ fn cwl(extra: &str) -> CloudwatchLogsSettings {
 #[test]
 fn cloudwatch_logs_defaults() {
     let c = cwl("log_groups = [\"aws-cloudtrail-logs-111122223333\"]\n");
-    assert_eq!(c.name, "cloudwatch_logs-0");
+    assert_eq!(c.name, "cloudwatch_logs-aws-cloudtrail-logs-111122223333");
     assert_eq!(
         c.log_groups,
         LogGroups::Names(vec!["aws-cloudtrail-logs-111122223333".into()])
@@ -488,11 +546,11 @@ fn cloudwatch_logs_name_and_unknown_key_errors() {
     let e = cwl_err("log_group = [\"a\"]\n");
     assert!(e.contains("sources[0]") && e.contains("log_group"), "{e}");
     let e = err(&format!(
-        "{CWL}log_groups = [\"a\"]\n{CWL}log_groups = [\"b\"]\nname = \"cloudwatch_logs-0\"\n"
+        "{CWL}log_groups = [\"a\"]\n{CWL}log_groups = [\"b\"]\nname = \"cloudwatch_logs-a\"\n"
     ));
     assert_eq!(
         e,
-        "`sources[1].name`: `cloudwatch_logs-0` is used by another source"
+        "`sources[1].name`: `cloudwatch_logs-a` is used by another source"
     );
 }
 
@@ -777,7 +835,7 @@ format = "ocsf"
         (Some("eu-west-1"), Payload::Json)
     );
     assert_eq!(sns.aws.role, None);
-    assert_eq!(s.sinks[0].name, "sns-0");
+    assert_eq!(s.sinks[0].name, "sns-soc-alerts");
     let SinkKind::EventBridge(eb) = &s.sinks[1].kind else {
         panic!()
     };
@@ -1074,4 +1132,50 @@ fn raw_sink_settings_print_no_secret() {
         "{shown}"
     );
     assert!(shown.contains("arn:aws:sns:us-east-1:111122223333:soc"));
+}
+
+/// Names are metric labels: an entry's default name is its type and what
+/// it reads or where it sends, so adding an entry above it renames
+/// nothing; two that would share one must be named.
+#[test]
+fn default_names_do_not_depend_on_position() {
+    let queue = "[[sources]]\ntype = \"sqs\"\nqueue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/trail-events\"\n";
+    let files = "[[sources]]\ntype = \"file\"\npaths = [\"/var/log/trail/\"]\n";
+    let hook = "[[sinks]]\ntype = \"webhook\"\nurl = \"https://soc.example.com/hooks/rootwatch\"\n";
+    let names = |text: &str| {
+        let s = load_str(text).unwrap();
+        let sources: Vec<String> = s.sources.iter().map(|s| s.name().to_owned()).collect();
+        let sinks: Vec<String> = s.sinks.iter().map(|s| s.name.clone()).collect();
+        (sources, sinks)
+    };
+    assert_eq!(
+        names(&format!("{queue}{hook}")),
+        (
+            vec!["sqs-trail-events".into()],
+            vec!["webhook-soc.example.com".into()]
+        )
+    );
+    assert_eq!(
+        names(&format!(
+            "{files}{queue}[[sinks]]\ntype = \"stdout\"\n{hook}"
+        )),
+        (
+            vec!["file-trail".into(), "sqs-trail-events".into()],
+            vec!["stdout".into(), "webhook-soc.example.com".into()]
+        )
+    );
+    let e = err(&format!("{hook}{hook}"));
+    assert!(
+        e.starts_with("`sinks[1].name`: its default name `webhook-soc.example.com` is that of another sink: give each of them a `name`"),
+        "{e}"
+    );
+    // check-config shows the names it gave.
+    let shown = render_effective(&parse(&format!("{queue}{hook}"), &env).unwrap());
+    assert!(shown.contains("name = \"sqs-trail-events\""), "{shown}");
+    assert!(shown.contains("region = \"us-east-1\""), "{shown}");
+    assert!(
+        shown.contains("name = \"webhook-soc.example.com\""),
+        "{shown}"
+    );
+    assert!(shown.contains("min_severity = \"info\""), "{shown}");
 }
