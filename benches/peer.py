@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A Lambda-style peer of `rootwatch replay`, for benchmarks: json.loads
-each line and apply the same detection rules (DESIGN section 3), the same
-envelopes (section 2) and the same event-key dedup (section 4). Standard
+each line and apply the same detection rules (docs/rules.md, "What it detects"), the same
+envelopes (docs/sources.md, "What it reads") and the same event-key dedup
+(docs/outputs.md, "Duplicates"). Standard
 library only.
 
     python3 benches/peer.py [--config CONFIG.toml] FILE

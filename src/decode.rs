@@ -1,4 +1,4 @@
-//! Envelopes to records (DESIGN section 2). Pure: bytes in, items out
+//! Envelopes to records (docs/sources.md, "What it reads"). Pure: bytes in, items out
 //! through a callback, so records borrow from the input (or from an
 //! unwrapped SNS message) without being copied.
 
@@ -248,7 +248,7 @@ impl Errors {
 /// input allows, so one bad record does not hide the good ones around it.
 pub type Out<'o> = dyn FnMut(Result<Item<'_>, DecodeError>) + 'o;
 
-/// Decodes one message body of any kind in DESIGN section 2.
+/// Decodes one message body of any kind in docs/sources.md, "What it reads".
 pub fn decode_body(body: &str, out: &mut Out<'_>) {
     decode_at(body, 0, out)
 }

@@ -1,4 +1,4 @@
-//! Dedup (DESIGN section 4): a bounded LRU of event keys whose alerts were
+//! Dedup (docs/outputs.md, "Duplicates"): a bounded LRU of event keys whose alerts were
 //! delivered, plus the keys being delivered right now. A key enters the
 //! delivered cache only after delivery succeeded, so an event whose alert
 //! failed alerts again when it comes back. A copy that arrives while the

@@ -252,7 +252,7 @@ pub(crate) struct Document<'a> {
     #[serde(borrow)]
     pub request_parameters: Obj<RequestParameters<'a>>,
 
-    // Envelope keys (DESIGN section 2).
+    // Envelope keys (docs/sources.md, "What it reads").
     #[serde(rename = "detail-type", borrow)]
     pub detail_type: Text<'a>,
     #[serde(borrow)]

@@ -188,7 +188,7 @@ fn assess(detector: &Detector, item: Result<Item<'_>, DecodeError>) -> Assessed 
         Ok(Item::Record(rec)) => {
             let mut findings = Vec::new();
             let eval = detector.evaluate(&rec, &mut findings);
-            // As in `run` (DESIGN section 4): only an event that alerted
+            // As in `run` (docs/outputs.md, "Duplicates"): only an event that alerted
             // enters the dedup cache, so a copy of it alerts no more, while
             // a silent event's key stops nothing. Replay therefore need not
             // parse the events its prefilter proves silent.

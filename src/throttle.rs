@@ -1,4 +1,4 @@
-//! Throttle windows (DESIGN section 4): per (rule, principal, source IP),
+//! Throttle windows (docs/outputs.md, "Routing and throttling"): per (rule, principal, source IP),
 //! the first finding is sent at once; repeats inside the window are counted
 //! and sent as one summary when the window ends. A root session of 500
 //! calls gives a handful of alerts, not 500.

@@ -3,7 +3,7 @@
 //! whenever it cannot prove silence it answers "may alert" and the body is
 //! parsed in full. Tests hold it against the full parse on every corpus.
 //!
-//! Why the proof holds, rule by rule (DESIGN section 3):
+//! Why the proof holds, rule by rule (docs/rules.md, "What it detects"):
 //! * every root rule needs `userIdentity.type = "Root"`, so the bytes
 //!   `Root` appear;
 //! * `iam-console-login-without-mfa` needs `eventName = "ConsoleLogin"`;

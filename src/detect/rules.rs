@@ -1,4 +1,4 @@
-//! The root-user and console-login rules (DESIGN section 3).
+//! The root-user and console-login rules (docs/rules.md, "What it detects").
 
 use super::{Context, Hit, Rule, mitre};
 use crate::event::Record;

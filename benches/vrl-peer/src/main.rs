@@ -3,7 +3,7 @@
 //! compiled VRL program (rules.vrl) that does `parse_json!(.message)`, the
 //! envelopes and the detection rules of benches/peer.py. Around the program
 //! this does only what VRL cannot: read the file and the config, and drop
-//! repeated event keys across lines (DESIGN section 4).
+//! repeated event keys across lines (docs/outputs.md, "Duplicates").
 //!
 //!     vrl-peer [--config CONFIG.toml] FILE
 //!
@@ -196,7 +196,7 @@ fn replay(
                         .map_err(|e| format!("stdout: {e}"))?;
                 }
             }
-            // Only an event that alerted enters the cache (DESIGN section 4).
+            // Only an event that alerted enters the cache (docs/outputs.md, "Duplicates").
             if alerted && let Some(key) = key {
                 seen.insert(key);
             }

@@ -2,7 +2,7 @@
 //! a SIEM or data lake that speaks the Open Cybersecurity Schema Framework
 //! ingests it (Security Lake, Splunk, Sentinel and the like).
 //!
-//! The mapping (README, "OCSF"):
+//! The mapping (docs/outputs.md, "OCSF"):
 //!
 //! * classification: `activity_id` 1 (Create), `category_uid` 2 (Findings),
 //!   `class_uid` 2004, `type_uid` 200401, `status_id` 1 (New),
