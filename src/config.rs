@@ -29,6 +29,9 @@ pub enum ConfigError {
     Syntax(String),
     #[error("`{key}`: {message}")]
     Invalid { key: String, message: String },
+    /// Every problem found, one a line.
+    #[error("{} problems:\n{}", .0.len(), .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Several(Vec<ConfigError>),
 }
 
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -1432,7 +1435,140 @@ fn validate_enrich(
     Ok(out)
 }
 
+/// Checks a parsed file and builds the settings. Each section, source
+/// and sink is checked even when another is wrong, so one run names every
+/// problem ([`ConfigError::Several`]); within one entry, the first.
 pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
+    let mut errors = Vec::new();
+    let detect = keep(&mut errors, validate_detect(raw));
+    let mut known = detect::rule_ids();
+    if let Some(s) = detect.as_ref().and_then(|d| d.sigma.as_deref()) {
+        known.extend(s.rule_names());
+    }
+    let dedup_capacity = keep(
+        &mut errors,
+        nonzero("dedup.capacity", raw.dedup.capacity, 100_000_000),
+    );
+    let throttle_window = keep(
+        &mut errors,
+        match raw.throttle.window_secs {
+            0 => Ok(None),
+            w => secs("throttle.window_secs", w, 1, 86_400).map(Some),
+        },
+    );
+    let server_listen = keep(
+        &mut errors,
+        match raw.server.listen.trim() {
+            "" => Ok(None),
+            s => s
+                .parse::<SocketAddr>()
+                .map(Some)
+                .map_err(|_| invalid("server.listen", format!("`{s}` is not an address:port"))),
+        },
+    );
+    let shutdown_grace = keep(
+        &mut errors,
+        secs("shutdown.grace_secs", raw.shutdown.grace_secs, 1, 3600),
+    );
+
+    let mut names = HashSet::new();
+    let mut checkpoints = HashSet::new();
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        let key = format!("sources[{i}]");
+        let Some(src) = keep(&mut errors, validate_source(&key, s)) else {
+            continue;
+        };
+        if !names.insert(src.name().to_owned()) {
+            errors.push(invalid(
+                format!("{key}.name"),
+                taken(s.default_named(), src.name(), "source"),
+            ));
+        }
+        // Two sources writing one checkpoint file would overwrite each other.
+        if let SourceSettings::CloudwatchLogs(c) = &src
+            && let CheckpointStore::File(path) = &c.checkpoint
+            && !checkpoints.insert(path.clone())
+        {
+            errors.push(invalid(
+                format!("{key}.checkpoint_path"),
+                format!("`{}` is used by another source", path.display()),
+            ));
+        }
+        sources.push(src);
+    }
+    // Sinks route posture findings by rule id too.
+    let sink_rules: Vec<&str> = known
+        .iter()
+        .copied()
+        .chain(crate::audit::RULE_IDS)
+        .collect();
+    let mut sink_names = HashSet::new();
+    let mut sinks = Vec::new();
+    for (i, s) in raw.sinks.iter().enumerate() {
+        let key = format!("sinks[{i}]");
+        // Rule patterns cannot be checked against rules that did not load.
+        let unchecked;
+        let s = if detect.is_none() && s.rules.is_some() {
+            unchecked = RawSink {
+                rules: None,
+                ..s.clone()
+            };
+            &unchecked
+        } else {
+            s
+        };
+        let Some(sink) = keep(&mut errors, validate_sink(&key, s, &sink_rules)) else {
+            continue;
+        };
+        if !sink_names.insert(sink.name.clone()) {
+            errors.push(invalid(
+                format!("{key}.name"),
+                taken(s.name.is_none(), &sink.name, "sink"),
+            ));
+        }
+        sinks.push(sink);
+    }
+    let audit = keep(&mut errors, audit::validate(&raw.audit));
+    match (
+        errors.len(),
+        detect,
+        dedup_capacity,
+        throttle_window,
+        server_listen,
+        shutdown_grace,
+        audit,
+    ) {
+        (
+            0,
+            Some(detect),
+            Some(dedup_capacity),
+            Some(throttle_window),
+            Some(server_listen),
+            Some(shutdown_grace),
+            Some(audit),
+        ) => Ok(Settings {
+            detect,
+            dedup_capacity,
+            throttle_window,
+            server_listen,
+            shutdown_grace,
+            sources,
+            sinks,
+            audit,
+        }),
+        (1, ..) => Err(errors.remove(0)),
+        _ => Err(ConfigError::Several(errors)),
+    }
+}
+
+/// The value, or `None` with its error noted.
+fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
+    r.map_err(|e| errors.push(e)).ok()
+}
+
+/// `[detect]` and `[enrich]`: the rules, their settings and context.
+fn validate_detect(raw: &RawConfig) -> Result<DetectSettings, ConfigError> {
     let d = &raw.detect;
     let sigma = match d.sigma.rules.as_slice() {
         [] => None,
@@ -1520,7 +1656,7 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
             "needs an ASN database: set enrich.geoip.asn_db",
         ));
     }
-    let detect = DetectSettings {
+    Ok(DetectSettings {
         disabled: d.disabled.iter().cloned().collect(),
         severity,
         context: Context {
@@ -1535,74 +1671,6 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         suppressions,
         sigma: sigma.clone(),
         enrichment: std::sync::Arc::new(enrichment),
-    };
-
-    let dedup_capacity = nonzero("dedup.capacity", raw.dedup.capacity, 100_000_000)?;
-    let throttle_window = match raw.throttle.window_secs {
-        0 => None,
-        w => Some(secs("throttle.window_secs", w, 1, 86_400)?),
-    };
-    let server_listen = match raw.server.listen.trim() {
-        "" => None,
-        s => Some(
-            s.parse::<SocketAddr>()
-                .map_err(|_| invalid("server.listen", format!("`{s}` is not an address:port")))?,
-        ),
-    };
-    let shutdown_grace = secs("shutdown.grace_secs", raw.shutdown.grace_secs, 1, 3600)?;
-
-    let mut names = HashSet::new();
-    let mut checkpoints = HashSet::new();
-    let mut sources = Vec::new();
-    for (i, s) in raw.sources.iter().enumerate() {
-        let key = format!("sources[{i}]");
-        let src = validate_source(&key, s)?;
-        if !names.insert(src.name().to_owned()) {
-            return Err(invalid(
-                format!("{key}.name"),
-                taken(s.default_named(), src.name(), "source"),
-            ));
-        }
-        // Two sources writing one checkpoint file would overwrite each other.
-        if let SourceSettings::CloudwatchLogs(c) = &src
-            && let CheckpointStore::File(path) = &c.checkpoint
-            && !checkpoints.insert(path.clone())
-        {
-            return Err(invalid(
-                format!("{key}.checkpoint_path"),
-                format!("`{}` is used by another source", path.display()),
-            ));
-        }
-        sources.push(src);
-    }
-    // Sinks route posture findings by rule id too.
-    let sink_rules: Vec<&str> = known
-        .iter()
-        .copied()
-        .chain(crate::audit::RULE_IDS)
-        .collect();
-    let mut sink_names = HashSet::new();
-    let mut sinks = Vec::new();
-    for (i, s) in raw.sinks.iter().enumerate() {
-        let key = format!("sinks[{i}]");
-        let sink = validate_sink(&key, s, &sink_rules)?;
-        if !sink_names.insert(sink.name.clone()) {
-            return Err(invalid(
-                format!("{key}.name"),
-                taken(s.name.is_none(), &sink.name, "sink"),
-            ));
-        }
-        sinks.push(sink);
-    }
-    Ok(Settings {
-        detect,
-        dedup_capacity,
-        throttle_window,
-        server_listen,
-        shutdown_grace,
-        sources,
-        sinks,
-        audit: audit::validate(&raw.audit)?,
     })
 }
 

@@ -550,7 +550,7 @@ fn cloudwatch_logs_name_and_unknown_key_errors() {
     ));
     assert_eq!(
         e,
-        "`sources[1].name`: `cloudwatch_logs-a` is used by another source"
+        "2 problems:\n  `sources[1].name`: `cloudwatch_logs-a` is used by another source\n  `sources[1].checkpoint_path`: `/var/lib/rootwatch/cwl.json` is used by another source"
     );
 }
 
@@ -1178,4 +1178,33 @@ fn default_names_do_not_depend_on_position() {
         "{shown}"
     );
     assert!(shown.contains("min_severity = \"info\""), "{shown}");
+}
+
+/// check-config names every problem of a file, not only the first: each
+/// section, source and sink is checked whatever the others hold.
+#[test]
+fn every_problem_is_reported_at_once() {
+    let e = err(
+        "[dedup]\ncapacity = 0\n[[sources]]\ntype = \"sqs\"\nqueue_url = \"not a url\"\n[[sinks]]\ntype = \"webhook\"\n[[sinks]]\ntype = \"stdout\"\nmin_severity = \"loud\"\n[detect]\ndisabled = [\"no-such-rule\"]\n",
+    );
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines[0], "5 problems:", "{e}");
+    for key in [
+        "`detect.disabled[0]`",
+        "`dedup.capacity`",
+        "`sources[0].queue_url`",
+        "`sinks[0].url`",
+        "`sinks[1].min_severity`",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.trim_start().starts_with(key)),
+            "{key}: {e}"
+        );
+    }
+    // A sink's rule patterns are not checked against rules that did not
+    // load: the one problem is the rule file.
+    let e = err(
+        "[detect.sigma]\nrules = [\"/nonexistent/rules\"]\n[[sinks]]\ntype = \"stdout\"\nrules = [\"sigma:*\"]\n",
+    );
+    assert!(e.starts_with("`detect.sigma.rules`"), "{e}");
 }
