@@ -954,9 +954,15 @@ counters_gauges = {
     "rootwatch_posture_violations", "rootwatch_posture_audits_total",
     "rootwatch_posture_resolved_total",
 }
+# The process_* series every Prometheus client exports.
+process = {
+    "process_cpu_seconds_total", "process_open_fds", "process_max_fds", "process_virtual_memory_bytes",
+    "process_virtual_memory_max_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
+    "process_threads",
+}
 histograms = {"rootwatch_delivery_duration_seconds", "rootwatch_event_lag_seconds"}
-known = counters_gauges | {h + s for h in histograms for s in ("_bucket", "_sum", "_count")}
-name_re = re.compile(r"\brootwatch_[a-z0-9_]+")
+known = counters_gauges | process | {h + s for h in histograms for s in ("_bucket", "_sum", "_count")}
+name_re = re.compile(r"\b(?:rootwatch|process)_[a-z0-9_]+")
 used = set()
 for e in exprs:
     used |= set(name_re.findall(e))
@@ -973,7 +979,8 @@ needed_in_dashboard = ["rootwatch_findings_total", "rootwatch_alerts_delivered_t
                        "rootwatch_messages_deleted_total", "rootwatch_messages_redrive_total",
                        "rootwatch_decode_errors_total", "rootwatch_event_lag_seconds_bucket",
                        "rootwatch_in_flight_messages", "rootwatch_dedup_suppressed_total",
-                       "rootwatch_throttle_suppressed_total", "rootwatch_cloudwatch_checkpoint_age_seconds"]
+                       "rootwatch_throttle_suppressed_total", "rootwatch_cloudwatch_checkpoint_age_seconds",
+                       "process_cpu_seconds_total", "process_resident_memory_bytes"]
 dash_used = set()
 for e in exprs:
     dash_used |= set(name_re.findall(e))

@@ -95,6 +95,7 @@ async fn readyz(State(r): State<Arc<Readiness>>) -> impl IntoResponse {
 
 async fn metrics() -> impl IntoResponse {
     let handle = crate::telemetry::prometheus();
+    crate::telemetry::collect_process();
     handle.run_upkeep();
     (
         [(

@@ -159,8 +159,23 @@ pub fn prometheus() -> &'static PrometheusHandle {
         // then rootwatch's metrics go there and /metrics shows only ours.
         let _ = metrics::set_global_recorder(recorder);
         gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+        process().describe();
         handle
     })
+}
+
+/// The `process_*` series Prometheus clients export (CPU seconds,
+/// resident and virtual memory, open and maximum file descriptors, start
+/// time, threads), read from /proc when /metrics is scraped; elsewhere
+/// than Linux, only those the platform gives.
+fn process() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Reads the process's own figures into the `process_*` series.
+pub fn collect_process() {
+    process().collect();
 }
 
 /// Registers every metric with its help text and zero values for the label

@@ -119,6 +119,17 @@ async fn metrics_cover_every_name_the_dashboard_and_alerts_use() {
         missing.is_empty(),
         "used by deploy/ but not exported: {missing:?}\n{text}"
     );
+    // The process_* series, read from /proc at the scrape.
+    let value = |series: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series}: {text}"))
+    };
+    assert!(value("process_resident_memory_bytes ") > 1e6, "{text}");
+    assert!(value("process_open_fds ") >= 3.0, "{text}");
+    let started = value("process_start_time_seconds ");
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(started <= now && now - started < 3600.0, "{started} {now}");
     for name in rootwatch::telemetry::ALL {
         assert!(
             text.contains(&format!("# HELP {name} ")),
