@@ -168,14 +168,6 @@ pub fn policy(sink: &SinkSettings) -> Policy {
     p
 }
 
-/// The status of an error text written by
-/// [`crate::sink::retry::classify_status`] (`HTTP 503: ...`), if any.
-fn answered_status(error: &str) -> Option<u16> {
-    let rest = error.strip_prefix("HTTP ")?;
-    let code = rest.split(|c: char| !c.is_ascii_digit()).next()?;
-    code.parse().ok()
-}
-
 /// Maps the retry loop's result to an outcome; error text is scrubbed of
 /// the sink's secrets and of anything that looks like a URL.
 pub fn outcome(result: Result<u32, DeliveryError>, secrets: &[&str]) -> Outcome {
@@ -186,13 +178,20 @@ pub fn outcome(result: Result<u32, DeliveryError>, secrets: &[&str]) -> Outcome 
             status,
             error: scrub(&error),
         },
-        Err(DeliveryError::GaveUp { attempts, last }) if answered_status(&last).is_some() => {
-            Outcome::Failed {
-                attempts,
-                error: scrub(&last),
-            }
-        }
-        Err(DeliveryError::GaveUp { attempts, last }) => Outcome::Unreachable {
+        // The receiver answered, with an error each time.
+        Err(DeliveryError::GaveUp {
+            attempts,
+            last,
+            status: Some(_),
+        }) => Outcome::Failed {
+            attempts,
+            error: scrub(&last),
+        },
+        Err(DeliveryError::GaveUp {
+            attempts,
+            last,
+            status: None,
+        }) => Outcome::Unreachable {
             attempts,
             error: scrub(&last),
         },
@@ -305,16 +304,18 @@ mod tests {
     #[test]
     fn outcomes_from_the_retry_loop() {
         let status = |code| match classify_status(code, None, "busy") {
-            Some(crate::sink::SendError::Retriable { error, .. }) => error,
+            Some(crate::sink::SendError::Retriable { error, status, .. }) => {
+                assert_eq!(status, Some(code));
+                error
+            }
             other => panic!("{other:?}"),
         };
-        assert_eq!(answered_status(&status(503)), Some(503));
-        assert_eq!(answered_status("error sending request"), None);
         assert_eq!(
             outcome(
                 Err(DeliveryError::GaveUp {
                     attempts: 2,
-                    last: status(503)
+                    last: status(503),
+                    status: Some(503),
                 }),
                 &[]
             ),
@@ -327,7 +328,8 @@ mod tests {
             outcome(
                 Err(DeliveryError::GaveUp {
                     attempts: 2,
-                    last: "error sending request for url (http://hooks.example/T0/secret)".into()
+                    last: "error sending request for url (http://hooks.example/T0/secret)".into(),
+                    status: None,
                 }),
                 &["secret"]
             ),

@@ -139,7 +139,7 @@ async fn a_retry_after_past_the_deadline_gives_up_at_once() {
         )
         .await;
         assert!(
-            matches!(r, Err(DeliveryError::GaveUp { attempts: 2, ref last }) if last.contains(status.as_str())),
+            matches!(r, Err(DeliveryError::GaveUp { attempts: 2, ref last, .. }) if last.contains(status.as_str())),
             "{status} {value}: {r:?}"
         );
         assert_eq!(retries, 1, "{value}");
@@ -193,7 +193,7 @@ async fn retries_connection_refused_until_the_deadline() {
         )
         .await;
         match r {
-            Err(DeliveryError::GaveUp { attempts, last }) => {
+            Err(DeliveryError::GaveUp { attempts, last, .. }) => {
                 assert!(attempts >= 2, "{kind}: {attempts}");
                 assert!(
                     !last.contains(&port.to_string()),

@@ -66,6 +66,7 @@ where
     let retriable = |error: String| SendError::Retriable {
         error: crate::dead_letter::scrub(&error, &[]),
         retry_after: None,
+        status: None,
     };
     match e {
         SdkError::ServiceError(s) => {
@@ -110,6 +111,7 @@ pub async fn within<T>(
             Err(SendError::Retriable {
                 error: format!("no answer within {}s", timeout.as_secs()),
                 retry_after: None,
+                status: None,
             })
         })
 }

@@ -87,6 +87,7 @@ impl Sink for EventBridgeSink {
                 (n, None) => Err(SendError::Retriable {
                     error: format!("{n} entry failed without an error code"),
                     retry_after: None,
+                    status: None,
                 }),
             }
         })

@@ -193,6 +193,7 @@ impl Sink for HttpSink {
                     // The URL may carry a token: never let it into an error.
                     error: self.scrub(&with_causes(e.without_url())),
                     retry_after: None,
+                    status: None,
                 })?;
             let status = resp.status().as_u16();
             let retry_after = resp

@@ -27,6 +27,8 @@ pub enum SendError {
     Retriable {
         error: String,
         retry_after: Option<Duration>,
+        /// The HTTP status, when the receiver answered (408, 429, 5xx).
+        status: Option<u16>,
     },
     /// The receiver refused the alert; sending it again would not help.
     /// `status` is the HTTP status, when there was one.

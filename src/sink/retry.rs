@@ -27,6 +27,7 @@ pub fn classify_status(status: u16, retry_after: Option<&str>, body: &str) -> Op
         Some(SendError::Retriable {
             error,
             retry_after: retry_after.and_then(parse_retry_after),
+            status: Some(status),
         })
     } else {
         Some(SendError::Permanent {
@@ -107,6 +108,7 @@ pub fn classify_aws(code: Option<&str>, status: Option<u16>, message: &str) -> S
         SendError::Retriable {
             error,
             retry_after: None,
+            status,
         }
     } else {
         SendError::Permanent { error, status }
@@ -182,8 +184,14 @@ pub fn next_wait(
 pub enum DeliveryError {
     #[error("rejected: {error}")]
     Rejected { error: String, status: Option<u16> },
+    /// `status`: the HTTP status of the last answer, when there was one
+    /// (an answer that was an error, 408, 429 or 5xx, or none at all).
     #[error("gave up after {attempts} attempt(s): {last}")]
-    GaveUp { attempts: u32, last: String },
+    GaveUp {
+        attempts: u32,
+        last: String,
+        status: Option<u16>,
+    },
     #[error("cancelled by shutdown after {attempts} attempt(s)")]
     Cancelled { attempts: u32 },
 }
@@ -213,9 +221,15 @@ pub async fn send_with_retry(
             }
             Err(e) => e,
         };
-        let SendError::Retriable { retry_after, .. } = &err else {
+        let SendError::Retriable {
+            retry_after,
+            status,
+            ..
+        } = &err
+        else {
             unreachable!()
         };
+        let status = *status;
         let capped = policy.max_attempts.is_some_and(|max| attempt >= max);
         let wait = next_wait(
             started.elapsed(),
@@ -227,6 +241,7 @@ pub async fn send_with_retry(
             return Err(DeliveryError::GaveUp {
                 attempts: attempt,
                 last: err.to_string(),
+                status,
             });
         };
         on_retry(attempt, wait, &err);
@@ -267,7 +282,8 @@ mod tests {
             classify_status(429, Some("7"), "slow down"),
             Some(SendError::Retriable {
                 error: "HTTP 429: slow down".into(),
-                retry_after: Some(Duration::from_secs(7))
+                retry_after: Some(Duration::from_secs(7)),
+                status: Some(429),
             })
         );
         let long = "x".repeat(1000);
@@ -384,6 +400,7 @@ mod tests {
                 Err(SendError::Retriable {
                     error: "HTTP 503".into(),
                     retry_after: None,
+                    status: Some(503),
                 })
             })
         }
@@ -406,7 +423,7 @@ mod tests {
         policy.max_attempts = Some(2);
         let r = send_with_retry(&sink, &f, &policy, &CancellationToken::new(), |_, _, _| {}).await;
         assert!(
-            matches!(r, Err(DeliveryError::GaveUp { attempts: 2, ref last }) if last == "HTTP 503"),
+            matches!(r, Err(DeliveryError::GaveUp { attempts: 2, ref last, status: Some(503) }) if last == "HTTP 503"),
             "{r:?}"
         );
         assert_eq!(sink.0.load(std::sync::atomic::Ordering::SeqCst), 2);

@@ -44,6 +44,7 @@ fn retriable(error: impl std::fmt::Display) -> SendError {
     SendError::Retriable {
         error: error.to_string(),
         retry_after: None,
+        status: None,
     }
 }
 
