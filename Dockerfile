@@ -1,4 +1,5 @@
-# syntax=docker/dockerfile:1
+# No `# syntax=` line: the builder's own Dockerfile frontend is used, nothing
+# is pulled from a registry to parse this file.
 
 # ---- build ------------------------------------------------------------------
 FROM rust:1-bookworm AS builder
@@ -19,7 +20,7 @@ COPY src ./src
 COPY benches ./benches
 RUN find src benches -name '*.rs' -exec touch {} + \
  && cargo build --release --locked \
- && install -D -m 0755 target/release/rootwatch /out/usr/local/bin/rootwatch \
+ && install -D -s -m 0755 target/release/rootwatch /out/usr/local/bin/rootwatch \
  && install -d -m 0750 /out/varlib/rootwatch \
  && install -d -m 0755 /out/etc/rootwatch
 
@@ -27,6 +28,12 @@ RUN find src benches -name '*.rs' -exec touch {} + \
 # distroless/cc: glibc, libgcc and CA certificates (TLS to webhooks and AWS),
 # no shell, no package manager. The :nonroot tag runs as uid/gid 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot
+
+# Open Container Initiative annotations; a build adds version, revision,
+# created and source (the repository's URL) with --label.
+LABEL org.opencontainers.image.title="rootwatch" \
+      org.opencontainers.image.description="Real-time alerts on AWS root-user activity and calls from outside IP allow lists, read from CloudTrail" \
+      org.opencontainers.image.licenses="Apache-2.0"
 
 COPY --from=builder /out/usr/local/bin/rootwatch /usr/local/bin/rootwatch
 # Copy the directories themselves (into existing parents) so that --chown

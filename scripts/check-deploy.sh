@@ -309,6 +309,12 @@ extraVolumeMounts:
 podAnnotations: {example.com/owner: security}
 podLabels: {team: security}
 priorityClassName: system-cluster-critical
+imagePullSecrets: [{name: regcred}]
+service:
+  type: NodePort
+  annotations: {example.com/internal: "true"}
+livenessProbe: {initialDelaySeconds: 10, periodSeconds: 20, timeoutSeconds: 3, failureThreshold: 4}
+readinessProbe: {periodSeconds: 7, timeoutSeconds: 3, failureThreshold: 3, successThreshold: 2}
 topologySpreadConstraints:
   - maxSkew: 1
     topologyKey: topology.kubernetes.io/zone
@@ -384,6 +390,14 @@ req("checksum/config" in pod["metadata"]["annotations"], "podAnnotations replace
 req(pod["metadata"]["labels"].get("team") == "security", "podLabels missing")
 req(pod["metadata"]["labels"].get("app.kubernetes.io/name") == "rootwatch", "podLabels broke the selector labels")
 req(spec.get("priorityClassName") == "system-cluster-critical", "priorityClassName missing")
+req(spec.get("imagePullSecrets") == [{"name": "regcred"}], "imagePullSecrets missing")
+req(c["livenessProbe"] == {"httpGet": {"path": "/healthz", "port": "admin"}, "initialDelaySeconds": 10,
+                           "periodSeconds": 20, "timeoutSeconds": 3, "failureThreshold": 4}, "livenessProbe timings")
+req(c["readinessProbe"] == {"httpGet": {"path": "/readyz", "port": "admin"}, "periodSeconds": 7,
+                            "timeoutSeconds": 3, "failureThreshold": 3, "successThreshold": 2}, "readinessProbe timings")
+svc = by["Service"][0]
+req(svc["spec"]["type"] == "NodePort" and svc["metadata"].get("annotations") == {"example.com/internal": "true"},
+    "service.type and service.annotations")
 req((spec.get("topologySpreadConstraints") or [{}])[0].get("topologyKey") == "topology.kubernetes.io/zone",
     "topologySpreadConstraints missing")
 pdb = by.get("PodDisruptionBudget", [])

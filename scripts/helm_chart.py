@@ -63,6 +63,9 @@ def render(chart_dir, release, namespace, values):
         chart.close()
     docs = []
     for name in sorted(out):
+        # NOTES.txt is text Helm prints after an install, not a manifest.
+        if name.endswith("/NOTES.txt"):
+            continue
         for part in re.split(r"(?m)^---\s*$", out[name]):
             obj = yaml.safe_load(part) if part.strip() else None
             if obj is None:
