@@ -1,8 +1,9 @@
 //! Acknowledgement tokens. Every unit of source input (an SQS message, a
-//! file, a CloudWatch Logs event) is a [`Unit`]; whatever still has work to
-//! do for it holds a handle. Each handle ends explicitly: [`Unit::done`]
-//! (my part was handled), [`Unit::fail`] or [`Unit::release`]. When the
-//! last handle is gone, the source learns the outcome and only then
+//! file, a CloudWatch Logs event) is tracked by [`InputHandle`]s: whatever
+//! still has work to do for it holds one. Each handle ends explicitly:
+//! [`InputHandle::done`] (my part was handled), [`InputHandle::fail`] or
+//! [`InputHandle::release`]. When the last handle is gone, the source
+//! learns the outcome and only then
 //! deletes, checkpoints or retries.
 //!
 //! Only an explicit end counts as handled: a handle dropped without one (a
@@ -54,35 +55,35 @@ impl Inner {
 
 /// One handle on a unit of input. Cloning gives another handle that must
 /// end on its own.
-pub struct Unit {
+pub struct InputHandle {
     inner: Arc<Inner>,
     /// Whether this handle ended explicitly.
     settled: AtomicBool,
 }
 
-impl Clone for Unit {
+impl Clone for InputHandle {
     fn clone(&self) -> Self {
-        Unit {
+        InputHandle {
             inner: Arc::clone(&self.inner),
             settled: AtomicBool::new(false),
         }
     }
 }
 
-impl std::fmt::Debug for Unit {
+impl std::fmt::Debug for InputHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "Unit(state={}, settled={})",
+            "InputHandle(state={}, settled={})",
             self.inner.state.load(Ordering::Relaxed),
             self.settled.load(Ordering::Relaxed)
         )
     }
 }
 
-impl Unit {
-    pub fn new(on_done: impl FnOnce(Outcome) + Send + 'static) -> Unit {
-        Unit::build(on_done, None)
+impl InputHandle {
+    pub fn new(on_done: impl FnOnce(Outcome) + Send + 'static) -> InputHandle {
+        InputHandle::build(on_done, None)
     }
 
     /// A unit whose undeliverable findings may be written to a dead-letter
@@ -90,15 +91,15 @@ impl Unit {
     pub fn with_dead_letter(
         on_done: impl FnOnce(Outcome) + Send + 'static,
         dead_letter: crate::dead_letter::Target,
-    ) -> Unit {
-        Unit::build(on_done, Some(dead_letter))
+    ) -> InputHandle {
+        InputHandle::build(on_done, Some(dead_letter))
     }
 
     fn build(
         on_done: impl FnOnce(Outcome) + Send + 'static,
         dead_letter: Option<crate::dead_letter::Target>,
-    ) -> Unit {
-        Unit {
+    ) -> InputHandle {
+        InputHandle {
             inner: Arc::new(Inner {
                 state: AtomicU8::new(OK),
                 reason: Mutex::new(""),
@@ -121,7 +122,7 @@ impl Unit {
     }
 
     /// Marks the unit as not handled and ends this handle. The first reason
-    /// given is kept. Calling [`Unit::done`] afterwards changes nothing.
+    /// given is kept. Calling [`InputHandle::done`] afterwards changes nothing.
     pub fn fail(&self, reason: &'static str) {
         self.inner.fail(reason);
         self.settled.store(true, Ordering::Release);
@@ -153,7 +154,7 @@ impl Unit {
     }
 }
 
-impl Drop for Unit {
+impl Drop for InputHandle {
     fn drop(&mut self) {
         if !*self.settled.get_mut() {
             crate::telemetry::ack_abandoned();
@@ -189,9 +190,9 @@ mod tests {
     use super::*;
     use std::sync::mpsc;
 
-    fn unit() -> (Unit, mpsc::Receiver<Outcome>) {
+    fn unit() -> (InputHandle, mpsc::Receiver<Outcome>) {
         let (tx, rx) = mpsc::channel();
-        (Unit::new(move |o| tx.send(o).unwrap()), rx)
+        (InputHandle::new(move |o| tx.send(o).unwrap()), rx)
     }
 
     #[test]

@@ -148,7 +148,7 @@ pub async fn run_with(
             .iter()
             .map(|a| (a.name.as_str(), a.account_id.as_str()))
             .collect();
-        telemetry::register_audit(&accounts);
+        telemetry::register_audit(&accounts, &crate::audit::RULE_IDS);
     }
     let readiness = opts.readiness.unwrap_or_default();
     let server_stop = CancellationToken::new();

@@ -207,11 +207,11 @@ pub enum ReplayFormat {
     Ocsf,
 }
 
-impl From<ReplayFormat> for crate::sink::format::Payload {
+impl From<ReplayFormat> for crate::sink::format::PayloadFormat {
     fn from(f: ReplayFormat) -> Self {
         match f {
-            ReplayFormat::Json => crate::sink::format::Payload::Json,
-            ReplayFormat::Ocsf => crate::sink::format::Payload::Ocsf,
+            ReplayFormat::Json => crate::sink::format::PayloadFormat::Json,
+            ReplayFormat::Ocsf => crate::sink::format::PayloadFormat::Ocsf,
         }
     }
 }

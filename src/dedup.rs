@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use lru::LruCache;
 
-use crate::ack::{Outcome, Unit};
+use crate::ack::{InputHandle, Outcome};
 use crate::event::EventKey;
 
 pub struct DeliveredCache {
@@ -91,7 +91,7 @@ pub enum Claim {
 
 struct State {
     delivered: DeliveredCache,
-    in_flight: HashMap<EventKey, Vec<Unit>>,
+    in_flight: HashMap<EventKey, Vec<InputHandle>>,
 }
 
 pub struct Dedup {
@@ -108,7 +108,7 @@ impl Dedup {
         }
     }
 
-    pub fn claim(&self, key: EventKey, unit: &Unit) -> Claim {
+    pub fn claim(&self, key: EventKey, unit: &InputHandle) -> Claim {
         let mut s = self.state.lock().expect("dedup lock");
         if s.delivered.contains(&key) {
             return Claim::Delivered;
@@ -162,10 +162,10 @@ mod tests {
         assert!(c.contains(&key(2)) && c.contains(&key(4)));
     }
 
-    fn unit() -> (Unit, mpsc::Receiver<Outcome>) {
+    fn unit() -> (InputHandle, mpsc::Receiver<Outcome>) {
         let (tx, rx) = mpsc::channel();
         (
-            Unit::new(move |o| {
+            InputHandle::new(move |o| {
                 let _ = tx.send(o);
             }),
             rx,

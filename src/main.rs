@@ -166,7 +166,7 @@ fn healthcheck(url: Option<String>, config: Option<&std::path::Path>, allow_degr
 
 fn replay(
     settings: config::Settings,
-    format: rootwatch::sink::format::Payload,
+    format: rootwatch::sink::format::PayloadFormat,
     jobs: Option<std::num::NonZeroUsize>,
     paths: &[std::path::PathBuf],
 ) -> i32 {

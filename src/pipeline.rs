@@ -2,7 +2,7 @@
 //!
 //! Sources call [`Pipeline::scan_body`] / [`Pipeline::scan_reader`] to turn
 //! input into findings grouped by event, then [`Pipeline::dispatch`] with
-//! the input's [`Unit`]. Each delivery holds a handle on its event's unit
+//! the input's [`InputHandle`]. Each delivery holds a handle on its event's unit
 //! (nested in the input's) and ends it explicitly, so the source
 //! acknowledges the input only once every finding reached every sink that
 //! takes it. A delivery that panics or is dropped unfinished ends nothing:
@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::ack::Unit;
+use crate::ack::InputHandle;
 use crate::config::{Secret, Settings, SinkKind, SinkSettings};
 use crate::dead_letter::{self, Entry};
 use crate::decode::{self, DecodeError, Errors, Item, ObjectRef};
@@ -127,7 +127,7 @@ pub struct Pipeline {
     /// Which sinks took which finding, so a returning input alerts only
     /// the sinks that did not.
     sent: SentTo,
-    throttle: Option<Mutex<Throttle<Unit>>>,
+    throttle: Option<Mutex<Throttle<InputHandle>>>,
     sinks: Vec<SinkRunner>,
     deliveries: TaskTracker,
     /// Cancels deliveries still retrying when the shutdown grace ends.
@@ -293,7 +293,7 @@ impl Pipeline {
     /// held until every delivery ended; duplicates of delivered events are
     /// dropped, and copies of events being delivered wait on that delivery.
     /// The caller still ends its own handle on `unit`.
-    pub fn dispatch(self: &Arc<Self>, unit: &Unit, groups: Vec<EventFindings>) {
+    pub fn dispatch(self: &Arc<Self>, unit: &InputHandle, groups: Vec<EventFindings>) {
         for group in groups {
             if let Some(key) = group.key {
                 match self.dedup.claim(key, unit) {
@@ -341,7 +341,7 @@ impl Pipeline {
     /// it ends, the event's key leaves the in-flight set (entering the
     /// delivered cache only if it was delivered, and taking copies that
     /// waited on it along), and its outcome passes to the input.
-    fn event_unit(self: &Arc<Self>, key: Option<EventKey>, unit: &Unit) -> Unit {
+    fn event_unit(self: &Arc<Self>, key: Option<EventKey>, unit: &InputHandle) -> InputHandle {
         let (me, input) = (Arc::clone(self), unit.clone());
         let dead_letter = unit.dead_letter().cloned();
         let on_done = move |outcome| {
@@ -351,8 +351,8 @@ impl Pipeline {
             input.end(outcome);
         };
         match dead_letter {
-            Some(t) => Unit::with_dead_letter(on_done, t),
-            None => Unit::new(on_done),
+            Some(t) => InputHandle::with_dead_letter(on_done, t),
+            None => InputHandle::new(on_done),
         }
     }
 
@@ -361,7 +361,7 @@ impl Pipeline {
     /// dedup or throttling: the audit's state decides when an open problem
     /// alerts again, so an earlier delivery of the same finding id does
     /// not stop this one.
-    pub fn deliver_posture(self: &Arc<Self>, mut finding: Finding, unit: &Unit) {
+    pub fn deliver_posture(self: &Arc<Self>, mut finding: Finding, unit: &InputHandle) {
         // Account context, runbooks and announced root work apply to
         // posture findings as to the stream's.
         self.detector().enrich(&mut finding);
@@ -371,14 +371,19 @@ impl Pipeline {
 
     /// Starts a delivery of `finding` to every sink that takes it. Each
     /// delivery gets its own handles on `guards` and ends them.
-    fn send(self: &Arc<Self>, finding: Finding, guards: Vec<Unit>, received: Option<Instant>) {
+    fn send(
+        self: &Arc<Self>,
+        finding: Finding,
+        guards: Vec<InputHandle>,
+        received: Option<Instant>,
+    ) {
         self.send_with(finding, guards, Resend::NotToSinksThatHaveIt, received)
     }
 
     fn send_with(
         self: &Arc<Self>,
         finding: Finding,
-        guards: Vec<Unit>,
+        guards: Vec<InputHandle>,
         resend: Resend,
         received: Option<Instant>,
     ) {
@@ -391,7 +396,7 @@ impl Pipeline {
             self.deliveries
                 .spawn(async move { me.deliver(i, finding, held, resend, received).await });
         }
-        guards.into_iter().for_each(Unit::done);
+        guards.into_iter().for_each(InputHandle::done);
     }
 
     /// Sends throttle summaries as windows close, until `stop`; then closes
@@ -429,7 +434,7 @@ impl Pipeline {
         &self,
         sink: usize,
         finding: Arc<Finding>,
-        guards: Vec<Unit>,
+        guards: Vec<InputHandle>,
         resend: Resend,
         received: Option<Instant>,
     ) {
@@ -437,14 +442,14 @@ impl Pipeline {
         let name = runner.settings.name.as_str();
         if resend == Resend::NotToSinksThatHaveIt && self.sent.contains(&finding.finding_id, sink) {
             telemetry::alert_already_delivered(name, &finding.finding_id);
-            guards.into_iter().for_each(Unit::done);
+            guards.into_iter().for_each(InputHandle::done);
             return;
         }
         let _slot = tokio::select! {
             s = runner.slots.acquire() => s.expect("sink slots are never closed"),
             _ = self.abort.cancelled() => {
                 telemetry::alert_failed(name, &finding.finding_id, "shutdown", &"cancelled before the first attempt");
-                guards.iter().for_each(Unit::release);
+                guards.iter().for_each(InputHandle::release);
                 return;
             }
         };
@@ -466,7 +471,7 @@ impl Pipeline {
             Ok(attempts) => {
                 self.sent.insert(&finding.finding_id, sink);
                 telemetry::alert_delivered(name, &finding.finding_id, started.elapsed(), attempts);
-                guards.into_iter().for_each(Unit::done);
+                guards.into_iter().for_each(InputHandle::done);
             }
             // Only a delivery acknowledges: a receiver that refuses the
             // alert leaves the input unacknowledged (SQS redrives it to its
@@ -483,7 +488,7 @@ impl Pipeline {
             }
             Err(e @ DeliveryError::Cancelled { .. }) => {
                 telemetry::alert_failed(name, &finding.finding_id, "shutdown", &e);
-                guards.iter().for_each(Unit::release);
+                guards.iter().for_each(InputHandle::release);
             }
         }
     }
@@ -497,7 +502,7 @@ impl Pipeline {
         &self,
         runner: &SinkRunner,
         finding: Arc<Finding>,
-        guards: Vec<Unit>,
+        guards: Vec<InputHandle>,
         reason: &'static str,
         status: Option<u16>,
         error: &str,
@@ -550,9 +555,9 @@ impl Pipeline {
         let failed = t
             .lock()
             .expect("throttle lock")
-            .take_failed_carriers(Unit::is_failed);
+            .take_failed_carriers(InputHandle::is_failed);
         // Ending a failed unit's handle changes nothing but lets it finish.
-        failed.into_iter().for_each(Unit::done);
+        failed.into_iter().for_each(InputHandle::done);
     }
 
     /// Waits until every delivery started so far (and any started while
@@ -662,10 +667,10 @@ mod tests {
         scan.groups
     }
 
-    fn input() -> (Unit, mpsc::Receiver<Outcome>) {
+    fn input() -> (InputHandle, mpsc::Receiver<Outcome>) {
         let (tx, rx) = mpsc::channel();
         (
-            Unit::new(move |o| {
+            InputHandle::new(move |o| {
                 let _ = tx.send(o);
             }),
             rx,
@@ -676,7 +681,7 @@ mod tests {
     /// input's outcome.
     async fn run_input(
         p: &Arc<Pipeline>,
-        unit: Unit,
+        unit: InputHandle,
         rx: mpsc::Receiver<Outcome>,
         id: &str,
     ) -> Outcome {
@@ -874,7 +879,7 @@ mod tests {
         let with_dl = |t| {
             let (tx, rx) = mpsc::channel();
             (
-                Unit::with_dead_letter(
+                InputHandle::with_dead_letter(
                     move |o| {
                         let _ = tx.send(o);
                     },

@@ -85,7 +85,7 @@ impl std::fmt::Display for Location<'_> {
 const CHUNK_BYTES: usize = 1 << 20;
 
 /// A piece of work, cut by the reader in input order.
-enum Unit {
+enum Work {
     /// Whole lines of a JSON-lines file, the next ones after the file's
     /// previous unit (inflated by the reader: gzip cannot be split).
     Lines { path: Arc<Path>, bytes: Vec<u8> },
@@ -236,7 +236,7 @@ fn documents(
 /// Decodes and assesses one unit. Pure but for reading the files it names.
 /// `buf` is the calling thread's, kept from unit to unit: a fresh buffer
 /// for every megabyte read costs page faults and zeroing in the kernel.
-fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
+fn work(detector: &Detector, unit: Work, buf: &mut Vec<u8>) -> Done {
     let mut items = Items::default();
     let mut unparsed = 0;
     let mut lines = 0;
@@ -253,11 +253,11 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
         }
     };
     let path = match unit {
-        Unit::Lines { path, bytes } => {
+        Work::Lines { path, bytes } => {
             decode(&bytes, &mut items);
             path
         }
-        Unit::Range {
+        Work::Range {
             path,
             file,
             start,
@@ -269,7 +269,7 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
             }
             path
         }
-        Unit::Documents(path) => {
+        Work::Documents(path) => {
             let end = match File::open(&path) {
                 Ok(f) => (documents(detector, f, &mut items, &mut unparsed), None),
                 Err(e) => (None, Some(e)),
@@ -282,7 +282,7 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
                 end: Some(end),
             };
         }
-        Unit::Stdin => {
+        Work::Stdin => {
             let stream = documents(detector, io::stdin().lock(), &mut items, &mut unparsed);
             return Done {
                 path: Arc::from(Path::new("-")),
@@ -292,7 +292,7 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
                 end: Some((stream, None)),
             };
         }
-        Unit::End {
+        Work::End {
             path,
             stream,
             unreadable,
@@ -318,10 +318,10 @@ fn work(detector: &Detector, unit: Unit, buf: &mut Vec<u8>) -> Done {
 /// Cuts the inputs into units, in order. JSON-lines files (plain or gzip)
 /// become chunks of whole lines, so one big file spreads over every core;
 /// other files are one unit each.
-fn produce(paths: &[PathBuf], emit: &mut dyn FnMut(Unit) -> bool) -> io::Result<()> {
+fn produce(paths: &[PathBuf], emit: &mut dyn FnMut(Work) -> bool) -> io::Result<()> {
     for path in paths {
         let go_on = if path.as_os_str() == "-" {
-            emit(Unit::Stdin)
+            emit(Work::Stdin)
         } else if path.is_dir() {
             let mut files = Vec::new();
             collect_files(path, &mut files)
@@ -339,14 +339,14 @@ fn produce(paths: &[PathBuf], emit: &mut dyn FnMut(Unit) -> bool) -> io::Result<
 }
 
 /// False when the receiver is gone.
-fn produce_file(file: &Path, emit: &mut dyn FnMut(Unit) -> bool) -> bool {
+fn produce_file(file: &Path, emit: &mut dyn FnMut(Work) -> bool) -> bool {
     let path: Arc<Path> = Arc::from(file);
     match Layout::of(file) {
-        Layout::Documents => emit(Unit::Documents(path)),
+        Layout::Documents => emit(Work::Documents(path)),
         Layout::Lines => match File::open(file).and_then(|f| Ok((is_gzip(&f)?, f))) {
             Ok((true, f)) => chunk_lines(path, f, emit),
             Ok((false, f)) => split_lines(path, f, emit),
-            Err(e) => emit(Unit::End {
+            Err(e) => emit(Work::End {
                 path,
                 stream: None,
                 unreadable: Some(e),
@@ -363,11 +363,11 @@ fn is_gzip(file: &File) -> io::Result<bool> {
 }
 
 /// Emits an uncompressed file as ranges of `CHUNK_BYTES`, then its end.
-fn split_lines(path: Arc<Path>, file: File, emit: &mut dyn FnMut(Unit) -> bool) -> bool {
+fn split_lines(path: Arc<Path>, file: File, emit: &mut dyn FnMut(Work) -> bool) -> bool {
     let len = match file.metadata() {
         Ok(m) => m.len(),
         Err(e) => {
-            return emit(Unit::End {
+            return emit(Work::End {
                 path,
                 stream: Some(e.into()),
                 unreadable: None,
@@ -378,7 +378,7 @@ fn split_lines(path: Arc<Path>, file: File, emit: &mut dyn FnMut(Unit) -> bool) 
     let mut start = 0;
     while start < len {
         let end = len.min(start + CHUNK_BYTES as u64);
-        if !emit(Unit::Range {
+        if !emit(Work::Range {
             path: Arc::clone(&path),
             file: Arc::clone(&file),
             start,
@@ -388,7 +388,7 @@ fn split_lines(path: Arc<Path>, file: File, emit: &mut dyn FnMut(Unit) -> bool) 
         }
         start = end;
     }
-    emit(Unit::End {
+    emit(Work::End {
         path,
         stream: None,
         unreadable: None,
@@ -478,11 +478,11 @@ fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 /// Emits the lines of `reader` in chunks of whole lines, then the file's
 /// end. A line longer than the decoder takes is left whole in one chunk
 /// (the decoder reports it); false when the receiver is gone.
-fn chunk_lines(path: Arc<Path>, reader: File, emit: &mut dyn FnMut(Unit) -> bool) -> bool {
+fn chunk_lines(path: Arc<Path>, reader: File, emit: &mut dyn FnMut(Work) -> bool) -> bool {
     let mut reader = match decode::maybe_gunzip(reader) {
         Ok(r) => r,
         Err(e) => {
-            return emit(Unit::End {
+            return emit(Work::End {
                 path,
                 stream: Some(e.into()),
                 unreadable: None,
@@ -539,7 +539,7 @@ fn chunk_lines(path: Arc<Path>, reader: File, emit: &mut dyn FnMut(Unit) -> bool
             bytes.push(b'\n');
         }
         if !bytes.is_empty()
-            && !emit(Unit::Lines {
+            && !emit(Work::Lines {
                 path: Arc::clone(&path),
                 bytes,
             })
@@ -547,7 +547,7 @@ fn chunk_lines(path: Arc<Path>, reader: File, emit: &mut dyn FnMut(Unit) -> bool
             return false;
         }
         if done {
-            return emit(Unit::End {
+            return emit(Work::End {
                 path,
                 stream,
                 unreadable: None,
@@ -560,7 +560,7 @@ pub struct Replay<'a> {
     detector: &'a Detector,
     seen: DeliveredCache,
     summary: ReplaySummary,
-    format: crate::sink::format::Payload,
+    format: crate::sink::format::PayloadFormat,
     jobs: usize,
     /// Lines of the current file in the units applied so far: units are
     /// cut without counting lines (the decoder counts them anyway).
@@ -578,7 +578,7 @@ impl<'a> Replay<'a> {
             detector,
             seen: DeliveredCache::new(dedup_capacity),
             summary: ReplaySummary::default(),
-            format: crate::sink::format::Payload::Json,
+            format: crate::sink::format::PayloadFormat::Json,
             jobs: 1,
             lines_before: 0,
             listed_errors: 0,
@@ -588,7 +588,7 @@ impl<'a> Replay<'a> {
     }
 
     /// Writes findings in `format` (the finding JSON by default).
-    pub fn with_format(mut self, format: crate::sink::format::Payload) -> Self {
+    pub fn with_format(mut self, format: crate::sink::format::PayloadFormat) -> Self {
         self.format = format;
         self
     }
@@ -638,7 +638,7 @@ impl<'a> Replay<'a> {
         let jobs = self.jobs;
         std::thread::scope(|scope| {
             // Bounded: the reader stays at most a few chunks ahead.
-            let (unit_tx, unit_rx) = mpsc::sync_channel::<(u64, Unit)>(jobs * 2);
+            let (unit_tx, unit_rx) = mpsc::sync_channel::<(u64, Work)>(jobs * 2);
             let unit_rx = Arc::new(Mutex::new(unit_rx));
             let (done_tx, done_rx) = mpsc::channel::<(u64, Done)>();
             let producer = scope.spawn(move || {

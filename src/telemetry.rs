@@ -812,7 +812,7 @@ pub fn source_recovered(source: &str, failures: u32, down_for: Duration) {
 /// configured accounts, `(name, account id)` (from config: bounded), so
 /// they exist before the first audit. rootwatch's own account (audited
 /// when none is configured) appears with its first audit.
-pub fn register_audit(accounts: &[(&str, &str)]) {
+pub fn register_audit(accounts: &[(&str, &str)], checks: &[&'static str]) {
     use metrics::{describe_counter, describe_gauge};
     prometheus();
     describe_gauge!(
@@ -836,12 +836,12 @@ pub fn register_audit(accounts: &[(&str, &str)]) {
             counter!(POSTURE_AUDITS, "account" => name.to_owned(), "outcome" => outcome)
                 .absolute(0);
         }
-        for &check in crate::audit::RULE_IDS.iter() {
+        for &check in checks {
             gauge!(POSTURE_VIOLATIONS, "check" => check, "account" => account_id.to_owned())
                 .set(0.0);
         }
     }
-    for &check in crate::audit::RULE_IDS.iter() {
+    for &check in checks {
         counter!(POSTURE_RESOLVED, "check" => check).absolute(0);
         for severity in crate::finding::Severity::ALL {
             counter!(FINDINGS, "rule" => check, "severity" => severity.as_str()).absolute(0);
@@ -858,13 +858,14 @@ pub fn posture_audited(
     generated: chrono::DateTime<chrono::Utc>,
     findings: usize,
     notes: &[String],
+    stale_after_secs: u64,
 ) {
     // IAM hands out a cached report for up to four hours: the log says
-    // how old the evidence is, and warns past that.
+    // how old the evidence is, and warns past `stale_after_secs`.
     let age = (chrono::Utc::now() - generated).num_seconds().max(0);
     tracing::info!(account, account_id, report_generated = %generated.to_rfc3339(), report_age_secs = age, findings, "posture audit done");
-    if age as u64 > crate::audit::rules::REPORT_STALE_SECS {
-        tracing::warn!(account, account_id, report_generated = %generated.to_rfc3339(), report_age_secs = age, "credential report is older than 4 hours: posture findings may be out of date");
+    if age as u64 > stale_after_secs {
+        tracing::warn!(account, account_id, report_generated = %generated.to_rfc3339(), report_age_secs = age, stale_after_secs, "the credential report is stale: posture findings may be out of date");
     }
     for note in notes {
         tracing::warn!(account, account_id, note = %note, "posture check skipped");

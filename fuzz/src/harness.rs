@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use rootwatch::decode::{self, DecodeError, Item};
 use rootwatch::detect::{AllowList, CidrSet, Context, DetectSettings, Detector, Scope};
 use rootwatch::finding::{Finding, Severity, Summary};
-use rootwatch::sink::format::{Payload, check, fit};
+use rootwatch::sink::format::{PayloadFormat, check, fit};
 use serde_json::value::RawValue;
 
 /// Every rule on, with an allow list so the IP rule fires too.
@@ -40,7 +40,7 @@ fn check_finding(f: &Finding) {
     if let Err(e) = check::all_formats(f) {
         panic!("{e}\nfinding: {}", f.to_json());
     }
-    for p in [Payload::Json, Payload::Ocsf] {
+    for p in [PayloadFormat::Json, PayloadFormat::Ocsf] {
         const MAX: usize = 256 * 1024;
         let body = fit::fit(f, MAX, |g| p.body(g, 0)).expect("every finding fits once cut");
         assert!(body.len() <= MAX, "{p:?}: {} bytes", body.len());

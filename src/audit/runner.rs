@@ -13,7 +13,7 @@ use super::reader::{AuditError, IamReader};
 use super::rules::{Evaluation, Inventory, OrgView, RULE_IDS, evaluate};
 use super::settings::AuditSettings;
 use super::state::PostureState;
-use crate::ack::{Outcome, Unit};
+use crate::ack::{InputHandle, Outcome};
 use crate::pipeline::Pipeline;
 use crate::telemetry;
 
@@ -151,6 +151,7 @@ pub async fn audit_round(
             e.generated,
             e.findings.len(),
             &e.notes,
+            super::rules::REPORT_STALE_SECS,
         );
         for (rule, n) in e.counts() {
             telemetry::posture_violations(rule, &e.account_id, n);
@@ -172,7 +173,7 @@ pub async fn audit_round(
         for f in send {
             // Marked alerted only once every sink that takes it has it.
             let (st, id) = (Arc::clone(state), f.finding_id.clone());
-            let unit = Unit::new(move |outcome| {
+            let unit = InputHandle::new(move |outcome| {
                 if outcome == Outcome::Done {
                     st.lock().expect("posture state lock").delivered(&id, now);
                 }

@@ -1,4 +1,3 @@
-use super::PayloadFormat as Payload;
 use super::*;
 
 fn env(k: &str) -> Option<String> {
@@ -832,7 +831,7 @@ format = "ocsf"
     // The topic ARN's region is the default; no role unless one is named.
     assert_eq!(
         (sns.aws.region.as_deref(), sns.format),
-        (Some("eu-west-1"), Payload::Json)
+        (Some("eu-west-1"), PayloadFormat::Json)
     );
     assert_eq!(sns.aws.role, None);
     assert_eq!(s.sinks[0].name, "sns-soc-alerts");
@@ -844,11 +843,11 @@ format = "ocsf"
         panic!()
     };
     assert_eq!(named.aws.region, None, "a bus name names no region");
-    assert_eq!(eb.format, Payload::Ocsf);
+    assert_eq!(eb.format, PayloadFormat::Ocsf);
     let SinkKind::Webhook(w) = &s.sinks[3].kind else {
         panic!()
     };
-    assert_eq!(w.format, Payload::Ocsf);
+    assert_eq!(w.format, PayloadFormat::Ocsf);
 
     // A role, as for a source; check-config hides the external id.
     let text = "[[sinks]]\ntype = \"sns\"\ntopic_arn = \"arn:aws:sns:eu-west-1:111122223333:soc\"\n\

@@ -12,7 +12,7 @@ use std::time::Duration;
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
 
 use super::aws::{MAX_BYTES, now_ms, send_error, within};
-use super::format::{Payload, fit};
+use super::format::{PayloadFormat, fit};
 use super::retry::classify_aws;
 use super::{BoxFuture, SendError, Sink};
 use crate::config::EventBridgeSettings;
@@ -24,7 +24,7 @@ pub const DETAIL_TYPE: &str = "Rootwatch Finding";
 pub struct EventBridgeSink {
     client: super::aws::LazyClient<aws_sdk_eventbridge::Client>,
     event_bus: String,
-    payload: Payload,
+    payload: PayloadFormat,
     timeout: Duration,
 }
 
@@ -46,7 +46,7 @@ impl EventBridgeSink {
 /// The entry's detail for `f`: at most what the 256 KiB entry limit leaves
 /// after the source and detail-type (EventBridge counts those, the detail
 /// and the resources, of which there are none).
-pub fn detail(f: &Finding, payload: Payload, now_ms: i64) -> Result<String, SendError> {
+pub fn detail(f: &Finding, payload: PayloadFormat, now_ms: i64) -> Result<String, SendError> {
     let room = MAX_BYTES - SOURCE.len() - DETAIL_TYPE.len();
     let body =
         fit::fit(f, room, |g| payload.body(g, now_ms)).map_err(|size| SendError::Permanent {
@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn golden() {
         for (name, f) in golden_findings() {
-            for (p, suffix) in [(Payload::Json, "json"), (Payload::Ocsf, "ocsf")] {
+            for (p, suffix) in [(PayloadFormat::Json, "json"), (PayloadFormat::Ocsf, "ocsf")] {
                 let d = detail(&f, p, 1_700_000_000_000).unwrap();
                 let v = serde_json::json!({
                     "Source": SOURCE,
@@ -121,7 +121,7 @@ mod tests {
         let mut f = hostile();
         let big = format!("{{\"userAgent\":\"{}\"}}", "\\\"".repeat(300_000));
         f.event = serde_json::value::RawValue::from_string(big).unwrap();
-        for p in [Payload::Json, Payload::Ocsf] {
+        for p in [PayloadFormat::Json, PayloadFormat::Ocsf] {
             let d = detail(&f, p, 0).unwrap();
             assert!(d.len() + SOURCE.len() + DETAIL_TYPE.len() <= MAX_BYTES);
             assert!(

@@ -15,7 +15,7 @@ use crate::finding::Finding;
 pub enum Format {
     Webhook {
         hmac_secret: Option<Secret>,
-        payload: super::format::Payload,
+        payload: super::format::PayloadFormat,
     },
     Slack,
     PagerDuty {

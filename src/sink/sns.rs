@@ -9,7 +9,7 @@ use aws_sdk_sns::types::MessageAttributeValue;
 
 use super::aws::{MAX_BYTES, now_ms, send_error, within};
 use super::format::escape::{self, limit};
-use super::format::{Payload, fit};
+use super::format::{PayloadFormat, fit};
 use super::{BoxFuture, SendError, Sink};
 use crate::config::SnsSettings;
 use crate::finding::Finding;
@@ -17,7 +17,7 @@ use crate::finding::Finding;
 pub struct SnsSink {
     client: super::aws::LazyClient<aws_sdk_sns::Client>,
     topic_arn: String,
-    payload: Payload,
+    payload: PayloadFormat,
     timeout: Duration,
 }
 
@@ -62,7 +62,7 @@ pub fn attributes(f: &Finding) -> Vec<(&'static str, String)> {
 
 /// The message for `f`: at most what the 256 KiB limit leaves after the
 /// attributes (SNS counts each one's name, type and value).
-pub fn message(f: &Finding, payload: Payload, now_ms: i64) -> Result<String, SendError> {
+pub fn message(f: &Finding, payload: PayloadFormat, now_ms: i64) -> Result<String, SendError> {
     let attrs: usize = attributes(f)
         .iter()
         .map(|(k, v)| k.len() + "String".len() + v.len())
@@ -134,7 +134,7 @@ mod tests {
     #[test]
     fn golden() {
         for (name, f) in golden_findings() {
-            for (p, suffix) in [(Payload::Json, "json"), (Payload::Ocsf, "ocsf")] {
+            for (p, suffix) in [(PayloadFormat::Json, "json"), (PayloadFormat::Ocsf, "ocsf")] {
                 let m = message(&f, p, 1_700_000_000_000).unwrap();
                 let attrs: serde_json::Map<String, serde_json::Value> = attributes(&f)
                     .into_iter()
@@ -160,7 +160,7 @@ mod tests {
         f.account_id = Some("1".repeat(10_000));
         let big = format!("{{\"userAgent\":\"{}\"}}", "\\u0001".repeat(200_000));
         f.event = serde_json::value::RawValue::from_string(big).unwrap();
-        for p in [Payload::Json, Payload::Ocsf] {
+        for p in [PayloadFormat::Json, PayloadFormat::Ocsf] {
             let m = message(&f, p, 0).unwrap();
             let attrs: usize = attributes(&f)
                 .iter()

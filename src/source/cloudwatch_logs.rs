@@ -7,7 +7,7 @@
 //! reaches back by how late events have lately been arriving, and once per
 //! `full_read_interval` a full read reaches back the whole `lookback` (see
 //! [`super::checkpoint::Progress`]). Each event with findings is its own
-//! acknowledgement [`Unit`]: the checkpoint of a group (see
+//! acknowledgement [`InputHandle`]: the checkpoint of a group (see
 //! [`super::checkpoint::Progress`]) moves past an event only when its
 //! alerts were delivered, and a failed event is retried alone instead of
 //! holding back a whole page. Events without findings need no unit.
@@ -30,7 +30,7 @@ use super::checkpoint::{
 };
 use super::checkpoint_table::{self as table, CheckpointTable, TableError};
 use super::{SourceError, backoff, panic_text};
-use crate::ack::{Outcome, Unit};
+use crate::ack::{InputHandle, Outcome};
 use crate::config::{CheckpointStore, CloudwatchLogsSettings, DeadLetterDest, LogGroups, Start};
 use crate::dead_letter::{DeadLetterFile, DeadLetterQueue, DeadLetterStore, Target};
 use crate::detect::{DetectSettings, Scope};
@@ -1232,7 +1232,7 @@ impl Shared {
             deadline_too: attempt >= DELIVERY_ATTEMPTS,
         };
         let unit_id = id;
-        let unit = Unit::with_dead_letter(
+        let unit = InputHandle::with_dead_letter(
             move |outcome| {
                 let _ = tx.send((unit_id, outcome));
             },

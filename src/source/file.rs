@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::ack::{Outcome, Unit};
+use crate::ack::{InputHandle, Outcome};
 use crate::config::FileSettings;
 use crate::dead_letter::{DeadLetterFile, DeadLetterStore, Target};
 use crate::pipeline::{Pipeline, Scan};
@@ -167,7 +167,7 @@ impl FileSource {
             let _ = tx.send((path, outcome));
         };
         let unit = match &self.dead_letter {
-            Some(file) => Unit::with_dead_letter(
+            Some(file) => InputHandle::with_dead_letter(
                 on_done,
                 Target {
                     store: Arc::clone(file),
@@ -175,7 +175,7 @@ impl FileSource {
                     deadline_too: true,
                 },
             ),
-            None => Unit::new(on_done),
+            None => InputHandle::new(on_done),
         };
         self.pipeline.dispatch(&unit, scan.groups);
         unit.done();

@@ -1,5 +1,5 @@
 //! Sources: where CloudTrail events come from. Each turns its input into
-//! [`crate::ack::Unit`]s and acknowledges them only when their outcome is Done.
+//! [`crate::ack::InputHandle`]s and acknowledges them only when their outcome is Done.
 
 pub mod checkpoint;
 pub mod checkpoint_table;

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::health::SourceHealth;
 use super::{SourceError, backoff, s3};
-use crate::ack::{Outcome, Unit};
+use crate::ack::{InputHandle, Outcome};
 use crate::config::SqsSettings;
 use crate::decode::ObjectRef;
 use crate::pipeline::{EventFindings, ObjectRefs, Pipeline, Scan};
@@ -73,7 +73,7 @@ fn permits_for(groups: &[EventFindings]) -> u32 {
 /// thread of the runtime.
 fn dispatch_bounded(
     pipeline: &Arc<Pipeline>,
-    unit: &Unit,
+    unit: &InputHandle,
     room: &Arc<Semaphore>,
     groups: Vec<EventFindings>,
 ) {
@@ -90,12 +90,12 @@ fn dispatch_bounded(
 /// back once every delivery of them ended.
 fn dispatch_holding(
     pipeline: &Arc<Pipeline>,
-    unit: &Unit,
+    unit: &InputHandle,
     permit: tokio::sync::OwnedSemaphorePermit,
     groups: Vec<EventFindings>,
 ) {
     let parent = unit.clone();
-    let chunk = Unit::new(move |outcome| {
+    let chunk = InputHandle::new(move |outcome| {
         drop(permit);
         parent.end(outcome);
     });
@@ -107,7 +107,7 @@ fn dispatch_holding(
 /// failures mark the unit where they happen, so a reader that finishes ends
 /// its handle as done; one that unwinds from a panic leaves it unsettled,
 /// which fails the message as abandoned.
-struct ReaderHold(Option<Unit>);
+struct ReaderHold(Option<InputHandle>);
 
 impl Drop for ReaderHold {
     fn drop(&mut self) {
@@ -125,7 +125,7 @@ struct Received {
     /// When the receive call returned, for the alert latency histogram.
     at: Instant,
     body: Option<String>,
-    unit: Unit,
+    unit: InputHandle,
 }
 
 /// The messages of one receive not yet handled. Dropped with some left (a
@@ -361,7 +361,7 @@ impl SqsSource {
         }
         let tx = acks.clone();
         let (ack_id, ack_receipt) = (id.clone(), receipt);
-        let unit = Unit::new(move |outcome| {
+        let unit = InputHandle::new(move |outcome| {
             drop(permit);
             let _ = tx.send(Ack {
                 id: ack_id,
@@ -432,7 +432,7 @@ impl SqsSource {
 
     /// Reads one object the message names, if its bucket is allowed, into
     /// `scan`; failures mark `unit`.
-    async fn scan_object(&self, id: &str, object: &ObjectRef, unit: &Unit, scan: &mut Scan) {
+    async fn scan_object(&self, id: &str, object: &ObjectRef, unit: &InputHandle, scan: &mut Scan) {
         if let Some(allowed) = &self.settings.allowed_buckets
             && !allowed.contains(&object.bucket)
         {
@@ -852,7 +852,7 @@ mod tests {
                 id: format!("m{i}"),
                 at: Instant::now(),
                 body: None,
-                unit: Unit::new(move |o| tx.send(o).unwrap()),
+                unit: InputHandle::new(move |o| tx.send(o).unwrap()),
             });
         }
         drop(batch);

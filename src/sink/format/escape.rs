@@ -64,26 +64,26 @@ pub mod limit {
 /// behind a backslash. Cutting keeps whole units, so an escape sequence is
 /// never split.
 #[derive(Clone, Copy)]
-enum Unit {
+enum Piece {
     Char(char),
     Str(&'static str),
     Backslashed(char),
 }
 
-impl Unit {
+impl Piece {
     fn len(self) -> usize {
         match self {
-            Unit::Char(_) => 1,
-            Unit::Str(s) => s.chars().count(),
-            Unit::Backslashed(_) => 2,
+            Piece::Char(_) => 1,
+            Piece::Str(s) => s.chars().count(),
+            Piece::Backslashed(_) => 2,
         }
     }
 
     fn push(self, out: &mut String) {
         match self {
-            Unit::Char(c) => out.push(c),
-            Unit::Str(s) => out.push_str(s),
-            Unit::Backslashed(c) => {
+            Piece::Char(c) => out.push(c),
+            Piece::Str(s) => out.push_str(s),
+            Piece::Backslashed(c) => {
                 out.push('\\');
                 out.push(c);
             }
@@ -94,7 +94,7 @@ impl Unit {
 /// Joins `units`, keeping the result within `max` characters: when they do
 /// not all fit, the longest prefix of whole units that leaves room for
 /// `marker` (already escaped) is kept and the marker appended.
-fn fit(units: &[Unit], max: usize, marker: &[Unit]) -> String {
+fn fit(units: &[Piece], max: usize, marker: &[Piece]) -> String {
     let mut out = String::new();
     let total: usize = units.iter().map(|u| u.len()).sum();
     if total <= max {
@@ -121,8 +121,8 @@ fn fit(units: &[Unit], max: usize, marker: &[Unit]) -> String {
 /// `s` cut to at most `max` characters (not bytes), ending in [`TRUNCATED`]
 /// when it was cut.
 pub fn truncate(s: &str, max: usize) -> String {
-    let units: Vec<Unit> = s.chars().map(Unit::Char).collect();
-    let marker: Vec<Unit> = TRUNCATED.chars().map(Unit::Char).collect();
+    let units: Vec<Piece> = s.chars().map(Piece::Char).collect();
+    let marker: Vec<Piece> = TRUNCATED.chars().map(Piece::Char).collect();
     fit(&units, max, &marker)
 }
 
@@ -251,18 +251,18 @@ pub fn display(s: &str, max: usize) -> String {
 // Slack
 // ---------------------------------------------------------------------------
 
-fn slack_unit(c: char) -> Unit {
+fn slack_unit(c: char) -> Piece {
     match c {
         // Slack's control characters, which it asks senders to write as these
         // three entities (and only these): https://docs.slack.dev/messaging/formatting-message-text#escaping
-        '&' => Unit::Str("&amp;"),
-        '<' => Unit::Str("&lt;"),
-        '>' => Unit::Str("&gt;"),
+        '&' => Piece::Str("&amp;"),
+        '<' => Piece::Str("&lt;"),
+        '>' => Piece::Str("&gt;"),
         // `|` separates URL and label inside `<...>`. With `<` escaped it is
         // already inert; it is replaced as well (by U+00A6 BROKEN BAR) so no
         // value can ever supply half of a `<url|label>` link.
-        '|' => Unit::Char('¦'),
-        c => Unit::Char(c),
+        '|' => Piece::Char('¦'),
+        c => Piece::Char(c),
     }
 }
 
@@ -273,8 +273,8 @@ fn slack_unit(c: char) -> Unit {
 /// emoji codes off); the escaping keeps them inert even so, because Slack
 /// parses `<...>` control sequences in every text object.
 pub fn slack(s: &str, max: usize) -> String {
-    let units: Vec<Unit> = s.chars().map(slack_unit).collect();
-    let marker: Vec<Unit> = TRUNCATED.chars().map(slack_unit).collect();
+    let units: Vec<Piece> = s.chars().map(slack_unit).collect();
+    let marker: Vec<Piece> = TRUNCATED.chars().map(slack_unit).collect();
     fit(&units, max, &marker)
 }
 
@@ -290,7 +290,7 @@ pub fn slack(s: &str, max: usize) -> String {
 /// `{{TIME()}}` functions of TextBlock (`{ }`).
 const TEAMS_ALWAYS: &str = "\\*_~`[]()<>#!&{}";
 
-fn teams_units(s: &str) -> Vec<Unit> {
+fn teams_units(s: &str) -> Vec<Piece> {
     let cs: Vec<char> = s.chars().collect();
     let leading_digits = cs.iter().take_while(|c| c.is_ascii_digit()).count();
     cs.iter()
@@ -304,9 +304,9 @@ fn teams_units(s: &str) -> Vec<Unit> {
                 && c == '.'
                 && cs.get(i + 1).is_none_or(|n| n.is_whitespace());
             if TEAMS_ALWAYS.contains(c) || list_marker || ordered_list {
-                Unit::Backslashed(c)
+                Piece::Backslashed(c)
             } else {
-                Unit::Char(c)
+                Piece::Char(c)
             }
         })
         .collect()

@@ -129,7 +129,7 @@ fn cut_fields(f: &Finding) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::format::Payload;
+    use crate::sink::format::PayloadFormat;
     use crate::sink::format::escape::testing::{golden_findings, hostile_burst};
 
     /// A real finding whose record carries a 1 MB hostile user agent full
@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn a_body_under_the_limit_is_left_alone() {
         let f = golden_findings().remove(0).1;
-        for p in [Payload::Json, Payload::Ocsf] {
+        for p in [PayloadFormat::Json, PayloadFormat::Ocsf] {
             let whole = p.body(&f, 0);
             assert_eq!(fit(&f, 256 * 1024, |g| p.body(g, 0)).unwrap(), whole);
         }
@@ -157,22 +157,24 @@ mod tests {
     fn a_huge_record_is_cut_with_a_marker_and_the_body_stays_json() {
         let f = huge();
         let max = 256 * 1024;
-        for p in [Payload::Json, Payload::Ocsf] {
+        for p in [PayloadFormat::Json, PayloadFormat::Ocsf] {
             let body = fit(&f, max, |g| p.body(g, 0)).unwrap();
             assert!(body.len() <= max, "{}", body.len());
             // Close to the limit: the cut keeps what fits.
             assert!(body.len() > max - 64, "{}", body.len());
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             let event: serde_json::Value = match p {
-                Payload::Json => v["event"].clone(),
-                Payload::Ocsf => serde_json::from_str(v["raw_data"].as_str().unwrap()).unwrap(),
+                PayloadFormat::Json => v["event"].clone(),
+                PayloadFormat::Ocsf => {
+                    serde_json::from_str(v["raw_data"].as_str().unwrap()).unwrap()
+                }
             };
             assert_eq!(event[MARKER], true);
             assert_eq!(event["original_bytes"], f.event.get().len());
             assert!(f.event.get().starts_with(event["head"].as_str().unwrap()));
             let id = match p {
-                Payload::Json => &v["finding_id"],
-                Payload::Ocsf => &v["finding_info"]["uid"],
+                PayloadFormat::Json => &v["finding_id"],
+                PayloadFormat::Ocsf => &v["finding_info"]["uid"],
             };
             assert_eq!(id, f.finding_id.as_str());
         }
@@ -183,11 +185,11 @@ mod tests {
         let mut f = hostile_burst();
         f.reason = "x\u{1}".repeat(400_000);
         f.principal_arn = Some("é".repeat(400_000));
-        let body = fit(&f, 256 * 1024, |g| Payload::Json.body(g, 0)).unwrap();
+        let body = fit(&f, 256 * 1024, |g| PayloadFormat::Json.body(g, 0)).unwrap();
         assert!(body.len() <= 256 * 1024);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert!(v["reason"].as_str().unwrap().ends_with(TRUNCATED));
         assert_eq!(v["finding_id"], f.finding_id.as_str());
-        assert!(fit(&f, 100, |g| Payload::Json.body(g, 0)).is_err());
+        assert!(fit(&f, 100, |g| PayloadFormat::Json.body(g, 0)).is_err());
     }
 }

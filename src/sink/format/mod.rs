@@ -16,15 +16,15 @@ pub mod webhook;
 use crate::finding::Finding;
 
 /// The webhook, SNS and EventBridge payloads; the config chooses one.
-pub use crate::config::PayloadFormat as Payload;
+pub use crate::config::PayloadFormat;
 
-impl Payload {
+impl PayloadFormat {
     /// The body for `f`; `now_ms` is the OCSF `time` of an event whose own
     /// time does not parse.
     pub fn body(self, f: &Finding, now_ms: i64) -> Vec<u8> {
         match self {
-            Payload::Json => webhook::body(f),
-            Payload::Ocsf => {
+            PayloadFormat::Json => webhook::body(f),
+            PayloadFormat::Ocsf => {
                 serde_json::to_vec(&ocsf::body(f, now_ms)).expect("a JSON value always serialises")
             }
         }
