@@ -56,7 +56,11 @@ run_check() {
   rc=$?
   set -e
   sed 's/^/    /' "$WORK/out"
-  if [[ $rc == 0 ]]; then record PASS "$name"; else record FAIL "$name" "exit $rc"; fi
+  case $rc in
+    0) record PASS "$name" ;;
+    3) record SKIP "$name" "a tool it needs is not installed; CI=true makes this a failure" ;;
+    *) record FAIL "$name" "exit $rc" ;;
+  esac
 }
 
 # --------------------------------------------------------------------------
@@ -89,21 +93,25 @@ if [[ -x "$VENV/bin/python" ]]; then PY="$VENV/bin/python"; else PY="python3"; f
 
 if ! command -v promtool > /dev/null 2>&1; then
   echo "==> promtool missing: apt-get install -y prometheus"
-  if { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; } > "$WORK/apt.log" 2>&1 \
+  if [[ $(id -u) == 0 ]] && command -v apt-get > /dev/null 2>&1 \
+      && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; } > "$WORK/apt.log" 2>&1 \
       && command -v promtool > /dev/null 2>&1; then
     record PASS "install promtool" "apt-get install prometheus"
-  else
-    tail -20 "$WORK/apt.log"
+  elif [[ "${CI:-}" == true ]]; then
+    tail -20 "$WORK/apt.log" 2> /dev/null || true
     record FAIL "install promtool" "promtool could not be installed: the prometheus-rules checks cannot run"
+  else
+    record SKIP "install promtool" "needs root and apt-get (or install Debian's prometheus); the checks that use it are skipped"
   fi
 fi
 
-need() { # fail a check clearly when its tool is absent
+need() { # a check whose tool is absent: skipped locally (exit 3), failed in CI
   local t
   for t in "$@"; do
     if ! command -v "$t" > /dev/null 2>&1; then
       echo "required tool '$t' is not installed (see the install steps above)"
-      return 1
+      if [[ "${CI:-}" == true ]]; then return 1; fi
+      return 3
     fi
   done
 }

@@ -41,20 +41,27 @@ echo "moto_server listening on $ROOTWATCH_TEST_AWS_ENDPOINT"
 step "Alertmanager, rsyslog (with its OpenSSL driver) and openssl for the sink tests"
 # The tests start the servers themselves on loopback ports; only the
 # Debian packages are needed.
+# Without root (or apt-get) they cannot be installed here: locally the tests
+# that need them are skipped with a SKIP line; in CI (CI=true) that fails.
 packages=(prometheus-alertmanager rsyslog rsyslog-openssl openssl)
 if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
   apt_log=$(mktemp -t rootwatch-apt.XXXXXX.log)
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1 \
     && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}"; } >"$apt_log" 2>&1; then
     echo "installed ${packages[*]}"
-  else
+  elif [[ "${CI:-}" == true ]]; then
     tail -20 "$apt_log" >&2 || true
     echo "missing Debian packages (${packages[*]}) could not be installed (it needs root and apt-get): install them" >&2
     exit 1
+  else
+    echo "SKIP: the Alertmanager and syslog sink tests: Debian packages ${packages[*]} are missing and need root to install"
+    export ROOTWATCH_TEST_MISSING="prometheus-alertmanager,rsyslogd,openssl"
   fi
 fi
-prometheus-alertmanager --version 2>&1 | head -1
-/usr/sbin/rsyslogd -v | head -1
+if [[ -z "${ROOTWATCH_TEST_MISSING:-}" ]]; then
+  prometheus-alertmanager --version 2>&1 | head -1
+  /usr/sbin/rsyslogd -v | head -1
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -86,7 +93,14 @@ done
 [[ $ready == yes ]] || { echo "rootwatch did not become ready; its log:"; cat "$smoke/log.jsonl"; exit 1; }
 sleep 1
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$admin/metrics', timeout=5).read().decode())" >"$smoke/metrics.txt"
-promtool check metrics <"$smoke/metrics.txt"
+if command -v promtool >/dev/null 2>&1; then
+  promtool check metrics <"$smoke/metrics.txt"
+elif [[ "${CI:-}" == true ]]; then
+  echo "promtool is missing (Debian's prometheus; scripts/check-deploy.sh installs it as root)" >&2
+  exit 1
+else
+  echo "SKIP: promtool check metrics: promtool is not installed (Debian's prometheus, needs root)"
+fi
 kill -TERM "$rw_pid"
 wait "$rw_pid"
 python3 - "$smoke/findings.jsonl" <<'PY'

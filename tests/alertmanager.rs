@@ -75,6 +75,9 @@ async fn alerts(am: &Alertmanager) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_root_alert_from_sqs_is_in_alertmanager_with_its_labels() {
+    if common::skip_without(BINARY) {
+        return;
+    }
     let am = alertmanager().await;
     let aws = Aws::new().await;
     let (queue, _) = aws.queue(None).await;
@@ -133,6 +136,9 @@ async fn a_root_alert_from_sqs_is_in_alertmanager_with_its_labels() {
 /// Alertmanager; a URL that is not an Alertmanager (404) is rejected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn test_alert_reaches_alertmanager_and_a_wrong_path_is_a_rejection() {
+    if common::skip_without(BINARY) {
+        return;
+    }
     let am = alertmanager().await;
     let dir = tempfile::tempdir().unwrap();
     let run = |url: &str| {

@@ -201,6 +201,9 @@ fn rfc5424(line: &str) -> (u16, Vec<&str>, &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alerts_from_sqs_arrive_whole_as_rfc5424_json() {
+    if common::skip_without("rsyslogd") {
+        return;
+    }
     let rs = rsyslog().await;
     let aws = Aws::new().await;
     let (queue, _) = aws.queue(None).await;
@@ -250,6 +253,9 @@ async fn alerts_from_sqs_arrive_whole_as_rfc5424_json() {
 /// CEF through `test-alert`, and an unreachable server is a failure.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cef_messages_parse_and_an_unreachable_server_is_a_failure() {
+    if common::skip_without("rsyslogd") {
+        return;
+    }
     let rs = rsyslog().await;
     let dir = tempfile::tempdir().unwrap();
     let run = |port: u16| {
@@ -300,6 +306,9 @@ async fn cef_messages_parse_and_an_unreachable_server_is_a_failure() {
 /// the CA did not sign is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_delivers_to_a_verified_server_and_refuses_an_unknown_one() {
+    if common::skip_without("rsyslogd") {
+        return;
+    }
     let certs = tempfile::tempdir().unwrap();
     certificates(certs.path());
     let rs = rsyslog_with(Some(certs.path())).await;

@@ -1266,3 +1266,15 @@ impl LogGroup {
         }
     }
 }
+
+/// Whether a test that runs `program` is skipped: only when
+/// scripts/test.sh could not install it (without root, outside CI) and
+/// says so in `ROOTWATCH_TEST_MISSING`; the test then prints a SKIP line.
+pub fn skip_without(program: &str) -> bool {
+    let missing = std::env::var("ROOTWATCH_TEST_MISSING").unwrap_or_default();
+    let skip = missing.split(',').any(|p| p.trim() == program);
+    if skip {
+        eprintln!("SKIP: {program} is not installed (scripts/test.sh could not install it)");
+    }
+    skip
+}
