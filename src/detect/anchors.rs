@@ -35,16 +35,46 @@ pub enum Anchor {
     /// key, found in the pass that looks for the built-in rules' texts,
     /// instead of searching for the value.
     Value { key: String, value: String },
+    /// Text within a string value of a key of this name (a `contains`,
+    /// `startswith` or `endswith` value, a wildcard pattern's literal, a
+    /// literal every match of a regular expression holds), read after the
+    /// key the same way.
+    Part { key: String, text: String },
 }
 
 impl Anchor {
     /// The text, lower case.
     pub fn text(&self) -> &str {
         match self {
-            Anchor::Text(t) | Anchor::Value { value: t, .. } => t,
+            Anchor::Text(t) | Anchor::Value { value: t, .. } | Anchor::Part { text: t, .. } => t,
         }
     }
 }
+
+/// Keys CloudTrail writes with string values (the record contents of the
+/// CloudTrail User Guide): text within them is looked for in their value
+/// alone. Any other key may hold an object (`requestParameters`), whose
+/// text is searched in the whole record instead. (A key of this list that
+/// holds something else is only read as "may match".)
+const STRING_KEYS: &[&str] = &[
+    "eventName",
+    "eventSource",
+    "eventType",
+    "eventCategory",
+    "userAgent",
+    "errorCode",
+    "errorMessage",
+    "sourceIPAddress",
+    "awsRegion",
+    "arn",
+    "type",
+    "userName",
+    "principalId",
+    "accountId",
+    "recipientAccountId",
+    "invokedBy",
+    "vpcEndpointId",
+];
 
 /// `None`: no anchor (any record may match). `Some(anchors)`: a match needs
 /// one of `anchors` in the record.
@@ -80,7 +110,7 @@ fn union(parts: Vec<Anchors>) -> Anchors {
 fn best(parts: Vec<Anchors>) -> Anchors {
     parts.into_iter().flatten().max_by_key(|anchors| {
         let common = anchors.iter().any(|a| a.text().ends_with(".amazonaws.com"));
-        let values = anchors.iter().all(|a| matches!(a, Anchor::Value { .. }));
+        let values = anchors.iter().all(|a| !matches!(a, Anchor::Text(_)));
         let shortest = anchors.iter().map(|a| a.text().len()).min();
         (
             !common,
@@ -130,7 +160,9 @@ fn detection(d: &Detection) -> Anchors {
         Detection::AllOf(items) => best(items.iter().map(item).collect()),
         Detection::AnyOf(parts) => union(parts.iter().map(detection).collect()),
         Detection::And(parts) => best(parts.iter().map(detection).collect()),
-        Detection::Keywords(values) => union(values.iter().map(|v| value(v, false)).collect()),
+        Detection::Keywords(values) => {
+            union(values.iter().map(|v| value(v, false, None)).collect())
+        }
         // An array's members: `all` holds for an empty array, with no text.
         Detection::ArrayMatch { .. } | Detection::Conditional { .. } => None,
     }
@@ -168,7 +200,8 @@ fn item(i: &DetectionItem) -> Anchors {
     {
         return Some(values);
     }
-    let anchors: Vec<Anchors> = i.values.iter().map(|v| value(v, re)).collect();
+    let within = key.filter(|k| STRING_KEYS.contains(k));
+    let anchors: Vec<Anchors> = i.values.iter().map(|v| value(v, re, within)).collect();
     if m.contains(&Modifier::All) {
         best(anchors)
     } else {
@@ -202,7 +235,9 @@ fn whole_values(key: &str, values: &[SigmaValue]) -> Option<Vec<Anchor>> {
         .collect()
 }
 
-fn value(v: &SigmaValue, re: bool) -> Anchors {
+/// A value's anchor: text within the value of `within` (a key with string
+/// values), else text anywhere in the record.
+fn value(v: &SigmaValue, re: bool, within: Option<&str>) -> Anchors {
     let text = match v {
         SigmaValue::String(s) if re => regex_anchor(&s.original)?,
         SigmaValue::String(s) => string_anchor(s)?,
@@ -210,7 +245,15 @@ fn value(v: &SigmaValue, re: bool) -> Anchors {
         // null matches an absent field.
         _ => return None,
     };
-    Some(spellings(&text).into_iter().map(Anchor::Text).collect())
+    Some(match within {
+        // A value with an escape is not read, only taken as "may": its
+        // `/` need not be spelled twice.
+        Some(key) => vec![Anchor::Part {
+            key: key.to_owned(),
+            text,
+        }],
+        None => spellings(&text).into_iter().map(Anchor::Text).collect(),
+    })
 }
 
 /// Most `/` in an anchor spelled both ways; a longer run is cut at them.
@@ -331,6 +374,13 @@ mod tests {
         Anchor::Text(text.into())
     }
 
+    fn p(key: &str, text: &str) -> Anchor {
+        Anchor::Part {
+            key: key.into(),
+            text: text.into(),
+        }
+    }
+
     fn n(name: &str) -> Anchor {
         Anchor::Value {
             key: "eventName".into(),
@@ -351,7 +401,7 @@ mod tests {
             anchors(
                 "  sel:\n    eventSource: cloudtrail.amazonaws.com\n    userAgent|contains: 'Jersey'\n  condition: sel\n"
             ),
-            Some(vec![t("jersey")])
+            Some(vec![p("userAgent", "jersey")])
         );
         assert_eq!(
             anchors(
@@ -369,11 +419,11 @@ mod tests {
         // Part of a name, or a name a writer may spell two ways: a text.
         assert_eq!(
             anchors("  sel:\n    eventName|startswith: 'Delete'\n  condition: sel\n"),
-            Some(vec![t("delete")])
+            Some(vec![p("eventName", "delete")])
         );
         assert_eq!(
             anchors("  sel:\n    eventName: 'Odd/Name'\n  condition: sel\n"),
-            Some(vec![t("odd/name"), t("odd\\/name")])
+            Some(vec![p("eventName", "odd/name")])
         );
     }
 
@@ -411,14 +461,11 @@ mod tests {
             anchors(
                 "  sel:\n    userAgent|contains: 'Jersey/${project.version}'\n  condition: sel\n"
             ),
-            Some(vec![
-                t("jersey/${project.version}"),
-                t("jersey\\/${project.version}")
-            ])
+            Some(vec![p("userAgent", "jersey/${project.version}")])
         );
         assert_eq!(
             anchors("  sel:\n    eventName: 'Put*Policy'\n  condition: sel\n"),
-            Some(vec![t("policy")])
+            Some(vec![p("eventName", "policy")])
         );
         // Too short, a number, a CIDR, a field reference: no anchor.
         for d in [
@@ -432,6 +479,19 @@ mod tests {
     }
 
     #[test]
+    fn text_in_a_string_key_is_read_in_its_value_and_elsewhere_searched() {
+        assert_eq!(
+            anchors("  sel:\n    userAgent|contains: 'S3 Browser'\n  condition: sel\n"),
+            Some(vec![p("userAgent", "s3 browser")])
+        );
+        // requestParameters holds an object: its text is anywhere in it.
+        assert_eq!(
+            anchors("  sel:\n    requestParameters|contains: 'Suspended'\n  condition: sel\n"),
+            Some(vec![t("suspended")])
+        );
+    }
+
+    #[test]
     fn a_slash_is_searched_in_both_spellings_and_many_cut_the_text() {
         assert_eq!(
             anchors("  sel:\n    requestParameters|contains: 'a/b'\n  condition: sel\n"),
@@ -440,7 +500,7 @@ mod tests {
         // Three or more: the longest piece between them.
         assert_eq!(
             anchors("  sel:\n    userAgent|contains: 'x/Boto3/y/z'\n  condition: sel\n"),
-            Some(vec![t("boto3")])
+            Some(vec![p("userAgent", "boto3")])
         );
     }
 
@@ -450,11 +510,11 @@ mod tests {
             anchors(
                 "  sel:\n    userIdentity.arn|re: '.+:assumed-role/aws:.+'\n  condition: sel\n"
             ),
-            Some(vec![t(":assumed-role/aws:"), t(":assumed-role\\/aws:")])
+            Some(vec![p("arn", ":assumed-role/aws:")])
         );
         assert_eq!(
             anchors("  sel:\n    eventName|re: '^(Stop|Delete)Logging$'\n  condition: sel\n"),
-            Some(vec![t("logging")])
+            Some(vec![p("eventName", "logging")])
         );
         assert_eq!(
             anchors("  sel:\n    eventName|re: 'a|b'\n  condition: sel\n"),

@@ -60,9 +60,23 @@ enum SigmaSearch {
     /// A value of a key among its `values` (the keys are searched for with
     /// the built-in rules' texts), or one of `texts` in the body.
     Anchors {
-        values: Vec<HashSet<Vec<u8>>>,
+        values: Vec<KeyValues>,
         texts: Texts,
     },
+}
+
+/// What a key's value must be, in lower case, for a rule to match: one of
+/// `whole`, or holding one of `parts`.
+#[derive(Default)]
+struct KeyValues {
+    whole: HashSet<Vec<u8>>,
+    parts: Vec<memchr::memmem::Finder<'static>>,
+}
+
+impl KeyValues {
+    fn matches(&self, lower: &[u8]) -> bool {
+        self.whole.contains(lower) || self.parts.iter().any(|f| f.find(lower).is_some())
+    }
 }
 
 /// Texts searched for in the body in lower case.
@@ -153,19 +167,32 @@ impl Prefilter {
             Some([]) => SigmaSearch::Never,
             Some(anchors) => {
                 let mut keys: Vec<&str> = Vec::new();
-                let mut values: Vec<HashSet<Vec<u8>>> = Vec::new();
+                let mut values: Vec<KeyValues> = Vec::new();
                 let mut texts = Vec::new();
                 for a in anchors {
-                    match a {
-                        Anchor::Value { key, value } => {
-                            let i = keys.iter().position(|k| k == key).unwrap_or_else(|| {
-                                keys.push(key);
-                                values.push(HashSet::new());
-                                keys.len() - 1
-                            });
-                            values[i].insert(value.to_ascii_lowercase().into_bytes());
+                    let key = match a {
+                        Anchor::Value { key, .. } | Anchor::Part { key, .. } => key.as_str(),
+                        Anchor::Text(t) => {
+                            texts.push(t.to_ascii_lowercase());
+                            continue;
                         }
-                        Anchor::Text(t) => texts.push(t.to_ascii_lowercase()),
+                    };
+                    let i = match keys.iter().position(|k| *k == key) {
+                        Some(i) => i,
+                        None => {
+                            keys.push(key);
+                            values.push(KeyValues::default());
+                            keys.len() - 1
+                        }
+                    };
+                    let lower = a.text().to_ascii_lowercase().into_bytes();
+                    match a {
+                        Anchor::Value { .. } => {
+                            values[i].whole.insert(lower);
+                        }
+                        _ => values[i]
+                            .parts
+                            .push(memchr::memmem::Finder::new(&lower).into_owned()),
                     }
                 }
                 for (i, key) in keys.iter().enumerate() {
@@ -218,32 +245,80 @@ impl Prefilter {
 }
 
 /// Whether the key name found at `at..end` in `body` may be a key whose
-/// value is one of `values` (lower case). Only a key's plain string value
-/// can be told apart; anything else (another type, an escaped document,
-/// non-ASCII letters that Sigma's Unicode lower case may turn into ASCII
-/// ones) may.
-fn value_may_match(body: &[u8], at: usize, end: usize, values: &HashSet<Vec<u8>>) -> bool {
+/// value is one of `values` (lower case). The name must be a whole key,
+/// `"name"` followed by `:`; elsewhere (inside a longer word, a value such
+/// as `"arn:aws:..."`) it is not this key. Only a key's plain string value
+/// can be told apart, and `null`, which equals and holds no text; anything
+/// else (another type, an escaped document, non-ASCII letters that Sigma's
+/// Unicode lower case may turn into ASCII ones) may.
+fn value_may_match(body: &[u8], at: usize, end: usize, values: &KeyValues) -> bool {
     // After `"` the key itself; after `.` the end of a flattened key
     // (`"userIdentity.type"`), which Sigma reads before nested ones.
     if at == 0 || !matches!(body[at - 1], b'"' | b'.') {
-        // Part of a longer word: not the key.
         return false;
     }
-    let Some(value) = simple_string_value(&body[end..]) else {
+    let Some(rest) = body[end..].strip_prefix(b"\"") else {
+        return false;
+    };
+    let Some(rest) = rest.trim_ascii_start().strip_prefix(b":") else {
+        return false;
+    };
+    let rest = rest.trim_ascii_start();
+    let Some(text) = rest.strip_prefix(b"\"") else {
+        let null = rest
+            .strip_prefix(b"null")
+            .is_some_and(|r| r.first().is_none_or(|b| !b.is_ascii_alphanumeric()));
+        return !null;
+    };
+    let Some(close) = memchr::memchr2(b'"', b'\\', text) else {
         return true;
     };
+    if text[close] == b'\\' {
+        // Escapes (`\/` in an ARN, `\"` in a user agent): read it decoded.
+        return match unescaped_lower(text) {
+            Some(v) if v.is_ascii() => values.matches(&v),
+            _ => true,
+        };
+    }
+    let value = &text[..close];
     if !value.is_ascii() {
         return true;
     }
-    let mut buf = [0u8; 128];
+    let mut buf = [0u8; 256];
     match buf.get_mut(..value.len()) {
         Some(lower) => {
-            lower.copy_from_slice(value.as_bytes());
+            lower.copy_from_slice(value);
             lower.make_ascii_lowercase();
-            values.contains(&*lower)
+            values.matches(lower)
         }
-        None => values.contains(value.to_ascii_lowercase().as_bytes()),
+        None => values.matches(&value.to_ascii_lowercase()),
     }
+}
+
+/// The JSON string starting at `text` (after its opening quote), decoded
+/// and in ASCII lower case; `None` for a `\u` escape (the caller parses
+/// the record) or no closing quote.
+fn unescaped_lower(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len().min(256));
+    let mut bytes = text.iter();
+    while let Some(&b) = bytes.next() {
+        match b {
+            b'"' => return Some(out),
+            b'\\' => out.push(match bytes.next()? {
+                b'"' => b'"',
+                b'\\' => b'\\',
+                b'/' => b'/',
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                _ => return None,
+            }),
+            _ => out.push(b.to_ascii_lowercase()),
+        }
+    }
+    None
 }
 
 /// Whether the `sourceIPAddress` key at `at` in `body` may hold an address
@@ -409,6 +484,32 @@ mod tests {
             assert!(flagged > 0, "the corpus has findings");
             assert!(skipped > 0, "and the prefilter proves some bodies silent");
         }
+    }
+
+    #[test]
+    fn a_key_is_read_only_where_it_is_a_key() {
+        let mut v = KeyValues::default();
+        v.whole.insert(b"root".to_vec());
+        v.parts
+            .push(memchr::memmem::Finder::new(b":assumed-role/aws:").into_owned());
+        let may = |body: &str, key: &str| {
+            let at = body.find(key).unwrap();
+            value_may_match(body.as_bytes(), at, at + key.len(), &v)
+        };
+        assert!(may(r#"{"type":"Root"}"#, "type"));
+        assert!(!may(r#"{"type":"IAMUser"}"#, "type"));
+        assert!(may(r#"{"userIdentity.type" : "ROOT"}"#, "type"));
+        // A value that starts with the name, a longer key, null: not it.
+        assert!(!may(r#"{"x":"arn:aws:sts::1:assumed-role/aws:ec2"}"#, "arn"));
+        assert!(!may(r#"{"types":"Root"}"#, "type"));
+        assert!(!may(r#"{"type":null}"#, "type"));
+        // Text within, also behind escapes; other types and \u may.
+        assert!(may(r#"{"arn":"arn:aws:sts::1:assumed-role/aws:ec2/i-1"}"#, "arn"));
+        assert!(may(r#"{"arn":"arn:aws:sts::1:assumed-role\/aws:ec2"}"#, "arn"));
+        assert!(!may(r#"{"arn":"arn:aws:sts::1:assumed-role\/admin"}"#, "arn"));
+        assert!(may(r#"{"type":7}"#, "type"));
+        assert!(may(r#"{"type":{"a":1}}"#, "type"));
+        assert!(may(r#"{"type":"R\u006fot"}"#, "type"));
     }
 
     #[test]
