@@ -500,13 +500,25 @@ mod tests {
         assert!(!may(r#"{"type":"IAMUser"}"#, "type"));
         assert!(may(r#"{"userIdentity.type" : "ROOT"}"#, "type"));
         // A value that starts with the name, a longer key, null: not it.
-        assert!(!may(r#"{"x":"arn:aws:sts::1:assumed-role/aws:ec2"}"#, "arn"));
+        assert!(!may(
+            r#"{"x":"arn:aws:sts::1:assumed-role/aws:ec2"}"#,
+            "arn"
+        ));
         assert!(!may(r#"{"types":"Root"}"#, "type"));
         assert!(!may(r#"{"type":null}"#, "type"));
         // Text within, also behind escapes; other types and \u may.
-        assert!(may(r#"{"arn":"arn:aws:sts::1:assumed-role/aws:ec2/i-1"}"#, "arn"));
-        assert!(may(r#"{"arn":"arn:aws:sts::1:assumed-role\/aws:ec2"}"#, "arn"));
-        assert!(!may(r#"{"arn":"arn:aws:sts::1:assumed-role\/admin"}"#, "arn"));
+        assert!(may(
+            r#"{"arn":"arn:aws:sts::1:assumed-role/aws:ec2/i-1"}"#,
+            "arn"
+        ));
+        assert!(may(
+            r#"{"arn":"arn:aws:sts::1:assumed-role\/aws:ec2"}"#,
+            "arn"
+        ));
+        assert!(!may(
+            r#"{"arn":"arn:aws:sts::1:assumed-role\/admin"}"#,
+            "arn"
+        ));
         assert!(may(r#"{"type":7}"#, "type"));
         assert!(may(r#"{"type":{"a":1}}"#, "type"));
         assert!(may(r#"{"type":"R\u006fot"}"#, "type"));
