@@ -142,21 +142,11 @@ async fn test_alert_reaches_alertmanager_and_a_wrong_path_is_a_rejection() {
     let am = alertmanager().await;
     let dir = tempfile::tempdir().unwrap();
     let run = |url: &str| {
-        let path = dir.path().join("rootwatch.toml");
-        std::fs::write(
-            &path,
-            format!("[[sinks]]\ntype = \"alertmanager\"\nname = \"am\"\nurl = \"{url}\"\n"),
-        )
-        .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_rootwatch"))
-            .args(["test-alert", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let (code, out, _) = test_alert(
+            dir.path(),
+            &format!("[[sinks]]\ntype = \"alertmanager\"\nname = \"am\"\nurl = \"{url}\"\n"),
+        );
+        (code, out)
     };
     let (code, out) = run(&am.url);
     assert_eq!(code, Some(0), "{out}");

@@ -125,21 +125,8 @@ async fn a_refused_token_is_a_rejection_and_stays_secret() {
     let (hec, url) = hec(0).await;
     let dir = tempfile::tempdir().unwrap();
     let run = |token: &str| {
-        let path = dir.path().join("rootwatch.toml");
-        std::fs::write(&path, sink(&url, token)).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_rootwatch"))
-            .args(["test-alert", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
+        let (code, out, err) = test_alert(dir.path(), &sink(&url, token));
+        (code, format!("{out}{err}"))
     };
     let wrong = "00000000-1111-2222-3333-444444444444";
     // The receiver runs on this runtime: the child process is waited for

@@ -259,21 +259,13 @@ async fn cef_messages_parse_and_an_unreachable_server_is_a_failure() {
     let rs = rsyslog().await;
     let dir = tempfile::tempdir().unwrap();
     let run = |port: u16| {
-        let path = dir.path().join("rootwatch.toml");
-        std::fs::write(
-            &path,
-            format!("[[sinks]]\ntype = \"syslog\"\nname = \"siem\"\nurl = \"tcp://127.0.0.1:{port}\"\nformat = \"cef\"\ntimeout_secs = 3\n"),
-        )
-        .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_rootwatch"))
-            .args(["test-alert", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        let (code, out, _) = test_alert(
+            dir.path(),
+            &format!(
+                "[[sinks]]\ntype = \"syslog\"\nname = \"siem\"\nurl = \"tcp://127.0.0.1:{port}\"\nformat = \"cef\"\ntimeout_secs = 3\n"
+            ),
+        );
+        (code, out)
     };
     let (code, out) = tokio::task::block_in_place(|| run(rs.port));
     assert_eq!(code, Some(0), "{out}");
@@ -314,25 +306,15 @@ async fn tls_delivers_to_a_verified_server_and_refuses_an_unknown_one() {
     let rs = rsyslog_with(Some(certs.path())).await;
     let dir = tempfile::tempdir().unwrap();
     let run = |ca: &std::path::Path| {
-        let path = dir.path().join("rootwatch.toml");
-        std::fs::write(
-            &path,
-            format!(
+        let (code, out, _) = test_alert(
+            dir.path(),
+            &format!(
                 "[[sinks]]\ntype = \"syslog\"\nname = \"siem\"\nurl = \"tls://localhost:{}\"\nca_file = \"{}\"\ntimeout_secs = 5\n",
                 rs.port,
                 ca.display()
             ),
-        )
-        .unwrap();
-        let out = Command::new(env!("CARGO_BIN_EXE_rootwatch"))
-            .args(["test-alert", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        (
-            out.status.code(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
+        );
+        (code, out)
     };
     let (code, out) = tokio::task::block_in_place(|| run(&certs.path().join("ca.pem")));
     assert_eq!(code, Some(0), "{out}");

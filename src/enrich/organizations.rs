@@ -60,6 +60,24 @@ fn failed(what: &str, e: impl std::error::Error) -> String {
     format!("{what} failed: {}", DisplayErrorContext(e))
 }
 
+/// The OU directly above `child` (an account or an OU); `None` at the root.
+async fn parent_ou(
+    client: &aws_sdk_organizations::Client,
+    child: &str,
+) -> Result<Option<String>, String> {
+    let parents = client
+        .list_parents()
+        .child_id(child)
+        .send()
+        .await
+        .map_err(|e| failed("ListParents", e))?;
+    Ok(parents
+        .parents()
+        .first()
+        .filter(|p| p.r#type() == Some(&ParentType::OrganizationalUnit))
+        .and_then(|p| p.id().map(str::to_owned)))
+}
+
 /// Reads the organization once into `dir`. Returns how many accounts.
 pub async fn refresh(
     client: &aws_sdk_organizations::Client,
@@ -88,29 +106,10 @@ pub async fn refresh(
     let mut out = HashMap::with_capacity(accounts.len());
     for (id, name) in accounts {
         let mut path = Vec::new();
-        let mut child = id.clone();
+        let mut parent = parent_ou(client, &id).await?;
         // An organization is at most five OUs deep; the bound keeps a
         // malformed answer from looping.
         for _ in 0..8 {
-            let parent = match ous.get(&child) {
-                Some((_, p)) if child != id => p.clone(),
-                _ => {
-                    let parents = client
-                        .list_parents()
-                        .child_id(&child)
-                        .send()
-                        .await
-                        .map_err(|e| failed("ListParents", e))?;
-                    let p = parents.parents().first();
-                    match p {
-                        Some(p) if p.r#type() == Some(&ParentType::OrganizationalUnit) => {
-                            p.id().map(str::to_owned)
-                        }
-                        // The root: the walk ends.
-                        _ => None,
-                    }
-                }
-            };
             let Some(ou) = parent else { break };
             if !ous.contains_key(&ou) {
                 let d = client
@@ -124,21 +123,12 @@ pub async fn refresh(
                     .and_then(|u| u.name())
                     .unwrap_or(&ou)
                     .to_owned();
-                let up = client
-                    .list_parents()
-                    .child_id(&ou)
-                    .send()
-                    .await
-                    .map_err(|e| failed("ListParents", e))?;
-                let up = up
-                    .parents()
-                    .first()
-                    .filter(|p| p.r#type() == Some(&ParentType::OrganizationalUnit))
-                    .and_then(|p| p.id().map(str::to_owned));
+                let up = parent_ou(client, &ou).await?;
                 ous.insert(ou.clone(), (name, up));
             }
-            path.push(ous[&ou].0.clone());
-            child = ou;
+            let (name, up) = &ous[&ou];
+            path.push(name.clone());
+            parent = up.clone();
         }
         path.push("Root".to_owned());
         path.reverse();

@@ -1278,3 +1278,23 @@ pub fn skip_without(program: &str) -> bool {
     }
     skip
 }
+
+/// `rootwatch test-alert` as a user runs it, on `config` written to
+/// `dir`/rootwatch.toml: its exit code, stdout and stderr. It blocks: a
+/// test whose receiver runs on its own runtime calls it inside
+/// `tokio::task::block_in_place`.
+pub fn test_alert(dir: &std::path::Path, config: &str) -> (Option<i32>, String, String) {
+    let path = dir.join("rootwatch.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rootwatch"))
+        .args(["test-alert", "--config"])
+        .arg(&path)
+        .env_remove("ROOTWATCH_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

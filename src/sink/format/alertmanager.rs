@@ -135,10 +135,6 @@ mod tests {
     use super::*;
     use crate::sink::format::escape::testing::*;
 
-    fn now() -> DateTime<Utc> {
-        "2024-05-14T10:00:00Z".parse().unwrap()
-    }
-
     #[test]
     fn an_enriched_finding_is_one_alert_with_its_labels_and_context() {
         let f = enriched();

@@ -656,6 +656,12 @@ pub(crate) mod testing {
         [click](http://evil.example) *bold* _it_ ~s~ `code`\n> fake quote \
         ![img](http://evil.example/x.png)";
 
+    /// The "now" the formatters' tests render at: after the fixtures'
+    /// events.
+    pub fn now() -> chrono::DateTime<chrono::Utc> {
+        "2024-05-14T10:00:00Z".parse().unwrap()
+    }
+
     /// A 10,000-character value after the tricks.
     pub fn long() -> String {
         format!("{HOSTILE} {}", "A".repeat(10_000))

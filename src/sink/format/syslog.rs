@@ -180,10 +180,6 @@ mod tests {
     use super::*;
     use crate::sink::format::escape::testing::*;
 
-    fn now() -> DateTime<Utc> {
-        "2024-05-14T10:00:00Z".parse().unwrap()
-    }
-
     #[test]
     fn a_frame_is_counted_and_the_header_is_rfc5424() {
         let f = enriched();
