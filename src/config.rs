@@ -1036,7 +1036,13 @@ pub fn parse(
     }
     let mut table = toml::Value::Table(value);
     loop {
-        let e = match serde_path_to_error::deserialize(table.clone()) {
+        // A copy is kept only while a value may still be retyped.
+        let attempt = if whole.is_empty() {
+            std::mem::replace(&mut table, toml::Value::Boolean(false))
+        } else {
+            table.clone()
+        };
+        let e = match serde_path_to_error::deserialize(attempt) {
             Ok(raw) => return Ok(raw),
             Err(e) => e,
         };

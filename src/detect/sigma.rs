@@ -293,14 +293,14 @@ impl SigmaRules {
         }
         let mut feeds = HashSet::new();
         for (path, mut c) in pending {
-            // Read again for the line of an error only.
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            // The file is read again only to place an error in it.
+            let text = || std::fs::read_to_string(&path).unwrap_or_default();
             let title = c.title.clone();
             let who = (c.id.as_deref(), title.as_str());
             let Some(id) = c.id.clone().filter(|i| !i.trim().is_empty()) else {
                 return Err(rule_error(
                     &path,
-                    &text,
+                    &text(),
                     who,
                     Some("title"),
                     format!(
@@ -312,7 +312,7 @@ impl SigmaRules {
             if let Some(other) = self.rules.get(&id) {
                 return Err(rule_error(
                     &path,
-                    &text,
+                    &text(),
                     who,
                     Some("id"),
                     format!(
@@ -326,7 +326,7 @@ impl SigmaRules {
                 if !self.rules.contains_key(target) && !pending_ids_contains(&names, target) {
                     return Err(rule_error(
                         &path,
-                        &text,
+                        &text(),
                         who,
                         None,
                         format!(
@@ -353,7 +353,7 @@ impl SigmaRules {
                 };
             }
             engine.add_correlation(&c).map_err(|e| {
-                let line = super::rule_file::rule_line(&text, who.0, who.1, None, &e.to_string());
+                let line = super::rule_file::rule_line(&text(), who.0, who.1, None, &e.to_string());
                 SigmaError {
                     line,
                     ..error(&path, format!("correlation `{}` ({id}): {e}", c.title))
