@@ -100,10 +100,11 @@ pub enum Command {
     /// Validate a config file and print the effective configuration (secrets
     /// redacted), with the defaults it leaves to rootwatch filled in.
     CheckConfig {
-        /// The file (or --config, or ROOTWATCH_CONFIG).
+        /// The file (or --config, or ROOTWATCH_CONFIG); named here, it wins
+        /// over the variable.
         #[arg(value_name = "CONFIG", required_unless_present = "config")]
         path: Option<PathBuf>,
-        #[arg(long, short, env = "ROOTWATCH_CONFIG", conflicts_with = "path")]
+        #[arg(long, short, env = "ROOTWATCH_CONFIG")]
         config: Option<PathBuf>,
     },
     /// The detection rules: list them, or try Sigma rules on events.

@@ -479,3 +479,130 @@ fn healthcheck_derives_url_from_config_listen() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// Every subcommand finds its config the same ways: an argument or
+/// `--config`, else `ROOTWATCH_CONFIG`; a file named on the command line
+/// wins over the variable.
+#[test]
+fn the_config_comes_from_the_command_line_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.toml",
+        b"[detect]\ndisabled = [\"root-console-login\"]\n",
+    );
+    let bad = write(dir.path(), "bad.toml", b"[dedup]\ncapacity = 0\n");
+    let check = |args: &[&std::ffi::OsStr], env: Option<&Path>| {
+        let mut cmd = bin();
+        cmd.arg("check-config")
+            .args(args)
+            .env_remove("ROOTWATCH_CONFIG");
+        if let Some(e) = env {
+            cmd.env("ROOTWATCH_CONFIG", e);
+        }
+        cmd.output().unwrap()
+    };
+    let ok = |out: &Output, file: &Path| {
+        assert!(out.status.success(), "{}", stderr(out));
+        assert!(
+            stderr(out).contains(&format!("{}: OK", file.display())),
+            "{}",
+            stderr(out)
+        );
+    };
+    ok(&check(&[good.as_os_str()], None), &good);
+    ok(&check(&["-c".as_ref(), good.as_os_str()], None), &good);
+    ok(&check(&[], Some(&good)), &good);
+    // The argument wins over a variable left set in the shell.
+    ok(&check(&[good.as_os_str()], Some(&bad)), &good);
+    let out = check(&[], Some(&bad));
+    assert_eq!(out.status.code(), Some(78), "{}", stderr(&out));
+    assert!(stderr(&out).contains("dedup.capacity"), "{}", stderr(&out));
+
+    // replay reads ROOTWATCH_CONFIG: the rule it turns off does not fire.
+    let event = root().join("examples/events/root-console-login.eventbridge.json");
+    let replay = |env: Option<&Path>| {
+        let mut cmd = bin();
+        cmd.arg("replay").arg(&event).env_remove("ROOTWATCH_CONFIG");
+        if let Some(e) = env {
+            cmd.env("ROOTWATCH_CONFIG", e);
+        }
+        rules(&findings(&cmd.output().unwrap()))
+    };
+    assert!(replay(None).contains(&"root-console-login".to_owned()));
+    assert!(!replay(Some(&good)).contains(&"root-console-login".to_owned()));
+}
+
+/// Logging is set up in every subcommand, as `--log-format` and
+/// `--log-level` say; `completions` prints a script for the shell.
+#[test]
+fn log_options_apply_to_every_subcommand_and_completions_print() {
+    let dir = tempfile::tempdir().unwrap();
+    let rule = write(
+        dir.path(),
+        "windows.yml",
+        b"title: Not CloudTrail\nid: 11111111-1111-4111-8111-111111111111\nlogsource:\n  product: windows\ndetection:\n  sel:\n    EventID: 4624\n  condition: sel\n",
+    );
+    let config = write(
+        dir.path(),
+        "rootwatch.toml",
+        format!(
+            "[detect.sigma]\nrules = [\"{}\"]\nskip_other_logsources = true\n",
+            rule.display()
+        )
+        .as_bytes(),
+    );
+    let event = root().join("examples/events/root-console-login.eventbridge.json");
+    let replay = |extra: &[&str]| {
+        bin()
+            .args(extra)
+            .arg("replay")
+            .arg("--config")
+            .arg(&config)
+            .arg(&event)
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    // The passed-over rule is a warning, in JSON when asked...
+    let out = replay(&["--log-format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warning = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["level"] == "WARN")
+        .unwrap_or_else(|| panic!("no JSON warning: {}", stderr(&out)));
+    assert!(
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Sigma rule passed over"),
+        "{warning}"
+    );
+    // ... as text when asked, and not at all at level error.
+    let out = replay(&["--log-format", "text"]);
+    assert!(stderr(&out).contains("WARN") && stderr(&out).contains("Sigma rule passed over"));
+    assert!(
+        !stderr(&out).lines().any(|l| l.starts_with('{')),
+        "{}",
+        stderr(&out)
+    );
+    let out = replay(&["--log-level", "error"]);
+    assert!(!stderr(&out).contains("passed over"), "{}", stderr(&out));
+    let out = replay(&["--log-level", "info,,[bad"]);
+    assert_eq!(out.status.code(), Some(64), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--log-level"), "{}", stderr(&out));
+
+    let out = bin().args(["completions", "bash"]).output().unwrap();
+    assert!(out.status.success());
+    let script = String::from_utf8(out.stdout).unwrap();
+    for word in [
+        "_rootwatch()",
+        "replay",
+        "check-config",
+        "test-alert",
+        "--log-format",
+    ] {
+        assert!(script.contains(word), "{word}");
+    }
+}
