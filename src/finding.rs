@@ -261,8 +261,15 @@ impl Finding {
             (Some(t), _) => Some(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             (None, raw) => owned(raw),
         };
-        let event = RawValue::from_string(rec.raw.to_owned())
-            .expect("a record's raw text was parsed as JSON");
+        // Findings are written as JSON lines: a pretty-printed input (an
+        // EventBridge event saved by hand) has line breaks between tokens,
+        // and only there (a JSON string holds none), so they become spaces.
+        let raw = if rec.raw.contains(['\n', '\r']) {
+            rec.raw.replace(['\n', '\r'], " ")
+        } else {
+            rec.raw.to_owned()
+        };
+        let event = RawValue::from_string(raw).expect("a record's raw text was parsed as JSON");
         let ui = &rec.user_identity;
         Finding {
             rule: rule.to_owned(),

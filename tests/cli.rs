@@ -606,3 +606,24 @@ fn log_options_apply_to_every_subcommand_and_completions_print() {
         assert!(script.contains(word), "{word}");
     }
 }
+
+/// Findings are JSON lines even when the input was pretty-printed (an
+/// EventBridge event saved by hand): the event inside keeps no line break.
+#[test]
+fn a_pretty_printed_event_gives_one_line_per_finding() {
+    let event = root().join("examples/events/root-console-login.eventbridge.json");
+    assert!(std::fs::read_to_string(&event).unwrap().contains('\n'));
+    let out = bin()
+        .arg("replay")
+        .arg(&event)
+        .env_remove("ROOTWATCH_CONFIG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let f = findings(&out);
+    assert_eq!(
+        rules(&f),
+        ["root-console-login", "root-console-login-without-mfa"]
+    );
+    assert_eq!(f[0]["event"]["eventName"], "ConsoleLogin");
+}
