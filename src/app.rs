@@ -186,9 +186,7 @@ async fn run_sources(
         || settings.detect.enrichment.organizations.is_some();
     let aws = match (aws, needs_aws) {
         (Some(c), _) => Some(c),
-        (None, true) => {
-            Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
-        }
+        (None, true) => Some(crate::aws::load_defaults().await),
         (None, false) => None,
     };
     let pipeline = Arc::new(Pipeline::with_aws(settings, abort.clone(), aws.as_ref()));

@@ -8,6 +8,15 @@ use aws_config::SdkConfig;
 use aws_config::sts::AssumeRoleProvider;
 use aws_sdk_sts::config::SharedCredentialsProvider;
 
+/// The process-wide SDK configuration: the default credential chain and
+/// region. Its HTTP client is the SDK's default for the latest behavior
+/// version: hyper 1 and rustls over aws-lc-rs (the stack reqwest uses for
+/// the sinks), honouring `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and
+/// `NO_PROXY` like the sinks (tests/proxy.rs).
+pub async fn load_defaults() -> SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
 /// Validated per-source AWS settings (see `config.rs` for the keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsSettings {
