@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{self, AllowList, CidrSet, Context, DetectSettings, Glob, Scope, Suppression};
 use crate::finding::Severity;
+use crate::secret::{REDACTED, Secret};
 
 mod audit;
 pub use audit::{RawAudit, RawAuditAccount};
@@ -676,7 +677,7 @@ impl std::fmt::Debug for RawSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // A webhook URL is a credential (Slack, Teams), and so are tokens,
         // keys, header values and external ids.
-        let hidden = |v: &Option<String>| v.as_ref().map(|_| "<redacted>");
+        let hidden = |v: &Option<String>| v.as_ref().map(|_| REDACTED);
         f.debug_struct("RawSink")
             .field("kind", &self.kind)
             .field("name", &self.name)
@@ -685,11 +686,10 @@ impl std::fmt::Debug for RawSink {
             .field("bearer_token", &hidden(&self.bearer_token))
             .field(
                 "headers",
-                &self.headers.as_ref().map(|h| {
-                    h.keys()
-                        .map(|k| (k, "<redacted>"))
-                        .collect::<BTreeMap<_, _>>()
-                }),
+                &self
+                    .headers
+                    .as_ref()
+                    .map(|h| h.keys().map(|k| (k, REDACTED)).collect::<BTreeMap<_, _>>()),
             )
             .field("routing_key", &hidden(&self.routing_key))
             .field("api_key", &hidden(&self.api_key))
@@ -718,25 +718,6 @@ impl std::fmt::Debug for RawSink {
 }
 
 // ---------------------------------------------------------------- settings
-
-/// A value that must not reach logs, metrics or `check-config` output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -2654,7 +2635,7 @@ pub fn render_effective(raw: &RawConfig) -> String {
     let mut raw = raw.clone();
     let redact = |s: &mut String| {
         if !s.is_empty() {
-            *s = "<redacted>".into();
+            *s = REDACTED.into();
         }
     };
     for a in &mut raw.audit.accounts {
@@ -2691,7 +2672,9 @@ pub fn render_effective(raw: &RawConfig) -> String {
         sink.min_severity.get_or_insert_with(|| "info".to_owned());
     }
     for sink in &mut raw.sinks {
-        sink.url.iter_mut().for_each(redact_url);
+        sink.url
+            .iter_mut()
+            .for_each(|u| *u = crate::secret::redact_url(u));
         sink.hmac_secret.iter_mut().for_each(redact);
         sink.routing_key.iter_mut().for_each(redact);
         sink.api_key.iter_mut().for_each(redact);
@@ -2703,16 +2686,6 @@ pub fn render_effective(raw: &RawConfig) -> String {
             .for_each(redact);
     }
     toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
-}
-
-/// Keeps scheme and host, hides path and query (webhook URLs often carry
-/// their token there).
-fn redact_url(url: &mut String) {
-    if let Ok(u) = reqwest::Url::parse(url) {
-        *url = format!("{}://{}/<redacted>", u.scheme(), u.host_str().unwrap_or(""));
-    } else {
-        *url = "<redacted>".into();
-    }
 }
 
 #[cfg(test)]

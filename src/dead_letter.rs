@@ -294,20 +294,6 @@ impl Entry<'_> {
     }
 }
 
-/// Removes what must never be written down from a sink's error text: every
-/// `secret` (the sink's URL, keys, header values) and anything that looks
-/// like a URL (a receiver's error page may echo its own address).
-pub fn scrub(error: &str, secrets: &[&str]) -> String {
-    let mut text = error.to_owned();
-    for s in secrets.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(s, "[redacted]");
-    }
-    text.split(' ')
-        .map(|word| if word.contains("://") { "[url]" } else { word })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -432,18 +418,5 @@ mod tests {
         t.deadline_too = true;
         assert!(t.takes("deadline"));
         assert!(!t.takes("shutdown"));
-    }
-
-    #[test]
-    fn scrub_removes_urls_and_secrets() {
-        let secret = "T000/B000/XXXXXXXXXXXXXXXX";
-        let text = format!(
-            "HTTP 404: no_service for https://hooks.slack.com/services/{secret} (key {secret})"
-        );
-        let s = scrub(&text, &[secret]);
-        assert!(!s.contains(secret) && !s.contains("hooks.slack.com"), "{s}");
-        assert!(s.starts_with("HTTP 404: no_service for [url]"), "{s}");
-        let s = scrub("bad key k3y for the tenant", &["k3y"]);
-        assert_eq!(s, "bad key [redacted] for the tenant", "a short secret too");
     }
 }

@@ -19,6 +19,7 @@ pub mod healthcheck;
 pub mod pipeline;
 pub mod replay;
 pub mod rules_cmd;
+pub mod secret;
 pub mod server;
 pub mod shutdown;
 pub mod sink;

@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ack::InputHandle;
-use crate::config::{Secret, Settings, SinkKind, SinkSettings};
-use crate::dead_letter::{self, Entry};
+use crate::config::{Settings, SinkSettings};
+use crate::dead_letter::Entry;
 use crate::decode::{self, DecodeError, Errors, Item, ObjectRef};
 use crate::dedup::{Claim, Dedup, SentTo};
 use crate::detect::Detector;
@@ -508,7 +508,7 @@ impl Pipeline {
         error: &str,
     ) {
         let sink = runner.settings.name.clone();
-        let error = dead_letter::scrub(error, &secrets(&runner.settings.kind));
+        let error = crate::secret::Secrets::of_sink(&runner.settings.kind).scrub(error);
         for g in guards {
             let Some(target) = g.dead_letter().filter(|t| t.takes(reason)).cloned() else {
                 g.fail(reason);
@@ -579,30 +579,6 @@ enum Resend {
     NotToSinksThatHaveIt,
     /// A posture realert: the same finding id, alerted again on purpose.
     Always,
-}
-
-/// The sink's URL and credentials: removed from any error text that is
-/// written down.
-pub(crate) fn secrets(kind: &SinkKind) -> Vec<&str> {
-    match kind {
-        SinkKind::Stdout => vec![],
-        SinkKind::Webhook(w) => {
-            let mut v = vec![w.url.expose()];
-            v.extend(w.hmac_secret.as_ref().map(Secret::expose));
-            v.extend(w.headers.iter().map(|(_, value)| value.expose()));
-            v
-        }
-        SinkKind::Slack { url } | SinkKind::Teams { url } | SinkKind::Alertmanager { url, .. } => {
-            vec![url.expose()]
-        }
-        SinkKind::PagerDuty { url, routing_key } => vec![url.as_str(), routing_key.expose()],
-        SinkKind::Opsgenie { url, api_key } => vec![url.expose(), api_key.expose()],
-        SinkKind::SplunkHec { url, token, .. } => vec![url.expose(), token.expose()],
-        // Credentials come from the AWS chain and never reach error text.
-        SinkKind::Sns(_) | SinkKind::EventBridge(_) => vec![],
-        // No credentials in a syslog destination.
-        SinkKind::Syslog(_) => vec![],
-    }
 }
 
 /// Runs the rules on one record and keeps its findings.

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::SinkSettings;
 use crate::event::Record;
 use crate::finding::{Finding, Severity};
+use crate::secret::Secrets;
 use crate::sink::retry::{DeliveryError, Policy, send_with_retry};
 
 /// The rule id of the synthetic finding; no real rule has it.
@@ -170,8 +171,8 @@ pub fn policy(sink: &SinkSettings) -> Policy {
 
 /// Maps the retry loop's result to an outcome; error text is scrubbed of
 /// the sink's secrets and of anything that looks like a URL.
-pub fn outcome(result: Result<u32, DeliveryError>, secrets: &[&str]) -> Outcome {
-    let scrub = |e: &str| crate::dead_letter::scrub(e, secrets);
+pub fn outcome(result: Result<u32, DeliveryError>, secrets: &Secrets) -> Outcome {
+    let scrub = |e: &str| secrets.scrub(e);
     match result {
         Ok(attempts) => Outcome::Delivered { attempts },
         Err(DeliveryError::Rejected { error, status }) => Outcome::Rejected {
@@ -214,7 +215,7 @@ pub async fn run(
     // SNS and EventBridge sinks send through the SDK, with the credential
     // chain the daemon would use.
     let aws = if sinks.iter().any(|s| s.kind.uses_aws()) {
-        Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await)
+        Some(crate::aws::load_defaults().await)
     } else {
         None
     };
@@ -228,7 +229,7 @@ pub async fn run(
         let sink = crate::sink::build_with(s, &client, aws.as_ref());
         let result =
             send_with_retry(sink.as_ref(), finding, &policy(s), &never, |_, _, _| {}).await;
-        out.push(outcome(result, &crate::pipeline::secrets(&s.kind)));
+        out.push(outcome(result, &Secrets::of_sink(&s.kind)));
     }
     out
 }
@@ -317,7 +318,7 @@ mod tests {
                     last: status(503),
                     status: Some(503),
                 }),
-                &[]
+                &Secrets::default()
             ),
             Outcome::Failed {
                 attempts: 2,
@@ -331,20 +332,20 @@ mod tests {
                     last: "error sending request for url (http://hooks.example/T0/secret)".into(),
                     status: None,
                 }),
-                &["secret"]
+                &Secrets::of_values(&["secret"])
             ),
-            Outcome::Unreachable { attempts: 2, ref error } if error == "error sending request for url [url]"
+            Outcome::Unreachable { attempts: 2, ref error } if error == "error sending request for url <url>"
         ));
         let rejected = outcome(
             Err(DeliveryError::Rejected {
                 error: "HTTP 400: bad key K3yK3yK3y".into(),
                 status: Some(400),
             }),
-            &["K3yK3yK3y"],
+            &Secrets::of_values(&["K3yK3yK3y"]),
         );
         assert_eq!(
             rejected.to_string(),
-            "rejected (status 400): HTTP 400: bad key [redacted]"
+            "rejected (status 400): HTTP 400: bad key <redacted>"
         );
         assert!(all_delivered(&[
             Outcome::Delivered { attempts: 1 },

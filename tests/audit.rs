@@ -417,7 +417,7 @@ async fn member_accounts_are_audited_through_assume_role() {
         name: "member".into(),
         account_id: "111111111111".into(),
         role_arn: "arn:aws:iam::111111111111:role/rootwatch-audit".into(),
-        external_id: Some(rootwatch::config::Secret::new("ext-1")),
+        external_id: Some(rootwatch::secret::Secret::new("ext-1")),
     };
     let assumed = aws_config::sts::AssumeRoleProvider::builder(&member.role_arn)
         .session_name("seed")

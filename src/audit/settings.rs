@@ -45,5 +45,5 @@ pub struct AccountTarget {
     /// From the role ARN.
     pub account_id: String,
     pub role_arn: String,
-    pub external_id: Option<crate::config::Secret>,
+    pub external_id: Option<crate::secret::Secret>,
 }

@@ -3,8 +3,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Secret, invalid, nonzero, secs};
+use super::{ConfigError, invalid, nonzero, secs};
 use crate::audit::{AccountTarget, AuditSettings, Thresholds};
+use crate::secret::Secret;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

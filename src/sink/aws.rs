@@ -64,7 +64,7 @@ where
     E: ProvideErrorMetadata + Error + 'static,
 {
     let retriable = |error: String| SendError::Retriable {
-        error: crate::dead_letter::scrub(&error, &[]),
+        error: crate::secret::scrub_urls(&error),
         retry_after: None,
         status: None,
     };

@@ -8,8 +8,9 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use super::format::{opsgenie, pagerduty, slack, teams, webhook};
 use super::retry::classify_status;
 use super::{BoxFuture, SendError, Sink};
-use crate::config::{Secret, WebhookSettings};
+use crate::config::WebhookSettings;
 use crate::finding::Finding;
+use crate::secret::{Secret, Secrets};
 
 /// The receiver's request format.
 pub enum Format {
@@ -39,9 +40,8 @@ pub enum Format {
 
 pub struct HttpSink {
     client: reqwest::Client,
-    /// Every configured secret and the parts of the URL that may be one,
-    /// longest first, to be replaced in error text.
-    secrets: Vec<String>,
+    /// Removed from error text.
+    secrets: Secrets,
     url: Secret,
     headers: HeaderMap,
     timeout: Duration,
@@ -57,18 +57,21 @@ fn json_headers() -> HeaderMap {
 impl HttpSink {
     /// A Slack, PagerDuty, Teams or Opsgenie sink: JSON body, and the
     /// Opsgenie key in its header.
-    pub fn new(client: reqwest::Client, url: Secret, format: Format, timeout: Duration) -> Self {
-        let mut extra = Vec::new();
+    pub fn new(
+        client: reqwest::Client,
+        url: Secret,
+        secrets: Secrets,
+        format: Format,
+        timeout: Duration,
+    ) -> Self {
         let mut headers = json_headers();
         match &format {
-            Format::PagerDuty { routing_key } => extra.push(routing_key.expose().to_owned()),
             Format::SplunkHec { token, .. } => {
                 // Checked with the config: a header-safe token.
                 if let Ok(mut v) = HeaderValue::from_str(&format!("Splunk {}", token.expose())) {
                     v.set_sensitive(true);
                     headers.insert(AUTHORIZATION, v);
                 }
-                extra.push(token.expose().to_owned());
             }
             Format::Opsgenie { api_key } => {
                 // The key was checked to be a UUID with the config, so it is
@@ -78,13 +81,12 @@ impl HttpSink {
                     v.set_sensitive(true);
                     headers.insert(AUTHORIZATION, v);
                 }
-                extra.push(api_key.expose().to_owned());
             }
             _ => {}
         }
         HttpSink {
             client,
-            secrets: secrets_of(&url, extra),
+            secrets,
             url,
             headers,
             timeout,
@@ -92,7 +94,12 @@ impl HttpSink {
         }
     }
 
-    pub fn webhook(client: reqwest::Client, s: &WebhookSettings, timeout: Duration) -> Self {
+    pub fn webhook(
+        client: reqwest::Client,
+        s: &WebhookSettings,
+        secrets: Secrets,
+        timeout: Duration,
+    ) -> Self {
         let mut headers = json_headers();
         for (name, value) in &s.headers {
             // Both were validated with the config.
@@ -104,21 +111,9 @@ impl HttpSink {
                 headers.insert(n, v);
             }
         }
-        let mut extra: Vec<String> = s
-            .headers
-            .iter()
-            .map(|(_, v)| v.expose().to_owned())
-            .collect();
-        // `Bearer <token>`: the token alone too.
-        extra.extend(
-            s.headers
-                .iter()
-                .filter_map(|(_, v)| v.expose().split_once(' ').map(|(_, t)| t.to_owned())),
-        );
-        extra.extend(s.hmac_secret.iter().map(|h| h.expose().to_owned()));
         HttpSink {
             client,
-            secrets: secrets_of(&s.url, extra),
+            secrets,
             url: s.url.clone(),
             headers,
             timeout,
@@ -129,15 +124,8 @@ impl HttpSink {
         }
     }
 
-    /// `text` with every secret replaced.
     fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), "<redacted>");
-            }
-        }
-        out
+        self.secrets.scrub(text)
     }
 
     fn body(&self, f: &Finding) -> Vec<u8> {
@@ -248,56 +236,4 @@ async fn error_body(mut resp: reqwest::Response) -> String {
         }
     }
     String::from_utf8_lossy(&buf).into_owned()
-}
-
-/// The strings to scrub for a sink: the URL whole, its path, each path
-/// segment and query value long enough to be a token, and every `extra`
-/// secret (tokens, HMAC secrets, header values) whatever its length.
-fn secrets_of(url: &Secret, extra: Vec<String>) -> Vec<String> {
-    // Short URL parts (`hook`, `v2`) are not secrets; scrubbing them would
-    // garble ordinary words in error text. A configured secret is one,
-    // however short.
-    const MIN: usize = 8;
-    let mut parts = Vec::new();
-    if let Ok(u) = reqwest::Url::parse(url.expose()) {
-        parts.push(u.path().to_owned());
-        if let Some(q) = u.query() {
-            parts.push(q.to_owned());
-        }
-        parts.extend(u.path_segments().into_iter().flatten().map(str::to_owned));
-        parts.extend(u.query_pairs().map(|(_, v)| v.into_owned()));
-        parts.extend(
-            u.query()
-                .into_iter()
-                .flat_map(|q| q.split('&'))
-                .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_owned())),
-        );
-    }
-    parts.retain(|s| s.len() >= MIN);
-    let mut out = vec![url.expose().to_owned()];
-    out.extend(parts);
-    out.extend(extra);
-    out.retain(|s| !s.is_empty());
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out.dedup();
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn configured_secrets_are_scrubbed_however_short() {
-        let url = Secret::new("https://soc.example.com/hook/v2?token=abcdefgh12345");
-        let secrets = secrets_of(&url, vec!["k3y".into(), "bearer7".into(), String::new()]);
-        for s in ["k3y", "bearer7", "abcdefgh12345", "/hook/v2"] {
-            assert!(secrets.iter().any(|x| x == s), "{s}: {secrets:?}");
-        }
-        assert!(
-            !secrets
-                .iter()
-                .any(|x| x == "hook" || x == "v2" || x.is_empty())
-        );
-    }
 }

@@ -55,6 +55,7 @@ pub fn build_with(
     client: &reqwest::Client,
     aws: Option<&aws_config::SdkConfig>,
 ) -> Box<dyn Sink> {
+    let secrets = crate::secret::Secrets::of_sink(&settings.kind);
     match &settings.kind {
         SinkKind::Sns(s) => match aws {
             Some(aws) => Box::new(sns::SnsSink::new(aws, s, settings.timeout)),
@@ -65,24 +66,30 @@ pub fn build_with(
             None => Box::new(NoAwsConfig),
         },
         SinkKind::Stdout => Box::new(stdout::StdoutSink),
-        SinkKind::Webhook(w) => {
-            Box::new(http::HttpSink::webhook(client.clone(), w, settings.timeout))
-        }
+        SinkKind::Webhook(w) => Box::new(http::HttpSink::webhook(
+            client.clone(),
+            w,
+            secrets,
+            settings.timeout,
+        )),
         SinkKind::Slack { url } => Box::new(http::HttpSink::new(
             client.clone(),
             url.clone(),
+            secrets,
             http::Format::Slack,
             settings.timeout,
         )),
         SinkKind::Teams { url } => Box::new(http::HttpSink::new(
             client.clone(),
             url.clone(),
+            secrets,
             http::Format::Teams,
             settings.timeout,
         )),
         SinkKind::PagerDuty { url, routing_key } => Box::new(http::HttpSink::new(
             client.clone(),
-            crate::config::Secret::new(url.clone()),
+            crate::secret::Secret::new(url.clone()),
+            secrets,
             http::Format::PagerDuty {
                 routing_key: routing_key.clone(),
             },
@@ -97,6 +104,7 @@ pub fn build_with(
         SinkKind::SplunkHec { url, token, meta } => Box::new(http::HttpSink::new(
             client.clone(),
             url.clone(),
+            secrets,
             http::Format::SplunkHec {
                 token: token.clone(),
                 meta: meta.clone(),
@@ -106,6 +114,7 @@ pub fn build_with(
         SinkKind::Alertmanager { url, resolve_after } => Box::new(http::HttpSink::new(
             client.clone(),
             url.clone(),
+            secrets,
             http::Format::Alertmanager {
                 resolve_after: *resolve_after,
             },
@@ -114,6 +123,7 @@ pub fn build_with(
         SinkKind::Opsgenie { url, api_key } => Box::new(http::HttpSink::new(
             client.clone(),
             url.clone(),
+            secrets,
             http::Format::Opsgenie {
                 api_key: api_key.clone(),
             },

@@ -17,7 +17,7 @@ pub fn classify_status(status: u16, retry_after: Option<&str>, body: &str) -> Op
     let snippet: String = body.chars().take(200).collect();
     // A receiver's error page may echo its own URL, which can carry a
     // token: no URL from the body goes into the error text.
-    let snippet = crate::dead_letter::scrub(snippet.trim(), &[]);
+    let snippet = crate::secret::scrub_urls(snippet.trim());
     let error = if snippet.is_empty() {
         format!("HTTP {status}")
     } else {
@@ -91,7 +91,7 @@ const AWS_PERMANENT_CODES: &[&str] = &[
 /// 5xx are retriable; access denied, a missing topic or bus and validation
 /// errors are permanent, as is any other 4xx.
 pub fn classify_aws(code: Option<&str>, status: Option<u16>, message: &str) -> SendError {
-    let message = crate::dead_letter::scrub(message.trim(), &[]);
+    let message = crate::secret::scrub_urls(message.trim());
     let message: String = message.chars().take(200).collect();
     let error = match (code, message.is_empty()) {
         (Some(c), false) => format!("{c}: {message}"),
@@ -299,7 +299,7 @@ mod tests {
         ) else {
             panic!()
         };
-        assert_eq!(error, "HTTP 404: no such hook [url]");
+        assert_eq!(error, "HTTP 404: no such hook <url>");
     }
 
     #[test]
@@ -337,7 +337,7 @@ mod tests {
                 "Topic does not exist https://sns.example/x"
             ),
             SendError::Permanent {
-                error: "NotFound: Topic does not exist [url]".into(),
+                error: "NotFound: Topic does not exist <url>".into(),
                 status: Some(404)
             }
         );
