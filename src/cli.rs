@@ -191,7 +191,14 @@ pub enum RulesCommand {
     /// as `replay` reads them) and print which events each rule matched.
     /// Exit 1 when a rule lists, in `rootwatch_expected_events`, an eventID
     /// it did not match; 78 when a rule cannot be loaded.
+    ///
+    /// With --config, the rules load as the daemon loads them
+    /// (`[detect.sigma] skip_other_logsources`) and run under its
+    /// `[detect]` settings: suppressions, severities, `disabled`, and
+    /// enrichment from files. The built-in rules stay off either way.
     Test {
+        #[arg(long, short, env = "ROOTWATCH_CONFIG")]
+        config: Option<PathBuf>,
         /// Sigma rule files or directories.
         #[arg(required = true)]
         rules: PathBuf,

@@ -56,17 +56,25 @@ fn main() -> ExitCode {
             }
         }
         Command::Rules {
-            command: RulesCommand::Test { rules, events },
-        } => match rootwatch::rules_cmd::test(&rules, &events) {
-            Ok(report) => {
-                print!("{}", report.text);
-                i32::from(!report.passed)
-            }
-            Err(e) => {
-                eprintln!("rootwatch: {e}");
-                exit::CONFIG
-            }
-        },
+            command:
+                RulesCommand::Test {
+                    config,
+                    rules,
+                    events,
+                },
+        } => {
+            let base = match &config {
+                Some(path) => match config::load(path) {
+                    Ok((raw, settings)) => Some(rootwatch::rules_cmd::TestBase {
+                        detect: settings.detect,
+                        skip_other_logsources: raw.detect.sigma.skip_other_logsources,
+                    }),
+                    Err(e) => return ExitCode::from(config_error(path, &e) as u8),
+                },
+                None => None,
+            };
+            rules_test(&rules, &events, base)
+        }
         Command::Audit {
             config,
             format,
@@ -264,13 +272,30 @@ fn write_audit(
     }
 }
 
+fn rules_test(
+    rules: &std::path::Path,
+    events: &[std::path::PathBuf],
+    base: Option<rootwatch::rules_cmd::TestBase>,
+) -> i32 {
+    match rootwatch::rules_cmd::test(rules, events, base) {
+        Ok(report) => {
+            print!("{}", report.text);
+            i32::from(!report.passed)
+        }
+        Err(e) => {
+            eprintln!("rootwatch: {e}");
+            exit::CONFIG
+        }
+    }
+}
+
 fn audit(settings: config::Settings, format: rootwatch::audit::output::AuditFormat) -> i32 {
     let runtime = match runtime() {
         Ok(r) => r,
         Err(code) => return code,
     };
     let results = runtime.block_on(async {
-        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let aws = rootwatch::aws::load_defaults().await;
         rootwatch::audit::runner::audit_all(&settings.audit, &aws, chrono::Utc::now).await
     });
     let now = chrono::Utc::now();

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::detect::{DetectSettings, Detector, SigmaError, SigmaRules};
@@ -62,18 +62,31 @@ pub struct TestReport {
     pub passed: bool,
 }
 
+/// What `rules test --config` takes from the config file.
+pub struct TestBase {
+    /// `[detect]`: suppressions, severities, disabled rules, enrichment.
+    pub detect: DetectSettings,
+    /// `[detect.sigma] skip_other_logsources`.
+    pub skip_other_logsources: bool,
+}
+
 /// Runs the Sigma rules under `rules` (alone, without the built-in rules)
-/// over `events`.
-pub fn test(rules: &PathBuf, events: &[PathBuf]) -> Result<TestReport, SigmaError> {
-    let sigma = Arc::new(SigmaRules::load(std::slice::from_ref(rules), false)?);
-    let detector = Detector::new(DetectSettings {
-        disabled: crate::detect::rule_ids()
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
-        sigma: Some(Arc::clone(&sigma)),
-        ..Default::default()
-    });
+/// over `events`, under `base`'s settings when given.
+pub fn test(
+    rules: &Path,
+    events: &[PathBuf],
+    base: Option<TestBase>,
+) -> Result<TestReport, SigmaError> {
+    let (mut detect, skip) = match base {
+        Some(b) => (b.detect, b.skip_other_logsources),
+        None => (DetectSettings::default(), false),
+    };
+    let sigma = Arc::new(SigmaRules::load(&[rules.to_path_buf()], skip)?);
+    detect
+        .disabled
+        .extend(crate::detect::rule_ids().into_iter().map(str::to_owned));
+    detect.sigma = Some(Arc::clone(&sigma));
+    let detector = Detector::new(detect);
     let mut out = Vec::new();
     let mut err = Vec::new();
     let mut replay = crate::replay::Replay::new(

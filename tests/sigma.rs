@@ -892,6 +892,64 @@ fn rules_list_and_rules_test_serve_a_rule_author() {
     assert!(String::from_utf8_lossy(&out.stderr).contains(&broken.display().to_string()));
 }
 
+/// `rules test --config` loads and runs the rules as the daemon would:
+/// `skip_other_logsources` passes over a rule for Windows that the plain
+/// command refuses, and a `[[detect.suppress]]` entry hides the matches it
+/// would hide in the daemon.
+#[test]
+fn rules_test_with_a_config_loads_and_runs_rules_as_the_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    let disable = Path::new(RULES).join("aws_cloudtrail_disable_logging.yml");
+    let rule = std::fs::read_to_string(&disable).unwrap().replace(
+        "level: medium",
+        "level: medium\nrootwatch_expected_events:\n    - 10163ed2-2253-469d-a5ee-cbc6651f8934",
+    );
+    std::fs::write(rules.join("stop.yml"), rule).unwrap();
+    std::fs::write(
+        rules.join("windows.yml"),
+        "title: Not CloudTrail\nid: 11111111-1111-4111-8111-111111111111\nlogsource:\n  product: windows\n  service: security\ndetection:\n  sel:\n    EventID: 4624\n  condition: sel\nlevel: low\n",
+    )
+    .unwrap();
+    let events = "tests/fixtures/third_party/stratus-red-team/detonation_logs.jsonl";
+    let run = |extra: &[&str]| {
+        let mut args = vec!["rules", "test"];
+        args.extend_from_slice(extra);
+        args.extend([rules.to_str().unwrap(), events]);
+        let out = rootwatch(&args);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = run(&[]);
+    assert_eq!(code, Some(78), "{err}");
+    assert!(err.contains("windows.yml"), "{err}");
+
+    let skip = config(dir.path(), &[], "skip_other_logsources = true\n");
+    let (code, out, err) = run(&["--config", skip.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("match\tsigma:4db60cc0-36fb-42b7-9b58-a5b53019fb74\t10163ed2-2253-469d-a5ee-cbc6651f8934\tStopLogging"),
+        "{out}"
+    );
+
+    // A suppression may name a Sigma rule only when the config loads it.
+    let suppressed = config(
+        dir.path(),
+        &[&rules],
+        "skip_other_logsources = true\n[[detect.suppress]]\nrule = \"sigma:4db60cc0-36fb-42b7-9b58-a5b53019fb74\"\nevent_name = \"StopLogging\"\n",
+    );
+    let (code, out, err) = run(&["-c", suppressed.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        out.contains("FAIL\tsigma:4db60cc0-36fb-42b7-9b58-a5b53019fb74\texpected to match 10163ed2-2253-469d-a5ee-cbc6651f8934"),
+        "{out}"
+    );
+}
+
 /// SIGHUP reloads the rules of a running daemon: a rule added to the rules
 /// directory alerts after it; a rule file that does not load keeps the
 /// running rules (and says so), and nothing in between is lost.
