@@ -81,6 +81,11 @@ if [[ "$TOOLS_OK" == 1 ]]; then
     record PASS "install python tools" "$TOOLS_REQUIREMENTS, pinned by sha256"
   else
     tail -20 "$WORK/pip.log"
+    # The hashes cover only the platforms the file's header claims: say which.
+    "$VENV/bin/python" -c 'import platform as p; print("this is CPython",
+      p.python_version(), "on", p.system(), p.machine(), end="; ")' || true
+    echo "$TOOLS_REQUIREMENTS covers:"
+    sed -n '/^# Claimed:/,/^# The tools/{/^# The tools/!p;}' "$TOOLS_REQUIREMENTS"
     record FAIL "install python tools" "pip could not install $TOOLS_REQUIREMENTS with --require-hashes"
     TOOLS_OK=0
   fi
