@@ -827,9 +827,9 @@ m = re.search(r"const HAND_BACK: Duration = Duration::from_secs\((\d+)\);", app)
 if not m:
     print("error: HAND_BACK not found in src/app.rs"); sys.exit(1)
 hand_back = int(m.group(1))
-m = re.search(r"RawShutdown \{ grace_secs: (\d+) \}", open("src/config.rs").read())
+m = re.search(r"RawShutdown \{ grace_secs: (\d+) \}", open("src/config/mod.rs").read())
 if not m:
-    print("error: the default grace_secs not found in src/config.rs"); sys.exit(1)
+    print("error: the default grace_secs not found in src/config/mod.rs"); sys.exit(1)
 default_grace = int(m.group(1))
 
 def grace_of(toml_text):
