@@ -16,7 +16,17 @@ use crate::finding::Severity;
 use crate::secret::{REDACTED, Secret};
 
 mod audit;
+mod aws;
+mod load;
+mod names;
+mod render;
+
 pub use audit::{RawAudit, RawAuditAccount};
+pub use load::{load, parse};
+pub use render::render_effective;
+
+use aws::{RawAws, aws_settings};
+use names::{default_name, last_part, name_or, taken, url_host};
 
 /// A configuration problem, naming the key and what is wrong with its value.
 #[derive(Debug, thiserror::Error)]
@@ -983,185 +993,6 @@ pub struct WebhookSettings {
     pub format: PayloadFormat,
 }
 
-// ---------------------------------------------------------------- loading
-
-/// Reads, interpolates and validates a config file.
-pub fn load(path: &Path) -> Result<(RawConfig, Settings), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let env: HashMap<String, String> = std::env::vars().collect();
-    let raw = parse(&text, &|k| env.get(k).cloned())?;
-    let settings = validate(&raw)?;
-    Ok((raw, settings))
-}
-
-/// Parses TOML text, replacing `${NAME}` in every string value with
-/// `lookup(NAME)` (`${NAME:-default}` when it is unset or empty,
-/// `${NAME:?message}` an error saying `message`); `$$` is a literal `$`.
-/// Interpolating values rather than the file text keeps a secret
-/// containing quotes from breaking the TOML. A value that is one reference
-/// and nothing else (`max_messages = "${BATCH}"`) may give a number or a
-/// boolean where the setting takes one.
-pub fn parse(
-    text: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<RawConfig, ConfigError> {
-    let mut value: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| ConfigError::Syntax(format!("invalid TOML: {e}")))?;
-    let mut whole = HashMap::new();
-    for (k, v) in value.iter_mut() {
-        interpolate(v, k, lookup, &mut whole)?;
-    }
-    let mut table = toml::Value::Table(value);
-    loop {
-        // A copy is kept only while a value may still be retyped.
-        let attempt = if whole.is_empty() {
-            std::mem::replace(&mut table, toml::Value::Boolean(false))
-        } else {
-            table.clone()
-        };
-        let e = match serde_path_to_error::deserialize(attempt) {
-            Ok(raw) => return Ok(raw),
-            Err(e) => e,
-        };
-        let path = e.path().to_string();
-        // A setting that takes a number or a boolean, given a string that
-        // came whole from a variable: read the variable's text as TOML.
-        if let Some(typed) = whole.remove(&path)
-            && let Some(slot) = value_at(&mut table, &path)
-        {
-            *slot = typed;
-            continue;
-        }
-        let inner = e.into_inner();
-        return Err(invalid(
-            if path == "." {
-                "(top level)".to_owned()
-            } else {
-                path
-            },
-            inner.to_string().trim().to_owned(),
-        ));
-    }
-}
-
-/// The value at a path as serde_path_to_error writes it (`a.b[2].c`).
-fn value_at<'v>(v: &'v mut toml::Value, path: &str) -> Option<&'v mut toml::Value> {
-    let mut v = v;
-    for part in path.split('.') {
-        let (name, indexes) = part.split_once('[').unwrap_or((part, ""));
-        if !name.is_empty() {
-            v = v.get_mut(name)?;
-        }
-        for index in indexes.split('[').filter(|i| !i.is_empty()) {
-            v = v.get_mut(index.trim_end_matches(']').parse::<usize>().ok()?)?;
-        }
-    }
-    Some(v)
-}
-
-/// Expands the references in every string under `v`, whose key path is
-/// `key`; a string that was one reference whose text reads as a TOML
-/// number or boolean is noted in `whole`, by path, with that value.
-fn interpolate(
-    v: &mut toml::Value,
-    key: &str,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    whole: &mut HashMap<String, toml::Value>,
-) -> Result<(), ConfigError> {
-    match v {
-        toml::Value::String(s) if s.contains('$') => {
-            let one_reference = s.starts_with("${") && s.find('}') == Some(s.len() - 1);
-            *s = expand(s, lookup).map_err(|m| invalid(key, m))?;
-            if one_reference && let Some(typed) = scalar(s) {
-                whole.insert(key.to_owned(), typed);
-            }
-        }
-        toml::Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                interpolate(item, &format!("{key}[{i}]"), lookup, whole)?;
-            }
-        }
-        toml::Value::Table(t) => {
-            for (k, item) in t.iter_mut() {
-                interpolate(item, &format!("{key}.{k}"), lookup, whole)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// `30`, `0.5`, `true`: the number or boolean a text reads as in TOML.
-fn scalar(text: &str) -> Option<toml::Value> {
-    let v: toml::Table = format!("v = {}", text.trim()).parse().ok()?;
-    v.get("v")
-        .filter(|v| {
-            matches!(
-                v,
-                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)
-            )
-        })
-        .cloned()
-}
-
-fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(r) = after.strip_prefix('$') {
-            out.push('$');
-            rest = r;
-        } else if let Some(r) = after.strip_prefix('{') {
-            let end = r.find('}').ok_or("`${` without a closing `}`")?;
-            let reference = &r[..end];
-            // `NAME`, `NAME:-default` or `NAME:?message`.
-            let (name, fallback) = match reference.find(':') {
-                Some(i) => (&reference[..i], Some(&reference[i..])),
-                None => (reference, None),
-            };
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "`${{{reference}}}` is not a valid environment variable reference"
-                ));
-            }
-            let (default, message) = match fallback {
-                None => (None, None),
-                Some(f) => match (f.strip_prefix(":-"), f.strip_prefix(":?")) {
-                    (Some(d), _) => (Some(d), None),
-                    (_, Some(m)) => (None, Some(m)),
-                    _ => {
-                        return Err(format!(
-                            "`${{{reference}}}`: after the name, `:-default` or `:?message`"
-                        ));
-                    }
-                },
-            };
-            let set = lookup(name).filter(|v| !v.is_empty() || fallback.is_none());
-            let value = match (set, default, message) {
-                (Some(v), _, _) => v,
-                (None, Some(d), _) => d.to_owned(),
-                (None, None, Some(m)) if !m.is_empty() => {
-                    return Err(format!("environment variable `{name}` is not set: {m}"));
-                }
-                (None, None, _) => return Err(format!("environment variable `{name}` is not set")),
-            };
-            out.push_str(&value);
-            rest = &r[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
 fn secs(key: &str, v: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
     if v < min || v > max {
         return Err(invalid(
@@ -1661,74 +1492,6 @@ fn validate_detect(raw: &RawConfig) -> Result<DetectSettings, ConfigError> {
     })
 }
 
-/// Why a name cannot be used twice; a default one asks for a `name`.
-fn taken(default: bool, name: &str, what: &str) -> String {
-    if default {
-        format!(
-            "its default name `{name}` is that of another {what}: give each of them a `name` \
-             (names are metric labels, so they are not numbered by position)"
-        )
-    } else {
-        format!("`{name}` is used by another {what}")
-    }
-}
-
-/// The name of an entry without `name`: its type and, when it has one,
-/// what it reads or where it sends (`sqs-rootwatch-events`,
-/// `webhook-soc.example.com`), so it does not change when entries are
-/// added above it; names are metric labels.
-fn default_name(kind: &str, what: Option<&str>) -> String {
-    let label: String = what
-        .unwrap_or("")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let label = label.trim_matches('-');
-    let mut name = if label.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}-{label}")
-    };
-    name.truncate(64);
-    name
-}
-
-/// The last non-empty part of a path, URL path or ARN.
-fn last_part(text: &str) -> Option<&str> {
-    text.rsplit(['/', ':']).find(|p| !p.is_empty())
-}
-
-/// The host of a URL, or of a `tcp://host:port` address.
-fn url_host(url: &str) -> Option<String> {
-    reqwest::Url::parse(url)
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_owned))
-}
-
-fn name_or(key: &str, name: &Option<String>, default: String) -> Result<String, ConfigError> {
-    match name {
-        None => Ok(default),
-        Some(n)
-            if !n.is_empty()
-                && n.len() <= 64
-                && n.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
-        {
-            Ok(n.clone())
-        }
-        Some(n) => Err(invalid(
-            format!("{key}.name"),
-            format!("`{n}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
-        )),
-    }
-}
-
 /// The SQS source's `max_*` keys, as the raw config spells them.
 struct RawLimits {
     max_object_bytes: u64,
@@ -2151,90 +1914,6 @@ fn validate_source(key: &str, s: &RawSource) -> Result<SourceSettings, ConfigErr
     })
 }
 
-/// A source's or AWS sink's AWS keys as written.
-struct RawAws<'a> {
-    region: &'a Option<String>,
-    role_arn: &'a Option<String>,
-    external_id: &'a Option<String>,
-    session_name: &'a Option<String>,
-}
-
-/// `region`, `role_arn`, `external_id`, `session_name` of the source at
-/// `key`. `implied` is the region its resource names (a queue URL), as
-/// (the key naming it, region): the default, and a `region` that differs
-/// from it is an error (the calls would go to the wrong regional endpoint).
-fn aws_settings(
-    key: &str,
-    raw: RawAws<'_>,
-    implied: Option<(&str, String)>,
-) -> Result<crate::aws::AwsSettings, ConfigError> {
-    use crate::aws;
-    let region = match (raw.region, implied) {
-        (Some(r), _) if !aws::is_region(r) => {
-            return Err(invalid(
-                format!("{key}.region"),
-                format!("`{r}` is not an AWS region name such as eu-west-1"),
-            ));
-        }
-        (Some(r), Some((k, implied))) if *r != implied => {
-            return Err(invalid(
-                format!("{key}.region"),
-                format!("`{r}` differs from `{implied}`, the region `{k}` names"),
-            ));
-        }
-        (Some(r), _) => Some(r.clone()),
-        (None, implied) => implied.map(|(_, r)| r),
-    };
-    let role = match raw.role_arn {
-        None => {
-            for (k, v) in [
-                ("external_id", raw.external_id),
-                ("session_name", raw.session_name),
-            ] {
-                if v.is_some() {
-                    return Err(invalid(
-                        format!("{key}.{k}"),
-                        "only applies with `role_arn`",
-                    ));
-                }
-            }
-            None
-        }
-        Some(arn) => {
-            if !aws::is_role_arn(arn) {
-                return Err(invalid(
-                    format!("{key}.role_arn"),
-                    format!("`{arn}` is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
-                ));
-            }
-            if let Some(id) = raw.external_id
-                && !aws::is_external_id(id)
-            {
-                return Err(invalid(
-                    format!("{key}.external_id"),
-                    "must be 2 to 1224 letters, digits or `_+=,.@:/-`",
-                ));
-            }
-            let session_name = match raw.session_name {
-                Some(n) if !aws::is_session_name(n) => {
-                    return Err(invalid(
-                        format!("{key}.session_name"),
-                        format!("`{n}` must be 2 to 64 letters, digits or `_+=,.@-`"),
-                    ));
-                }
-                Some(n) => n.clone(),
-                None => aws::DEFAULT_SESSION_NAME.to_owned(),
-            };
-            Some(aws::Role {
-                arn: arn.clone(),
-                external_id: raw.external_id.clone(),
-                session_name,
-            })
-        }
-    };
-    Ok(aws::AwsSettings { region, role })
-}
-
 /// `dead_letter_path`: a file, not empty, not a directory.
 /// An SQS queue URL: http(s), with the account and the queue's name in
 /// its path.
@@ -2627,65 +2306,6 @@ fn is_arn_of(arn: &str, service: &str, resource_ok: impl Fn(&str) -> bool) -> bo
             && account.chars().all(|c| c.is_ascii_digit())
             && !resource.is_empty()
             && resource_ok(resource))
-}
-
-/// The effective configuration as TOML, defaults filled in and secrets
-/// replaced, for `check-config`.
-pub fn render_effective(raw: &RawConfig) -> String {
-    let mut raw = raw.clone();
-    let redact = |s: &mut String| {
-        if !s.is_empty() {
-            *s = REDACTED.into();
-        }
-    };
-    for a in &mut raw.audit.accounts {
-        a.external_id.iter_mut().for_each(redact);
-    }
-    for src in &mut raw.sources {
-        if let RawSource::Sqs { external_id, .. } | RawSource::CloudwatchLogs { external_id, .. } =
-            src
-        {
-            external_id.iter_mut().for_each(redact);
-        }
-    }
-    // The defaults rootwatch fills in, shown.
-    for src in &mut raw.sources {
-        let default = src.default_name();
-        match src {
-            RawSource::Sqs { name, .. }
-            | RawSource::File { name, .. }
-            | RawSource::CloudwatchLogs { name, .. } => {
-                name.get_or_insert(default);
-            }
-        }
-        if let RawSource::Sqs {
-            region, queue_url, ..
-        } = src
-            && region.is_none()
-        {
-            *region = crate::aws::region_from_queue_url(queue_url);
-        }
-    }
-    for sink in &mut raw.sinks {
-        let default = sink.default_name();
-        sink.name.get_or_insert(default);
-        sink.min_severity.get_or_insert_with(|| "info".to_owned());
-    }
-    for sink in &mut raw.sinks {
-        sink.url
-            .iter_mut()
-            .for_each(|u| *u = crate::secret::redact_url(u));
-        sink.hmac_secret.iter_mut().for_each(redact);
-        sink.routing_key.iter_mut().for_each(redact);
-        sink.api_key.iter_mut().for_each(redact);
-        sink.external_id.iter_mut().for_each(redact);
-        sink.bearer_token.iter_mut().for_each(redact);
-        sink.headers
-            .iter_mut()
-            .flat_map(|h| h.values_mut())
-            .for_each(redact);
-    }
-    toml::to_string_pretty(&raw).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
 }
 
 #[cfg(test)]

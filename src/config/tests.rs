@@ -1,3 +1,4 @@
+use super::load::expand;
 use super::*;
 
 fn env(k: &str) -> Option<String> {
