@@ -1,0 +1,56 @@
+//! `[[sources]] type = "file"`: local files and directories of CloudTrail
+//! logs, read once or watched.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{RawSource, dead_letter};
+use crate::config::names::name_or;
+use crate::config::{ConfigError, invalid, secs};
+
+#[derive(Debug, Clone)]
+pub struct FileSettings {
+    pub name: String,
+    pub paths: Vec<PathBuf>,
+    pub watch: bool,
+    pub poll_interval: Duration,
+    /// Undeliverable findings are appended here, and the file counts as
+    /// handled; without it such a file stays unacknowledged.
+    pub dead_letter_path: Option<PathBuf>,
+}
+
+pub(super) fn default_poll() -> u64 {
+    2
+}
+
+/// The `file` source at `key`.
+pub(super) fn validate_file(key: &str, s: &RawSource) -> Result<FileSettings, ConfigError> {
+    let RawSource::File {
+        name,
+        paths,
+        watch,
+        poll_interval_secs,
+        dead_letter_path,
+    } = s
+    else {
+        unreachable!("validate_source passes a file source")
+    };
+    if paths.is_empty() {
+        return Err(invalid(
+            format!("{key}.paths"),
+            "needs at least one file or directory",
+        ));
+    }
+    Ok(FileSettings {
+        name: name_or(key, name, s.default_name())?,
+        paths: paths.iter().map(PathBuf::from).collect(),
+        watch: *watch,
+        poll_interval: secs(
+            &format!("{key}.poll_interval_secs"),
+            *poll_interval_secs,
+            1,
+            3600,
+        )?,
+        dead_letter_path: dead_letter(key, dead_letter_path.as_deref())?,
+    })
+}
