@@ -1,5 +1,6 @@
 use super::load::expand;
 use super::*;
+use crate::finding::Severity;
 
 fn env(k: &str) -> Option<String> {
     match k {

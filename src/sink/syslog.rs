@@ -11,24 +11,10 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
-use super::format::syslog::{Message, frame};
+use super::format::syslog::frame;
 use super::{BoxFuture, SendError, Sink};
+use crate::config::SyslogSettings;
 use crate::finding::Finding;
-
-/// `[[sinks]] type = "syslog"`, validated.
-#[derive(Debug, Clone)]
-pub struct SyslogSettings {
-    pub host: String,
-    pub port: u16,
-    /// `tls://`: TLS, verified against the platform's roots or `ca_file`.
-    pub tls: bool,
-    /// PEM certificates to trust instead of the platform's roots.
-    pub ca_file: Option<std::path::PathBuf>,
-    pub message: Message,
-    pub facility: u8,
-    /// The HOSTNAME field: the configured one, or this host's name.
-    pub hostname: String,
-}
 
 trait Stream: AsyncWrite + Unpin + Send {}
 impl<T: AsyncWrite + Unpin + Send> Stream for T {}
