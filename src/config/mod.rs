@@ -183,10 +183,6 @@ pub struct Settings {
 pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
     let mut errors = Vec::new();
     let detect = keep(&mut errors, detect::validate_detect(raw));
-    let mut known = crate::detect::rule_ids();
-    if let Some(s) = detect.as_ref().and_then(|d| d.sigma.as_deref()) {
-        known.extend(s.rule_names());
-    }
     let dedup_capacity = keep(
         &mut errors,
         nonzero("dedup.capacity", raw.dedup.capacity, 100_000_000),
@@ -212,65 +208,8 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
         &mut errors,
         secs("shutdown.grace_secs", raw.shutdown.grace_secs, 1, 3600),
     );
-
-    let mut names = HashSet::new();
-    let mut checkpoints = HashSet::new();
-    let mut sources = Vec::new();
-    for (i, s) in raw.sources.iter().enumerate() {
-        let key = format!("sources[{i}]");
-        let Some(src) = keep(&mut errors, validate_source(&key, s)) else {
-            continue;
-        };
-        if !names.insert(src.name().to_owned()) {
-            errors.push(invalid(
-                format!("{key}.name"),
-                taken(s.default_named(), src.name(), "source"),
-            ));
-        }
-        // Two sources writing one checkpoint file would overwrite each other.
-        if let SourceSettings::CloudwatchLogs(c) = &src
-            && let CheckpointStore::File(path) = &c.checkpoint
-            && !checkpoints.insert(path.clone())
-        {
-            errors.push(invalid(
-                format!("{key}.checkpoint_path"),
-                format!("`{}` is used by another source", path.display()),
-            ));
-        }
-        sources.push(src);
-    }
-    // Sinks route posture findings by rule id too.
-    let sink_rules: Vec<&str> = known
-        .iter()
-        .copied()
-        .chain(crate::audit::RULE_IDS)
-        .collect();
-    let mut sink_names = HashSet::new();
-    let mut sinks = Vec::new();
-    for (i, s) in raw.sinks.iter().enumerate() {
-        let key = format!("sinks[{i}]");
-        // Rule patterns cannot be checked against rules that did not load.
-        let unchecked;
-        let s = if detect.is_none() && s.rules.is_some() {
-            unchecked = RawSink {
-                rules: None,
-                ..s.clone()
-            };
-            &unchecked
-        } else {
-            s
-        };
-        let Some(sink) = keep(&mut errors, validate_sink(&key, s, &sink_rules)) else {
-            continue;
-        };
-        if !sink_names.insert(sink.name.clone()) {
-            errors.push(invalid(
-                format!("{key}.name"),
-                taken(s.name.is_none(), &sink.name, "sink"),
-            ));
-        }
-        sinks.push(sink);
-    }
+    let sources = validate_sources(raw, &mut errors);
+    let sinks = validate_sinks(raw, detect.as_ref(), &mut errors);
     let audit = keep(&mut errors, audit::validate(&raw.audit));
     match (
         errors.len(),
@@ -307,6 +246,84 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
 /// The value, or `None` with its error noted.
 fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
     r.map_err(|e| errors.push(e)).ok()
+}
+
+/// The `[[sources]]` that are valid, the problems of the others noted in
+/// `errors`.
+fn validate_sources(raw: &RawConfig, errors: &mut Vec<ConfigError>) -> Vec<SourceSettings> {
+    let mut names = HashSet::new();
+    let mut checkpoints = HashSet::new();
+    let mut sources = Vec::new();
+    for (i, s) in raw.sources.iter().enumerate() {
+        let key = format!("sources[{i}]");
+        let Some(src) = keep(errors, validate_source(&key, s)) else {
+            continue;
+        };
+        if !names.insert(src.name().to_owned()) {
+            errors.push(invalid(
+                format!("{key}.name"),
+                taken(s.default_named(), src.name(), "source"),
+            ));
+        }
+        // Two sources writing one checkpoint file would overwrite each other.
+        if let SourceSettings::CloudwatchLogs(c) = &src
+            && let CheckpointStore::File(path) = &c.checkpoint
+            && !checkpoints.insert(path.clone())
+        {
+            errors.push(invalid(
+                format!("{key}.checkpoint_path"),
+                format!("`{}` is used by another source", path.display()),
+            ));
+        }
+        sources.push(src);
+    }
+    sources
+}
+
+/// The `[[sinks]]` that are valid, the problems of the others noted in
+/// `errors`; `detect` is `None` when the rules did not load.
+fn validate_sinks(
+    raw: &RawConfig,
+    detect: Option<&DetectSettings>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<SinkSettings> {
+    let mut known = crate::detect::rule_ids();
+    if let Some(s) = detect.and_then(|d| d.sigma.as_deref()) {
+        known.extend(s.rule_names());
+    }
+    // Sinks route posture findings by rule id too.
+    let sink_rules: Vec<&str> = known
+        .iter()
+        .copied()
+        .chain(crate::audit::RULE_IDS)
+        .collect();
+    let mut sink_names = HashSet::new();
+    let mut sinks = Vec::new();
+    for (i, s) in raw.sinks.iter().enumerate() {
+        let key = format!("sinks[{i}]");
+        // Rule patterns cannot be checked against rules that did not load.
+        let unchecked;
+        let s = if detect.is_none() && s.rules.is_some() {
+            unchecked = RawSink {
+                rules: None,
+                ..s.clone()
+            };
+            &unchecked
+        } else {
+            s
+        };
+        let Some(sink) = keep(errors, validate_sink(&key, s, &sink_rules)) else {
+            continue;
+        };
+        if !sink_names.insert(sink.name.clone()) {
+            errors.push(invalid(
+                format!("{key}.name"),
+                taken(s.name.is_none(), &sink.name, "sink"),
+            ));
+        }
+        sinks.push(sink);
+    }
+    sinks
 }
 
 #[cfg(test)]
