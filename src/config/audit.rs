@@ -72,79 +72,85 @@ fn within(key: &str, v: u32, min: u32, max: u32) -> Result<u32, ConfigError> {
     Ok(v)
 }
 
+/// One `[[audit.accounts]]` entry, at `key`.
+fn account(key: &str, a: &RawAuditAccount) -> Result<AccountTarget, ConfigError> {
+    // arn:PARTITION:iam::ACCOUNT:role/NAME
+    let parts: Vec<&str> = a.role_arn.splitn(6, ':').collect();
+    let account = match parts.as_slice() {
+        ["arn", p, "iam", "", acct, res]
+            if p.starts_with("aws")
+                && acct.len() == 12
+                && acct.bytes().all(|b| b.is_ascii_digit())
+                && res.starts_with("role/")
+                && res.len() > 5 =>
+        {
+            (*acct).to_owned()
+        }
+        _ => {
+            return Err(invalid(
+                format!("{key}.role_arn"),
+                format!(
+                    "`{}` is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)",
+                    a.role_arn
+                ),
+            ));
+        }
+    };
+    let external_id = match &a.external_id {
+        None => None,
+        // sts:AssumeRole: 2 to 1224 characters of [\w+=,.@:/-].
+        Some(e)
+            if (2..=1224).contains(&e.len())
+                && e.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c)) =>
+        {
+            Some(Secret::new(e.clone()))
+        }
+        Some(_) => {
+            return Err(invalid(
+                format!("{key}.external_id"),
+                "is not an external id (2 to 1224 letters, digits or _+=,.@:/-)",
+            ));
+        }
+    };
+    let name = match &a.name {
+        None => account.clone(),
+        Some(n)
+            if !n.is_empty()
+                && n.len() <= 64
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
+        {
+            n.clone()
+        }
+        Some(n) => {
+            return Err(invalid(
+                format!("{key}.name"),
+                format!("`{n}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
+            ));
+        }
+    };
+    Ok(AccountTarget {
+        name,
+        account_id: account,
+        role_arn: a.role_arn.clone(),
+        external_id,
+    })
+}
+
 pub fn validate(raw: &RawAudit) -> Result<AuditSettings, ConfigError> {
     let mut accounts = Vec::new();
     let mut names = std::collections::HashSet::new();
     for (i, a) in raw.accounts.iter().enumerate() {
         let key = format!("audit.accounts[{i}]");
-        // arn:PARTITION:iam::ACCOUNT:role/NAME
-        let parts: Vec<&str> = a.role_arn.splitn(6, ':').collect();
-        let account = match parts.as_slice() {
-            ["arn", p, "iam", "", acct, res]
-                if p.starts_with("aws")
-                    && acct.len() == 12
-                    && acct.bytes().all(|b| b.is_ascii_digit())
-                    && res.starts_with("role/")
-                    && res.len() > 5 =>
-            {
-                (*acct).to_owned()
-            }
-            _ => {
-                return Err(invalid(
-                    format!("{key}.role_arn"),
-                    format!(
-                        "`{}` is not an IAM role ARN (arn:aws:iam::123456789012:role/NAME)",
-                        a.role_arn
-                    ),
-                ));
-            }
-        };
-        let external_id = match &a.external_id {
-            None => None,
-            // sts:AssumeRole: 2 to 1224 characters of [\w+=,.@:/-].
-            Some(e)
-                if (2..=1224).contains(&e.len())
-                    && e.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "_+=,.@:/-".contains(c)) =>
-            {
-                Some(Secret::new(e.clone()))
-            }
-            Some(_) => {
-                return Err(invalid(
-                    format!("{key}.external_id"),
-                    "is not an external id (2 to 1224 letters, digits or _+=,.@:/-)",
-                ));
-            }
-        };
-        let name = match &a.name {
-            None => account.clone(),
-            Some(n)
-                if !n.is_empty()
-                    && n.len() <= 64
-                    && n.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) =>
-            {
-                n.clone()
-            }
-            Some(n) => {
-                return Err(invalid(
-                    format!("{key}.name"),
-                    format!("`{n}` must be 1 to 64 letters, digits, `-`, `_` or `.`"),
-                ));
-            }
-        };
-        if !names.insert(name.clone()) {
+        let target = account(&key, a)?;
+        if !names.insert(target.name.clone()) {
             return Err(invalid(
                 format!("{key}.name"),
-                format!("`{name}` is used by another account"),
+                format!("`{}` is used by another account", target.name),
             ));
         }
-        accounts.push(AccountTarget {
-            name,
-            account_id: account,
-            role_arn: a.role_arn.clone(),
-            external_id,
-        });
+        accounts.push(target);
     }
     Ok(AuditSettings {
         enabled: raw.enabled,
