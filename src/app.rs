@@ -103,7 +103,7 @@ pub enum RunError {
     /// A CloudWatch Logs checkpoint that cannot be read or written: a
     /// configuration problem (exit 78), never a silent restart.
     #[error(transparent)]
-    Checkpoint(#[from] crate::source::checkpoint::CheckpointError),
+    Checkpoint(#[from] crate::source::cloudwatch_logs::checkpoint::CheckpointError),
     /// A source task panicked: the daemon drained the others and stops, so
     /// the orchestrator restarts it rather than leave a source unwatched.
     #[error("source `{name}` stopped unexpectedly: {error}")]

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use common::*;
-use rootwatch::source::checkpoint_table::checkpoint_of;
+use rootwatch::source::cloudwatch_logs::checkpoint_table::checkpoint_of;
 
 const LEASE_SECS: u64 = 10;
 const REPLICAS: usize = 3;
@@ -296,9 +296,9 @@ async fn replicas_share_groups_and_take_over_a_killed_ones() {
 /// refused from then on, and its release leaves the new owner's lease be.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_table_refuses_a_lost_lease_and_hands_over_the_last_checkpoint() {
-    use rootwatch::source::checkpoint::GroupCheckpoint;
-    use rootwatch::source::checkpoint_table::{CheckpointTable, TableError};
-    use rootwatch::source::handled::EventKey;
+    use rootwatch::source::cloudwatch_logs::checkpoint::GroupCheckpoint;
+    use rootwatch::source::cloudwatch_logs::checkpoint_table::{CheckpointTable, TableError};
+    use rootwatch::source::cloudwatch_logs::handled::EventKey;
     let aws = Aws::new().await;
     let (_, table) = table(&aws).await;
     let lease = Duration::from_secs(10);
@@ -516,8 +516,8 @@ async fn twenty_thousand_alerts_in_the_lookback_fit_the_item_and_a_new_replica_r
 /// replaces it with `handled_keys`: a deployment upgrades in place.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_item_with_handled_ids_as_json_is_read_and_rewritten_with_keys() {
-    use rootwatch::source::checkpoint_table::CheckpointTable;
-    use rootwatch::source::handled::EventKey;
+    use rootwatch::source::cloudwatch_logs::checkpoint_table::CheckpointTable;
+    use rootwatch::source::cloudwatch_logs::handled::EventKey;
     let aws = Aws::new().await;
     let (ddb, table) = table(&aws).await;
     let id = "37000000000000000000000000000000000000000000000000000001";
@@ -556,9 +556,9 @@ async fn an_item_with_handled_ids_as_json_is_read_and_rewritten_with_keys() {
 /// events are left out and said so, and the next owner gets the newest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_bound_a_checkpoint_is_written_without_its_oldest_events() {
-    use rootwatch::source::checkpoint::GroupCheckpoint;
-    use rootwatch::source::checkpoint_table::CheckpointTable;
-    use rootwatch::source::handled::EventKey;
+    use rootwatch::source::cloudwatch_logs::checkpoint::GroupCheckpoint;
+    use rootwatch::source::cloudwatch_logs::checkpoint_table::CheckpointTable;
+    use rootwatch::source::cloudwatch_logs::handled::EventKey;
     let aws = Aws::new().await;
     let (ddb, table) = table(&aws).await;
     let lease = Duration::from_secs(10);

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use rootwatch::source::handled::EventKey;
+use rootwatch::source::cloudwatch_logs::handled::EventKey;
 
 /// An SQS source and a webhook sink for the spawned binary: `source_extra`
 /// goes into the `[[sources]]` table, `sink_extra` into `[[sinks]]`;

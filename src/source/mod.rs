@@ -1,11 +1,8 @@
 //! Sources: where CloudTrail events come from. Each turns its input into
 //! [`crate::ack::InputHandle`]s and acknowledges them only when their outcome is Done.
 
-pub mod checkpoint;
-pub mod checkpoint_table;
 pub mod cloudwatch_logs;
 pub mod file;
-pub mod handled;
 pub mod health;
 pub mod s3;
 pub mod sqs;

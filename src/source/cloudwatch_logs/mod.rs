@@ -6,9 +6,9 @@
 //! overlap and skip events already handled, by their event id: each poll
 //! reaches back by how late events have lately been arriving, and once per
 //! `full_read_interval` a full read reaches back the whole `lookback` (see
-//! [`super::checkpoint::Progress`]). Each event with findings is its own
+//! [`checkpoint::Progress`]). Each event with findings is its own
 //! acknowledgement [`InputHandle`]: the checkpoint of a group (see
-//! [`super::checkpoint::Progress`]) moves past an event only when its
+//! [`checkpoint::Progress`]) moves past an event only when its
 //! alerts were delivered, and a failed event is retried alone instead of
 //! holding back a whole page. Events without findings need no unit.
 
@@ -25,10 +25,9 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint::{
-    self, CheckpointError, CheckpointFile, GroupCheckpoint, Progress, Reach, Settled,
-};
-use super::checkpoint_table::{self as table, CheckpointTable, TableError};
+use checkpoint::{CheckpointError, CheckpointFile, GroupCheckpoint, Progress, Reach, Settled};
+use checkpoint_table::{self as table, CheckpointTable, TableError};
+
 use super::{SourceError, backoff, panic_text};
 use crate::ack::{InputHandle, Outcome};
 use crate::config::{CheckpointStore, CloudwatchLogsSettings, DeadLetterDest, LogGroups, Start};
@@ -36,6 +35,10 @@ use crate::dead_letter::{DeadLetterFile, DeadLetterQueue, DeadLetterStore, Targe
 use crate::detect::{DetectSettings, Scope};
 use crate::pipeline::{Pipeline, Scan};
 use crate::telemetry;
+
+pub mod checkpoint;
+pub mod checkpoint_table;
+pub mod handled;
 
 /// Most events with alerts a group may have awaiting delivery (including
 /// repeats a throttle window holds until its summary is delivered); beyond

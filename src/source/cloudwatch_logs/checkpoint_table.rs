@@ -561,7 +561,7 @@ mod tests {
 
     #[test]
     fn an_item_is_read_in_either_format() {
-        use crate::source::handled::EventKey;
+        use crate::source::cloudwatch_logs::handled::EventKey;
         let id = "37000000000000000000000000000000000000000000000000000001";
         let want = GroupCheckpoint {
             position_ms: 5_000,
