@@ -208,6 +208,46 @@ impl Counter {
         self.tripped.store(why, Ordering::Relaxed);
         std::io::Error::other("input over its limit")
     }
+
+    /// The error a reader's limit caused, in place of the I/O error the
+    /// decoder saw; `None` while no limit was reached.
+    fn over(&self, object: &ObjectRef, limits: ObjectLimits) -> Option<FetchError> {
+        let (what, setting, limit, read) = match self.tripped.load(Ordering::Relaxed) {
+            UNDER => return None,
+            OBJECT => (
+                "object",
+                "max_object_bytes",
+                limits.max_object_bytes,
+                self.read.load(Ordering::Relaxed),
+            ),
+            RECORD => (
+                "record",
+                "max_record_bytes",
+                limits.max_record_bytes,
+                self.read.load(Ordering::Relaxed),
+            ),
+            STORED => (
+                "stored object",
+                "max_compressed_object_bytes",
+                limits.max_compressed_object_bytes,
+                self.stored.load(Ordering::Relaxed),
+            ),
+            _ => {
+                return Some(FetchError::TooSlow {
+                    object: object.clone(),
+                    secs: limits.max_object_read.as_secs(),
+                    read: self.stored.load(Ordering::Relaxed),
+                });
+            }
+        };
+        Some(FetchError::TooLarge {
+            object: object.clone(),
+            what,
+            setting,
+            limit,
+            read,
+        })
+    }
 }
 
 /// When reading an object must have ended. Time its reader spends waiting
@@ -319,35 +359,7 @@ pub async fn scan_object(
     let deadline = Arc::new(Deadline(Mutex::new(
         tokio::time::Instant::now() + limits.max_object_read,
     )));
-    let too_slow = |read: u64| FetchError::TooSlow {
-        object: object.clone(),
-        secs: limits.max_object_read.as_secs(),
-        read,
-    };
-    let get = client
-        .get_object()
-        .bucket(&object.bucket)
-        .key(&object.key)
-        .set_expected_bucket_owner(expected_owner.map(str::to_owned))
-        .send();
-    let out = tokio::time::timeout_at(deadline.at(), get)
-        .await
-        .map_err(|_| too_slow(0))?
-        .map_err(|e| FetchError::Get {
-            object: object.clone(),
-            error: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
-        })?;
-    // Refused before a byte is read when S3 says the size up front; the
-    // count in `Metered` holds when it does not.
-    if let Some(size) = out.content_length().and_then(|n| u64::try_from(n).ok())
-        && size > limits.max_compressed_object_bytes
-    {
-        return Err(FetchError::StoredTooLarge {
-            object: object.clone(),
-            size,
-            limit: limits.max_compressed_object_bytes,
-        });
-    }
+    let out = get_object(client, object, expected_owner, limits, &deadline).await?;
     let counter = Arc::new(Counter::default());
     let body = SyncIoBridge::new(Metered {
         inner: Box::pin(out.body.into_async_read()),
@@ -365,45 +377,7 @@ pub async fn scan_object(
     let read_err2 = read_err.clone();
     let object = object.clone();
     tokio::task::spawn_blocking(move || {
-        // The error a reader's limit caused, in place of the I/O error
-        // the decoder saw.
-        let over = |c: &Counter| {
-            let (what, setting, limit, read) = match c.tripped.load(Ordering::Relaxed) {
-                UNDER => return None,
-                OBJECT => (
-                    "object",
-                    "max_object_bytes",
-                    limits.max_object_bytes,
-                    c.read.load(Ordering::Relaxed),
-                ),
-                RECORD => (
-                    "record",
-                    "max_record_bytes",
-                    limits.max_record_bytes,
-                    c.read.load(Ordering::Relaxed),
-                ),
-                STORED => (
-                    "stored object",
-                    "max_compressed_object_bytes",
-                    limits.max_compressed_object_bytes,
-                    c.stored.load(Ordering::Relaxed),
-                ),
-                _ => {
-                    return Some(FetchError::TooSlow {
-                        object: object.clone(),
-                        secs: limits.max_object_read.as_secs(),
-                        read: c.stored.load(Ordering::Relaxed),
-                    });
-                }
-            };
-            Some(FetchError::TooLarge {
-                object: object.clone(),
-                what,
-                setting,
-                limit,
-                read,
-            })
-        };
+        let over = |c: &Counter| c.over(&object, limits);
         let failed = |e: std::io::Error| over(&counter).unwrap_or_else(|| read_err(e.to_string()));
         let mut plain = decode::maybe_gunzip(body).map_err(failed)?;
         // The decoder would inflate a second layer without this reader's
@@ -451,6 +425,45 @@ pub async fn scan_object(
     })
     .await
     .map_err(|e| read_err2(e.to_string()))?
+}
+
+/// GetObject, answered within the read's deadline. An object S3 says is
+/// stored larger than `max_compressed_object_bytes` is refused before a
+/// byte of it is read; the count in [`Metered`] holds when S3 does not say.
+async fn get_object(
+    client: &aws_sdk_s3::Client,
+    object: &ObjectRef,
+    expected_owner: Option<&str>,
+    limits: ObjectLimits,
+    deadline: &Deadline,
+) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, FetchError> {
+    let get = client
+        .get_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .set_expected_bucket_owner(expected_owner.map(str::to_owned))
+        .send();
+    let out = tokio::time::timeout_at(deadline.at(), get)
+        .await
+        .map_err(|_| FetchError::TooSlow {
+            object: object.clone(),
+            secs: limits.max_object_read.as_secs(),
+            read: 0,
+        })?
+        .map_err(|e| FetchError::Get {
+            object: object.clone(),
+            error: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    if let Some(size) = out.content_length().and_then(|n| u64::try_from(n).ok())
+        && size > limits.max_compressed_object_bytes
+    {
+        return Err(FetchError::StoredTooLarge {
+            object: object.clone(),
+            size,
+            limit: limits.max_compressed_object_bytes,
+        });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
