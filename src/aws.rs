@@ -17,7 +17,7 @@ pub async fn load_defaults() -> SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
-/// Validated per-source AWS settings (see `config.rs` for the keys).
+/// Validated per-source AWS settings (see `src/config/aws.rs` for the keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AwsSettings {
     /// `None`: the region of the credential chain (`AWS_REGION`, profile,

@@ -11,6 +11,13 @@
 //! [`checkpoint::Progress`]) moves past an event only when its
 //! alerts were delivered, and a failed event is retried alone instead of
 //! holding back a whole page. Events without findings need no unit.
+//!
+//! `following.rs` is the poll loop of one group and its supervisor;
+//! `leases.rs` shares the groups between replicas through the DynamoDB
+//! `checkpoint_table` (`checkpoint_table.rs`), while a single instance
+//! keeps a checkpoint file (`checkpoint.rs`, with the per-group progress
+//! both stores save, and `handled.rs`, the handled-event keys they keep);
+//! `limiter.rs` spaces the requests of all groups.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
