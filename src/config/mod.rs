@@ -177,9 +177,9 @@ pub struct Settings {
     pub audit: crate::audit::AuditSettings,
 }
 
-/// Checks a parsed file and builds the settings. Each section, source
-/// and sink is checked even when another is wrong, so one run names every
-/// problem ([`ConfigError::Several`]); within one entry, the first.
+/// Checks a parsed file and builds the settings. Each section, source,
+/// sink and key is checked even when another is wrong, so one run names
+/// every problem ([`ConfigError::Several`]).
 pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
     let mut errors = Vec::new();
     let detect = keep(&mut errors, detect::validate_detect(raw));
@@ -238,14 +238,32 @@ pub fn validate(raw: &RawConfig) -> Result<Settings, ConfigError> {
             sinks,
             audit,
         }),
-        (1, ..) => Err(errors.remove(0)),
-        _ => Err(ConfigError::Several(errors)),
+        _ => Err(all(errors)),
     }
 }
 
-/// The value, or `None` with its error noted.
+/// The value, or `None` with its error (or each of several) noted.
 fn keep<T>(errors: &mut Vec<ConfigError>, r: Result<T, ConfigError>) -> Option<T> {
-    r.map_err(|e| errors.push(e)).ok()
+    match r {
+        Ok(v) => Some(v),
+        Err(ConfigError::Several(v)) => {
+            errors.extend(v);
+            None
+        }
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    }
+}
+
+/// One error for the problems noted: the problem itself when there is one.
+fn all(mut errors: Vec<ConfigError>) -> ConfigError {
+    if errors.len() == 1 {
+        errors.remove(0)
+    } else {
+        ConfigError::Several(errors)
+    }
 }
 
 /// The `[[sources]]` that are valid, the problems of the others noted in

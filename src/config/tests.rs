@@ -1209,3 +1209,58 @@ fn every_problem_is_reported_at_once() {
     );
     assert!(e.starts_with("`detect.sigma.rules`"), "{e}");
 }
+
+/// Within one source every key is checked too: all of an entry's problems
+/// come back at once, each named by its key.
+#[test]
+fn every_problem_of_one_source_is_reported() {
+    let e = err(concat!(
+        "[[sources]]\ntype = \"sqs\"\n",
+        "queue_url = \"https://sqs.us-east-1.amazonaws.com/111122223333/trail\"\n",
+        "concurrency = 0\nwait_time_secs = 21\nexpected_bucket_owner = \"me\"\n",
+        "[[sources]]\ntype = \"cloudwatch_logs\"\nlog_groups = [\"a\"]\n",
+        "checkpoint_path = \"/var/lib/rootwatch/cwl.json\"\n",
+        "poll_interval_secs = 0\nmax_requests_per_sec = 0\n",
+        "[[sources]]\ntype = \"file\"\npaths = []\npoll_interval_secs = 0\n",
+    ));
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines[0], "7 problems:", "{e}");
+    for key in [
+        "`sources[0].concurrency`",
+        "`sources[0].wait_time_secs`",
+        "`sources[0].expected_bucket_owner`",
+        "`sources[1].poll_interval_secs`",
+        "`sources[1].max_requests_per_sec`",
+        "`sources[2].paths`",
+        "`sources[2].poll_interval_secs`",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.trim_start().starts_with(key)),
+            "{key}: {e}"
+        );
+    }
+}
+
+/// And within one sink.
+#[test]
+fn every_problem_of_one_sink_is_reported() {
+    let e = err(concat!(
+        "[[sinks]]\ntype = \"webhook\"\nurl = \"http://soc.example.com/hook\"\n",
+        "min_severity = \"loud\"\nrules = [\"no-such-rule\", \"root-*\"]\n",
+        "timeout_secs = 0\nretry_max_secs = 0\n",
+    ));
+    let lines: Vec<&str> = e.lines().collect();
+    assert_eq!(lines[0], "5 problems:", "{e}");
+    for key in [
+        "`sinks[0].url`",
+        "`sinks[0].min_severity`",
+        "`sinks[0].rules[0]`",
+        "`sinks[0].timeout_secs`",
+        "`sinks[0].retry_max_secs`",
+    ] {
+        assert!(
+            lines.iter().any(|l| l.trim_start().starts_with(key)),
+            "{key}: {e}"
+        );
+    }
+}

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::aws::{RawAws, aws_settings};
 use super::detect::check_rule_pattern;
 use super::names::{default_name, last_part, name_or, url_host};
-use super::{ConfigError, invalid, secs};
+use super::{ConfigError, all, invalid, keep, secs};
 use crate::detect::Glob;
 use crate::finding::Severity;
 use crate::secret::{REDACTED, Secret};
@@ -291,60 +291,99 @@ pub(super) fn validate_sink(
     known: &[&str],
 ) -> Result<SinkSettings, ConfigError> {
     let e = Entry { key, raw: s };
-    e.check_keys()?;
+    // Every key is checked; the problems come back together.
+    let er = &mut Vec::new();
+    let keys_ok = keep(er, e.check_keys());
     // A syslog sink's `format` (json or cef) is its own.
     let format = match s.format.as_deref().filter(|_| s.kind != SinkType::Syslog) {
-        None => PayloadFormat::default(),
-        Some(f) => PayloadFormat::parse(f).ok_or_else(|| {
-            invalid(
-                format!("{key}.format"),
-                format!(
-                    "`{f}` is not a payload format ({})",
-                    PayloadFormat::NAMES.join(", ")
-                ),
-            )
-        })?,
-    };
-    let kind = match s.kind {
-        SinkType::Stdout => SinkKind::Stdout,
-        SinkType::Webhook => webhook::validate_webhook(&e, format)?,
-        SinkType::Slack => SinkKind::Slack { url: e.url()? },
-        SinkType::Teams => SinkKind::Teams { url: e.url()? },
-        SinkType::Sns => sns::validate_sns(&e, format)?,
-        SinkType::Eventbridge => eventbridge::validate_eventbridge(&e, format)?,
-        SinkType::Pagerduty => pagerduty::validate_pagerduty(&e)?,
-        SinkType::Opsgenie => opsgenie::validate_opsgenie(&e)?,
-        SinkType::Alertmanager => alertmanager::validate_alertmanager(&e)?,
-        SinkType::Syslog => syslog::validate_syslog(&e)?,
-        SinkType::SplunkHec => splunk_hec::validate_splunk_hec(&e)?,
-    };
-    let min_severity = match &s.min_severity {
-        None => Severity::Info,
-        Some(v) => v
-            .parse()
-            .map_err(|m| invalid(format!("{key}.min_severity"), m))?,
-    };
-    let rules = match &s.rules {
-        None => None,
-        Some(list) => Some(
-            list.iter()
-                .enumerate()
-                .map(|(j, id)| check_rule_pattern(&format!("{key}.rules[{j}]"), id, known))
-                .collect::<Result<Vec<_>, _>>()?,
+        None => Some(PayloadFormat::default()),
+        Some(f) => keep(
+            er,
+            PayloadFormat::parse(f).ok_or_else(|| {
+                invalid(
+                    format!("{key}.format"),
+                    format!(
+                        "`{f}` is not a payload format ({})",
+                        PayloadFormat::NAMES.join(", ")
+                    ),
+                )
+            }),
         ),
     };
-    Ok(SinkSettings {
-        name: name_or(key, &s.name, s.default_name())?,
-        kind,
-        min_severity,
-        rules,
-        retry_max: secs(
+    let kind = format.and_then(|format| {
+        let kind = match s.kind {
+            SinkType::Stdout => Ok(SinkKind::Stdout),
+            SinkType::Webhook => webhook::validate_webhook(&e, format),
+            SinkType::Slack => e.url().map(|url| SinkKind::Slack { url }),
+            SinkType::Teams => e.url().map(|url| SinkKind::Teams { url }),
+            SinkType::Sns => sns::validate_sns(&e, format),
+            SinkType::Eventbridge => eventbridge::validate_eventbridge(&e, format),
+            SinkType::Pagerduty => pagerduty::validate_pagerduty(&e),
+            SinkType::Opsgenie => opsgenie::validate_opsgenie(&e),
+            SinkType::Alertmanager => alertmanager::validate_alertmanager(&e),
+            SinkType::Syslog => syslog::validate_syslog(&e),
+            SinkType::SplunkHec => splunk_hec::validate_splunk_hec(&e),
+        };
+        keep(er, kind)
+    });
+    let min_severity = match &s.min_severity {
+        None => Some(Severity::Info),
+        Some(v) => keep(
+            er,
+            v.parse()
+                .map_err(|m| invalid(format!("{key}.min_severity"), m)),
+        ),
+    };
+    let rules = match &s.rules {
+        None => Some(None),
+        Some(list) => {
+            let before = er.len();
+            let globs: Vec<Glob> = list
+                .iter()
+                .enumerate()
+                .filter_map(|(j, id)| {
+                    keep(
+                        er,
+                        check_rule_pattern(&format!("{key}.rules[{j}]"), id, known),
+                    )
+                })
+                .collect();
+            (er.len() == before).then_some(Some(globs))
+        }
+    };
+    let name = keep(er, name_or(key, &s.name, s.default_name()));
+    let retry_max = keep(
+        er,
+        secs(
             &format!("{key}.retry_max_secs"),
             s.retry_max_secs,
             1,
             86_400,
-        )?,
-        timeout: secs(&format!("{key}.timeout_secs"), s.timeout_secs, 1, 300)?,
+        ),
+    );
+    let timeout = keep(
+        er,
+        secs(&format!("{key}.timeout_secs"), s.timeout_secs, 1, 300),
+    );
+    let (
+        Some(()),
+        Some(kind),
+        Some(min_severity),
+        Some(rules),
+        Some(name),
+        Some(retry_max),
+        Some(timeout),
+    ) = (keys_ok, kind, min_severity, rules, name, retry_max, timeout)
+    else {
+        return Err(all(std::mem::take(er)));
+    };
+    Ok(SinkSettings {
+        name,
+        kind,
+        min_severity,
+        rules,
+        retry_max,
+        timeout,
     })
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{DeadLetterDest, RawSource, check_queue_url, dead_letter};
 use crate::config::aws::{RawAws, aws_settings};
 use crate::config::names::name_or;
-use crate::config::{ConfigError, invalid, secs};
+use crate::config::{ConfigError, all, invalid, keep, secs};
 
 #[derive(Debug, Clone)]
 pub struct CloudwatchLogsSettings {
@@ -113,59 +113,102 @@ pub(super) fn validate_cloudwatch_logs(
     else {
         unreachable!("validate_source passes a cloudwatch_logs source")
     };
-    let aws = aws_settings(
-        key,
-        RawAws {
-            region,
-            role_arn,
-            external_id,
-            session_name,
-        },
-        None,
-    )?;
-    let groups = groups(key, log_groups, log_group_prefix)?;
-    let checkpoint = checkpoint_store(
-        key,
-        checkpoint_path.as_deref(),
-        checkpoint_table.as_deref(),
-        *lease_duration_secs,
-        dead_letter_path.is_some() || dead_letter_queue_url.is_some(),
-    )?;
-    let start = start_at(key, start)?;
-    let max_requests_per_sec = request_rate(key, *max_requests_per_sec)?;
-    let filter_pattern = pattern(key, filter_pattern)?;
-    Ok(CloudwatchLogsSettings {
+    // Every key is checked; the problems come back together.
+    let e = &mut Vec::new();
+    let aws = keep(
+        e,
+        aws_settings(
+            key,
+            RawAws {
+                region,
+                role_arn,
+                external_id,
+                session_name,
+            },
+            None,
+        ),
+    );
+    let groups = keep(e, groups(key, log_groups, log_group_prefix));
+    let checkpoint = keep(
+        e,
+        checkpoint_store(
+            key,
+            checkpoint_path.as_deref(),
+            checkpoint_table.as_deref(),
+            *lease_duration_secs,
+            dead_letter_path.is_some() || dead_letter_queue_url.is_some(),
+        ),
+    );
+    let start = keep(e, start_at(key, start));
+    let max_requests_per_sec = keep(e, request_rate(key, *max_requests_per_sec));
+    let filter_pattern = keep(e, pattern(key, filter_pattern));
+    let name = keep(e, name_or(key, name, s.default_name()));
+    let interval = |e: &mut Vec<ConfigError>, field: &str, v: u64, max: u64| {
+        keep(e, secs(&format!("{key}.{field}"), v, 1, max))
+    };
+    let discovery_interval = interval(
+        e,
+        "discovery_interval_secs",
+        *discovery_interval_secs,
+        86_400,
+    );
+    let poll_interval = interval(e, "poll_interval_secs", *poll_interval_secs, 3600);
+    let lookback = keep(e, lookback(key, *lookback_secs));
+    let full_read_interval = interval(
+        e,
+        "full_read_interval_secs",
+        *full_read_interval_secs,
+        86_400,
+    );
+    // Where dead letters may go depends on the checkpoint store.
+    let dead_letter = checkpoint.as_ref().and_then(|c| {
+        keep(
+            e,
+            dead_letter_dest(key, dead_letter_path.as_deref(), dead_letter_queue_url, c),
+        )
+    });
+    let (
+        Some(aws),
+        Some(log_groups),
+        Some(checkpoint),
+        Some(start),
+        Some(max_requests_per_sec),
+        Some(filter_pattern),
+        Some(name),
+        Some(discovery_interval),
+        Some(poll_interval),
+        Some(lookback),
+        Some(full_read_interval),
+        Some(dead_letter),
+    ) = (
         aws,
-        name: name_or(key, name, s.default_name())?,
-        log_groups: groups,
-        discovery_interval: secs(
-            &format!("{key}.discovery_interval_secs"),
-            *discovery_interval_secs,
-            1,
-            86_400,
-        )?,
-        poll_interval: secs(
-            &format!("{key}.poll_interval_secs"),
-            *poll_interval_secs,
-            1,
-            3600,
-        )?,
-        lookback: lookback(key, *lookback_secs)?,
-        full_read_interval: secs(
-            &format!("{key}.full_read_interval_secs"),
-            *full_read_interval_secs,
-            1,
-            86_400,
-        )?,
+        groups,
+        checkpoint,
         start,
         max_requests_per_sec,
         filter_pattern,
-        dead_letter: dead_letter_dest(
-            key,
-            dead_letter_path.as_deref(),
-            dead_letter_queue_url,
-            &checkpoint,
-        )?,
+        name,
+        discovery_interval,
+        poll_interval,
+        lookback,
+        full_read_interval,
+        dead_letter,
+    )
+    else {
+        return Err(all(std::mem::take(e)));
+    };
+    Ok(CloudwatchLogsSettings {
+        aws,
+        name,
+        log_groups,
+        discovery_interval,
+        poll_interval,
+        lookback,
+        full_read_interval,
+        start,
+        max_requests_per_sec,
+        filter_pattern,
+        dead_letter,
         checkpoint,
     })
 }

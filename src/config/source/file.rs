@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::{RawSource, dead_letter};
 use crate::config::names::name_or;
-use crate::config::{ConfigError, invalid, secs};
+use crate::config::{ConfigError, all, invalid, keep, secs};
 
 #[derive(Debug, Clone)]
 pub struct FileSettings {
@@ -35,22 +35,34 @@ pub(super) fn validate_file(key: &str, s: &RawSource) -> Result<FileSettings, Co
     else {
         unreachable!("validate_source passes a file source")
     };
+    let e = &mut Vec::new();
     if paths.is_empty() {
-        return Err(invalid(
+        e.push(invalid(
             format!("{key}.paths"),
             "needs at least one file or directory",
         ));
     }
-    Ok(FileSettings {
-        name: name_or(key, name, s.default_name())?,
-        paths: paths.iter().map(PathBuf::from).collect(),
-        watch: *watch,
-        poll_interval: secs(
+    let name = keep(e, name_or(key, name, s.default_name()));
+    let poll_interval = keep(
+        e,
+        secs(
             &format!("{key}.poll_interval_secs"),
             *poll_interval_secs,
             1,
             3600,
-        )?,
-        dead_letter_path: dead_letter(key, dead_letter_path.as_deref())?,
-    })
+        ),
+    );
+    let dead_letter_path = keep(e, dead_letter(key, dead_letter_path.as_deref()));
+    match (name, poll_interval, dead_letter_path) {
+        (Some(name), Some(poll_interval), Some(dead_letter_path)) if e.is_empty() => {
+            Ok(FileSettings {
+                name,
+                paths: paths.iter().map(PathBuf::from).collect(),
+                watch: *watch,
+                poll_interval,
+                dead_letter_path,
+            })
+        }
+        _ => Err(all(std::mem::take(e))),
+    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::{RawSource, check_queue_url};
 use crate::config::aws::{RawAws, aws_settings};
 use crate::config::names::name_or;
-use crate::config::{ConfigError, invalid, nonzero, secs};
+use crate::config::{ConfigError, all, invalid, keep, nonzero, secs};
 
 #[derive(Debug, Clone)]
 pub struct SqsSettings {
@@ -115,35 +115,48 @@ pub(super) fn validate_sqs(key: &str, s: &RawSource) -> Result<SqsSettings, Conf
     else {
         unreachable!("validate_source passes an sqs source")
     };
-    check_queue_url(&format!("{key}.queue_url"), queue_url)?;
-    let aws = aws_settings(
-        key,
-        RawAws {
-            region,
-            role_arn,
-            external_id,
-            session_name,
-        },
-        crate::aws::region_from_queue_url(queue_url).map(|r| ("queue_url", r)),
-    )?;
-    Ok(SqsSettings {
-        aws,
-        name: name_or(key, name, s.default_name())?,
-        queue_url: queue_url.clone(),
-        concurrency: nonzero(&format!("{key}.concurrency"), *concurrency, 64)?,
-        wait_time: secs(&format!("{key}.wait_time_secs"), *wait_time_secs, 0, 20)?,
-        visibility_timeout: secs(
+    // Every key is checked; the problems come back together.
+    let e = &mut Vec::new();
+    let queue_ok = keep(e, check_queue_url(&format!("{key}.queue_url"), queue_url));
+    let aws = keep(
+        e,
+        aws_settings(
+            key,
+            RawAws {
+                region,
+                role_arn,
+                external_id,
+                session_name,
+            },
+            crate::aws::region_from_queue_url(queue_url).map(|r| ("queue_url", r)),
+        ),
+    );
+    let name = keep(e, name_or(key, name, s.default_name()));
+    let concurrency = keep(e, nonzero(&format!("{key}.concurrency"), *concurrency, 64));
+    let wait_time = keep(
+        e,
+        secs(&format!("{key}.wait_time_secs"), *wait_time_secs, 0, 20),
+    );
+    let visibility_timeout = keep(
+        e,
+        secs(
             &format!("{key}.visibility_timeout_secs"),
             *visibility_timeout_secs,
             1,
             43_200,
-        )?,
-        max_in_flight: nonzero(
+        ),
+    );
+    let max_in_flight = keep(
+        e,
+        nonzero(
             &format!("{key}.max_in_flight_messages"),
             *max_in_flight_messages,
             100_000,
-        )?,
-        limits: object_limits(
+        ),
+    );
+    let limits = keep(
+        e,
+        object_limits(
             key,
             RawLimits {
                 max_object_bytes: *max_object_bytes,
@@ -152,12 +165,53 @@ pub(super) fn validate_sqs(key: &str, s: &RawSource) -> Result<SqsSettings, Conf
                 max_compressed_object_bytes: *max_compressed_object_bytes,
                 max_object_read_secs: *max_object_read_secs,
             },
-        )?,
-        allowed_buckets: match allowed_buckets {
-            None => None,
-            Some(list) => Some(bucket_names(&format!("{key}.allowed_buckets"), list)?),
-        },
-        expected_bucket_owner: bucket_owner(key, expected_bucket_owner)?,
+        ),
+    );
+    let allowed_buckets = keep(
+        e,
+        allowed_buckets
+            .as_ref()
+            .map(|list| bucket_names(&format!("{key}.allowed_buckets"), list))
+            .transpose(),
+    );
+    let expected_bucket_owner = keep(e, bucket_owner(key, expected_bucket_owner));
+    let (
+        Some(()),
+        Some(aws),
+        Some(name),
+        Some(concurrency),
+        Some(wait_time),
+        Some(visibility_timeout),
+        Some(max_in_flight),
+        Some(limits),
+        Some(allowed_buckets),
+        Some(expected_bucket_owner),
+    ) = (
+        queue_ok,
+        aws,
+        name,
+        concurrency,
+        wait_time,
+        visibility_timeout,
+        max_in_flight,
+        limits,
+        allowed_buckets,
+        expected_bucket_owner,
+    )
+    else {
+        return Err(all(std::mem::take(e)));
+    };
+    Ok(SqsSettings {
+        aws,
+        name,
+        queue_url: queue_url.clone(),
+        concurrency,
+        wait_time,
+        visibility_timeout,
+        max_in_flight,
+        limits,
+        allowed_buckets,
+        expected_bucket_owner,
     })
 }
 
