@@ -271,6 +271,50 @@ print("dashboard ConfigMap holds deploy/grafana/rootwatch.json, labelled for the
 EOF
 }
 
+check_helm_admin_port() {
+  # The container port, the prometheus.io/port annotation and the
+  # NetworkPolicy follow [server] listen; without an admin server the chart
+  # refuses to render (its probes and Service need it).
+  local listen
+  for listen in '[::]:9200' ''; do
+    "$PY" - "$listen" > "$WORK/port-values.yaml" <<'PY'
+import sys, yaml
+config = yaml.safe_load(open("deploy/helm/rootwatch/values.yaml"))["config"]
+old = 'listen = "0.0.0.0:9102"'
+if old not in config:
+    sys.exit("the chart's default config has no " + old)
+print(yaml.safe_dump({"config": config.replace(old, 'listen = "%s"' % sys.argv[1])}))
+PY
+    if [[ -z $listen ]]; then
+      if "$PY" scripts/helm_chart.py render deploy/helm/rootwatch -f "$WORK/port-values.yaml" > /dev/null 2> "$WORK/err"; then
+        echo "the chart rendered with the admin server off"
+        return 1
+      fi
+      grep -q 'need the admin server' "$WORK/err" || { cat "$WORK/err"; return 1; }
+      echo 'listen = "": refused to render'
+      continue
+    fi
+    "$PY" scripts/helm_chart.py render deploy/helm/rootwatch --release rootwatch \
+      -f "$WORK/port-values.yaml" > "$WORK/helm-port.yaml"
+    "$PY" - "$WORK/helm-port.yaml" <<'PY'
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+pod = next(d for d in docs if d["kind"] == "Deployment")["spec"]["template"]
+np = next(d for d in docs if d["kind"] == "NetworkPolicy")
+svc = next(d for d in docs if d["kind"] == "Service")
+got = (
+    pod["spec"]["containers"][0]["ports"][0]["containerPort"],
+    pod["metadata"]["annotations"]["prometheus.io/port"],
+    np["spec"]["ingress"][0]["ports"][0]["port"],
+    svc["spec"]["ports"][0]["targetPort"],
+)
+if got != (9200, "9200", 9200, "admin"):
+    sys.exit(f"listen [::]:9200 rendered containerPort, annotation, NetworkPolicy port, targetPort {got}")
+print('listen = "[::]:9200": containerPort 9200, prometheus.io/port "9200", NetworkPolicy 9200, Service targetPort admin')
+PY
+  done
+}
+
 # kubernetes-validate --strict on a render that may hold custom resources:
 # those have no schema there (it warns); everything else must pass.
 kv_strict_builtin() {
@@ -1029,6 +1073,7 @@ run_check "kustomize build + kubernetes-validate --strict" check_kustomize
 run_check "helm lint --strict + values.schema.json rejects misspelt keys" check_helm_lint_schema
 run_check "helm chart (defaults) render + kubernetes-validate + same objects as kustomize" check_helm_default
 run_check "helm chart (ServiceMonitor, PrometheusRule, dashboard, KEDA) render + checks" check_helm_optional
+run_check "helm chart: admin port follows [server] listen" check_helm_admin_port
 run_check "helm chart (every value set; test hook; refusals) render + kubernetes-validate + checkov" check_helm_values
 run_check "rootwatch.toml copies agree" check_configs
 run_check "shutdown: grace_secs + hand-back + margin end before SIGKILL" check_shutdown_margins

@@ -37,6 +37,24 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 {{- end -}}
 
+{{/* The admin port (probes, /metrics): the port of [server] listen in the
+     config, 9102 (rootwatch's default, 0.0.0.0:9102) when it sets none.
+     The probes and the Service need the admin server: listen = "" (off)
+     refuses to render. */}}
+{{- define "rootwatch.adminPort" -}}
+{{- $line := regexFind "(?m)^[ \t]*listen[ \t]*=[ \t]*\"[^\"]*\"" (include "rootwatch.liveConfig" .) -}}
+{{- if not $line -}}
+9102
+{{- else -}}
+{{- $addr := regexFind "\"[^\"]*\"" $line | trimAll "\"" -}}
+{{- $port := regexFind ":[0-9]+$" $addr | trimPrefix ":" -}}
+{{- if not $port -}}
+{{- fail (printf "[server] listen = %q: the chart's probes, Service and metrics need the admin server on an address:port" $addr) -}}
+{{- end -}}
+{{- $port -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The pod's terminationGracePeriodSeconds. After SIGTERM rootwatch takes
      up to grace_secs to finish deliveries, then up to 5 s (HAND_BACK in
      src/app.rs) to hand unfinished SQS messages back; the kubelet's SIGKILL
