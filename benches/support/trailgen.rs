@@ -31,6 +31,10 @@ pub fn allowlist(n: u32) -> Vec<String> {
     out
 }
 
+/// The allow list of the finding-heavy shape: three private ranges, as a
+/// deployment allow-lists its VPCs (benches/peer_minimal.py takes the same).
+pub const FINDING_HEAVY_ALLOWLIST: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+
 /// splitmix64: small, fast and the same everywhere.
 pub struct Rng(u64);
 
@@ -63,6 +67,10 @@ pub struct TrailGen {
     logins: Vec<Value>,
     /// Events made with root credentials or in AssumeRoot sessions.
     root: Vec<Value>,
+    /// The root events that are plain API calls (no sign-in, no service
+    /// call, no AssumeRoot session, no CreateAccessKey): the root calls of
+    /// the finding-heavy shape, which every engine scores alike.
+    root_api: Vec<Value>,
     /// Seconds since the epoch of the next event.
     clock: i64,
     recent: Vec<String>,
@@ -96,11 +104,26 @@ impl TrailGen {
                 }
             }
         }
+        let root_api = root
+            .iter()
+            .filter(|v| {
+                v["eventName"] != "ConsoleLogin"
+                    && v["eventName"] != "CreateAccessKey"
+                    && v["eventType"] == "AwsApiCall"
+                    && v["userIdentity"]["invokedBy"].is_null()
+                    && v["userIdentity"]["sessionContext"]["assumedRoot"].is_null()
+                    && v["sourceIPAddress"]
+                        .as_str()
+                        .is_some_and(|s| s.parse::<std::net::IpAddr>().is_ok())
+            })
+            .cloned()
+            .collect();
         Ok(TrailGen {
             rng: Rng::new(seed),
             ordinary,
             logins,
             root,
+            root_api,
             clock: 1_704_067_200, // 2024-01-01T00:00:00Z
             recent: Vec::new(),
             produced: 0,
@@ -145,6 +168,113 @@ impl TrailGen {
             self.recent[i] = text.clone();
         }
         text
+    }
+
+    /// The next record of the finding-heavy shape, the shape of a trail
+    /// with S3 data events under `scope = "all"`: 95% S3 data events
+    /// (GetObject, PutObject) by an assumed role from outside
+    /// [`FINDING_HEAVY_ALLOWLIST`], 5% root API calls (real ones, from the
+    /// fixtures) from inside it. Each record is one finding or more; no
+    /// record comes twice.
+    pub fn next_finding_heavy(&mut self) -> String {
+        self.produced += 1;
+        if self.rng.chance(300_000) {
+            self.clock += 1;
+        }
+        if self.rng.chance(50_000) {
+            let mut v = self.root_api[self.rng.below(self.root_api.len() as u64) as usize].clone();
+            let obj = v.as_object_mut().expect("records are objects");
+            obj.insert("eventID".into(), Value::String(self.uuid()));
+            obj.insert("eventTime".into(), Value::String(self.time()));
+            let ip = Ipv4Addr::from(0x0a00_0000 + self.rng.below(1 << 24) as u32);
+            obj.insert("sourceIPAddress".into(), Value::String(ip.to_string()));
+            return aws_order(obj);
+        }
+        let ip = Ipv4Addr::from(0xc612_0000 + self.rng.below(1 << 17) as u32);
+        let event_id = self.uuid();
+        let request_id = format!("{:016X}", self.rng.next_u64());
+        let bucket = format!("app-data-{}", self.rng.below(8));
+        let key = format!(
+            "tenants/{}/objects/{:016x}.json",
+            self.rng.below(500),
+            self.rng.next_u64()
+        );
+        let put = self.rng.chance(200_000);
+        let bytes = 200 + self.rng.below(200_000);
+        let (name, inn, out) = if put {
+            ("PutObject", bytes, 0)
+        } else {
+            ("GetObject", 0, bytes)
+        };
+        // Field names and order as CloudTrail writes S3 data events
+        // (AWS documentation, "CloudTrail log file examples" for S3).
+        let v = serde_json::json!({
+            "eventVersion": "1.10",
+            "userIdentity": {
+                "type": "AssumedRole",
+                "principalId": "AROAEXAMPLEAPPROLE01:i-0c8a3f5e2b1d4a697",
+                "arn": "arn:aws:sts::111122223333:assumed-role/app-data-reader/i-0c8a3f5e2b1d4a697",
+                "accountId": "111122223333",
+                "accessKeyId": "ASIAEXAMPLEAPPSESSN1",
+                "sessionContext": {
+                    "sessionIssuer": {
+                        "type": "Role",
+                        "principalId": "AROAEXAMPLEAPPROLE01",
+                        "arn": "arn:aws:iam::111122223333:role/app-data-reader",
+                        "accountId": "111122223333",
+                        "userName": "app-data-reader"
+                    },
+                    "attributes": {"creationDate": "2024-01-01T00:00:00Z", "mfaAuthenticated": "false"},
+                    "ec2RoleDelivery": "2.0"
+                }
+            },
+            "eventTime": self.time(),
+            "eventSource": "s3.amazonaws.com",
+            "eventName": name,
+            "awsRegion": "us-east-1",
+            "sourceIPAddress": ip.to_string(),
+            "userAgent": "[aws-sdk-java/2.25.60 Linux/6.1.0 OpenJDK_64-Bit_Server_VM/21.0.3+9-LTS Java/21.0.3 vendor/Amazon.com_Inc. io/sync http/Apache cfg/retry-mode/adaptive]",
+            "requestParameters": {
+                "bucketName": bucket,
+                "Host": format!("{bucket}.s3.us-east-1.amazonaws.com"),
+                "key": key
+            },
+            "responseElements": null,
+            "additionalEventData": {
+                "SignatureVersion": "SigV4",
+                "CipherSuite": "TLS_AES_128_GCM_SHA256",
+                "bytesTransferredIn": inn,
+                "AuthenticationMethod": "AuthHeader",
+                "x-amz-id-2": format!("{:032x}", self.rng.next_u64() as u128 * 0x9E37_79B9),
+                "bytesTransferredOut": out
+            },
+            "requestID": request_id,
+            "eventID": event_id,
+            "readOnly": !put,
+            "resources": [
+                {"type": "AWS::S3::Object", "ARN": format!("arn:aws:s3:::{bucket}/{key}")},
+                {"accountId": "111122223333", "type": "AWS::S3::Bucket", "ARN": format!("arn:aws:s3:::{bucket}")}
+            ],
+            "eventType": "AwsApiCall",
+            "managementEvent": false,
+            "recipientAccountId": "111122223333",
+            "eventCategory": "Data",
+            "tlsDetails": {
+                "tlsVersion": "TLSv1.3",
+                "cipherSuite": "TLS_AES_128_GCM_SHA256",
+                "clientProvidedHostHeader": format!("{bucket}.s3.us-east-1.amazonaws.com")
+            }
+        });
+        aws_order(v.as_object().expect("an object"))
+    }
+
+    /// Writes `n` records of the finding-heavy shape as JSON lines.
+    pub fn write_finding_heavy(&mut self, n: u64, out: &mut dyn Write) -> io::Result<()> {
+        for _ in 0..n {
+            out.write_all(self.next_finding_heavy().as_bytes())?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
     }
 
     /// 85% inside the allow list, 12% private (VPC endpoints), 3% outside.
