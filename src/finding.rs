@@ -264,7 +264,9 @@ impl Finding {
         // Findings are written as JSON lines: a pretty-printed input (an
         // EventBridge event saved by hand) has line breaks between tokens,
         // and only there (a JSON string holds none), so they become spaces.
-        let raw = if rec.raw.contains(['\n', '\r']) {
+        // memchr: `str::contains` with a char set walks the record a char
+        // at a time, a fifth of replay's time on a finding-heavy trail.
+        let raw = if memchr::memchr2(b'\n', b'\r', rec.raw.as_bytes()).is_some() {
             rec.raw.replace(['\n', '\r'], " ")
         } else {
             rec.raw.to_owned()
