@@ -264,6 +264,22 @@ struct HookState {
     respond: Respond,
 }
 
+/// Serves `app` on a free 127.0.0.1 port until the returned token is
+/// cancelled.
+pub async fn serve(app: axum::Router) -> (SocketAddr, tokio_util::sync::CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let s = stop.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { s.cancelled().await })
+            .await
+            .unwrap();
+    });
+    (addr, stop)
+}
+
 /// A webhook receiver on 127.0.0.1 that answers the n-th request (from 0)
 /// as `respond(n)` says, and records every request.
 pub struct Webhook {
@@ -284,16 +300,7 @@ impl Webhook {
         let app = axum::Router::new()
             .route("/hook", axum::routing::post(hook))
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let stop = tokio_util::sync::CancellationToken::new();
-        let s = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { s.cancelled().await })
-                .await
-                .unwrap();
-        });
+        let (addr, stop) = serve(app).await;
         Webhook {
             addr,
             requests,
