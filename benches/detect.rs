@@ -14,7 +14,7 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use rootwatch::decode::{Item, decode_body, decode_lines};
+use rootwatch::decode::{Item, decode_body, decode_body_filtered, decode_lines};
 use rootwatch::dedup::DeliveredCache;
 use rootwatch::detect::allowlist::parse_cidr;
 use rootwatch::detect::{AllowList, CidrSet, Context, DetectSettings, Detector, Scope};
@@ -62,6 +62,25 @@ fn run(d: &Detector, body: &str, findings: &mut Vec<rootwatch::finding::Finding>
     n
 }
 
+/// As the daemon reads a message body: the records the prefilter proves
+/// silent are passed over unparsed.
+fn run_filtered(
+    d: &Detector,
+    body: &str,
+    findings: &mut Vec<rootwatch::finding::Finding>,
+) -> usize {
+    let mut n = 0;
+    decode_body_filtered(body, &|r| d.may_alert(r), &mut |item| match item {
+        Ok(Item::Record(r)) => {
+            n += 1;
+            d.evaluate(&r, findings);
+        }
+        Ok(Item::Unparsed(_)) => n += 1,
+        _ => {}
+    });
+    n
+}
+
 fn decode_detect(c: &mut Criterion) {
     let recs = records();
     let d = detector();
@@ -89,6 +108,15 @@ fn decode_detect(c: &mut Criterion) {
             eventbridge
                 .iter()
                 .map(|r| run(&d, black_box(r), &mut findings))
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("eventbridge bodies, prefiltered", |b| {
+        b.iter(|| {
+            findings.clear();
+            eventbridge
+                .iter()
+                .map(|r| run_filtered(&d, black_box(r), &mut findings))
                 .sum::<usize>()
         })
     });

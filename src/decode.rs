@@ -250,10 +250,30 @@ pub type Out<'o> = dyn FnMut(Result<Item<'_>, DecodeError>) + 'o;
 
 /// Decodes one message body of any kind in docs/sources.md, "What it reads".
 pub fn decode_body(body: &str, out: &mut Out<'_>) {
-    decode_at(body, 0, out)
+    decode_at(body, 0, &|_| true, out)
 }
 
-fn decode_at(body: &str, depth: usize, out: &mut Out<'_>) {
+/// [`decode_body`] that passes over, as [`Item::Unparsed`], a CloudTrail
+/// record `parse` says no to where the body's own parse has already proved
+/// the record's bytes JSON: an EventBridge event's `detail`, and a plain
+/// record in a `Records` array. A body that is a bare record is always
+/// parsed: nothing else has checked its syntax, and a body that is not
+/// JSON must still be reported.
+pub fn decode_body_filtered(body: &str, parse: &dyn Fn(&[u8]) -> bool, out: &mut Out<'_>) {
+    decode_at(body, 0, parse, out)
+}
+
+/// A plain record (not an S3 notification's, which names an object to
+/// fetch) that `parse` says no to. `aws:s3` cannot be written with an
+/// escape the check misses: any `\u` in the value makes the prefilter
+/// parse the record.
+fn passed_over(text: &str, parse: &dyn Fn(&[u8]) -> bool) -> bool {
+    is_plain_record(text)
+        && !parse(text.as_bytes())
+        && memchr::memmem::find(text.as_bytes(), br#""aws:s3""#).is_none()
+}
+
+fn decode_at(body: &str, depth: usize, parse: &dyn Fn(&[u8]) -> bool, out: &mut Out<'_>) {
     if depth > MAX_NESTING {
         return out(Err(DecodeError::TooDeep));
     }
@@ -262,7 +282,7 @@ fn decode_at(body: &str, depth: usize, out: &mut Out<'_>) {
         return match serde_json::from_str::<Vec<&RawValue>>(body) {
             Ok(items) => {
                 for item in items {
-                    decode_at(item.get(), depth + 1, out);
+                    decode_at(item.get(), depth + 1, parse, out);
                 }
             }
             Err(source) => out(Err(DecodeError::Json {
@@ -282,14 +302,14 @@ fn decode_at(body: &str, depth: usize, out: &mut Out<'_>) {
     };
 
     if let Some(detail_type) = doc.detail_type.get() {
-        return decode_eventbridge(detail_type, &doc, out);
+        return decode_eventbridge(detail_type, &doc, parse, out);
     }
     if let Some(kind) = doc.sns_type.get() {
         if !kind.eq_ignore_ascii_case("Notification") {
             return out(Ok(Item::Skipped(Skip::SnsControl)));
         }
         return match doc.sns_message.get() {
-            Some(inner) => decode_at(inner, depth + 1, out),
+            Some(inner) => decode_at(inner, depth + 1, parse, out),
             None => out(Err(DecodeError::malformed(
                 Envelope::Sns,
                 "`Message` is missing or not a string",
@@ -298,7 +318,12 @@ fn decode_at(body: &str, depth: usize, out: &mut Out<'_>) {
     }
     if let Some(records) = doc.records {
         for (index, item) in records.into_iter().enumerate() {
-            decode_records_element(item.get(), index, out);
+            let raw = item.get();
+            if passed_over(raw, parse) {
+                out(Ok(Item::Unparsed(raw.as_bytes())));
+            } else {
+                decode_records_element(raw, index, out);
+            }
         }
         return;
     }
@@ -346,7 +371,12 @@ fn top_level_keys(body: &str) -> String {
 /// The detail-type decides, not the source: EventBridge sets `source` to
 /// `aws.<service>` of the call, so a root S3 API call arrives as `aws.s3`
 /// with `AWS API Call via CloudTrail`, and is a record like any other.
-fn decode_eventbridge(detail_type: &str, doc: &Document<'_>, out: &mut Out<'_>) {
+fn decode_eventbridge(
+    detail_type: &str,
+    doc: &Document<'_>,
+    parse: &dyn Fn(&[u8]) -> bool,
+    out: &mut Out<'_>,
+) {
     let is_cloudtrail = detail_type.ends_with("via CloudTrail");
     let is_new_object = detail_type == "Object Created" && doc.source.is("aws.s3");
     if !is_cloudtrail && !is_new_object {
@@ -361,6 +391,9 @@ fn decode_eventbridge(detail_type: &str, doc: &Document<'_>, out: &mut Out<'_>) 
         return out(Err(DecodeError::malformed(envelope, "`detail` is missing")));
     };
     if is_cloudtrail {
+        if passed_over(detail.get(), parse) {
+            return out(Ok(Item::Unparsed(detail.get().as_bytes())));
+        }
         return decode_record(detail.get(), Envelope::EventBridge, out);
     }
     // EventBridge carries S3 keys as they are, not URL-encoded.

@@ -209,11 +209,17 @@ impl Pipeline {
         *self.detector.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(detector);
     }
 
-    /// Decodes one message body and runs the rules on its records.
+    /// Decodes one message body and runs the rules on its records. A
+    /// record the prefilter proves silent (an EventBridge detail, a plain
+    /// record of a `Records` array) is counted and passed over unparsed, as
+    /// in S3 objects and replay.
     pub fn scan_body(&self, body: &str, scan: &mut Scan) {
         let now = SystemTime::now();
         let d = self.detector();
-        decode::decode_body(body, &mut |item| self.scan_item(&d, item, now, scan));
+        let may_alert = |record: &[u8]| d.may_alert(record);
+        decode::decode_body_filtered(body, &may_alert, &mut |item| {
+            self.scan_item(&d, item, now, scan)
+        });
     }
 
     /// Decodes a stream (an S3 object, a file), one record at a time.

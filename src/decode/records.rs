@@ -19,7 +19,7 @@
 
 use std::io::{BufRead, Cursor, Read};
 
-use super::{DecodeError, Item, Out, decode_records_element, is_plain_record};
+use super::{DecodeError, Item, Out, decode_records_element, passed_over};
 
 /// The longest record this scan holds in memory. Longer ones go to the
 /// parser (which streams them).
@@ -139,12 +139,8 @@ fn element(bytes: &[u8], index: usize, parse: &dyn Fn(&[u8]) -> bool, out: &mut 
     };
     // A silent plain record is passed over unparsed; an S3 event
     // notification's records start with `eventVersion` too, but name an
-    // object to fetch, so they are always parsed (`aws:s3` cannot be
-    // written with an escape the prefilter misses: any `\u` makes it parse).
-    if is_plain_record(text)
-        && !parse(bytes)
-        && memchr::memmem::find(bytes, br#""aws:s3""#).is_none()
-    {
+    // object to fetch, so they are always parsed.
+    if passed_over(text, parse) {
         out(Ok(Item::Unparsed(bytes)));
     } else {
         decode_records_element(text, index, out);

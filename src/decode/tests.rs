@@ -286,6 +286,76 @@ fn records_elements_that_are_not_records_are_errors_with_their_index() {
     );
 }
 
+/// A body decoded with a prefilter: what it passes over comes out unparsed
+/// only where the body's parse already proved the record JSON (an
+/// EventBridge detail, a plain record in `Records`, also inside SNS); a
+/// bare record, an S3 notification's record and everything else are
+/// parsed as without it. With a prefilter that says yes, nothing changes.
+#[test]
+fn a_filtered_body_passes_over_only_records_its_parse_has_checked() {
+    let filtered = |s: &str, parse: bool| collect(|out| decode_body_filtered(s, &|_| parse, out));
+    let id = "deb1e1f9-c99b-4612-8e9f-21f93b5daaa5";
+    let unparsed = || Got::Unparsed(id.into());
+    let event = eventbridge(
+        "AWS Console Sign In via CloudTrail",
+        "aws.signin",
+        ROOT_LOGIN,
+    );
+    let records = format!(r#"{{"Records":[{ROOT_LOGIN},{{"eventID":"second"}}]}}"#);
+    let cases: Vec<(String, Vec<Got>)> = vec![
+        (event.clone(), vec![unparsed()]),
+        (sns(&event), vec![unparsed()]),
+        (format!("[{event},{event}]"), vec![unparsed(), unparsed()]),
+        // The second element is not a plain record: parsed (and kept).
+        (records.clone(), vec![unparsed(), rec("second")]),
+        (sns(&records), vec![unparsed(), rec("second")]),
+        (ROOT_LOGIN.to_owned(), vec![rec(id)]),
+        (
+            S3_NOTIFICATION.to_owned(),
+            vec![Got::Object(
+                "trail-bucket".into(),
+                "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/my file:1.json.gz".into(),
+            )],
+        ),
+        // Not a record: still the error it always was.
+        (
+            eventbridge("AWS API Call via CloudTrail", "aws.s3", r#"{"hello":1}"#),
+            vec![Got::Error("not_a_record")],
+        ),
+        (
+            format!("{}x", &ROOT_LOGIN[..ROOT_LOGIN.len() - 1]),
+            vec![Got::Error("invalid_json")],
+        ),
+    ];
+    for (b, want) in cases {
+        assert_eq!(filtered(&b, false), want, "{b}");
+        assert_eq!(filtered(&b, true), body(&b), "{b}");
+    }
+}
+
+/// Every corpus record, as EventBridge delivers it: passed over where the
+/// prefilter says no, parsed where it says yes, the same records either way.
+#[test]
+fn every_corpus_record_as_an_eventbridge_event_is_passed_over_or_parsed() {
+    let records = crate::fixtures::corpus_records();
+    let mut passed = 0;
+    for r in &records {
+        let b = eventbridge("AWS API Call via CloudTrail", "aws.iam", r);
+        let parsed = body(&b);
+        let none = collect(|out| decode_body_filtered(&b, &|_| false, out));
+        let all = collect(|out| decode_body_filtered(&b, &|_| true, out));
+        assert_eq!(all, parsed, "{r}");
+        match &none[..] {
+            [Got::Unparsed(id)] => {
+                passed += 1;
+                assert_eq!(parsed, vec![Got::Record(id.clone())], "{r}");
+            }
+            _ => assert_eq!(none, parsed, "{r}"),
+        }
+    }
+    assert!(passed > 1000, "{passed} of {}", records.len());
+}
+
 #[test]
 fn digest_files_are_skipped() {
     let b = r#"{"awsAccountId":"111122223333","digestStartTime":"2024-05-01T11:00:00Z","digestEndTime":"2024-05-01T12:00:00Z","digestS3Bucket":"trail-bucket","digestS3Object":"AWSLogs/x.json.gz","digestPublicKeyFingerprint":"abc","digestSignatureAlgorithm":"SHA256withRSA","logFiles":[]}"#;
