@@ -5,9 +5,10 @@
 # `rootwatch run` on the same backlog with a local webhook receiver; then an
 # idle phase and a latency phase at a steady rate. Then the same events as
 # gzip CloudTrail log files in an S3 bucket, one S3 event notification per
-# file on a second queue: a consumer that receives, downloads and deletes,
-# then rootwatch; and, if BIG_EVENTS is set, one large log file. Then a
-# noisy key with the throttle off and on. Prints a table per part.
+# file on a second queue: a consumer that receives, downloads, inflates and
+# deletes, then rootwatch; and, if BIG_EVENTS is set, one large log file,
+# downloaded and inflated once as its baseline. Then a noisy key with the
+# throttle off and on. Prints a table per part.
 #
 #   benches/e2e.sh [EVENTS]          (default 100000)
 #
