@@ -29,6 +29,7 @@ use crate::dedup::{Claim, Dedup, SentTo};
 use crate::detect::Detector;
 use crate::event::{EventKey, Record};
 use crate::finding::Finding;
+use crate::secret::Secrets;
 use crate::sink::retry::{DeliveryError, Policy, send_with_retry};
 use crate::sink::{self, Sink};
 use crate::telemetry;
@@ -109,6 +110,8 @@ impl ObjectRefs {
 
 pub struct SinkRunner {
     pub settings: SinkSettings,
+    /// Removed from the sink's error text before a dead letter is written.
+    secrets: Secrets,
     sink: Box<dyn Sink>,
     policy: Policy,
     /// Deliveries in progress for this sink at most.
@@ -176,6 +179,7 @@ impl Pipeline {
             .iter()
             .map(|s| SinkRunner {
                 settings: s.clone(),
+                secrets: Secrets::of_sink(&s.kind),
                 sink: sink::build_with(s, &client, aws),
                 policy: Policy::with_deadline(s.retry_max),
                 slots: Semaphore::new(SINK_CONCURRENCY),
@@ -514,7 +518,7 @@ impl Pipeline {
         error: &str,
     ) {
         let sink = runner.settings.name.clone();
-        let error = crate::secret::Secrets::of_sink(&runner.settings.kind).scrub(error);
+        let error = runner.secrets.scrub(error);
         for g in guards {
             let Some(target) = g.dead_letter().filter(|t| t.takes(reason)).cloned() else {
                 g.fail(reason);
