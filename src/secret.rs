@@ -94,7 +94,9 @@ impl Secrets {
             // text; a syslog destination holds none.
             SinkKind::Sns(_) | SinkKind::EventBridge(_) | SinkKind::Syslog(_) => {}
         }
-        s.0.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        // Longest first; equal values next to each other, so dedup
+        // removes every repeat (a path tail that is also a segment).
+        s.0.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
         s.0.dedup();
         s
     }
