@@ -9,6 +9,9 @@ use rootwatch::config::{self, RawConfig};
 use rootwatch::detect::Detector;
 use rootwatch::replay::Replay;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = init_logs(cli.log_format, cli.log_level.as_deref()) {
