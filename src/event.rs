@@ -293,6 +293,13 @@ pub(crate) struct Document<'a> {
 #[derive(Debug)]
 pub struct Record<'a> {
     pub raw: &'a str,
+    /// `raw` as JSON its parser has already checked, when it came as an
+    /// element of `Records` or as an EventBridge `detail`: a finding then
+    /// copies it without checking it again.
+    pub json: Option<&'a RawValue>,
+    /// [`Record::event_key`], computed once: dedup and every finding's id
+    /// use it.
+    key: std::cell::OnceCell<Option<EventKey>>,
     pub event_version: Text<'a>,
     pub event_id: Text<'a>,
     pub event_time: Text<'a>,
@@ -316,9 +323,13 @@ pub struct Record<'a> {
 const SIGNIN_SERVICE: &str = "signin.amazonaws.com";
 
 impl<'a> Record<'a> {
-    pub(crate) fn from_document(raw: &'a str, d: Document<'a>) -> Self {
+    /// `json`, when given, is `raw` as the parser's checked JSON.
+    pub(crate) fn from_document(raw: &'a str, json: Option<&'a RawValue>, d: Document<'a>) -> Self {
+        debug_assert!(json.is_none_or(|j| j.get() == raw));
         Record {
             raw,
+            json,
+            key: std::cell::OnceCell::new(),
             event_version: d.event_version,
             event_id: d.event_id,
             event_time: d.event_time,
@@ -341,7 +352,7 @@ impl<'a> Record<'a> {
     /// Parses one record from its JSON text.
     pub fn parse(raw: &'a str) -> Result<Self, serde_json::Error> {
         let doc: Document<'a> = serde_json::from_str(raw)?;
-        Ok(Self::from_document(raw, doc))
+        Ok(Self::from_document(raw, None, doc))
     }
 
     pub fn is_root(&self) -> bool {
@@ -422,13 +433,15 @@ impl<'a> Record<'a> {
     /// The key that identifies one event for de-duplication, or `None` when
     /// the record has no eventID (then it is never treated as a duplicate).
     pub fn event_key(&self) -> Option<EventKey> {
-        let id = self.event_id.non_empty()?;
-        Some(EventKey::new(
-            id,
-            self.event_time.get().unwrap_or(""),
-            self.event_name.get().unwrap_or(""),
-            self.account().unwrap_or(""),
-        ))
+        *self.key.get_or_init(|| {
+            let id = self.event_id.non_empty()?;
+            Some(EventKey::new(
+                id,
+                self.event_time.get().unwrap_or(""),
+                self.event_name.get().unwrap_or(""),
+                self.account().unwrap_or(""),
+            ))
+        })
     }
 }
 
