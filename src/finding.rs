@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 
 use crate::event::Record;
 
+mod json;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -374,7 +376,9 @@ impl Finding {
     }
 
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a finding always serialises")
+        let mut out = Vec::new();
+        self.write_json(&mut out);
+        String::from_utf8(out).expect("the finding JSON is UTF-8")
     }
 }
 
@@ -493,6 +497,115 @@ mod tests {
                 assert_eq!(event, REC);
             }
         }
+    }
+
+    /// `write_json` writes what the derived `Serialize` writes, byte for
+    /// byte: for the findings of every rule on the test records, and for
+    /// one with every optional field and strings that need escapes.
+    #[test]
+    fn the_written_json_is_the_derived_json() {
+        let same = |f: &Finding| {
+            let mut out = Vec::new();
+            f.write_json(&mut out);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(f).unwrap()
+            );
+        };
+        let detector = crate::detect::Detector::new(crate::detect::DetectSettings {
+            context: crate::detect::Context {
+                allowlist: crate::detect::AllowList {
+                    cidrs: crate::detect::CidrSet::new([crate::detect::allowlist::parse_cidr(
+                        "10.0.0.0/8",
+                    )
+                    .unwrap()]),
+                    asns: Default::default(),
+                    geoip: None,
+                    scope: crate::detect::Scope::All,
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        let mut n = 0;
+        for file in [
+            "aws-docs-examples/records.jsonl",
+            "invictus-aws-dataset/records.jsonl",
+            "panther-analysis/all_test_logs_records.jsonl",
+        ] {
+            let text = std::fs::read_to_string(format!("tests/fixtures/third_party/{file}"))
+                .expect("test records");
+            for line in text.lines() {
+                crate::decode::decode_body(line, &mut |item| {
+                    if let Ok(crate::decode::Item::Record(rec)) = item {
+                        let mut findings = Vec::new();
+                        detector.evaluate(&rec, &mut findings);
+                        for f in &findings {
+                            same(f);
+                            n += 1;
+                        }
+                    }
+                });
+            }
+        }
+        assert!(n > 0, "no finding from the test records");
+
+        let rec = Record::parse(REC).unwrap();
+        let mut f = Finding::new(
+            &rec,
+            "sigma:0f0ba3e9",
+            "A \"quoted\" title\twith\u{1} controls\\ and é",
+            Severity::High,
+            "line\nbreak \u{7f} \u{2028}".into(),
+            Some(false),
+        );
+        f.summary = Some(Summary {
+            count: 3,
+            escalated: 1,
+            first_event_time: Some("2024-01-01T00:00:00Z".into()),
+            last_event_time: None,
+            event_names: vec!["A".into(), "B\"".into()],
+            window_secs: 300,
+        });
+        f.mitre_attack = Some(Technique::new(
+            "T1078.004",
+            "Valid Accounts: Cloud Accounts",
+        ));
+        f.sigma = Some(std::sync::Arc::new(SigmaRuleRef {
+            id: "0f0ba3e9".into(),
+            level: "high".into(),
+            author: Some("A. Author".into()),
+            references: vec!["https://example.com/a".into()],
+            falsepositives: vec!["admins".into()],
+            techniques: vec!["t1078".into()],
+        }));
+        f.correlation = Some(std::sync::Arc::new(Correlation {
+            kind: "event_count".into(),
+            group_by: [("accountId".to_owned(), "1".to_owned())].into(),
+            value: 5.0,
+            timespan_secs: 600,
+        }));
+        f.report_age_seconds = Some(120);
+        f.account_name = Some("prod".into());
+        f.account_ou = Some("Root/Prod".into());
+        f.account_tags = Some([("team".to_owned(), "sec\\ops".to_owned())].into());
+        f.source_ip_context = Some(crate::enrich::SourceContext {
+            kind: "public".into(),
+            country: Some("SE".into()),
+            asn: Some(29518),
+            ..Default::default()
+        });
+        f.requires_root = Some(true);
+        f.expected = Some(crate::enrich::expected::ExpectedMark {
+            reason: "r".into(),
+            ticket: "T-1".into(),
+            until: "2024-01-02T00:00:00Z".into(),
+        });
+        f.runbook_url = Some("https://runbooks.example/root".into());
+        same(&f);
+        f.principal_arn = None;
+        f.mfa = Some(true);
+        same(&f);
     }
 
     #[test]

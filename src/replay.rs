@@ -570,6 +570,8 @@ pub struct Replay<'a> {
     listed_errors: usize,
     listed_objects: usize,
     unlisted: Unlisted,
+    /// One finding's output line, kept from one finding to the next.
+    line: Vec<u8>,
 }
 
 impl<'a> Replay<'a> {
@@ -584,6 +586,7 @@ impl<'a> Replay<'a> {
             listed_errors: 0,
             listed_objects: 0,
             unlisted: Unlisted::default(),
+            line: Vec::new(),
         }
     }
 
@@ -766,14 +769,18 @@ impl<'a> Replay<'a> {
                 self.summary.suppressed += suppressed as u64;
                 for f in &findings {
                     self.summary.findings += 1;
-                    *self
-                        .summary
-                        .findings_by_rule
-                        .entry(f.rule.clone())
-                        .or_default() += 1;
+                    let by_rule = &mut self.summary.findings_by_rule;
+                    match by_rule.get_mut(&f.rule) {
+                        Some(n) => *n += 1,
+                        None => {
+                            by_rule.insert(f.rule.clone(), 1);
+                        }
+                    }
                     let now_ms = chrono::Utc::now().timestamp_millis();
-                    out.write_all(&self.format.body(f, now_ms))?;
-                    out.write_all(b"\n")?;
+                    self.line.clear();
+                    self.format.write_body(f, now_ms, &mut self.line);
+                    self.line.push(b'\n');
+                    out.write_all(&self.line)?;
                 }
                 if let Some(k) = key {
                     self.seen.insert(k);

@@ -22,11 +22,18 @@ impl PayloadFormat {
     /// The body for `f`; `now_ms` is the OCSF `time` of an event whose own
     /// time does not parse.
     pub fn body(self, f: &Finding, now_ms: i64) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_body(f, now_ms, &mut out);
+        out
+    }
+
+    /// Appends the body for `f` to `out`: a caller that writes many
+    /// findings keeps one buffer instead of one allocation per finding.
+    pub fn write_body(self, f: &Finding, now_ms: i64, out: &mut Vec<u8>) {
         match self {
-            PayloadFormat::Json => webhook::body(f),
-            PayloadFormat::Ocsf => {
-                serde_json::to_vec(&ocsf::body(f, now_ms)).expect("a JSON value always serialises")
-            }
+            PayloadFormat::Json => webhook::write_body(f, out),
+            PayloadFormat::Ocsf => serde_json::to_writer(out, &ocsf::body(f, now_ms))
+                .expect("a JSON value always serialises"),
         }
     }
 }
