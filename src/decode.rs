@@ -318,10 +318,11 @@ fn decode_at(body: &str, depth: usize, parse: &dyn Fn(&[u8]) -> bool, out: &mut 
     }
     if let Some(records) = doc.records {
         for (index, item) in records.into_iter().enumerate() {
-            if passed_over(item.get(), parse) {
-                out(Ok(Item::Unparsed(item.get().as_bytes())));
+            let raw = item.get();
+            if passed_over(raw, parse) {
+                out(Ok(Item::Unparsed(raw.as_bytes())));
             } else {
-                decode_records_element(item.get(), Some(item), index, out);
+                decode_records_element(raw, index, out);
             }
         }
         return;
@@ -339,7 +340,7 @@ fn decode_at(body: &str, depth: usize, parse: &dyn Fn(&[u8]) -> bool, out: &mut 
         return out(Ok(Item::Skipped(Skip::Digest)));
     }
     if looks_like_record(&doc) {
-        return out(Ok(Item::Record(Record::from_document(body, None, doc))));
+        return out(Ok(Item::Record(Record::from_document(body, doc))));
     }
     out(Err(DecodeError::UnknownEnvelope {
         keys: top_level_keys(body),
@@ -393,7 +394,7 @@ fn decode_eventbridge(
         if passed_over(detail.get(), parse) {
             return out(Ok(Item::Unparsed(detail.get().as_bytes())));
         }
-        return decode_record(detail.get(), Some(detail), Envelope::EventBridge, out);
+        return decode_record(detail.get(), Envelope::EventBridge, out);
     }
     // EventBridge carries S3 keys as they are, not URL-encoded.
     match serde_json::from_str::<S3Detail<'_>>(detail.get()) {
@@ -417,11 +418,10 @@ fn decode_eventbridge(
 
 /// A document that must be one CloudTrail record (an EventBridge detail, a
 /// CloudWatch Logs event): anything else is an error naming its keys.
-/// `json` is `raw` as already-checked JSON, when the caller has it.
-fn decode_record(raw: &str, json: Option<&RawValue>, envelope: Envelope, out: &mut Out<'_>) {
+fn decode_record(raw: &str, envelope: Envelope, out: &mut Out<'_>) {
     match serde_json::from_str::<Document<'_>>(raw) {
         Ok(doc) if looks_like_record(&doc) => {
-            out(Ok(Item::Record(Record::from_document(raw, json, doc))))
+            out(Ok(Item::Record(Record::from_document(raw, doc))))
         }
         Ok(_) => out(Err(DecodeError::NotARecord {
             envelope,
@@ -435,8 +435,7 @@ fn decode_record(raw: &str, json: Option<&RawValue>, envelope: Envelope, out: &m
 /// event notification record (which names an object to fetch). Anything
 /// else (`{}`, a string, an object of other keys) is an error naming the
 /// element's index; the elements around it still count.
-/// `json` is `raw` as already-checked JSON, when the caller has it.
-fn decode_records_element(raw: &str, json: Option<&RawValue>, index: usize, out: &mut Out<'_>) {
+fn decode_records_element(raw: &str, index: usize, out: &mut Out<'_>) {
     let envelope = Envelope::Records;
     let at = |error: DecodeError| DecodeError::Element {
         envelope,
@@ -451,9 +450,7 @@ fn decode_records_element(raw: &str, json: Option<&RawValue>, index: usize, out:
         Some(s3) if doc.event_source.is("aws:s3") => {
             out(s3_notification_ref(s3.get(), doc.aws_region.non_empty()).map_err(at))
         }
-        _ if looks_like_record(&doc) => {
-            out(Ok(Item::Record(Record::from_document(raw, json, doc))))
-        }
+        _ if looks_like_record(&doc) => out(Ok(Item::Record(Record::from_document(raw, doc)))),
         _ => out(Err(at(DecodeError::NotARecord {
             envelope,
             keys: top_level_keys(raw),
@@ -554,7 +551,7 @@ fn decode_subscription(kind: &str, events: Option<&RawValue>, out: &mut Out<'_>)
             match serde_json::from_str::<Vec<LogEvent<'_>>>(events.get()) {
                 Ok(events) => {
                     for e in events {
-                        decode_record(&e.message, None, env, out);
+                        decode_record(&e.message, env, out);
                     }
                 }
                 Err(source) => out(Err(DecodeError::Json {
@@ -932,7 +929,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
             index += 1;
         }
         while let Some(item) = seq.next_element::<Box<RawValue>>()? {
-            decode_records_element(item.get(), Some(&item), index, self.out);
+            decode_records_element(item.get(), index, self.out);
             index += 1;
         }
         Ok(())

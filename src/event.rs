@@ -293,10 +293,6 @@ pub(crate) struct Document<'a> {
 #[derive(Debug)]
 pub struct Record<'a> {
     pub raw: &'a str,
-    /// `raw` as JSON its parser has already checked, when it came as an
-    /// element of `Records` or as an EventBridge `detail`: a finding then
-    /// copies it without checking it again.
-    pub json: Option<&'a RawValue>,
     /// [`Record::event_key`], computed once: dedup and every finding's id
     /// use it.
     key: std::cell::OnceCell<Option<EventKey>>,
@@ -323,12 +319,9 @@ pub struct Record<'a> {
 const SIGNIN_SERVICE: &str = "signin.amazonaws.com";
 
 impl<'a> Record<'a> {
-    /// `json`, when given, is `raw` as the parser's checked JSON.
-    pub(crate) fn from_document(raw: &'a str, json: Option<&'a RawValue>, d: Document<'a>) -> Self {
-        debug_assert!(json.is_none_or(|j| j.get() == raw));
+    pub(crate) fn from_document(raw: &'a str, d: Document<'a>) -> Self {
         Record {
             raw,
-            json,
             key: std::cell::OnceCell::new(),
             event_version: d.event_version,
             event_id: d.event_id,
@@ -352,7 +345,7 @@ impl<'a> Record<'a> {
     /// Parses one record from its JSON text.
     pub fn parse(raw: &'a str) -> Result<Self, serde_json::Error> {
         let doc: Document<'a> = serde_json::from_str(raw)?;
-        Ok(Self::from_document(raw, None, doc))
+        Ok(Self::from_document(raw, doc))
     }
 
     pub fn is_root(&self) -> bool {

@@ -209,7 +209,73 @@ pub struct Finding {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runbook_url: Option<String>,
     /// The raw CloudTrail record.
-    pub event: Box<RawValue>,
+    pub event: RawEvent,
+}
+
+/// A record's JSON text as a finding carries it: on one line, and always
+/// JSON, because it is made only from a record the decoder parsed, from a
+/// JSON value, or from text it checks. A record is therefore copied, not
+/// parsed again: checking it with `RawValue::from_string` was a fifth of a
+/// finding-heavy replay.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawEvent(Box<str>);
+
+impl RawEvent {
+    /// The record's text. Findings are written as JSON lines: a
+    /// pretty-printed input (an EventBridge event saved by hand) has line
+    /// breaks between tokens, and only there (a JSON string holds none), so
+    /// they become spaces.
+    fn of_record(rec: &Record<'_>) -> RawEvent {
+        RawEvent(one_line(rec.raw).into())
+    }
+
+    /// A JSON value's compact text (which has no line break).
+    pub fn from_value(value: &serde_json::Value) -> RawEvent {
+        RawEvent(value.to_string().into())
+    }
+
+    /// `json`, checked, without the white space around it, on one line.
+    pub fn from_string(json: String) -> Result<RawEvent, serde_json::Error> {
+        let raw: &RawValue = serde_json::from_str(&json)?;
+        Ok(RawEvent(one_line(raw.get()).into()))
+    }
+
+    pub fn get(&self) -> &str {
+        &self.0
+    }
+}
+
+/// `text` with its line breaks made spaces. memchr: `str::contains` with a
+/// char set walks the text a char at a time, a fifth of replay's time on a
+/// finding-heavy trail.
+fn one_line(text: &str) -> Cow<'_, str> {
+    if memchr::memchr2(b'\n', b'\r', text.as_bytes()).is_some() {
+        Cow::Owned(text.replace(['\n', '\r'], " "))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+impl fmt::Debug for RawEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RawEvent").field(&self.0).finish()
+    }
+}
+
+impl Serialize for RawEvent {
+    /// As the JSON it is, not as a string. [`Finding::write_json`] copies
+    /// it without this; a serializer needs a `RawValue`, which checks it.
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw: &RawValue = serde_json::from_str(&self.0).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for RawEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(deserializer)?;
+        Ok(RawEvent(one_line(raw.get()).into()))
+    }
 }
 
 /// What a posture finding is about.
@@ -263,23 +329,7 @@ impl Finding {
             (Some(t), _) => Some(t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)),
             (None, raw) => owned(raw),
         };
-        // Findings are written as JSON lines: a pretty-printed input (an
-        // EventBridge event saved by hand) has line breaks between tokens,
-        // and only there (a JSON string holds none), so they become spaces.
-        // memchr: `str::contains` with a char set walks the record a char
-        // at a time, a fifth of replay's time on a finding-heavy trail.
-        // A record the parser has already checked as JSON is copied as it
-        // is; checking it again was a tenth of replay's time on a
-        // finding-heavy trail.
-        let event = match rec.json {
-            _ if memchr::memchr2(b'\n', b'\r', rec.raw.as_bytes()).is_some() => {
-                RawValue::from_string(rec.raw.replace(['\n', '\r'], " "))
-                    .expect("a record's raw text was parsed as JSON")
-            }
-            Some(json) => json.to_owned(),
-            None => RawValue::from_string(rec.raw.to_owned())
-                .expect("a record's raw text was parsed as JSON"),
-        };
+        let event = RawEvent::of_record(rec);
         let ui = &rec.user_identity;
         Finding {
             rule: rule.to_owned(),
@@ -335,8 +385,7 @@ impl Finding {
             h.update([0]);
         }
         let finding_id = hex::encode(&h.finalize()[..16]);
-        let event =
-            RawValue::from_string(p.evidence.to_string()).expect("a JSON value serialises as JSON");
+        let event = RawEvent::from_value(&p.evidence);
         Finding {
             rule: p.rule.to_owned(),
             severity: p.severity,
@@ -460,8 +509,7 @@ mod tests {
     }
 
     /// A finding carries its record's text, on one line, whether the record
-    /// came bare, in `Records` (checked JSON that is copied as it is) or as
-    /// a pretty-printed EventBridge `detail`.
+    /// came bare, in `Records` or as a pretty-printed EventBridge `detail`.
     #[test]
     fn the_event_is_the_record_on_one_line_however_it_came() {
         let pretty =
@@ -606,6 +654,20 @@ mod tests {
         f.principal_arn = None;
         f.mfa = Some(true);
         same(&f);
+    }
+
+    #[test]
+    fn a_raw_event_is_json_on_one_line() {
+        let e = RawEvent::from_string(" {\"a\":\r\n [1,\n2]} \n".into()).unwrap();
+        assert_eq!(e.get(), r#"{"a":   [1, 2]}"#);
+        for bad in ["", "{", "{} {}", "nul", "\"open"] {
+            assert!(RawEvent::from_string(bad.into()).is_err(), "{bad:?}");
+        }
+        let back: RawEvent = serde_json::from_str("{\n\"b\": true\n}").unwrap();
+        assert_eq!(back.get(), r#"{ "b": true }"#);
+        assert_eq!(serde_json::to_string(&back).unwrap(), back.get());
+        let v = serde_json::json!({"k": ["x\ny"]});
+        assert_eq!(RawEvent::from_value(&v).get(), r#"{"k":["x\ny"]}"#);
     }
 
     #[test]

@@ -7,9 +7,8 @@ use std::sync::OnceLock;
 
 use rootwatch::decode::{self, DecodeError, Item};
 use rootwatch::detect::{AllowList, CidrSet, Context, DetectSettings, Detector, Scope};
-use rootwatch::finding::{Finding, Severity, Summary};
+use rootwatch::finding::{Finding, RawEvent, Severity, Summary};
 use rootwatch::sink::format::{PayloadFormat, check, fit};
-use serde_json::value::RawValue;
 
 /// Every rule on, with an allow list so the IP rule fires too.
 fn detector() -> &'static Detector {
@@ -115,7 +114,7 @@ pub fn formats(data: &[u8]) {
         requires_root: None,
         expected: None,
         runbook_url: None,
-        event: RawValue::from_string("{}".into()).expect("valid JSON"),
+        event: RawEvent::from_string("{}".into()).expect("valid JSON"),
     };
     if flags & 0x20 != 0 {
         // A Sigma rule's text is as hostile as the event's: anyone can

@@ -143,7 +143,7 @@ fn element(bytes: &[u8], index: usize, parse: &dyn Fn(&[u8]) -> bool, out: &mut 
     if passed_over(text, parse) {
         out(Ok(Item::Unparsed(bytes)));
     } else {
-        decode_records_element(text, None, index, out);
+        decode_records_element(text, index, out);
     }
     true
 }

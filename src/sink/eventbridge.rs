@@ -120,7 +120,7 @@ mod tests {
     fn the_entry_stays_under_the_limit() {
         let mut f = hostile();
         let big = format!("{{\"userAgent\":\"{}\"}}", "\\\"".repeat(300_000));
-        f.event = serde_json::value::RawValue::from_string(big).unwrap();
+        f.event = crate::finding::RawEvent::from_string(big).unwrap();
         for p in [PayloadFormat::Json, PayloadFormat::Ocsf] {
             let d = detail(&f, p, 0).unwrap();
             assert!(d.len() + SOURCE.len() + DETAIL_TYPE.len() <= MAX_BYTES);

@@ -159,7 +159,7 @@ mod tests {
         let mut f = hostile();
         f.account_id = Some("1".repeat(10_000));
         let big = format!("{{\"userAgent\":\"{}\"}}", "\\u0001".repeat(200_000));
-        f.event = serde_json::value::RawValue::from_string(big).unwrap();
+        f.event = crate::finding::RawEvent::from_string(big).unwrap();
         for p in [PayloadFormat::Json, PayloadFormat::Ocsf] {
             let m = message(&f, p, 0).unwrap();
             let attrs: usize = attributes(&f)

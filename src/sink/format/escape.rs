@@ -645,7 +645,6 @@ pub(crate) mod testing {
     use std::path::PathBuf;
 
     use serde_json::Value;
-    use serde_json::value::RawValue;
 
     use crate::event::Record;
     use crate::finding::{Finding, Severity, Summary};
@@ -822,7 +821,7 @@ pub(crate) mod testing {
             requires_root: None,
             expected: None,
             runbook_url: None,
-            event: RawValue::from_string("{}".into()).unwrap(),
+            event: crate::finding::RawEvent::from_string("{}".into()).unwrap(),
         }
     }
 

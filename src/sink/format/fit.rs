@@ -5,7 +5,7 @@
 //! Only if the finding's own fields are still too large are they cut too.
 //! Pure.
 
-use serde_json::value::RawValue;
+use crate::finding::RawEvent;
 
 use super::escape::{TRUNCATED, truncate};
 use crate::finding::Finding;
@@ -54,7 +54,7 @@ fn with_head(f: &Finding, head: usize) -> Finding {
         "head": &raw[..end],
     });
     let mut g = f.clone();
-    g.event = RawValue::from_string(marker.to_string()).expect("a JSON value is JSON");
+    g.event = RawEvent::from_value(&marker);
     g
 }
 
@@ -139,7 +139,7 @@ mod tests {
         let ua = "\"\\\u{1}<>\u{202e}é".repeat(150_000);
         let mut rec: serde_json::Value = serde_json::from_str(f.event.get()).unwrap();
         rec["userAgent"] = ua.clone().into();
-        f.event = RawValue::from_string(rec.to_string()).unwrap();
+        f.event = RawEvent::from_value(&rec);
         f.user_agent = Some(ua);
         f
     }

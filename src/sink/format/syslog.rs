@@ -160,7 +160,7 @@ pub fn frame(
 ) -> Vec<u8> {
     let pri = u16::from(facility) * 8 + u16::from(severity(f.severity));
     let msg = match message {
-        Message::Json => serde_json::to_string(f).expect("a finding always serialises"),
+        Message::Json => f.to_json(),
         Message::Cef => cef(f),
     };
     let line = format!(
