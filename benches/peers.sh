@@ -15,7 +15,8 @@
 # agree: a fast wrong answer does not count, and the script fails when it
 # does not.
 #
-# Engines: `rootwatch replay` on the file, on a gzip copy (decompression
+# Engines: `rootwatch replay --jobs 1` (one worker, as on the one core
+# it is pinned to; more would only take turns) on the file, on a gzip copy (decompression
 # included) and on the same records as gzip CloudTrail log files (one
 # `{"Records":[...]}` document per file, LOG_FILE_EVENTS records each,
 # default 10,000; what a backfill of a trail bucket reads); benches/peer.py (json.loads + the same rules);
@@ -100,9 +101,9 @@ run() {
 
 cores=$(nproc)
 engines=()
-run "rootwatch replay" cpu "${pin[@]}" "$rootwatch" replay --config "$config" "$file" && engines+=("rootwatch replay")
-run "rootwatch replay (gzip)" cpu "${pin[@]}" "$rootwatch" replay --config "$config" "$work/trail.jsonl.gz" && engines+=("rootwatch replay (gzip)")
-run "rootwatch (log files, gzip)" cpu "${pin[@]}" "$rootwatch" replay --config "$config" "${logs[@]}" && engines+=("rootwatch (log files, gzip)")
+run "rootwatch replay" cpu "${pin[@]}" "$rootwatch" replay --jobs 1 --config "$config" "$file" && engines+=("rootwatch replay")
+run "rootwatch replay (gzip)" cpu "${pin[@]}" "$rootwatch" replay --jobs 1 --config "$config" "$work/trail.jsonl.gz" && engines+=("rootwatch replay (gzip)")
+run "rootwatch (log files, gzip)" cpu "${pin[@]}" "$rootwatch" replay --jobs 1 --config "$config" "${logs[@]}" && engines+=("rootwatch (log files, gzip)")
 run "python json.loads peer" cpu "${pin[@]}" "$python" benches/peer.py --config "$config" "$file" && engines+=("python json.loads peer")
 # The minimal peer scans its allow list network by network, as a few lines
 # of Python would: with the 10,000-prefix list it takes minutes and would
