@@ -614,10 +614,10 @@ pub fn decode_reader_filtered<R: Read>(
     let mut plain = maybe_gunzip(reader)?;
     match records::read_log_files(&mut plain, parse, out)? {
         None => Ok(()),
-        Some(from) => decode_documents(
+        Some(from) => documents::decode_documents_buffered(
             records::resume(from.prefix, plain),
-            from.first_index,
-            from.skip_first,
+            (from.first_index, from.skip_first),
+            parse,
             out,
         ),
     }
@@ -827,6 +827,7 @@ fn decode_documents<R: Read>(
             out: &mut *out,
             first_index: std::mem::take(&mut first_index),
             skip_first: std::mem::take(&mut skip_first),
+            text: None,
         }
         .deserialize(&mut de)
         .map_err(|source| {
@@ -842,10 +843,17 @@ fn decode_documents<R: Read>(
     }
 }
 
+/// A prefilter over a record's bytes: false when it cannot alert.
+type Prefilter<'a> = dyn Fn(&[u8]) -> bool + 'a;
+
 struct DocumentSeed<'s, 'o> {
     out: &'s mut Out<'o>,
     first_index: usize,
     skip_first: bool,
+    /// The document's own text, when it is in memory, and the prefilter:
+    /// a document that is not a log file is then decoded from it instead
+    /// of being rebuilt from its keys.
+    text: Option<(&'s str, &'s Prefilter<'s>)>,
 }
 
 impl<'de> DeserializeSeed<'de> for DocumentSeed<'_, '_> {
@@ -873,11 +881,15 @@ impl<'de> Visitor<'de> for DocumentSeed<'_, '_> {
                     skip_first: self.skip_first,
                 })?;
                 streamed = true;
+            } else if self.text.is_some() {
+                map.next_value::<IgnoredAny>()?;
             } else {
                 other.push((key, map.next_value()?));
             }
         }
-        if !streamed {
+        if let (false, Some((text, parse))) = (streamed, self.text) {
+            decode_at(text, 0, parse, self.out);
+        } else if !streamed {
             // Not a log file: rebuild the (small) document and decode it as a body.
             let mut text = String::from("{");
             for (i, (k, v)) in other.iter().enumerate() {
@@ -936,6 +948,7 @@ impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
     }
 }
 
+mod documents;
 mod records;
 #[cfg(test)]
 mod tests;

@@ -878,6 +878,176 @@ mod log_files {
     }
 }
 
+/// Documents that are not log files (JSON lines on standard input, arrays,
+/// EventBridge events back to back) are read in blocks and decoded from
+/// memory; what comes out, errors and their positions included, must be
+/// what the streaming parser made of the same bytes.
+mod document_streams {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Reads at most the next of `sizes` bytes at a time (cycling).
+    struct Chunked {
+        bytes: std::io::Cursor<Vec<u8>>,
+        sizes: Vec<usize>,
+        next: usize,
+    }
+
+    impl std::io::Read for Chunked {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.sizes[self.next % self.sizes.len()]
+                .max(1)
+                .min(buf.len());
+            self.next += 1;
+            self.bytes.read(&mut buf[..n])
+        }
+    }
+
+    type Outcome = (Vec<Got>, Result<(), String>);
+
+    /// How every stream was read before: the log-file scan, then the
+    /// streaming parser from where it handed over.
+    fn streamed(bytes: &[u8]) -> Outcome {
+        let mut res = Ok(());
+        let got = collect(|out| {
+            let mut plain = maybe_gunzip(std::io::Cursor::new(bytes.to_vec())).unwrap();
+            res = match super::super::records::read_log_files(&mut plain, &|_| true, out) {
+                Ok(None) => Ok(()),
+                Ok(Some(from)) => decode_documents(
+                    super::super::records::resume(from.prefix, plain),
+                    from.first_index,
+                    from.skip_first,
+                    out,
+                ),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| e.to_string());
+        });
+        (got, res)
+    }
+
+    fn buffered(bytes: &[u8], sizes: &[usize], parse: bool) -> Outcome {
+        let mut res = Ok(());
+        let filter = move |_: &[u8]| parse;
+        let reader = Chunked {
+            bytes: std::io::Cursor::new(bytes.to_vec()),
+            sizes: sizes.to_vec(),
+            next: 0,
+        };
+        let got = collect(|out| {
+            res = decode_reader_filtered(reader, &filter, out).map_err(|e| e.to_string());
+        });
+        (got, res)
+    }
+
+    fn as_parsed((got, res): Outcome) -> Outcome {
+        let got = got
+            .into_iter()
+            .map(|g| match g {
+                Got::Unparsed(id) => Got::Record(id),
+                g => g,
+            })
+            .collect();
+        (got, res)
+    }
+
+    fn same(bytes: &[u8], sizes: &[usize]) -> Result<(), TestCaseError> {
+        let expected = streamed(bytes);
+        let text = String::from_utf8_lossy(bytes);
+        prop_assert_eq!(&buffered(bytes, sizes, true), &expected, "{}", text);
+        prop_assert_eq!(
+            &as_parsed(buffered(bytes, sizes, false)),
+            &expected,
+            "{}",
+            text
+        );
+        Ok(())
+    }
+
+    fn streams() -> Vec<Vec<u8>> {
+        let r = ROOT_LOGIN;
+        let records = crate::fixtures::corpus_records();
+        let lines = records[..200].join("\n");
+        let pretty: Vec<String> = records[..20]
+            .iter()
+            .map(|r| {
+                serde_json::to_string_pretty(&serde_json::from_str::<serde_json::Value>(r).unwrap())
+                    .unwrap()
+            })
+            .collect();
+        let eb = eventbridge("AWS API Call via CloudTrail", "aws.signin", r);
+        let mut out: Vec<Vec<u8>> = [
+            lines.clone(),
+            format!("{lines}\n"),
+            pretty.join("\n"),
+            pretty.join(""),
+            format!("[{r},{r}]\n[{}]", sns(r)),
+            format!("{eb}\n{}\n{eb}", sns(&eb)),
+            format!("{r}\r\n\t {r}  "),
+            String::new(),
+            " \n ".into(),
+            // Errors end the stream, with their line and column.
+            format!("{r}\n{r}\n{{\"eventVersion\": x}}\n{r}"),
+            format!("{r}\n5\n{r}"),
+            format!("{r}\n\"text\"\n{r}"),
+            format!("{r}\n{{\"Records\":5}}\n{r}"),
+            format!("{r}\n{{\"Records\":[{r}],\"Records\":5}}\n{r}"),
+            format!("{r}\n{{\"x\":1,\"Records\":[{r}]}}\n{r}"),
+            format!("{r}\n{{\"Rec\\u006frds\":[{r}]}}\n{r}"),
+            format!("{r}\n{{\"eventVersion\":\"1\",\"Records\":[{r}]}}"),
+            format!("{r}\n{{\"Records\":[{r},5]}} {r}"),
+            format!("{r}\n{}", &r[..r.len() - 5]),
+            format!("{r}\n{r}}}"),
+            format!("{r}\n{{}}{{}}[]"),
+            format!("{r}\n{}", r.replace("Root", "R\\u006fot")),
+        ]
+        .into_iter()
+        .map(String::into_bytes)
+        .collect();
+        // Not UTF-8 inside the second document.
+        let mut bad = format!("{r}\n{r}\n{r}").into_bytes();
+        let at = r.len() + 40;
+        bad[at] = 0xff;
+        out.push(bad);
+        out
+    }
+
+    #[test]
+    fn every_stream_whole_in_chunks_and_a_byte_at_a_time() {
+        for bytes in streams() {
+            for sizes in [&[1 << 20][..], &[1], &[7, 3, 1000], &[4096]] {
+                same(&bytes, sizes).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_syntax_error_names_the_line_it_is_on() {
+        let r = ROOT_LOGIN;
+        let bytes = format!("{r}\n{r}\n{r}\n{{\"eventVersion\": x}}\n");
+        let (got, res) = buffered(bytes.as_bytes(), &[1 << 20], true);
+        assert_eq!(got.len(), 3);
+        let err = res.unwrap_err();
+        assert!(err.contains("line 4 column 18"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn any_chunking_of_any_stream(
+            pick in 0usize..64,
+            sizes in proptest::collection::vec(1usize..5000, 1..8),
+            cut in proptest::option::of(0usize..100_000),
+        ) {
+            let streams = streams();
+            let mut bytes = streams[pick % streams.len()].clone();
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            same(&bytes, &sizes)?;
+        }
+    }
+}
+
 /// Errors of a log file's elements and of the stream around them, as the
 /// S3 reader gathers them: kept up to the cap in order, counted in full.
 #[test]
