@@ -220,6 +220,36 @@ fn replay_reads_stdin() {
     );
 }
 
+/// Standard input is read in blocks, the file by lines: the same records
+/// give the same output, line for line.
+#[test]
+fn replay_of_stdin_is_replay_of_the_file() {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/third_party/invictus-aws-dataset/records.jsonl");
+    let records = std::fs::read(&file).unwrap();
+    let from_file = bin().arg("replay").arg(&file).output().unwrap();
+    assert_eq!(from_file.status.code(), Some(0), "{}", stderr(&from_file));
+    let mut child = bin()
+        .args(["replay", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&records).unwrap());
+    let from_stdin = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert_eq!(from_stdin.status.code(), Some(0), "{}", stderr(&from_stdin));
+    assert!(!from_file.stdout.is_empty());
+    assert!(
+        from_stdin.stdout == from_file.stdout,
+        "stdin gave {} bytes of findings, the file {}",
+        from_stdin.stdout.len(),
+        from_file.stdout.len()
+    );
+}
+
 #[test]
 fn replay_uses_the_config() {
     let dir = tempfile::tempdir().unwrap();
