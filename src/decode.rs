@@ -614,12 +614,17 @@ pub fn decode_reader_filtered<R: Read>(
     let mut plain = maybe_gunzip(reader)?;
     match records::read_log_files(&mut plain, parse, out)? {
         None => Ok(()),
-        Some(from) => documents::decode_documents_buffered(
+        // Resumed inside a log file: the parser streams the rest, from
+        // the element where the scan stopped.
+        Some(from) if (from.first_index, from.skip_first) != (0, false) => decode_documents(
             records::resume(from.prefix, plain),
-            (from.first_index, from.skip_first),
-            parse,
+            from.first_index,
+            from.skip_first,
             out,
         ),
+        Some(from) => {
+            documents::decode_documents_buffered(records::resume(from.prefix, plain), parse, out)
+        }
     }
 }
 
@@ -827,7 +832,6 @@ fn decode_documents<R: Read>(
             out: &mut *out,
             first_index: std::mem::take(&mut first_index),
             skip_first: std::mem::take(&mut skip_first),
-            text: None,
         }
         .deserialize(&mut de)
         .map_err(|source| {
@@ -843,17 +847,10 @@ fn decode_documents<R: Read>(
     }
 }
 
-/// A prefilter over a record's bytes: false when it cannot alert.
-type Prefilter<'a> = dyn Fn(&[u8]) -> bool + 'a;
-
 struct DocumentSeed<'s, 'o> {
     out: &'s mut Out<'o>,
     first_index: usize,
     skip_first: bool,
-    /// The document's own text, when it is in memory, and the prefilter:
-    /// a document that is not a log file is then decoded from it instead
-    /// of being rebuilt from its keys.
-    text: Option<(&'s str, &'s Prefilter<'s>)>,
 }
 
 impl<'de> DeserializeSeed<'de> for DocumentSeed<'_, '_> {
@@ -881,15 +878,11 @@ impl<'de> Visitor<'de> for DocumentSeed<'_, '_> {
                     skip_first: self.skip_first,
                 })?;
                 streamed = true;
-            } else if self.text.is_some() {
-                map.next_value::<IgnoredAny>()?;
             } else {
                 other.push((key, map.next_value()?));
             }
         }
-        if let (false, Some((text, parse))) = (streamed, self.text) {
-            decode_at(text, 0, parse, self.out);
-        } else if !streamed {
+        if !streamed {
             // Not a log file: rebuild the (small) document and decode it as a body.
             let mut text = String::from("{");
             for (i, (k, v)) in other.iter().enumerate() {

@@ -26,29 +26,20 @@ const MAX_DOCUMENT: usize = super::MAX_LINE_BYTES;
 /// The most one read asks for.
 const BLOCK: usize = 256 * 1024;
 
-/// The first document of a stream resumed after the `Records` scan: the
-/// index of its first `Records` element and whether that element is a
-/// stand-in to skip (see [`super::records`]).
-type Resumed = (usize, bool);
-
-/// Decodes the documents of `reader`. `first` is for the first document:
-/// a stream resumed inside a log file is streamed whole, as before.
+/// Decodes the documents of `reader`, from the start of a document.
 pub(super) fn decode_documents_buffered<R: Read>(
     mut reader: R,
-    first: Resumed,
     parse: &dyn Fn(&[u8]) -> bool,
     out: &mut Out<'_>,
 ) -> Result<(), DecodeError> {
-    if first != (0, false) {
-        return decode_documents(reader, first.0, first.1, out);
-    }
     let mut buf: Vec<u8> = Vec::new();
     let mut eof = false;
     // Where `buf` starts in the stream, for the streaming parser's errors.
     let mut at = Position::default();
     // The buffer is split again once it holds this much: twice a document
     // cut short, so that one arriving a few bytes a read is not split over
-    // and over (its bytes are read again at each split).
+    // and over (its bytes are read again at each split); at most one byte
+    // past the longest document held, so that the buffer stops there.
     let mut want = 0;
     let mut block = vec![0u8; BLOCK];
     loop {
@@ -71,7 +62,7 @@ pub(super) fn decode_documents_buffered<R: Read>(
                 let rest = Cursor::new(buf).chain(reader);
                 return decode_documents(at.padding().chain(rest), 0, false, out);
             }
-            want = 2 * buf.len();
+            want = (2 * buf.len()).min(MAX_DOCUMENT + 1);
         }
         let read = loop {
             match reader.read(&mut block) {
@@ -171,7 +162,6 @@ fn document(bytes: &[u8], parse: &dyn Fn(&[u8]) -> bool, out: &mut Out<'_>) -> b
                 out,
                 first_index: 0,
                 skip_first: false,
-                text: Some((text, parse)),
             }
             .deserialize(&mut serde_json::Deserializer::from_str(text))
             .expect("records_key checked what the seed refuses"),
