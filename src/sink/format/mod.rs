@@ -31,7 +31,7 @@ impl PayloadFormat {
     /// findings keeps one buffer instead of one allocation per finding.
     pub fn write_body(self, f: &Finding, now_ms: i64, out: &mut Vec<u8>) {
         match self {
-            PayloadFormat::Json => webhook::write_body(f, out),
+            PayloadFormat::Json => f.write_json(out),
             PayloadFormat::Ocsf => serde_json::to_writer(out, &ocsf::body(f, now_ms))
                 .expect("a JSON value always serialises"),
         }

@@ -18,14 +18,7 @@ pub const SIGNATURE_HEADER: &str = "X-Rootwatch-Signature";
 pub const FINDING_ID_HEADER: &str = "X-Rootwatch-Finding-Id";
 
 pub fn body(finding: &Finding) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_body(finding, &mut out);
-    out
-}
-
-/// Appends `finding`'s JSON to `out`.
-pub fn write_body(finding: &Finding, out: &mut Vec<u8>) {
-    finding.write_json(out);
+    finding.to_json().into_bytes()
 }
 
 /// The signature header value for `body` sent at `timestamp`.
