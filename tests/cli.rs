@@ -193,8 +193,9 @@ fn replay_writes_ocsf_detection_findings() {
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }
 
-#[test]
-fn replay_reads_stdin() {
+/// `replay -` with `input` on standard input, written from another thread
+/// so that a large input cannot fill the pipe while the output does too.
+fn replay_stdin(input: Vec<u8>) -> Output {
     let mut child = bin()
         .args(["replay", "-"])
         .stdin(Stdio::piped())
@@ -202,13 +203,16 @@ fn replay_reads_stdin() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(ROOT_CALL.as_bytes())
-        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
     let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+#[test]
+fn replay_reads_stdin() {
+    let out = replay_stdin(ROOT_CALL.as_bytes().to_vec());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(
         rules(&findings(&out)),
@@ -229,17 +233,7 @@ fn replay_of_stdin_is_replay_of_the_file() {
     let records = std::fs::read(&file).unwrap();
     let from_file = bin().arg("replay").arg(&file).output().unwrap();
     assert_eq!(from_file.status.code(), Some(0), "{}", stderr(&from_file));
-    let mut child = bin()
-        .args(["replay", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&records).unwrap());
-    let from_stdin = child.wait_with_output().unwrap();
-    writer.join().unwrap();
+    let from_stdin = replay_stdin(records);
     assert_eq!(from_stdin.status.code(), Some(0), "{}", stderr(&from_stdin));
     assert!(!from_file.stdout.is_empty());
     assert!(
